@@ -1,0 +1,637 @@
+//! Loading case files: YAML → [`Case`], with one-paragraph errors naming file, line, field and fix.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use super::model::{
+    AuthMethod, Case, ClusterAction, Expect, KubeMode, LogExpect, ObjectSource, ResponseExpect,
+    TextMatch, TokenKind, TokenSpec, Topology,
+};
+
+/// A case file that was read and validated.
+#[derive(Debug, Clone)]
+pub struct LoadedCase {
+    /// `::`-separated name derived from the path under the cases directory.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The directory manifest paths are resolved against (the cases directory's parent).
+    pub base_dir: PathBuf,
+    /// The parsed case.
+    pub case: Case,
+    /// The file's text (kept for artifacts).
+    pub text: String,
+}
+
+/// A problem with a case file, rendered as one paragraph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// Dotted field path (e.g. `expect.login.status`), when known.
+    pub field: Option<String>,
+    /// What is wrong and what was expected.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+impl fmt::Display for CaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        write!(f, "{} Fix: {}", self.problem.trim_end(), self.fix.trim_end())
+    }
+}
+
+impl std::error::Error for CaseError {}
+
+/// Finds the case files below `dir` (`*.yaml`, `*.yml`), sorted.
+pub fn find_case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
+    let mut out = Vec::new();
+    walk(dir, &mut out).map_err(|e| CaseError {
+        file: dir.to_path_buf(),
+        line: None,
+        column: None,
+        field: None,
+        problem: format!("cannot read the cases directory: {e}."),
+        fix: "pass an existing directory with --cases (or AUTHLAB_CASES).".into(),
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Derives the case name from its path under `cases_dir`: `kubernetes/client-token/x.yaml` →
+/// `kubernetes::client_token::x`.
+pub fn case_name(cases_dir: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(cases_dir).unwrap_or(file);
+    let rel = rel.with_extension("");
+    rel.components()
+        .map(|c| normalize(&c.as_os_str().to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// Maps a case name back to its file (the `--exact` fast path), if such a file exists.
+pub fn file_for_name(cases_dir: &Path, name: &str) -> Option<PathBuf> {
+    let parts: Vec<&str> = name.split("::").collect();
+    let (last, dirs) = parts.split_last()?;
+    let mut dir = cases_dir.to_path_buf();
+    for part in dirs {
+        dir = find_entry(&dir, part, None)?;
+    }
+    find_entry(&dir, last, Some("yaml")).or_else(|| find_entry(&dir, last, Some("yml")))
+}
+
+fn normalize(s: &str) -> String {
+    s.replace(['-', '.', ' '], "_")
+}
+
+fn find_entry(dir: &Path, want: &str, ext: Option<&str>) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| match ext {
+        None => p.is_dir() && p.file_name().is_some_and(|n| normalize(&n.to_string_lossy()) == want),
+        Some(ext) => {
+            p.is_file()
+                && p.extension().is_some_and(|e| e == ext)
+                && p.file_stem().is_some_and(|n| normalize(&n.to_string_lossy()) == want)
+        }
+    })
+}
+
+/// Loads every case below `cases_dir`. Returns all cases or every error found.
+pub fn load_dir(cases_dir: &Path) -> Result<Vec<LoadedCase>, Vec<CaseError>> {
+    let files = find_case_files(cases_dir).map_err(|e| vec![e])?;
+    let mut cases = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        match load_file(cases_dir, &file) {
+            Ok(c) => cases.push(c),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(cases)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads and validates one case file.
+pub fn load_file(cases_dir: &Path, file: &Path) -> Result<LoadedCase, CaseError> {
+    let text = std::fs::read_to_string(file).map_err(|e| CaseError {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        field: None,
+        problem: format!("cannot read the file: {e}."),
+        fix: "check the path and its permissions.".into(),
+    })?;
+    let case = parse(file, &text)?;
+    let base_dir = cases_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let loaded = LoadedCase {
+        name: case_name(cases_dir, file),
+        path: file.to_path_buf(),
+        base_dir,
+        case,
+        text,
+    };
+    validate(&loaded)?;
+    Ok(loaded)
+}
+
+/// Parses case text; errors carry the YAML location and the field path.
+pub fn parse(file: &Path, text: &str) -> Result<Case, CaseError> {
+    match serde_saphyr::from_str::<Case>(text) {
+        Ok(case) => Ok(case),
+        Err(err) => {
+            let loc = err.location();
+            let (line, column) = match loc {
+                Some(l) if l.line() > 0 => (Some(l.line()), Some(l.column())),
+                _ => (None, None),
+            };
+            // A second pass through a JSON value names the field path of type errors.
+            let field = serde_saphyr::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| {
+                    serde_path_to_error::deserialize::<_, Case>(v)
+                        .err()
+                        .map(|e| e.path().to_string())
+                })
+                .filter(|p| p != ".");
+            let message = first_line(&err.to_string());
+            Err(CaseError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                field,
+                fix: fix_for(&message),
+                problem: format!("{message}."),
+            })
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or(s).trim();
+    line.trim_start_matches("error: ")
+        .trim_end_matches('.')
+        .to_string()
+}
+
+fn fix_for(message: &str) -> String {
+    if message.contains("unknown field") {
+        "remove the field or correct its spelling; cases/README.md lists every field.".into()
+    } else if message.contains("unknown variant") {
+        "use one of the listed values.".into()
+    } else if message.contains("missing field") {
+        "add the field; cases/README.md shows an example.".into()
+    } else if message.contains("invalid type") {
+        "give the value the type cases/README.md names for this field.".into()
+    } else {
+        "correct the YAML syntax at that position (indentation, quoting, colons).".into()
+    }
+}
+
+/// Checks contradictions and references that the types cannot express.
+fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
+    let case = &lc.case;
+    let err = |field: &str, problem: String, fix: &str| {
+        let line = line_of_field(&lc.text, field);
+        CaseError {
+            file: lc.path.clone(),
+            line,
+            column: line.map(|_| 1),
+            field: Some(field.to_string()),
+            problem,
+            fix: fix.to_string(),
+        }
+    };
+    match (case.auth, case.mode) {
+        (AuthMethod::Kubernetes, None) => {
+            return Err(err(
+                "mode",
+                "kubernetes auth needs a mode; none was given.".into(),
+                "add `mode: local-token`, `mode: client-token` or `mode: reviewer-jwt`.",
+            ));
+        }
+        (AuthMethod::Jwt, Some(_)) => {
+            return Err(err(
+                "mode",
+                "`mode` applies to kubernetes auth only, but `auth` is jwt.".into(),
+                "remove `mode`, or set `auth: kubernetes`.",
+            ));
+        }
+        _ => {}
+    }
+    match (case.mode, &case.reviewer) {
+        (Some(KubeMode::ReviewerJwt), None) => {
+            return Err(err(
+                "reviewer",
+                "mode reviewer-jwt needs a `reviewer` token, but none was given.".into(),
+                "add `reviewer: { service_account: <namespace>/<name> }`.",
+            ));
+        }
+        (Some(KubeMode::ClientToken | KubeMode::LocalToken) | None, Some(_)) => {
+            return Err(err(
+                "reviewer",
+                "a `reviewer` token is only used in mode reviewer-jwt.".into(),
+                "remove `reviewer`, or set `mode: reviewer-jwt`.",
+            ));
+        }
+        _ => {}
+    }
+    if case.mode == Some(KubeMode::LocalToken) && case.topology != Topology::Inside {
+        return Err(err(
+            "topology",
+            "mode local-token needs the server inside the cluster (it reviews with its own pod token), but topology is outside.".into(),
+            "set `topology: inside`, or use `mode: client-token` / `mode: reviewer-jwt`.",
+        ));
+    }
+    check_token(lc, "client", &case.client, &err)?;
+    if let Some(r) = &case.reviewer {
+        check_token(lc, "reviewer", r, &err)?;
+    }
+    for (i, obj) in case.cluster.objects.iter().enumerate() {
+        check_object(lc, &format!("cluster.objects[{i}]"), obj, &err)?;
+    }
+    for (i, action) in case.before_login.iter().enumerate() {
+        let field = format!("before_login[{i}]");
+        match action {
+            ClusterAction::Apply(obj) => check_object(lc, &field, obj, &err)?,
+            ClusterAction::Delete(what) => {
+                if what.split_whitespace().count() != 2 {
+                    return Err(err(
+                        &field,
+                        format!("`delete: {what}` should be `<Kind> <namespace>/<name>` or `<Kind> <name>`."),
+                        "write e.g. `delete: ServiceAccount default/internal-app`.",
+                    ));
+                }
+            }
+            ClusterAction::RecreateServiceAccount(sa) => {
+                if sa.split_once('/').is_none() {
+                    return Err(err(
+                        &field,
+                        format!("`{sa}` is not `<namespace>/<name>`."),
+                        "write e.g. `recreate_service_account: default/internal-app`.",
+                    ));
+                }
+            }
+        }
+    }
+    for (i, step) in case.steps.iter().enumerate() {
+        if step.kv_read.is_some() == step.kv_write.is_some() {
+            return Err(err(
+                &format!("steps[{i}]"),
+                "a step needs exactly one of `kv_read` and `kv_write`.".into(),
+                "write e.g. `- { kv_read: allowed/config, expect: { status: 200 } }`.",
+            ));
+        }
+        check_response(&format!("steps[{i}].expect"), &step.expect, &err)?;
+    }
+    for (flavour, o) in &case.flavours {
+        let f = flavour.split(':').next().unwrap_or_default();
+        if f != "openbao" && f != "vault" {
+            return Err(err(
+                &format!("flavours.{flavour}"),
+                format!("unknown flavour `{flavour}`; expected `openbao`, `vault`, or one of them with a version such as `openbao:2.6`."),
+                "use `flavours: { \"openbao:2.6\": { expect: ... } }` or `vault:`.",
+            ));
+        }
+        check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err)?;
+    }
+    for f in &case.applies.flavours {
+        if f != "openbao" && f != "vault" {
+            return Err(err(
+                "applies.flavours",
+                format!("unknown flavour `{f}`; expected `openbao` or `vault`."),
+                "list only `openbao` and/or `vault`.",
+            ));
+        }
+    }
+    for c in &case.applies.clusters {
+        if !matches!(c.as_str(), "sim" | "kind" | "kubeconfig") {
+            return Err(err(
+                "applies.clusters",
+                format!("unknown cluster kind `{c}`; expected sim, kind or kubeconfig."),
+                "list only `sim`, `kind` and/or `kubeconfig`.",
+            ));
+        }
+    }
+    check_expect("expect", &case.expect, &err)?;
+    let sim_only = case.client.token == TokenKind::HandMade
+        || case
+            .reviewer
+            .as_ref()
+            .is_some_and(|r| r.token == TokenKind::HandMade)
+        || case.cluster.settings != Default::default();
+    if sim_only && case.applies.clusters.iter().any(|c| c != "sim") {
+        return Err(err(
+            "applies.clusters",
+            "hand-made tokens and cluster settings need the sim cluster, but the case also lists another cluster.".into(),
+            "set `applies: { clusters: [sim] }`.",
+        ));
+    }
+    if sim_only && case.applies.clusters.is_empty() {
+        return Err(err(
+            "applies.clusters",
+            "hand-made tokens and cluster settings need the sim cluster, but `applies.clusters` is empty (all clusters).".into(),
+            "add `applies: { clusters: [sim], reason: \"...\" }`.",
+        ));
+    }
+    Ok(())
+}
+
+type ErrFn<'a> = dyn Fn(&str, String, &str) -> CaseError + 'a;
+
+fn check_token(
+    lc: &LoadedCase,
+    field: &str,
+    t: &TokenSpec,
+    err: &ErrFn<'_>,
+) -> Result<(), CaseError> {
+    let _ = lc;
+    if t.service_account.split_once('/').is_none_or(|(ns, n)| ns.is_empty() || n.is_empty()) {
+        return Err(err(
+            &format!("{field}.service_account"),
+            format!("`{}` is not `<namespace>/<name>`.", t.service_account),
+            "write e.g. `service_account: default/internal-app`.",
+        ));
+    }
+    let hand_made_only = !t.claims.is_empty() || t.time_shift.is_some() || t.foreign_key;
+    if hand_made_only && t.token != TokenKind::HandMade {
+        return Err(err(
+            &format!("{field}.token"),
+            "`claims`, `time_shift` and `foreign_key` apply to hand-made tokens only.".into(),
+            "set `token: hand-made`, or remove those fields.",
+        ));
+    }
+    if t.token == TokenKind::LegacySecret
+        && (t.audiences.is_some() || t.expiration_seconds.is_some() || t.bound_pod.is_some())
+    {
+        return Err(err(
+            &format!("{field}.token"),
+            "legacy secret tokens have no audiences, expiry or bound pod.".into(),
+            "remove `audiences`/`expiration_seconds`/`bound_pod`, or use `token: projected`.",
+        ));
+    }
+    if let Some(exp) = t.expiration_seconds
+        && t.token == TokenKind::Projected
+        && exp < 600
+    {
+        return Err(err(
+            &format!("{field}.expiration_seconds"),
+            format!("{exp} is below the API server's minimum of 600 seconds for TokenRequest."),
+            "use 600 or more, or a hand-made token with `time_shift` for an expired token.",
+        ));
+    }
+    Ok(())
+}
+
+fn check_object(
+    lc: &LoadedCase,
+    field: &str,
+    obj: &ObjectSource,
+    err: &ErrFn<'_>,
+) -> Result<(), CaseError> {
+    match obj {
+        ObjectSource::Path(p) => {
+            if resolve_manifest(lc, p).is_none() {
+                return Err(err(
+                    field,
+                    format!(
+                        "manifest `{p}` was not found (looked in {} and beside the case file).",
+                        lc.base_dir.display()
+                    ),
+                    "correct the path (e.g. `manifests/sa/internal-app.yaml`) or inline the object.",
+                ));
+            }
+        }
+        ObjectSource::Inline(obj) => {
+            let map = &obj.inline;
+            for key in ["apiVersion", "kind", "metadata"] {
+                if !map.contains_key(key) {
+                    return Err(err(
+                        field,
+                        format!("the inline object has no `{key}`."),
+                        "give every inline object apiVersion, kind and metadata.name.",
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves a manifest path against the repository root (the cases directory's parent), then
+/// against the case file's directory.
+pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
+    let candidates = [
+        lc.base_dir.join(p),
+        lc.path.parent().map(|d| d.join(p)).unwrap_or_default(),
+    ];
+    candidates.into_iter().find(|c| c.is_file())
+}
+
+fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseError> {
+    if e.login.is_none() && e.config.as_ref().is_none_or(|c| c.status < 300) {
+        return Err(err(
+            &format!("{field}.login"),
+            "no login expectation, and the config write is expected to succeed.".into(),
+            "add `login: { status: 200 }` (or the failure you expect).",
+        ));
+    }
+    if let Some(l) = &e.login {
+        check_response(&format!("{field}.login"), l, err)?;
+    }
+    if let Some(c) = &e.config {
+        check_response(&format!("{field}.config"), c, err)?;
+    }
+    if let Some(a) = &e.audit {
+        for (name, m) in [("error", &a.error), ("data_error", &a.data_error)] {
+            if let Some(m) = m {
+                check_text(&format!("{field}.audit.{name}"), m, err)?;
+            }
+        }
+    }
+    if let Some(LogExpect {
+        message, fields, ..
+    }) = &e.server_log
+    {
+        check_text(&format!("{field}.server_log.message"), message, err)?;
+        for (k, v) in fields {
+            check_text(&format!("{field}.server_log.fields.{k}"), v, err)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_response(field: &str, r: &ResponseExpect, err: &ErrFn<'_>) -> Result<(), CaseError> {
+    if !(100..600).contains(&r.status) {
+        return Err(err(
+            &format!("{field}.status"),
+            format!("{} is not an HTTP status.", r.status),
+            "use a status such as 200, 204, 400 or 403.",
+        ));
+    }
+    if let Some(m) = &r.error {
+        check_text(&format!("{field}.error"), m, err)?;
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, m: &TextMatch, err: &ErrFn<'_>) -> Result<(), CaseError> {
+    if let TextMatch::Pattern(p) = m {
+        if p.contains.is_none() && p.regex.is_none() {
+            return Err(err(
+                field,
+                "a pattern needs `contains` or `regex`.".into(),
+                "write `{ contains: \"...\" }` or `{ regex: \"...\" }`, or a plain string for an exact match.",
+            ));
+        }
+        // Placeholders (`${cluster.url}`) are filled in at run time; check the rest.
+        let placeholder = regex::Regex::new(r"\$\{[^}]*\}").expect("static regex");
+        if let Some(re) = &p.regex
+            && let Err(e) = regex::Regex::new(&placeholder.replace_all(re, "x"))
+        {
+            let e = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            return Err(err(
+                field,
+                format!("the regular expression does not compile: {e}."),
+                "escape special characters (`\\\\.`, `\\\\[`) or use `contains`.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Best-effort line of a dotted field path in YAML text (the line of its last key).
+pub fn line_of_field(text: &str, field: &str) -> Option<u64> {
+    let mut start = 0usize;
+    let mut found = None;
+    for part in field.split('.') {
+        let key = part.split('[').next().unwrap_or(part);
+        if key.is_empty() {
+            continue;
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let pos = lines.iter().enumerate().skip(start).find(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.starts_with(&format!("{key}:")) || t.starts_with(&format!("{{ {key}:"))
+        });
+        if let Some((i, _)) = pos {
+            start = i;
+            found = Some(i as u64 + 1);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_of(text: &str) -> CaseError {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = dir.path().join("cases");
+        std::fs::create_dir_all(&cases).unwrap();
+        let f = cases.join("bad.yaml");
+        std::fs::write(&f, text).unwrap();
+        load_file(&cases, &f).unwrap_err()
+    }
+
+    const OK: &str = "about: x\nauth: kubernetes\nmode: client-token\nclient:\n  service_account: default/app\nexpect:\n  login: { status: 200 }\n";
+
+    #[test]
+    fn valid_case_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = dir.path().join("cases/kubernetes");
+        std::fs::create_dir_all(&cases).unwrap();
+        let f = cases.join("client-token-ok.yaml");
+        std::fs::write(&f, OK).unwrap();
+        let lc = load_file(&dir.path().join("cases"), &f).unwrap();
+        assert_eq!(lc.name, "kubernetes::client_token_ok");
+    }
+
+    #[test]
+    fn unknown_field_names_field_and_line() {
+        let e = err_of(&OK.replace("about: x\n", "about: x\nabuot: y\n"));
+        let s = e.to_string();
+        assert!(s.contains("bad.yaml:2"), "{s}");
+        assert!(s.contains("abuot"), "{s}");
+        assert!(s.contains("Fix:"), "{s}");
+    }
+
+    #[test]
+    fn wrong_type_names_field_path() {
+        let e = err_of(&OK.replace("status: 200", "status: ok"));
+        assert_eq!(e.field.as_deref(), Some("expect.login.status"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn bad_yaml_has_location() {
+        let e = err_of("about: [x\nauth: kubernetes\n");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn contradiction_is_reported() {
+        let e = err_of(&OK.replace("mode: client-token", "mode: local-token"));
+        assert_eq!(e.field.as_deref(), Some("topology"));
+        assert!(e.to_string().contains("set `topology: inside`"));
+    }
+
+    #[test]
+    fn missing_manifest_is_reported() {
+        let e = err_of(&format!(
+            "{OK}cluster:\n  objects: [manifests/nope.yaml]\n"
+        ));
+        assert_eq!(e.field.as_deref(), Some("cluster.objects[0]"));
+        assert!(e.to_string().contains("manifests/nope.yaml"));
+    }
+
+    #[test]
+    fn name_round_trips_to_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = dir.path().join("cases");
+        std::fs::create_dir_all(cases.join("kubernetes/client-token")).unwrap();
+        let f = cases.join("kubernetes/client-token/missing-api-audience.yaml");
+        std::fs::write(&f, OK).unwrap();
+        let name = case_name(&cases, &f);
+        assert_eq!(name, "kubernetes::client_token::missing_api_audience");
+        assert_eq!(file_for_name(&cases, &name), Some(f));
+    }
+}

@@ -1,0 +1,98 @@
+//! Matrix expansion: case × server (flavour/version) → trials with stable, sorted names.
+
+use std::sync::Arc;
+
+use super::load::LoadedCase;
+use crate::server::ServerSpec;
+
+/// The kind of cluster a lab runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterKind {
+    /// The built-in sim cluster.
+    Sim,
+    /// A Kind cluster created (or reused) with the `kind` CLI.
+    Kind,
+    /// An existing cluster from a kubeconfig.
+    Kubeconfig,
+}
+
+impl ClusterKind {
+    /// The name used in case files and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::Sim => "sim",
+            ClusterKind::Kind => "kind",
+            ClusterKind::Kubeconfig => "kubeconfig",
+        }
+    }
+}
+
+impl std::str::FromStr for ClusterKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "sim" => Ok(ClusterKind::Sim),
+            "kind" => Ok(ClusterKind::Kind),
+            "kubeconfig" => Ok(ClusterKind::Kubeconfig),
+            other => anyhow::bail!(
+                "unknown cluster `{other}`: expected `sim`, `kind` or `kubeconfig` (flag --cluster / env AUTHLAB_CLUSTER)"
+            ),
+        }
+    }
+}
+
+/// One case run against one server on one cluster.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// `<case name>::<flavour>-<version>`.
+    pub name: String,
+    /// The case.
+    pub case: Arc<LoadedCase>,
+    /// The server it runs against.
+    pub server: ServerSpec,
+    /// The cluster kind.
+    pub cluster: ClusterKind,
+    /// Set when the case does not apply here; the trial is reported ignored with this reason.
+    pub not_applicable: Option<String>,
+}
+
+/// The trial name for a case and server.
+pub fn trial_name(case_name: &str, server: &ServerSpec) -> String {
+    format!("{case_name}::{}-{}", server.flavour, server.version)
+}
+
+/// Expands cases over servers, sorted by name.
+pub fn expand(cases: &[Arc<LoadedCase>], servers: &[ServerSpec], cluster: ClusterKind) -> Vec<Trial> {
+    let mut out = Vec::new();
+    for case in cases {
+        for server in servers {
+            let flavour = server.flavour.to_string();
+            let c = &case.case;
+            let not_applicable = if !c.applies_to_flavour(&flavour) {
+                Some(format!(
+                    "not applicable to {flavour}: {}",
+                    c.applies.reason.as_deref().unwrap_or("the case lists other flavours")
+                ))
+            } else if !c.applies.clusters.is_empty()
+                && !c.applies.clusters.iter().any(|k| k == cluster.as_str())
+            {
+                Some(format!(
+                    "needs cluster {}: {}",
+                    c.applies.clusters.join("/"),
+                    c.applies.reason.as_deref().unwrap_or("the case lists other clusters")
+                ))
+            } else {
+                None
+            };
+            out.push(Trial {
+                name: trial_name(&case.name, server),
+                case: case.clone(),
+                server: server.clone(),
+                cluster,
+                not_applicable,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}

@@ -1,0 +1,10 @@
+//! Cases: the model, the loader, and expansion into trials.
+
+pub mod effective;
+pub mod load;
+pub mod matrix;
+pub mod model;
+pub mod schema;
+
+pub use load::{CaseError, LoadedCase};
+pub use model::Case;

@@ -1,0 +1,400 @@
+//! The case model: one YAML file describes one scenario a user would put in a bug report.
+//!
+//! Every struct rejects unknown fields, so a typo in a case file is an error, not a silent
+//! default. `cases/README.md` documents each field; `cases/schema.json` is generated from these
+//! types (see [`crate::case::schema`]).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One scenario: cluster objects, server configuration, client, follow-up steps and expectations.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What the scenario shows, in a sentence or two.
+    pub about: String,
+    /// Where the scenario comes from (a bug report, a document, "catalog").
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The auth method under test.
+    pub auth: AuthMethod,
+    /// How the server calls TokenReview (kubernetes auth only).
+    #[serde(default)]
+    pub mode: Option<KubeMode>,
+    /// Where the server runs relative to the cluster.
+    #[serde(default)]
+    pub topology: Topology,
+    /// Where the case applies; trials outside it are not generated.
+    #[serde(default)]
+    pub applies: Applies,
+    /// The cluster side: settings and objects.
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    /// The server side: auth config, role, policy.
+    #[serde(default)]
+    pub server: ServerSide,
+    /// The reviewer token written as `token_reviewer_jwt` (reviewer-jwt mode).
+    #[serde(default)]
+    pub reviewer: Option<TokenSpec>,
+    /// The client that logs in.
+    pub client: TokenSpec,
+    /// Cluster changes made after the client token was issued and before login.
+    #[serde(default)]
+    pub before_login: Vec<ClusterAction>,
+    /// Follow-up requests made with the token the login returned.
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    /// What must be observed.
+    pub expect: Expect,
+    /// Replacements of `expect` where servers differ; keys are a flavour (`openbao`, `vault`)
+    /// optionally with a version or version prefix (`openbao:2.6`, `openbao:2.6.1`).
+    #[serde(default)]
+    pub flavours: BTreeMap<String, FlavourOverride>,
+    /// Servers on which the expected signatures were observed (e.g. `openbao:2.7.2`).
+    #[serde(default)]
+    pub observed_on: Vec<String>,
+}
+
+/// Auth method under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    /// The `kubernetes` auth method (TokenReview).
+    Kubernetes,
+    /// The `jwt` auth method against the service-account issuer.
+    Jwt,
+}
+
+/// Which JWT the server presents to TokenReview.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KubeMode {
+    /// The server's own pod token (server inside the cluster).
+    LocalToken,
+    /// No reviewer JWT: the client's JWT reviews itself (`disable_local_ca_jwt=true`).
+    ClientToken,
+    /// A configured `token_reviewer_jwt`.
+    ReviewerJwt,
+}
+
+/// Where the server runs relative to the cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Topology {
+    /// A process or container outside the cluster.
+    #[default]
+    Outside,
+    /// A pod (or a container holding a mounted service-account token as a pod would).
+    Inside,
+}
+
+/// Restricts which trials a case produces.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Applies {
+    /// Flavours the case applies to (`openbao`, `vault`); empty means all.
+    #[serde(default)]
+    pub flavours: Vec<String>,
+    /// Cluster kinds the case needs (`sim`, `kind`, `kubeconfig`); empty means all.
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// Why the case is limited, shown when a trial is not applicable.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Cluster-side settings and objects.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// API-server settings (sim cluster only).
+    #[serde(default)]
+    pub settings: ClusterSettings,
+    /// Objects applied before the server is configured: a path (relative to the repository's
+    /// `manifests/` parent or to the case file) or an inline object.
+    #[serde(default)]
+    pub objects: Vec<ObjectSource>,
+}
+
+/// API-server settings a case can change (honoured by the sim cluster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// `--service-account-issuer` (default `https://kubernetes.default.svc.cluster.local`).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `--api-audiences` (default: the issuer).
+    #[serde(default)]
+    pub api_audiences: Option<Vec<String>>,
+    /// `--anonymous-auth` (default true).
+    #[serde(default)]
+    pub anonymous_auth: Option<bool>,
+    /// `--service-account-max-token-expiration` in seconds.
+    #[serde(default)]
+    pub max_token_expiration: Option<u64>,
+}
+
+/// A Kubernetes object to apply: a manifest path, or `inline:` followed by the object.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ObjectSource {
+    /// Path to a YAML file (one or more documents).
+    Path(String),
+    /// An inline object.
+    Inline(InlineObject),
+}
+
+/// An object written in the case file itself.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InlineObject {
+    /// The object (apiVersion, kind, metadata, ...).
+    pub inline: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Server-side configuration of the auth mount.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSide {
+    /// Fields merged over the mode's default `auth/<mount>/config` (null removes a field).
+    /// String values may use placeholders such as `${cluster.url}` and `${cluster.ca}`.
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Fields of the role (`auth/<mount>/role/<name>`).
+    #[serde(default)]
+    pub role: serde_json::Map<String, serde_json::Value>,
+    /// Role name used at login (default `app`); a different `login_role` tests unknown roles.
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// Role name sent at login when it differs from the one written.
+    #[serde(default)]
+    pub login_role: Option<String>,
+    /// Policy HCL attached to the role; `${kv}` is the trial's KV mount. Default: read on
+    /// `${kv}/data/allowed/*`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Mount tuning (`sys/auth/<mount>/tune`).
+    #[serde(default)]
+    pub tune: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a service-account token is obtained.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// `namespace/name` of the service account.
+    pub service_account: String,
+    /// Token kind.
+    #[serde(default)]
+    pub token: TokenKind,
+    /// Audiences for a projected token (default: the API audiences).
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// `expirationSeconds` for a projected token.
+    #[serde(default)]
+    pub expiration_seconds: Option<u64>,
+    /// Pod the projected token is bound to (must exist, e.g. from `cluster.objects`).
+    #[serde(default)]
+    pub bound_pod: Option<String>,
+    /// Legacy token: name of the `kubernetes.io/service-account-token` Secret to create.
+    #[serde(default)]
+    pub secret_name: Option<String>,
+    /// Hand-made token: claims merged over the projected-token layout (sim only).
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// Hand-made token: seconds added to `iat`/`nbf`/`exp` (negative: in the past).
+    #[serde(default)]
+    pub time_shift: Option<i64>,
+    /// Hand-made token: sign with a key the cluster does not know (same issuer).
+    #[serde(default)]
+    pub foreign_key: bool,
+    /// Replace the token with this literal text (e.g. a malformed JWT).
+    #[serde(default)]
+    pub literal: Option<String>,
+}
+
+/// Kinds of client/reviewer tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenKind {
+    /// TokenRequest (what kubelet projects into pods).
+    #[default]
+    Projected,
+    /// Long-lived token from a `kubernetes.io/service-account-token` Secret.
+    LegacySecret,
+    /// A JWT built and signed by the harness (sim only).
+    HandMade,
+}
+
+/// A change to the cluster between token issue and login.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ClusterAction {
+    /// Delete an object: `Kind namespace/name` or `Kind name`.
+    Delete(String),
+    /// Delete then re-create a service account (`namespace/name`): new UID.
+    RecreateServiceAccount(String),
+    /// Apply an object (path or inline).
+    Apply(ObjectSource),
+}
+
+/// A follow-up request made with the login's client token.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Read `${kv}/data/<path>` (the harness writes a secret there first).
+    #[serde(default)]
+    pub kv_read: Option<String>,
+    /// Write `${kv}/data/<path>`.
+    #[serde(default)]
+    pub kv_write: Option<String>,
+    /// Expected response.
+    pub expect: ResponseExpect,
+}
+
+/// Expected client response.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseExpect {
+    /// HTTP status.
+    pub status: u16,
+    /// The first entry of the `errors` array.
+    #[serde(default)]
+    pub error: Option<TextMatch>,
+}
+
+/// Everything a trial must observe.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Server config write (`auth/<mount>/config`); default: success.
+    #[serde(default)]
+    pub config: Option<ResponseExpect>,
+    /// The login response.
+    #[serde(default)]
+    pub login: Option<ResponseExpect>,
+    /// The audit response entry of the login.
+    #[serde(default)]
+    pub audit: Option<AuditExpect>,
+    /// A server-log line of the mount (e.g. DEBUG `login unauthorized`).
+    #[serde(default)]
+    pub server_log: Option<LogExpect>,
+    /// Requests the cluster answered during login.
+    #[serde(default)]
+    pub cluster_requests: Option<ClusterRequestsExpect>,
+    /// The cause `authlab diagnose` must name for this trial's evidence.
+    #[serde(default)]
+    pub diagnosis: Option<String>,
+}
+
+/// Expectation on the login's audit response entry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditExpect {
+    /// Top-level `error` of the response entry.
+    #[serde(default)]
+    pub error: Option<TextMatch>,
+    /// `response.data.error` (400 answers keep their text there).
+    #[serde(default)]
+    pub data_error: Option<TextMatch>,
+}
+
+/// Expectation on a server-log line of the trial's mount.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogExpect {
+    /// Level (`DEBUG`, `ERROR`, ...).
+    #[serde(default)]
+    pub level: Option<String>,
+    /// The message text before the key/value pairs.
+    pub message: TextMatch,
+    /// Key/value pairs (e.g. `err`).
+    #[serde(default)]
+    pub fields: BTreeMap<String, TextMatch>,
+}
+
+/// Expectation on the cluster's request log during login.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterRequestsExpect {
+    /// No request reached the cluster (the server decided locally).
+    #[serde(default)]
+    pub none: bool,
+    /// A TokenReview was answered with this status.
+    #[serde(default)]
+    pub tokenreview_status: Option<u16>,
+    /// User the TokenReview call authenticated as (`None` when authentication failed).
+    #[serde(default)]
+    pub tokenreview_user: Option<TextMatch>,
+    /// Audiences the server asked TokenReview to check.
+    #[serde(default)]
+    pub tokenreview_audiences: Option<Vec<String>>,
+}
+
+/// Per-flavour replacement of expectations.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavourOverride {
+    /// Replaces the case's `expect` for this flavour.
+    pub expect: Expect,
+}
+
+/// A text matcher: exact string, or `{contains: ..}`, or `{regex: ..}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TextMatch {
+    /// Exact equality (after placeholder substitution).
+    Exact(String),
+    /// A substring or pattern.
+    Pattern(PatternMatch),
+}
+
+/// Substring or regular-expression match.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatternMatch {
+    /// Substring that must occur.
+    #[serde(default)]
+    pub contains: Option<String>,
+    /// Regular expression that must match somewhere.
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+impl Case {
+    /// The expectations that apply to a server: the most specific `flavours` key that matches
+    /// (`openbao:2.6.1` over `openbao:2.6` over `openbao`), else `expect`.
+    pub fn expect_for(&self, flavour: &str, version: &str) -> &Expect {
+        self.flavours
+            .iter()
+            .filter(|(key, _)| override_matches(key, flavour, version))
+            .max_by_key(|(key, _)| key.len())
+            .map(|(_, o)| &o.expect)
+            .unwrap_or(&self.expect)
+    }
+
+    /// True when the case expects the login to fail.
+    pub fn expects_failure(&self) -> bool {
+        let failed = |e: &Expect| {
+            e.login.as_ref().is_some_and(|l| l.status >= 300)
+                || e.config.as_ref().is_some_and(|c| c.status >= 300)
+        };
+        failed(&self.expect) || self.flavours.values().any(|o| failed(&o.expect))
+    }
+
+    /// Whether the case applies to a flavour name.
+    pub fn applies_to_flavour(&self, flavour: &str) -> bool {
+        self.applies.flavours.is_empty() || self.applies.flavours.iter().any(|f| f == flavour)
+    }
+}
+
+/// Whether a `flavours` key (`openbao`, `openbao:2.6`, `openbao:2.6.1`) matches a server.
+/// A version part matches whole dot-separated components from the left.
+pub fn override_matches(key: &str, flavour: &str, version: &str) -> bool {
+    match key.split_once(':') {
+        None => key == flavour,
+        Some((f, v)) => f == flavour && (version == v || version.starts_with(&format!("{v}."))),
+    }
+}

@@ -1,0 +1,116 @@
+//! `authlab lab up|down|status`: a long-lived lab whose servers test runs attach to (so
+//! nextest's process-per-test model does not restart servers for every trial).
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    case::matrix::ClusterKind,
+    lab::{
+        Lab, LabOptions, cleanup,
+        servers::{self, LabState, ServerHandle},
+    },
+    settings,
+    vault::VaultClient,
+};
+
+/// Starts the servers, writes the state file, and serves until Ctrl-C, SIGTERM or `lab down`.
+pub async fn up(servers_flag: Option<&str>, timings: bool) -> Result<ExitCode> {
+    let path = servers::state_path();
+    if let Some(s) = servers::read_state(&path) {
+        bail!(
+            "a lab is already running (process {}, state {}); stop it with `authlab lab down`",
+            s.pid,
+            path.display()
+        );
+    }
+    let specs = settings::servers(servers_flag)?;
+    let lab = Lab::new(LabOptions::new(ClusterKind::Sim))?;
+    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    let mut handles = Vec::new();
+    for spec in &specs {
+        let server = lab.start_server(spec).await?;
+        handles.push(ServerHandle::owned(server));
+    }
+    let state = LabState {
+        run_id: lab.options().run_id.clone(),
+        pid: std::process::id(),
+        servers: handles.iter().map(|h| h.info().clone()).collect(),
+    };
+    servers::write_state(&path, &state)?;
+    if timings {
+        println!("{:<16} {:>10}  address", "server", "ready (ms)");
+        for h in &handles {
+            println!(
+                "{:<16} {:>10}  {}",
+                h.info().spec,
+                h.startup().as_millis(),
+                h.addr()
+            );
+        }
+    }
+    eprintln!(
+        "authlab: lab {} is up ({} server(s)); state in {}. Test runs attach to it; stop it with Ctrl-C or `authlab lab down`.",
+        state.run_id,
+        handles.len(),
+        path.display()
+    );
+    // The signal handler cleans up and exits; this waits for it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = std::fs::remove_file(&path);
+    for mut h in handles {
+        h.stop().await;
+    }
+    lab.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stops a running lab.
+pub async fn down() -> Result<ExitCode> {
+    let path = servers::state_path();
+    let Some(state) = servers::read_state(&path) else {
+        let _ = std::fs::remove_file(&path);
+        eprintln!("authlab: no lab is running");
+        return Ok(ExitCode::SUCCESS);
+    };
+    crate::server::process::terminate_process(state.pid);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while std::path::Path::new(&format!("/proc/{}", state.pid)).exists() {
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "lab process {} did not stop within 15 s after SIGTERM; `authlab clean` kills its servers",
+                state.pid
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&path);
+    eprintln!("authlab: lab {} stopped", state.run_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the running lab's servers and their health.
+pub async fn status() -> Result<ExitCode> {
+    let path = servers::state_path();
+    let Some(state) = servers::read_state(&path) else {
+        println!("no lab is running");
+        return Ok(ExitCode::from(1));
+    };
+    println!("lab {} (process {})", state.run_id, state.pid);
+    for s in &state.servers {
+        let health = match VaultClient::new(&s.addr, None) {
+            Ok(c) => match c.health().await {
+                Ok(r) => format!("health {}", r.status),
+                Err(e) => format!("unreachable: {e:#}"),
+            },
+            Err(e) => format!("{e:#}"),
+        };
+        println!("  {:<16} {}  {}", s.spec, s.addr, health);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,477 @@
+//! The `authlab` command line.
+
+pub mod diagnose;
+pub mod lab;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::{
+    case::{load, matrix::ClusterKind},
+    lab::{Lab, LabOptions, cleanup, trial::Verdict},
+    report, runner, settings,
+    server::binary::BinaryCache,
+};
+
+fn env_help() -> String {
+    let mut s = String::from("Environment variables:\n");
+    for (k, v) in settings::ENV_VARS {
+        s.push_str(&format!("  {k:<24} {v}\n"));
+    }
+    s
+}
+
+/// authlab: reproduce and test Vault/OpenBao Kubernetes and JWT auth setups.
+#[derive(Parser, Debug)]
+#[command(name = "authlab", version, about, after_help = env_help())]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the cases (a table; --names prints one case name per line).
+    List {
+        /// Case directory.
+        #[arg(long, env = "AUTHLAB_CASES")]
+        cases: Option<PathBuf>,
+        /// One case name per line, nothing else.
+        #[arg(long)]
+        names: bool,
+        /// Only cases whose login is expected to pass or to fail.
+        #[arg(long, value_parser = ["pass", "fail"])]
+        expected: Option<String>,
+    },
+    /// Validate case files without running them.
+    Check {
+        /// Case directory.
+        #[arg(long, env = "AUTHLAB_CASES")]
+        cases: Option<PathBuf>,
+    },
+    /// Run the matrix (or the trials whose name contains FILTER).
+    Run {
+        /// Substring of trial names to run.
+        filter: Option<String>,
+        /// Case directory.
+        #[arg(long, env = "AUTHLAB_CASES")]
+        cases: Option<PathBuf>,
+        /// Servers, e.g. openbao:2.7.2,openbao:2.6.1,vault:1.21.1.
+        #[arg(long)]
+        servers: Option<String>,
+        /// Cluster: sim, kind or kubeconfig.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Write JUnit XML here.
+        #[arg(long, env = "AUTHLAB_JUNIT")]
+        junit: Option<PathBuf>,
+        /// Write artifacts of failed trials under this directory.
+        #[arg(long, env = "AUTHLAB_ARTIFACTS")]
+        artifacts: Option<PathBuf>,
+        /// Keep scratch files (server data and logs).
+        #[arg(long)]
+        keep: bool,
+        /// Trials at once.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
+    },
+    /// Download (or verify) server binaries into the cache.
+    Provision {
+        /// Servers, e.g. openbao:2.7.2 (default: the selected servers).
+        #[arg(long)]
+        servers: Option<String>,
+    },
+    /// A long-lived lab (servers that test runs attach to).
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// The sim cluster on its own.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Decode a JWT (argument or `-` for standard input) and show its claims and times.
+    Explain {
+        /// The token, or `-` to read it from standard input.
+        token: String,
+    },
+    /// Name the likely cause of a failed login from an audit entry, the server log, the JWT
+    /// and/or the mount's config and role, with the fix.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Remove every process and scratch directory labelled by authlab, including leftovers of
+    /// crashed runs.
+    Clean {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the JSON Schema of case files.
+    Schema,
+    /// Export a case's server-side configuration.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Start the servers and serve until Ctrl-C or `authlab lab down`.
+    Up {
+        /// Servers, e.g. openbao:2.7.2 (default: the selected servers).
+        #[arg(long)]
+        servers: Option<String>,
+        /// Print each server's start-up time (spawn → ready).
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Stop the running lab.
+    Down,
+    /// Show the running lab's servers and their health.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+enum ExportCommand {
+    /// Terraform (Vault provider resources) for the case's auth mount, config, role and policy.
+    Terraform {
+        /// Case name (as `authlab list` shows it).
+        case: String,
+        /// Case directory.
+        #[arg(long, env = "AUTHLAB_CASES")]
+        cases: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SimCommand {
+    /// Run the sim cluster in the foreground and write an admin kubeconfig.
+    Serve {
+        /// Where to write the kubeconfig.
+        #[arg(long)]
+        kubeconfig_out: Option<PathBuf>,
+        /// Port (0: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+}
+
+/// Parses the command line and runs the command; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("authlab: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("authlab: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::List {
+            cases,
+            names,
+            expected,
+        } => list(cases, names, expected.as_deref()),
+        Command::Check { cases } => check(cases),
+        Command::Run {
+            filter,
+            cases,
+            servers,
+            cluster,
+            junit,
+            artifacts,
+            keep,
+            jobs,
+        } => {
+            run(RunArgs {
+                filter,
+                cases,
+                servers,
+                cluster,
+                junit,
+                artifacts,
+                keep,
+                jobs,
+            })
+            .await
+        }
+        Command::Lab { command } => match command {
+            LabCommand::Up { servers, timings } => lab::up(servers.as_deref(), timings).await,
+            LabCommand::Down => lab::down().await,
+            LabCommand::Status => lab::status().await,
+        },
+        Command::Provision { servers } => provision(servers.as_deref()).await,
+        Command::Sim {
+            command:
+                SimCommand::Serve {
+                    kubeconfig_out,
+                    port,
+                },
+        } => {
+            let cfg = crate::sim::SimConfig {
+                port,
+                ..Default::default()
+            };
+            crate::sim::serve_foreground(cfg, kubeconfig_out.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { token } => explain(&token),
+        Command::Diagnose(a) => diagnose::run(a).await,
+        Command::Clean { dry_run } => clean(dry_run),
+        Command::Export {
+            command: ExportCommand::Terraform { case, cases },
+        } => {
+            let dir = cases_dir(cases);
+            let file = load::file_for_name(&dir, &case).with_context(|| {
+                format!("no case named {case} under {} (see `authlab list --names`)", dir.display())
+            })?;
+            let lc = load::load_file(&dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{}", crate::export::terraform(&lc.name, &lc.case)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            print!("{}", crate::case::schema::case_schema_json());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn cases_dir(flag: Option<PathBuf>) -> PathBuf {
+    flag.unwrap_or_else(settings::default_cases_dir)
+}
+
+fn load_all(dir: &std::path::Path) -> Result<Vec<load::LoadedCase>> {
+    load::load_dir(dir).map_err(|errs| {
+        anyhow::anyhow!(
+            "{} case file(s) are invalid:\n{}",
+            errs.len(),
+            errs.iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<ExitCode> {
+    let dir = cases_dir(cases);
+    let all = load_all(&dir)?;
+    let selected: Vec<_> = all
+        .iter()
+        .filter(|c| match expected {
+            Some("fail") => c.case.expects_failure(),
+            Some("pass") => !c.case.expects_failure(),
+            _ => true,
+        })
+        .collect();
+    if names {
+        for c in &selected {
+            println!("{}", c.name);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(4);
+    println!("{:<width$}  {:<10} {:<13} {:<8} {:<6} about", "case", "auth", "mode", "topology", "expect");
+    for c in &selected {
+        let k = &c.case;
+        let mode = k
+            .mode
+            .map(|m| format!("{m:?}"))
+            .unwrap_or_else(|| "-".into())
+            .to_lowercase();
+        let about: String = k.about.split_whitespace().collect::<Vec<_>>().join(" ");
+        let about: String = about.chars().take(70).collect();
+        println!(
+            "{:<width$}  {:<10} {:<13} {:<8} {:<6} {}",
+            c.name,
+            format!("{:?}", k.auth).to_lowercase(),
+            mode,
+            format!("{:?}", k.topology).to_lowercase(),
+            if k.expects_failure() { "fail" } else { "pass" },
+            about
+        );
+    }
+    let failing = selected.iter().filter(|c| c.case.expects_failure()).count();
+    println!(
+        "\n{} cases ({} expected to fail, {} to pass) in {}",
+        selected.len(),
+        failing,
+        selected.len() - failing,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(cases: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = cases_dir(cases);
+    match load::load_dir(&dir) {
+        Ok(all) => {
+            eprintln!("{} case files are valid ({})", all.len(), dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{e}");
+            }
+            eprintln!("{} invalid case file(s)", errs.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+struct RunArgs {
+    filter: Option<String>,
+    cases: Option<PathBuf>,
+    servers: Option<String>,
+    cluster: Option<String>,
+    junit: Option<PathBuf>,
+    artifacts: Option<PathBuf>,
+    keep: bool,
+    jobs: usize,
+}
+
+async fn run(a: RunArgs) -> Result<ExitCode> {
+    let dir = cases_dir(a.cases);
+    let servers = settings::servers(a.servers.as_deref())?;
+    let cluster = settings::cluster(a.cluster.as_deref())?;
+    if cluster != ClusterKind::Sim {
+        bail!(
+            "cluster `{}` is not available in this version of authlab; use --cluster sim",
+            cluster.as_str()
+        );
+    }
+    let trials = runner::filter(
+        runner::load_trials(&dir, &servers, cluster)?,
+        a.filter.as_deref(),
+    );
+    if trials.is_empty() {
+        bail!(
+            "no trial matches {:?} (see `authlab list` for case names)",
+            a.filter.unwrap_or_default()
+        );
+    }
+    let mut opts = LabOptions::new(cluster);
+    opts.keep = a.keep || settings::keep();
+    opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(settings::artifacts_dir));
+    eprintln!(
+        "authlab: run {} — {} trials, servers {}, cluster {}",
+        opts.run_id,
+        trials.len(),
+        servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        cluster.as_str()
+    );
+    let lab = Arc::new(Lab::new(opts)?);
+    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    let started = Instant::now();
+    let outcomes = runner::run_all(lab.clone(), trials, a.jobs).await;
+    let wall = started.elapsed();
+    lab.shutdown().await;
+    cleanup::cleanup_now();
+    println!("{}", report::summary::render(&outcomes, wall));
+    if let Some(path) = a.junit {
+        report::junit::write(&path, "authlab", &outcomes)?;
+        eprintln!("authlab: JUnit written to {}", path.display());
+    }
+    let bad = outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)));
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn provision(servers: Option<&str>) -> Result<ExitCode> {
+    let servers = settings::servers(servers)?;
+    let cache = BinaryCache::from_env()?;
+    for spec in &servers {
+        let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+        let bin = cache.ensure(spec, &progress).await?;
+        println!("{spec}\t{}", bin.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(token: &str) -> Result<ExitCode> {
+    let token = if token == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading the token from standard input")?;
+        s
+    } else {
+        token.to_string()
+    };
+    let d = crate::jwt::decode_unverified(&token)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    print!("{}", d.render(now));
+    if let Some((ns, name)) = d.service_account() {
+        println!("service account: {ns}/{name}");
+    }
+    println!("audiences: {:?}", d.audiences());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn clean(dry_run: bool) -> Result<ExitCode> {
+    let procs = crate::server::process::find_leftover_processes();
+    let dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (pid, run) in &procs {
+        println!("process {pid} (run {run})");
+    }
+    for d in &dirs {
+        println!("directory {}", d.display());
+    }
+    if !dry_run {
+        for (pid, _) in &procs {
+            crate::server::process::kill_process(*pid);
+        }
+        for d in &dirs {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                eprintln!("authlab: could not remove {}: {e}", d.display());
+            }
+        }
+        if !procs.is_empty() || !dirs.is_empty() {
+            eprintln!(
+                "authlab: removed {} process(es) and {} directory(ies)",
+                procs.len(),
+                dirs.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,424 @@
+//! `authlab export terraform`: a case's server-side configuration as Terraform (the Vault
+//! provider's resources, which OpenBao accepts too), for users to apply to their own server.
+//!
+//! Lab placeholders become input variables: `${cluster.url}` → `var.kubernetes_host`,
+//! `${cluster.ca}` → `var.kubernetes_ca_cert`, `${reviewer.jwt}` → `var.token_reviewer_jwt`, ...
+
+use anyhow::{Context, Result};
+use hcl::{
+    Body, Expression,
+    expr::{Heredoc, TemplateExpr, Traversal, Variable},
+    structure::{Attribute, Block},
+};
+use serde_json::Value;
+
+use crate::case::{
+    Case, effective,
+    model::{AuthMethod, KubeMode},
+};
+
+/// Placeholder → Terraform variable, with the variable's description and sensitivity.
+pub const VARIABLES: &[(&str, &str, &str, bool)] = &[
+    ("cluster.url", "kubernetes_host", "API server URL as the server reaches it", false),
+    ("cluster.ca", "kubernetes_ca_cert", "PEM of the CA that signed the API server's certificate", false),
+    ("reviewer.jwt", "token_reviewer_jwt", "token of a service account bound to system:auth-delegator", true),
+    ("cluster.jwks_url", "jwks_url", "the cluster's /openid/v1/jwks URL", false),
+    ("cluster.pubkey", "jwt_validation_pubkey", "PEM of the service-account signing public key", false),
+    ("cluster.issuer", "issuer", "the cluster's service-account issuer", false),
+    ("other.ca", "other_ca_cert", "a CA PEM (the case uses another cluster's CA)", false),
+    ("unrelated.ca", "unrelated_ca_cert", "a CA PEM (the case uses a CA unrelated to the cluster)", false),
+    ("unreachable.url", "kubernetes_host", "API server URL as the server reaches it", false),
+    ("hang.url", "kubernetes_host", "API server URL as the server reaches it", false),
+    ("kv", "kv_mount", "KV v2 mount the policy refers to", false),
+];
+
+fn var_for(placeholder: &str) -> Option<&'static str> {
+    VARIABLES
+        .iter()
+        .find(|(p, ..)| *p == placeholder)
+        .map(|(_, v, ..)| *v)
+}
+
+fn var_ref(name: &str) -> Expression {
+    Expression::Traversal(Box::new(
+        Traversal::builder(Variable::unchecked("var")).attr(name).build(),
+    ))
+}
+
+/// Converts a case value into an HCL expression, placeholders into variable references.
+pub fn expr_for(key: &str, v: &Value) -> Expression {
+    match v {
+        Value::String(s) => {
+            if key.ends_with("_ttl")
+                && let Ok(d) = humantime::parse_duration(s)
+            {
+                return Expression::Number(d.as_secs().into());
+            }
+            if let Some(p) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
+                && let Some(var) = var_for(p)
+            {
+                return var_ref(var);
+            }
+            if s.contains("${") {
+                return Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(
+                    to_template(s).replace('\n', "\\n").replace('"', "\\\""),
+                )));
+            }
+            Expression::String(s.clone())
+        }
+        Value::Bool(b) => Expression::Bool(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| Expression::Number(i.into()))
+            .or_else(|| n.as_f64().and_then(hcl::Number::from_f64).map(Expression::Number))
+            .unwrap_or(Expression::Null),
+        Value::Array(a) => Expression::Array(a.iter().map(|x| expr_for(key, x)).collect()),
+        Value::Null => Expression::Null,
+        Value::Object(o) => Expression::Object(
+            o.iter()
+                .map(|(k, x)| (hcl::ObjectKey::from(k.as_str()), expr_for(k, x)))
+                .collect(),
+        ),
+    }
+}
+
+/// Rewrites `${placeholder}` into `${var.name}` and escapes other template sequences.
+fn to_template(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}').map(|j| (&after[..j], j)) {
+            Some((p, j)) if var_for(p).is_some() => {
+                out.push_str(&format!("${{var.{}}}", var_for(p).unwrap_or_default()));
+                rest = &after[j + 1..];
+            }
+            _ => {
+                out.push_str("$${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Resource types for the case's method: (backend, config or None, role).
+fn resource_types(case: &Case) -> (&'static str, Option<&'static str>, &'static str) {
+    match case.auth {
+        AuthMethod::Kubernetes => (
+            "vault_auth_backend",
+            Some("vault_kubernetes_auth_backend_config"),
+            "vault_kubernetes_auth_backend_role",
+        ),
+        AuthMethod::Jwt => ("vault_jwt_auth_backend", None, "vault_jwt_auth_backend_role"),
+    }
+}
+
+/// Names of the resources the export writes (type, name): the config lives in the backend block
+/// for JWT auth.
+pub fn config_resource(case: &Case) -> &'static str {
+    let (backend, config, _) = resource_types(case);
+    config.unwrap_or(backend)
+}
+
+/// The role resource type.
+pub fn role_resource(case: &Case) -> &'static str {
+    resource_types(case).2
+}
+
+/// Renders the case's server-side configuration as a self-contained Terraform file.
+pub fn terraform(name: &str, case: &Case) -> Result<String> {
+    let config = effective::config(case);
+    let role = effective::role(case, "${policy}");
+    let policy = effective::policy(case);
+    let (backend_t, config_t, role_t) = resource_types(case);
+    let method = match case.auth {
+        AuthMethod::Kubernetes => "kubernetes",
+        AuthMethod::Jwt => "jwt",
+    };
+    let mut used: Vec<&'static str> = Vec::new();
+    let all_text = format!(
+        "{} {} {policy}",
+        serde_json::to_string(&config)?,
+        serde_json::to_string(&role)?
+    );
+    for (p, v, ..) in VARIABLES {
+        if all_text.contains(&format!("${{{p}}}")) && !used.contains(v) {
+            used.push(v);
+        }
+    }
+
+    let mut body = Body::builder();
+    body = body.add_block(
+        Block::builder("terraform")
+            .add_block(
+                Block::builder("required_providers")
+                    .add_attribute(Attribute::new(
+                        "vault",
+                        Expression::Object(
+                            [
+                                (hcl::ObjectKey::from("source"), Expression::String("hashicorp/vault".into())),
+                                (hcl::ObjectKey::from("version"), Expression::String(">= 4.0".into())),
+                            ]
+                            .into_iter()
+                            .collect(),
+                        ),
+                    ))
+                    .build(),
+            )
+            .build(),
+    );
+    let mut variables = vec![("mount_path", method.to_string(), false), ("policy_name", "app".to_string(), false)];
+    for v in &used {
+        variables.push((v, String::new(), true));
+    }
+    for (v, default, _) in &variables {
+        let (desc, sensitive) = VARIABLES
+            .iter()
+            .find(|(_, n, ..)| n == v)
+            .map(|(_, _, d, s)| (d.to_string(), *s))
+            .unwrap_or_else(|| (format!("{v} (default {default})"), false));
+        let mut b = Block::builder("variable")
+            .add_label(*v)
+            .add_attribute(("type", var_ref_type()))
+            .add_attribute(("description", desc));
+        if !default.is_empty() {
+            b = b.add_attribute(("default", default.clone()));
+        }
+        if sensitive {
+            b = b.add_attribute(("sensitive", true));
+        }
+        body = body.add_block(b.build());
+    }
+
+    // Backend (for JWT auth it carries the config too).
+    let mut backend = Block::builder("resource").add_label(backend_t).add_label("this");
+    match case.auth {
+        AuthMethod::Kubernetes => {
+            backend = backend
+                .add_attribute(("type", "kubernetes"))
+                .add_attribute(Attribute::new("path", var_ref("mount_path")));
+        }
+        AuthMethod::Jwt => {
+            backend = backend
+                .add_attribute(("type", "jwt"))
+                .add_attribute(Attribute::new("path", var_ref("mount_path")));
+            for (k, v) in &config {
+                backend = backend.add_attribute(Attribute::new(k.as_str(), expr_for(k, v)));
+            }
+        }
+    }
+    body = body.add_block(backend.build());
+    let backend_path = Expression::Traversal(Box::new(
+        Traversal::builder(Variable::unchecked(backend_t)).attr("this").attr("path").build(),
+    ));
+    if let Some(config_t) = config_t {
+        let mut b = Block::builder("resource")
+            .add_label(config_t)
+            .add_label("this")
+            .add_attribute(Attribute::new("backend", backend_path.clone()));
+        for (k, v) in &config {
+            b = b.add_attribute(Attribute::new(k.as_str(), expr_for(k, v)));
+        }
+        body = body.add_block(b.build());
+    }
+    let policy_template = to_template(&policy);
+    body = body.add_block(
+        Block::builder("resource")
+            .add_label("vault_policy")
+            .add_label("this")
+            .add_attribute(Attribute::new("name", var_ref("policy_name")))
+            .add_attribute(Attribute::new(
+                "policy",
+                Expression::TemplateExpr(Box::new(TemplateExpr::Heredoc(Heredoc::new(
+                    hcl::Identifier::unchecked("EOT"),
+                    policy_template,
+                )))),
+            ))
+            .build(),
+    );
+    let role_name = case.server.role_name.clone().unwrap_or_else(|| "app".into());
+    let mut rb = Block::builder("resource")
+        .add_label(role_t)
+        .add_label("this")
+        .add_attribute(Attribute::new("backend", backend_path))
+        .add_attribute(("role_name", role_name));
+    for (k, v) in &role {
+        let expr = if k == "token_policies" {
+            Expression::Array(
+                v.as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|p| {
+                                if p.as_str() == Some("${policy}") {
+                                    Expression::Traversal(Box::new(
+                                        Traversal::builder(Variable::unchecked("vault_policy"))
+                                            .attr("this")
+                                            .attr("name")
+                                            .build(),
+                                    ))
+                                } else {
+                                    expr_for(k, p)
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )
+        } else {
+            expr_for(k, v)
+        };
+        rb = rb.add_attribute(Attribute::new(k.as_str(), expr));
+    }
+    body = body.add_block(rb.build());
+
+    let header = format!(
+        "# Server-side configuration of authlab case {name}\n# {}\n# mode: {}\n\n",
+        case.about.split_whitespace().collect::<Vec<_>>().join(" "),
+        case.mode
+            .map(|m| match m {
+                KubeMode::LocalToken => "local-token",
+                KubeMode::ClientToken => "client-token",
+                KubeMode::ReviewerJwt => "reviewer-jwt",
+            })
+            .unwrap_or("jwt"),
+    );
+    let text = hcl::to_string(&body.build()).context("rendering Terraform")?;
+    Ok(format!("{header}{text}"))
+}
+
+fn var_ref_type() -> Expression {
+    Expression::Variable(Variable::unchecked("string"))
+}
+
+/// Reads a parsed attribute expression back into a case value (variables back into
+/// placeholders), for round-trip checks.
+pub fn value_of(expr: &Expression) -> Value {
+    match expr {
+        Expression::String(s) => Value::String(s.clone()),
+        Expression::Bool(b) => Value::Bool(*b),
+        Expression::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or(Value::Null),
+        Expression::Array(a) => Value::Array(a.iter().map(value_of).collect()),
+        Expression::Traversal(t) => {
+            let var = match t.operators.first() {
+                Some(hcl::expr::TraversalOperator::GetAttr(id)) => id.as_str().to_string(),
+                other => format!("{other:?}"),
+            };
+            let name = VARIABLES
+                .iter()
+                .find(|(_, v, ..)| *v == var)
+                .map(|(p, ..)| format!("${{{p}}}"))
+                .unwrap_or_else(|| format!("${{{var}}}"));
+            Value::String(name)
+        }
+        Expression::TemplateExpr(t) => {
+            let mut s = match t.as_ref() {
+                TemplateExpr::QuotedString(q) => q.replace("\\n", "\n").replace("\\\"", "\""),
+                TemplateExpr::Heredoc(h) => h.template.clone(),
+            };
+            for (p, v, ..) in VARIABLES {
+                s = s.replace(&format!("${{var.{v}}}"), &format!("${{{p}}}"));
+            }
+            Value::String(s.replace("$${", "${"))
+        }
+        Expression::Null => Value::Null,
+        other => Value::String(format!("{other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Every shipped case exports to Terraform that parses, and whose config and role
+    /// attributes give back the case's config and role field by field.
+    #[test]
+    fn every_case_round_trips() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let cases = crate::case::load::load_dir(&dir).expect("shipped cases load");
+        for lc in cases {
+            let text = terraform(&lc.name, &lc.case).unwrap();
+            let body = hcl::parse(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", lc.name));
+            let find = |t: &str| -> &Block {
+                body.blocks()
+                    .find(|b| b.identifier() == "resource" && b.labels().first().map(|l| l.as_str()) == Some(t))
+                    .unwrap_or_else(|| panic!("{}: no resource {t}", lc.name))
+            };
+            let cfg_block = find(config_resource(&lc.case));
+            for (k, v) in effective::config(&lc.case) {
+                let attr = cfg_block
+                    .body()
+                    .attributes()
+                    .find(|a| a.key() == k)
+                    .unwrap_or_else(|| panic!("{}: config field {k} missing", lc.name));
+                let back = value_of(attr.expr());
+                let want = match (k.ends_with("_ttl"), &v) {
+                    (true, Value::String(s)) => Value::from(humantime::parse_duration(s).unwrap().as_secs()),
+                    // The lab's fault endpoints are the user's own kubernetes_host in Terraform.
+                    (_, Value::String(s)) if s == "${hang.url}" || s == "${unreachable.url}" => {
+                        Value::from("${cluster.url}")
+                    }
+                    _ => v.clone(),
+                };
+                assert_eq!(back, want, "{}: config field {k}", lc.name);
+            }
+            let role_block = find(role_resource(&lc.case));
+            for (k, v) in effective::role(&lc.case, "${policy}") {
+                if k == "token_policies" {
+                    continue;
+                }
+                let attr = role_block
+                    .body()
+                    .attributes()
+                    .find(|a| a.key() == k)
+                    .unwrap_or_else(|| panic!("{}: role field {k} missing", lc.name));
+                let want = match (k.ends_with("_ttl"), &v) {
+                    (true, Value::String(s)) => Value::from(humantime::parse_duration(s).unwrap().as_secs()),
+                    _ => v.clone(),
+                };
+                assert_eq!(value_of(attr.expr()), want, "{}: role field {k}", lc.name);
+            }
+        }
+    }
+
+    #[test]
+    fn policy_placeholders_become_variables() {
+        assert_eq!(to_template("path \"${kv}/data/*\" ${x}"), "path \"${var.kv_mount}/data/*\" $${x}");
+    }
+}
+
+#[cfg(test)]
+mod module_tests {
+    use std::path::{Path, PathBuf};
+
+    fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                tf_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "tf") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// Every shipped Terraform file parses.
+    #[test]
+    fn shipped_terraform_parses() {
+        let mut files = Vec::new();
+        tf_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../terraform"), &mut files);
+        assert!(files.len() >= 6, "{files:?}");
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            hcl::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Cleanup on every exit path: a process-wide registry of what the harness started, emptied on
+//! normal shutdown and by the Ctrl-C handler.
+
+use std::{
+    path::PathBuf,
+    sync::{Mutex, OnceLock},
+};
+
+#[derive(Default)]
+struct Registry {
+    pids: Vec<u32>,
+    dirs: Vec<PathBuf>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static R: OnceLock<Mutex<Registry>> = OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// Remembers a child process to kill if the run is interrupted.
+pub fn register_pid(pid: u32) {
+    if let Ok(mut r) = registry().lock() {
+        r.pids.push(pid);
+    }
+}
+
+/// Forgets a child process that was stopped normally.
+pub fn unregister_pid(pid: u32) {
+    if let Ok(mut r) = registry().lock() {
+        r.pids.retain(|p| *p != pid);
+    }
+}
+
+/// Remembers a scratch directory to remove if the run is interrupted.
+pub fn register_dir(dir: PathBuf) {
+    if let Ok(mut r) = registry().lock() {
+        r.dirs.push(dir);
+    }
+}
+
+/// Kills every registered process and removes every registered directory.
+pub fn cleanup_now() {
+    let (pids, dirs) = match registry().lock() {
+        Ok(mut r) => (std::mem::take(&mut r.pids), std::mem::take(&mut r.dirs)),
+        Err(_) => return,
+    };
+    for pid in pids {
+        crate::server::process::kill_process(pid);
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Installs a Ctrl-C / SIGTERM handler on the runtime: it cleans up, then exits with 130.
+///
+/// Exiting from the handler is deliberate: an interrupted run has no conclusion to return, and
+/// everything it started is gone once [`cleanup_now`] has run.
+pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
+    handle.spawn(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("authlab: interrupted; stopping servers and removing scratch files");
+        cleanup_now();
+        std::process::exit(130);
+    });
+}

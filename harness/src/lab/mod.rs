@@ -1,0 +1,221 @@
+//! The lab: one per run, shared by every trial — the binary cache, one server per
+//! (flavour, version), the service-account signing key, scratch space — and the trial executor.
+
+pub mod cleanup;
+pub mod objects;
+pub mod servers;
+pub mod tokens;
+pub mod trial;
+pub mod verdict;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use anyhow::{Context, Result};
+use tokio::sync::OnceCell;
+
+use crate::{
+    case::matrix::ClusterKind,
+    server::{ServerSpec, binary::BinaryCache, process::RunningServer},
+    lab::servers::ServerHandle,
+    sim::{SimCluster, SimConfig},
+};
+
+/// How a lab is set up.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Cluster kind.
+    pub cluster: ClusterKind,
+    /// Where failed trials leave their artifacts (None: no artifacts).
+    pub artifacts_dir: Option<PathBuf>,
+    /// Keep scratch files (server data, logs) after the run.
+    pub keep: bool,
+    /// Identifier of this run (labels processes and scratch files).
+    pub run_id: String,
+}
+
+impl LabOptions {
+    /// Options with a fresh run id.
+    pub fn new(cluster: ClusterKind) -> Self {
+        LabOptions {
+            cluster,
+            artifacts_dir: None,
+            keep: false,
+            run_id: new_run_id(),
+        }
+    }
+}
+
+/// A new run id: `r` + 8 hex digits.
+pub fn new_run_id() -> String {
+    format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+type ServerCell = Arc<OnceCell<Result<Arc<ServerHandle>, String>>>;
+
+/// State shared by all trials of a run.
+pub struct Lab {
+    opts: LabOptions,
+    workdir: PathBuf,
+    cache: BinaryCache,
+    servers: Mutex<HashMap<ServerSpec, ServerCell>>,
+    sa_key: OnceCell<String>,
+    foreign: OnceCell<SimCluster>,
+    unrelated_ca: OnceCell<String>,
+    counter: AtomicU64,
+}
+
+impl Lab {
+    /// Creates a lab (starts nothing yet: servers start on first use).
+    pub fn new(opts: LabOptions) -> Result<Lab> {
+        let cache = BinaryCache::from_env()?;
+        let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
+        std::fs::create_dir_all(&workdir)
+            .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
+        if !opts.keep {
+            cleanup::register_dir(workdir.clone());
+        }
+        Ok(Lab {
+            opts,
+            workdir,
+            cache,
+            servers: Mutex::new(HashMap::new()),
+            sa_key: OnceCell::new(),
+            foreign: OnceCell::new(),
+            unrelated_ca: OnceCell::new(),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The options the lab was made with.
+    pub fn options(&self) -> &LabOptions {
+        &self.opts
+    }
+
+    /// Scratch directory of this run.
+    pub fn workdir(&self) -> &std::path::Path {
+        &self.workdir
+    }
+
+    /// The binary cache.
+    pub fn cache(&self) -> &BinaryCache {
+        &self.cache
+    }
+
+    /// A number unique within this lab.
+    pub fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The running server for `spec`: a long-lived lab's (`authlab lab up`) when one runs it,
+    /// else started on first use and shared afterwards.
+    pub async fn server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
+        let cell = {
+            let mut map = self.servers.lock().expect("server map lock");
+            map.entry(spec.clone()).or_default().clone()
+        };
+        let res = cell
+            .get_or_init(|| async {
+                if let Some(h) = servers::attach(spec).await {
+                    eprintln!("authlab: {spec}: using the running lab's server at {}", h.addr());
+                    return Ok(Arc::new(h));
+                }
+                self.start_server(spec)
+                    .await
+                    .map(|s| Arc::new(ServerHandle::owned(s)))
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await;
+        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Starts a server process for `spec` (binary provisioned on demand).
+    pub async fn start_server(&self, spec: &ServerSpec) -> Result<RunningServer> {
+        let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+        let bin = self.cache.ensure(spec, &progress).await?;
+        let dir = self
+            .workdir
+            .join(format!("{}-{}", spec.flavour, spec.version));
+        let opts = crate::server::process::ProcessOptions {
+            workdir: dir,
+            run_id: self.opts.run_id.clone(),
+            ready_timeout: std::time::Duration::from_secs(30),
+        };
+        let server = RunningServer::start(spec, &bin, opts).await?;
+        if let Some(pid) = server.pid() {
+            cleanup::register_pid(pid);
+        }
+        eprintln!(
+            "authlab: {spec} ready at {} in {} ms",
+            server.addr(),
+            server.startup().as_millis()
+        );
+        Ok(server)
+    }
+
+    /// The service-account signing key every sim cluster of this lab shares (one RSA
+    /// key generation per run instead of one per trial).
+    pub async fn sa_key(&self) -> Result<String> {
+        self.sa_key
+            .get_or_try_init(|| async {
+                let sim = SimCluster::start(SimConfig::default()).await?;
+                let key = sim.signing_key_pkcs8_pem();
+                sim.shutdown().await;
+                Ok::<_, anyhow::Error>(key)
+            })
+            .await
+            .cloned()
+    }
+
+    /// A sim cluster with its own key and the default issuer: tokens it signs look like
+    /// tokens from another cluster.
+    pub async fn foreign_cluster(&self) -> Result<&SimCluster> {
+        self.foreign
+            .get_or_try_init(|| SimCluster::start(SimConfig::default()))
+            .await
+    }
+
+    /// PEM of a CA that has nothing to do with any cluster (another name, another key).
+    pub fn unrelated_ca(&self) -> Result<String> {
+        if let Some(pem) = self.unrelated_ca.get() {
+            return Ok(pem.clone());
+        }
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "authlab-unrelated-ca");
+        let key = rcgen::KeyPair::generate()?;
+        let pem = params.self_signed(&key)?.pem();
+        let _ = self.unrelated_ca.set(pem.clone());
+        Ok(pem)
+    }
+
+    /// Stops every server and removes scratch files unless kept.
+    pub async fn shutdown(&self) {
+        let cells: Vec<ServerCell> = {
+            let mut map = self.servers.lock().expect("server map lock");
+            map.drain().map(|(_, v)| v).collect()
+        };
+        for cell in cells {
+            if let Some(Ok(server)) = Arc::into_inner(cell).and_then(|c| c.into_inner())
+                && let Some(mut server) = Arc::into_inner(server)
+            {
+                let pid = server.pid();
+                server.stop().await;
+                if let Some(pid) = pid {
+                    cleanup::unregister_pid(pid);
+                }
+            }
+        }
+        if !self.opts.keep {
+            let _ = std::fs::remove_dir_all(&self.workdir);
+        }
+    }
+}

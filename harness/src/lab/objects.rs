@@ -1,0 +1,196 @@
+//! Applying, deleting and re-creating Kubernetes objects for a trial (kube-rs, server-side apply).
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+};
+
+/// Field manager name used for server-side apply.
+pub const FIELD_MANAGER: &str = "authlab";
+
+/// Reads a manifest file (one or more YAML documents) into JSON objects.
+pub fn read_manifest(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading manifest {}", path.display()))?;
+    parse_documents(&text).with_context(|| format!("parsing manifest {}", path.display()))
+}
+
+/// Parses multi-document YAML into JSON values, skipping empty documents.
+pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| anyhow!("{e}"))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Resource plural and scope for the kinds cases use.
+fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
+    let known: &[(&str, &str, &str, bool)] = &[
+        ("v1", "Namespace", "namespaces", false),
+        ("v1", "ServiceAccount", "serviceaccounts", true),
+        ("v1", "Secret", "secrets", true),
+        ("v1", "Pod", "pods", true),
+        ("v1", "ConfigMap", "configmaps", true),
+        ("v1", "Node", "nodes", false),
+        ("v1", "Service", "services", true),
+        ("apps/v1", "StatefulSet", "statefulsets", true),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", false),
+        ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
+    ];
+    known
+        .iter()
+        .find(|(v, k, _, _)| *v == api_version && *k == kind)
+        .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
+}
+
+fn api_for(client: &Client, api_version: &str, kind: &str, ns: Option<&str>) -> Result<Api<DynamicObject>> {
+    let (plural, namespaced) = resource_for(api_version, kind).ok_or_else(|| {
+        anyhow!("object kind `{kind}` ({api_version}) is not one authlab applies; use Namespace, ServiceAccount, Secret, Pod, ConfigMap, Node, Service, StatefulSet or an RBAC kind")
+    })?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    let ar = ApiResource::from_gvk_with_plural(&gvk, plural);
+    Ok(if namespaced {
+        Api::namespaced_with(client.clone(), ns.unwrap_or("default"), &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    })
+}
+
+/// Applies one object with server-side apply (force), returning the stored object.
+pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicObject> {
+    let api_version = obj["apiVersion"].as_str().context("object has no apiVersion")?;
+    let kind = obj["kind"].as_str().context("object has no kind")?;
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .with_context(|| format!("{kind} has no metadata.name"))?;
+    let ns = obj["metadata"]["namespace"].as_str();
+    let api = api_for(client, api_version, kind, ns)?;
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &pp, &Patch::Apply(obj))
+        .await
+        .with_context(|| format!("applying {kind} {}{name}", ns.map(|n| format!("{n}/")).unwrap_or_default()))
+}
+
+/// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
+pub async fn delete(client: &Client, spec: &str) -> Result<()> {
+    let (kind, target) = spec
+        .split_once(' ')
+        .with_context(|| format!("`{spec}` is not `<Kind> <namespace>/<name>`"))?;
+    let (ns, name) = match target.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, target),
+    };
+    let api_version = match kind {
+        "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
+            "rbac.authorization.k8s.io/v1"
+        }
+        "StatefulSet" => "apps/v1",
+        _ => "v1",
+    };
+    let api = api_for(client, api_version, kind, ns)?;
+    api.delete(name, &DeleteParams::default())
+        .await
+        .with_context(|| format!("deleting {spec}"))?;
+    Ok(())
+}
+
+/// Deletes and re-creates a service account, which gives it a new UID.
+pub async fn recreate_service_account(client: &Client, ns: &str, name: &str) -> Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let old = api
+        .get(name)
+        .await
+        .with_context(|| format!("reading service account {ns}/{name}"))?;
+    api.delete(name, &DeleteParams::default())
+        .await
+        .with_context(|| format!("deleting service account {ns}/{name}"))?;
+    let mut fresh = ServiceAccount::default();
+    fresh.metadata.name = Some(name.to_string());
+    fresh.metadata.namespace = Some(ns.to_string());
+    fresh.metadata.labels = old.metadata.labels;
+    fresh.metadata.annotations = old.metadata.annotations;
+    // Deletion may take a moment on a real cluster: retry the create briefly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match api.create(&PostParams::default(), &fresh).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("re-creating service account {ns}/{name}"));
+            }
+        }
+    }
+}
+
+/// Reads a service account's UID.
+pub async fn service_account_uid(client: &Client, ns: &str, name: &str) -> Result<String> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa = api
+        .get(name)
+        .await
+        .with_context(|| format!("reading service account {ns}/{name} (does the case create it in cluster.objects?)"))?;
+    sa.metadata.uid.context("service account has no uid")
+}
+
+/// Creates a `kubernetes.io/service-account-token` Secret and waits (bounded) until the
+/// tokens controller has filled in `data.token`.
+pub async fn legacy_token(client: &Client, ns: &str, sa: &str, secret_name: &str) -> Result<String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let obj = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+        "metadata": {"name": secret_name, "namespace": ns,
+                     "annotations": {"kubernetes.io/service-account.name": sa}},
+    });
+    let secret: Secret = serde_json::from_value(obj)?;
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}")),
+    }
+    let wait = Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(s) = api.get_opt(secret_name).await.with_context(|| format!("reading token secret {ns}/{secret_name}"))?
+            && let Some(tok) = s.data.as_ref().and_then(|d| d.get("token"))
+            && !tok.0.is_empty()
+        {
+            return String::from_utf8(tok.0.clone()).context("token secret holds non-UTF-8 data");
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "waited {}s for the tokens controller to fill data.token of secret {ns}/{secret_name} (service account {sa}); does the service account exist?",
+                wait.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_yaml_parses() {
+        let docs = parse_documents(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: b, namespace: a}\n",
+        )
+        .unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1]["kind"], "ServiceAccount");
+    }
+
+    #[test]
+    fn unknown_kind_is_named() {
+        assert!(resource_for("v1", "Frobnicator").is_none());
+        assert_eq!(resource_for("v1", "Secret"), Some(("secrets", true)));
+    }
+}

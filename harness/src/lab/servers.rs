@@ -1,0 +1,181 @@
+//! Servers as trials see them: started by this process, or attached from a long-lived lab
+//! (`authlab lab up`) whose state file lists running servers.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    server::{ServerSpec, process::RunningServer},
+    vault::VaultClient,
+};
+
+/// What a trial needs of a server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `flavour:version`.
+    pub spec: String,
+    /// `http://127.0.0.1:<port>`.
+    pub addr: String,
+    /// Root token (secret).
+    pub root_token: String,
+    /// Audit log file.
+    pub audit_log: PathBuf,
+    /// Server log file.
+    pub server_log: PathBuf,
+    /// Rendered server config.
+    pub config_text: String,
+    /// Process id, when known.
+    pub pid: Option<u32>,
+    /// Spawn → ready time.
+    pub startup_ms: u64,
+}
+
+/// A server used by trials; owns the process when this run started it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    info: ServerInfo,
+    owned: Option<RunningServer>,
+}
+
+impl ServerHandle {
+    /// Wraps a server this process started.
+    pub fn owned(server: RunningServer) -> Self {
+        let info = ServerInfo {
+            spec: server.spec().to_string(),
+            addr: server.addr(),
+            root_token: server.root_token(),
+            audit_log: server.audit_log_path(),
+            server_log: server.server_log_path(),
+            config_text: server.config_text(),
+            pid: server.pid(),
+            startup_ms: server.startup().as_millis() as u64,
+        };
+        ServerHandle {
+            info,
+            owned: Some(server),
+        }
+    }
+
+    /// A server of a long-lived lab (not stopped by this process).
+    pub fn attached(info: ServerInfo) -> Self {
+        ServerHandle { info, owned: None }
+    }
+
+    /// Its description (for state files).
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// Whether this process started it.
+    pub fn is_owned(&self) -> bool {
+        self.owned.is_some()
+    }
+
+    /// API address.
+    pub fn addr(&self) -> String {
+        self.info.addr.clone()
+    }
+
+    /// Client with the root token.
+    pub fn client(&self) -> VaultClient {
+        VaultClient::new(&self.info.addr, Some(self.info.root_token.clone()))
+            .expect("a client for a loopback address builds")
+    }
+
+    /// Audit log file.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.info.audit_log.clone()
+    }
+
+    /// Server log file.
+    pub fn server_log_path(&self) -> PathBuf {
+        self.info.server_log.clone()
+    }
+
+    /// Rendered config.
+    pub fn config_text(&self) -> String {
+        self.info.config_text.clone()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.info.pid
+    }
+
+    /// Spawn → ready time.
+    pub fn startup(&self) -> Duration {
+        Duration::from_millis(self.info.startup_ms)
+    }
+
+    /// Stops the server if this process owns it.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.owned.as_mut() {
+            s.stop().await;
+        }
+    }
+}
+
+/// A long-lived lab's state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    /// Run id of the lab.
+    pub run_id: String,
+    /// Process id of `authlab lab up`.
+    pub pid: u32,
+    /// Servers it runs.
+    pub servers: Vec<ServerInfo>,
+}
+
+/// Where `authlab lab up` writes its state (`AUTHLAB_LAB_STATE`, else in the cache directory).
+pub fn state_path() -> PathBuf {
+    std::env::var("AUTHLAB_LAB_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            crate::server::binary::BinaryCache::from_env()
+                .map(|c| c.root().join("lab.json"))
+                .unwrap_or_else(|_| std::env::temp_dir().join("authlab-lab.json"))
+        })
+}
+
+/// Reads a lab state file whose owner process is still alive.
+pub fn read_state(path: &Path) -> Option<LabState> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let state: LabState = serde_json::from_str(&text).ok()?;
+    Path::new(&format!("/proc/{}", state.pid))
+        .exists()
+        .then_some(state)
+}
+
+/// Writes a lab state file (mode 0600: it holds root tokens).
+pub fn write_state(path: &Path, state: &LabState) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok();
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing lab state {}", path.display()))?;
+    std::io::Write::write_all(&mut f, serde_json::to_string_pretty(state)?.as_bytes())?;
+    Ok(())
+}
+
+/// The attached server for `spec`, if a live lab runs one that answers health checks.
+pub async fn attach(spec: &ServerSpec) -> Option<ServerHandle> {
+    let state = read_state(&state_path())?;
+    let info = state
+        .servers
+        .into_iter()
+        .find(|s| s.spec == spec.to_string())?;
+    let client = VaultClient::new(&info.addr, None).ok()?;
+    let healthy = client.health().await.is_ok_and(|r| r.status == 200);
+    healthy.then(|| ServerHandle::attached(info))
+}

@@ -1,0 +1,580 @@
+//! Running one trial: cluster objects → tokens → server configuration → login → follow-up
+//! steps → evidence → verdict, then cleanup of everything the trial created.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+
+use super::{
+    Lab, objects, tokens,
+    verdict::{self, Evidence, Observed},
+};
+use crate::{
+    case::{
+        effective,
+        load::resolve_manifest,
+        matrix::{ClusterKind, Trial},
+        model::{AuthMethod, ClusterAction, ObjectSource, Topology},
+    },
+    evidence,
+    sim::{HangListener, SimCluster, SimConfig},
+    vault::{ApiResponse, VaultClient},
+};
+
+/// How a trial ended.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Every expectation held.
+    Passed,
+    /// Expectations did not hold (one line each).
+    Failed(Vec<String>),
+    /// The trial could not run here (reason).
+    Ignored(String),
+    /// The lab could not carry the trial out (setup error).
+    Error(String),
+}
+
+/// The result of one trial.
+#[derive(Debug, Clone)]
+pub struct TrialOutcome {
+    /// Trial name.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Time spent per phase.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Total wall time.
+    pub total: Duration,
+    /// Artifacts folder, when one was written.
+    pub artifacts: Option<PathBuf>,
+}
+
+/// What a trial recorded, for artifacts and diagnosis.
+#[derive(Debug, Default)]
+pub struct TrialRecord {
+    /// Rendered server config of the shared server.
+    pub server_config: String,
+    /// Objects applied to the cluster.
+    pub objects: Vec<Value>,
+    /// Auth mount path.
+    pub mount: String,
+    /// Auth mount accessor.
+    pub accessor: String,
+    /// Config written to `auth/<mount>/config` (holds secrets).
+    pub auth_config: Value,
+    /// Role written.
+    pub role: Value,
+    /// Policy HCL.
+    pub policy: String,
+    /// Client JWT (secret).
+    pub client_jwt: Option<String>,
+    /// Reviewer JWT (secret).
+    pub reviewer_jwt: Option<String>,
+    /// Login response body.
+    pub login_body: Option<Value>,
+    /// Evidence collected.
+    pub evidence: Evidence,
+    /// Audit entries of the mount (raw JSON).
+    pub audit_raw: Vec<Value>,
+    /// Cluster request log for the whole trial.
+    pub cluster_log: Vec<crate::sim::RequestRecord>,
+    /// Placeholder values (may hold secrets).
+    pub vars: BTreeMap<String, String>,
+    /// Ranked causes from the trial's own evidence.
+    pub findings: Vec<crate::diagnose::Finding>,
+    /// The rendered diagnosis.
+    pub diagnosis: String,
+}
+
+/// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].
+pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
+    let start = Instant::now();
+    let mut phases = Vec::new();
+    let mut record = TrialRecord::default();
+    let verdict = if let Some(reason) = &trial.not_applicable {
+        Verdict::Ignored(reason.clone())
+    } else if trial.case.case.topology == Topology::Inside {
+        Verdict::Ignored(
+            "the inside topology needs a pod: the Kind cluster or the container runtime's pod emulation"
+                .into(),
+        )
+    } else if trial.cluster != ClusterKind::Sim {
+        Verdict::Ignored(format!(
+            "cluster kind `{}` is not available in this lab",
+            trial.cluster.as_str()
+        ))
+    } else {
+        match execute(lab, trial, &mut phases, &mut record).await {
+            Ok(mismatches) if mismatches.is_empty() => Verdict::Passed,
+            Ok(mismatches) => Verdict::Failed(mismatches),
+            Err(e) => Verdict::Error(format!("{e:#}")),
+        }
+    };
+    let artifacts = match (&verdict, &lab.options().artifacts_dir) {
+        (Verdict::Failed(_) | Verdict::Error(_), Some(dir)) => {
+            crate::report::artifacts::write(dir, trial, &record, &verdict)
+                .map_err(|e| eprintln!("authlab: could not write artifacts for {}: {e:#}", trial.name))
+                .ok()
+        }
+        _ => None,
+    };
+    TrialOutcome {
+        name: trial.name.clone(),
+        verdict,
+        phases,
+        total: start.elapsed(),
+        artifacts,
+    }
+}
+
+struct Timer<'a> {
+    phases: &'a mut Vec<(&'static str, Duration)>,
+    at: Instant,
+}
+
+impl Timer<'_> {
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.phases.push((name, now - self.at));
+        self.at = now;
+    }
+}
+
+fn observed(r: &ApiResponse) -> Observed {
+    Observed {
+        status: r.status,
+        errors: r.errors(),
+    }
+}
+
+/// Replaces placeholders in every string of a JSON value.
+fn substitute_value(v: &Value, vars: &BTreeMap<String, String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(verdict::substitute(s, vars)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| substitute_value(x, vars)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), substitute_value(x, vars)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+async fn execute(
+    lab: &Lab,
+    trial: &Trial,
+    phases: &mut Vec<(&'static str, Duration)>,
+    record: &mut TrialRecord,
+) -> Result<Vec<String>> {
+    let lc = &trial.case;
+    let case = &lc.case;
+    let flavour = trial.server.flavour.to_string();
+    let mut t = Timer {
+        phases,
+        at: Instant::now(),
+    };
+
+    let server = lab.server(&trial.server).await?;
+    record.server_config = server.config_text();
+    t.lap("server");
+
+    // A sim cluster per trial: its own objects, settings and request log.
+    let settings = &case.cluster.settings;
+    let port = free_port()?;
+    let url = format!("https://127.0.0.1:{port}");
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert("cluster.url".into(), url.clone());
+    vars.insert("cluster.hostport".into(), format!("127.0.0.1:{port}"));
+    let defaults = SimConfig::default();
+    let cfg = SimConfig {
+        issuer: settings
+            .issuer
+            .as_ref()
+            .map(|i| verdict::substitute(i, &vars))
+            .unwrap_or(defaults.issuer.clone()),
+        api_audiences: settings.api_audiences.clone(),
+        anonymous_auth: settings.anonymous_auth.unwrap_or(true),
+        max_token_expiration: settings.max_token_expiration,
+        port,
+        signing_key_pkcs8_pem: Some(lab.sa_key().await?),
+        ..defaults
+    };
+    let sim = SimCluster::start(cfg)
+        .await
+        .context("starting the trial's sim cluster")?;
+    let result = execute_on_cluster(lab, trial, &sim, &mut t, record, vars, &flavour).await;
+    record.cluster_log = sim.request_log();
+    sim.shutdown().await;
+    result
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_on_cluster(
+    lab: &Lab,
+    trial: &Trial,
+    sim: &SimCluster,
+    t: &mut Timer<'_>,
+    record: &mut TrialRecord,
+    mut vars: BTreeMap<String, String>,
+    flavour: &str,
+) -> Result<Vec<String>> {
+    let lc = &trial.case;
+    let case = &lc.case;
+    let kube = sim.kube_client()?;
+    vars.insert("cluster.ca".into(), sim.ca_pem());
+    vars.insert("cluster.issuer".into(), sim.issuer());
+    vars.insert(
+        "cluster.jwks_url".into(),
+        format!("{}/openid/v1/jwks", sim.url()),
+    );
+    vars.insert("cluster.pubkey".into(), sim.public_key_pem());
+
+    for obj in &case.cluster.objects {
+        for o in load_objects(lc, obj)? {
+            objects::apply(&kube, &o).await?;
+            record.objects.push(o);
+        }
+    }
+    t.lap("objects");
+
+    let foreign = if token_needs_foreign(case) {
+        Some(lab.foreign_cluster().await?)
+    } else {
+        None
+    };
+    let signers = tokens::Signers {
+        cluster: Some(sim),
+        foreign,
+    };
+    if let Some(r) = &case.reviewer {
+        let jwt = tokens::obtain(&kube, r, &signers)
+            .await
+            .context("obtaining the reviewer token")?;
+        vars.insert("reviewer.jwt".into(), jwt.clone());
+        record.reviewer_jwt = Some(jwt);
+    }
+    let client_jwt = tokens::obtain(&kube, &case.client, &signers)
+        .await
+        .context("obtaining the client token")?;
+    record.client_jwt = Some(client_jwt.clone());
+    t.lap("tokens");
+
+    // Fault endpoints, created only when the case refers to them.
+    let text = &lc.text;
+    let _hang = if text.contains("${hang.url}") {
+        let h = HangListener::bind().await?;
+        vars.insert("hang.url".into(), h.url());
+        Some(h)
+    } else {
+        None
+    };
+    if text.contains("${unrelated.ca}") {
+        vars.insert("unrelated.ca".into(), lab.unrelated_ca()?);
+    }
+    if text.contains("${other.ca}") {
+        vars.insert("other.ca".into(), lab.foreign_cluster().await?.ca_pem());
+    }
+    if text.contains("${unreachable.url}") {
+        vars.insert("unreachable.url".into(), crate::sim::unused_local_url()?);
+    }
+
+    let server = lab.server(&trial.server).await?;
+    let root = server.client();
+    let id = format!("{}{}", lab.options().run_id, lab.next_id());
+    let kind = match case.auth {
+        AuthMethod::Kubernetes => "kubernetes",
+        AuthMethod::Jwt => "jwt",
+    };
+    let mount = format!("{}-{id}", if kind == "kubernetes" { "k8s" } else { "jwt" });
+    let kv = format!("kv-{id}");
+    let policy_name = format!("authlab-{id}");
+    vars.insert("mount".into(), mount.clone());
+    vars.insert("kv".into(), kv.clone());
+    record.mount = mount.clone();
+
+    let log_offset = file_len(&server.server_log_path());
+    let outcome = configure_and_login(
+        trial,
+        &root,
+        &kube,
+        &server,
+        &mut vars,
+        record,
+        t,
+        &Names {
+            kind,
+            mount: &mount,
+            kv: &kv,
+            policy: &policy_name,
+        },
+        &client_jwt,
+        sim,
+        log_offset,
+        flavour,
+    )
+    .await;
+
+    // Remove what the trial created on the shared server, whatever happened.
+    let _ = root.disable_auth(&mount).await;
+    let _ = root
+        .request(reqwest::Method::DELETE, &format!("sys/mounts/{kv}"), None)
+        .await;
+    let _ = root
+        .request(
+            reqwest::Method::DELETE,
+            &format!("sys/policies/acl/{policy_name}"),
+            None,
+        )
+        .await;
+    record.vars = vars;
+    outcome
+}
+
+struct Names<'a> {
+    kind: &'a str,
+    mount: &'a str,
+    kv: &'a str,
+    policy: &'a str,
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn read_from(p: &std::path::Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(p) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let mut buf = Vec::new();
+        let _ = f.read_to_end(&mut buf);
+        s = String::from_utf8_lossy(&buf).into_owned();
+    }
+    s
+}
+
+fn token_needs_foreign(case: &crate::case::Case) -> bool {
+    case.client.foreign_key || case.reviewer.as_ref().is_some_and(|r| r.foreign_key)
+}
+
+fn load_objects(lc: &crate::case::LoadedCase, obj: &ObjectSource) -> Result<Vec<Value>> {
+    match obj {
+        ObjectSource::Path(p) => {
+            let path = resolve_manifest(lc, p)
+                .with_context(|| format!("manifest {p} not found"))?;
+            objects::read_manifest(&path)
+        }
+        ObjectSource::Inline(m) => Ok(vec![Value::Object(m.inline.clone())]),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn configure_and_login(
+    trial: &Trial,
+    root: &VaultClient,
+    kube: &kube::Client,
+    server: &super::servers::ServerHandle,
+    vars: &mut BTreeMap<String, String>,
+    record: &mut TrialRecord,
+    t: &mut Timer<'_>,
+    n: &Names<'_>,
+    client_jwt: &str,
+    sim: &SimCluster,
+    log_offset: u64,
+    flavour: &str,
+) -> Result<Vec<String>> {
+    let lc = &trial.case;
+    let case = &lc.case;
+    root.enable_auth(n.mount, n.kind).await?;
+    let accessor = root.auth_accessor(n.mount).await?;
+    record.accessor = accessor.clone();
+    vars.insert("accessor".into(), accessor.clone());
+    if !case.server.tune.is_empty() {
+        root.tune_auth(n.mount, &Value::Object(case.server.tune.clone()))
+            .await?;
+    }
+    root.enable_kv2(n.kv).await?;
+    let policy = verdict::substitute(&effective::policy(case), vars);
+    root.put_policy(n.policy, &policy).await?;
+    record.policy = policy;
+    for path in ["allowed/config", "denied/config"] {
+        let r = root
+            .write(
+                &format!("{}/data/{path}", n.kv),
+                &json!({"data": {"username": "app", "written_by": "authlab"}}),
+            )
+            .await?;
+        anyhow::ensure!(
+            r.is_success(),
+            "seeding {}/{path} failed: {} {:?}",
+            n.kv,
+            r.status,
+            r.errors()
+        );
+    }
+
+    let config = substitute_value(&Value::Object(effective::config(case)), vars);
+    record.auth_config = config.clone();
+    let config_resp = root
+        .write(&format!("auth/{}/config", n.mount), &config)
+        .await?;
+    record.evidence.config = Some(observed(&config_resp));
+
+    let role_name = case.server.role_name.clone().unwrap_or_else(|| "app".into());
+    let role = substitute_value(&Value::Object(effective::role(case, n.policy)), vars);
+    record.role = role.clone();
+    let role_resp = root
+        .write(&format!("auth/{}/role/{role_name}", n.mount), &role)
+        .await?;
+    anyhow::ensure!(
+        role_resp.is_success(),
+        "writing role {role_name} failed: {} {:?} (role: {role})",
+        role_resp.status,
+        role_resp.errors()
+    );
+    t.lap("configure");
+
+    for action in &case.before_login {
+        match action {
+            ClusterAction::Delete(what) => objects::delete(kube, what).await?,
+            ClusterAction::RecreateServiceAccount(sa) => {
+                let (ns, name) = tokens::split_sa(sa)?;
+                objects::recreate_service_account(kube, ns, name).await?;
+            }
+            ClusterAction::Apply(obj) => {
+                for o in load_objects(lc, obj)? {
+                    objects::apply(kube, &o).await?;
+                }
+            }
+        }
+    }
+
+    let expect = case.expect_for(flavour, &trial.server.version);
+    let audit_offset = file_len(&server.audit_log_path());
+    let mut client_token = None;
+    if config_resp.is_success() {
+        let before = sim.request_log().len();
+        let login_role = case.server.login_role.as_deref().unwrap_or(&role_name);
+        let anon = root.with_token(None);
+        let login = anon.login(n.mount, login_role, client_jwt).await?;
+        record.evidence.cluster_requests = sim.request_log().split_off(before);
+        record.evidence.login = Some(observed(&login));
+        client_token = login.body["auth"]["client_token"]
+            .as_str()
+            .map(str::to_string);
+        record.login_body = Some(login.body.clone());
+    }
+    t.lap("login");
+
+    for step in &case.steps {
+        let Some(token) = &client_token else {
+            record.evidence.steps.push(Observed::default());
+            continue;
+        };
+        let c = root.with_token(Some(token.clone()));
+        let r = if let Some(p) = &step.kv_read {
+            c.read(&format!("{}/data/{p}", n.kv)).await?
+        } else if let Some(p) = &step.kv_write {
+            c.write(
+                &format!("{}/data/{p}", n.kv),
+                &json!({"data": {"written_by": "authlab-client"}}),
+            )
+            .await?
+        } else {
+            continue;
+        };
+        record.evidence.steps.push(observed(&r));
+    }
+    t.lap("steps");
+
+    // Evidence: audit entries from this trial's login, server-log lines of this mount.
+    let login_path = format!("auth/{}/login", n.mount);
+    let audit_text = read_from(&server.audit_log_path(), audit_offset);
+    let entries = evidence::parse_audit_log(&audit_text);
+    let mine = evidence::audit_for_mount(&entries, &format!("auth/{}/", n.mount), Some(&accessor));
+    record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
+    record.evidence.audit_login = mine
+        .iter()
+        .rev()
+        .find(|e| e.kind == "response" && e.path == login_path)
+        .cloned();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = read_from(&server.server_log_path(), log_offset);
+        let lines = evidence::parse_server_log(&text);
+        record.evidence.server_log = evidence::log_for_accessor(&lines, &accessor);
+        let satisfied = expect.server_log.as_ref().is_none_or(|l| {
+            verdict::find_log_line(l, &record.evidence.server_log, vars).is_some()
+        });
+        if satisfied || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    t.lap("evidence");
+
+    let steps: Vec<_> = case.steps.iter().map(|s| s.expect.clone()).collect();
+    let mut mismatches = verdict::judge(expect, &steps, &record.evidence, vars);
+    let input = diagnosis_input(case, record);
+    record.findings = crate::diagnose::diagnose(&input);
+    record.diagnosis = crate::diagnose::render(&input, &record.findings);
+    if let Some(want) = &expect.diagnosis {
+        let got: Vec<&str> = record.findings.iter().map(|f| f.cause).collect();
+        if got.first() != Some(&want.as_str()) {
+            mismatches.push(format!(
+                "diagnosis: expected the top cause {want:?}, got {got:?}"
+            ));
+        }
+    }
+    Ok(mismatches)
+}
+
+/// What `authlab diagnose` would be given for this trial: the trial's own evidence.
+fn diagnosis_input(case: &crate::case::Case, record: &TrialRecord) -> crate::diagnose::Input {
+    let ev = &record.evidence;
+    let first = |o: &Observed| (o.status, o.errors.first().cloned().unwrap_or_default());
+    crate::diagnose::Input {
+        method: Some(match case.auth {
+            AuthMethod::Kubernetes => "kubernetes".into(),
+            AuthMethod::Jwt => "jwt".into(),
+        }),
+        jwt: record
+            .client_jwt
+            .as_deref()
+            .and_then(|t| crate::jwt::decode_unverified(t).ok()),
+        role: Some(record.role.clone()),
+        config: Some(record.auth_config.clone()),
+        config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),
+        login: ev.login.as_ref().map(first),
+        audit_error: ev
+            .audit_login
+            .as_ref()
+            .and_then(|a| a.error.clone().or_else(|| a.data_error.clone())),
+        log: ev
+            .server_log
+            .iter()
+            .filter(|l| l.level != "TRACE" && l.level != "INFO")
+            .map(|l| {
+                let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {}", l.message, fields.join(" "))
+            })
+            .collect(),
+        steps: ev.steps.iter().map(first).collect(),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}

@@ -1,0 +1,5 @@
+//! The `authlab` command.
+
+fn main() -> std::process::ExitCode {
+    authlab::cli::main()
+}

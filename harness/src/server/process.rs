@@ -1,0 +1,337 @@
+//! Servers as local processes: start from a rendered config, wait for readiness, initialise
+//! and unseal, stop on drop, on Ctrl-C, and when the harness itself dies.
+//!
+//! Every process carries `AUTHLAB_MANAGED=1` and `AUTHLAB_RUN_ID=<run>` in its environment, so
+//! `authlab clean` finds leftovers of crashed runs by reading `/proc/<pid>/environ`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+
+use super::{
+    Flavour, ServerSpec,
+    config::{self, ServerConfig},
+};
+use crate::{evidence::LogLine, vault::VaultClient};
+
+/// How a server process is started.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Scratch directory for config, logs and audit file.
+    pub workdir: PathBuf,
+    /// Run id (labels the process).
+    pub run_id: String,
+    /// Bound on start → ready.
+    pub ready_timeout: Duration,
+}
+
+/// A running, initialised and unsealed server process.
+#[derive(Debug)]
+pub struct RunningServer {
+    spec: ServerSpec,
+    child: Option<tokio::process::Child>,
+    addr: String,
+    root_token: String,
+    audit_log: PathBuf,
+    server_log: PathBuf,
+    config_text: String,
+    startup: Duration,
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Kills the child if the harness dies (Linux `PR_SET_PDEATHSIG`).
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sends `sig` to `pid`.
+#[allow(unsafe_code)]
+fn signal(pid: u32, sig: i32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: kill(2) with a positive pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// SIGKILLs a process (cleanup of leftovers).
+pub fn kill_process(pid: u32) {
+    signal(pid, libc::SIGKILL);
+}
+
+/// SIGTERMs a process.
+pub fn terminate_process(pid: u32) {
+    signal(pid, libc::SIGTERM);
+}
+
+/// Processes started by authlab that are still running: (pid, run id).
+pub fn find_leftover_processes() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+            if !vars.contains(&&b"AUTHLAB_MANAGED=1"[..]) {
+                return None;
+            }
+            let run = vars
+                .iter()
+                .find_map(|v| v.strip_prefix(b"AUTHLAB_RUN_ID="))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            Some((pid, run))
+        })
+        .collect()
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl RunningServer {
+    /// Starts, waits for, initialises and unseals a server.
+    pub async fn start(spec: &ServerSpec, bin: &Path, opts: ProcessOptions) -> Result<RunningServer> {
+        std::fs::create_dir_all(&opts.workdir)
+            .with_context(|| format!("creating {}", opts.workdir.display()))?;
+        let port = free_port()?;
+        let audit_log = opts.workdir.join("audit.log");
+        let server_log = opts.workdir.join("server.log");
+        let cfg = ServerConfig {
+            listen: format!("127.0.0.1:{port}").parse()?,
+            audit_file: audit_log.clone(),
+            log_level: "debug".into(),
+            flavour: spec.flavour,
+        };
+        let config_text = config::render(&cfg);
+        let config_path = opts.workdir.join("server.hcl");
+        std::fs::write(&config_path, &config_text)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let log = std::fs::File::create(&server_log)
+            .with_context(|| format!("creating {}", server_log.display()))?;
+        let log2 = log.try_clone()?;
+
+        let started = Instant::now();
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("server")
+            .arg(format!("-config={}", config_path.display()))
+            .current_dir(&opts.workdir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(true);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VAULT_") || k.starts_with("BAO_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("AUTHLAB_MANAGED", "1")
+            .env("AUTHLAB_RUN_ID", &opts.run_id)
+            .env("BAO_LOG_LEVEL", "debug")
+            .env("VAULT_LOG_LEVEL", "debug");
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {} server", bin.display()))?;
+        let addr = format!("http://127.0.0.1:{port}");
+        let mut server = RunningServer {
+            spec: spec.clone(),
+            child: Some(child),
+            addr: addr.clone(),
+            root_token: String::new(),
+            audit_log,
+            server_log,
+            config_text,
+            startup: Duration::ZERO,
+        };
+        let deadline = started + opts.ready_timeout;
+        let client = VaultClient::new(&addr, None)?;
+        let ready = server.bring_up(&client, deadline).await;
+        if let Err(e) = ready {
+            let log_tail = tail(&server.server_log, 20);
+            server.stop().await;
+            return Err(e.context(format!(
+                "{spec} at {addr} did not become ready within {} s; last server log lines:\n{log_tail}",
+                opts.ready_timeout.as_secs()
+            )));
+        }
+        server.startup = started.elapsed();
+        Ok(server)
+    }
+
+    async fn wait_health(&mut self, client: &VaultClient, deadline: Instant, want_active: bool) -> Result<()> {
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("the server exited during start-up ({status})");
+            }
+            if let Ok(r) = client.health().await
+                && (!want_active || r.status == 200)
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "waited for {} at {}/v1/sys/health",
+                    if want_active { "an active, unsealed server" } else { "the listener" },
+                    self.addr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn bring_up(&mut self, client: &VaultClient, deadline: Instant) -> Result<()> {
+        self.wait_health(client, deadline, false).await?;
+        let init = client
+            .request(
+                reqwest::Method::PUT,
+                "sys/init",
+                Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
+            .await?;
+        if !init.is_success() {
+            bail!("sys/init answered {}: {:?}", init.status, init.errors());
+        }
+        let key = init.body["keys_base64"][0]
+            .as_str()
+            .or_else(|| init.body["keys"][0].as_str())
+            .ok_or_else(|| anyhow!("sys/init returned no unseal key"))?
+            .to_string();
+        self.root_token = init.body["root_token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("sys/init returned no root token"))?
+            .to_string();
+        let unseal = client
+            .request(reqwest::Method::PUT, "sys/unseal", Some(&json!({"key": key})))
+            .await?;
+        if !unseal.is_success() {
+            bail!("sys/unseal answered {}: {:?}", unseal.status, unseal.errors());
+        }
+        self.wait_health(client, deadline, true).await?;
+        if self.spec.flavour == Flavour::Vault {
+            let root = client.with_token(Some(self.root_token.clone()));
+            let r = root
+                .request(
+                    reqwest::Method::PUT,
+                    "sys/audit/authlab",
+                    Some(&json!({"type": "file", "options": {"file_path": self.audit_log.display().to_string(), "log_raw": "true"}})),
+                )
+                .await?;
+            if !r.is_success() {
+                bail!("enabling the file audit device answered {}: {:?}", r.status, r.errors());
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's flavour and version.
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Root token from initialisation (secret).
+    pub fn root_token(&self) -> String {
+        self.root_token.clone()
+    }
+
+    /// Audit log file.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.audit_log.clone()
+    }
+
+    /// Server log file (stdout and stderr).
+    pub fn server_log_path(&self) -> PathBuf {
+        self.server_log.clone()
+    }
+
+    /// The rendered config file.
+    pub fn config_text(&self) -> String {
+        self.config_text.clone()
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// Spawn → initialised, unsealed and active.
+    pub fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    /// A client with the root token.
+    pub fn client(&self) -> VaultClient {
+        VaultClient::new(&self.addr, Some(self.root_token.clone()))
+            .expect("a client for a loopback address builds")
+    }
+
+    /// Waits (bounded) for a server-log line that satisfies `pred`.
+    pub async fn wait_for_log(&self, pred: impl Fn(&LogLine) -> bool, timeout: Duration) -> Option<LogLine> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(&self.server_log).unwrap_or_default();
+            if let Some(l) = crate::evidence::parse_server_log(&text).into_iter().find(|l| pred(l)) {
+                return Some(l);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, a bounded wait, then SIGKILL.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Some(pid) = child.id() {
+            terminate_process(pid);
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Connection-level faults: refusing or stalling connections, a listener that never speaks,
+//! and a loopback URL where nothing listens.
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
+};
+
+use anyhow::{Context, Result};
+use axum_server::accept::Accept;
+use tokio::{net::TcpStream, sync::watch};
+
+/// How the sim treats new connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimMode {
+    /// Serve normally.
+    #[default]
+    Normal,
+    /// Close each connection as soon as it is accepted.
+    Refuse,
+    /// Accept TCP and never complete the TLS handshake.
+    Hang,
+}
+
+impl SimMode {
+    fn to_u8(self) -> u8 {
+        match self {
+            SimMode::Normal => 0,
+            SimMode::Refuse => 1,
+            SimMode::Hang => 2,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => SimMode::Refuse,
+            2 => SimMode::Hang,
+            _ => SimMode::Normal,
+        }
+    }
+}
+
+/// The shared mode switch read by the acceptor.
+#[derive(Clone, Default)]
+pub(crate) struct ModeSwitch(Arc<AtomicU8>);
+
+impl ModeSwitch {
+    /// Sets the mode for connections accepted from now on.
+    pub fn set(&self, mode: SimMode) {
+        self.0.store(mode.to_u8(), Ordering::SeqCst);
+    }
+
+    /// The current mode.
+    pub fn get(&self) -> SimMode {
+        SimMode::from_u8(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// Inner acceptor (runs before TLS) that applies the current [`SimMode`].
+#[derive(Clone)]
+pub(crate) struct FaultAcceptor {
+    pub mode: ModeSwitch,
+}
+
+type Accepted<S> = Pin<Box<dyn Future<Output = io::Result<(TcpStream, S)>> + Send>>;
+
+impl<S: Send + 'static> Accept<TcpStream, S> for FaultAcceptor {
+    type Stream = TcpStream;
+    type Service = S;
+    type Future = Accepted<S>;
+
+    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
+        match self.mode.get() {
+            SimMode::Normal => {
+                let _ = stream.set_nodelay(true);
+                Box::pin(std::future::ready(Ok((stream, service))))
+            }
+            SimMode::Refuse => {
+                drop(stream);
+                Box::pin(std::future::ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "sim refuses connections",
+                ))))
+            }
+            SimMode::Hang => Box::pin(async move {
+                // Keep the socket open and silent until the server shuts down.
+                let _held = stream;
+                std::future::pending::<()>().await;
+                Err(io::Error::other("unreachable"))
+            }),
+        }
+    }
+}
+
+/// A TCP listener on 127.0.0.1 that accepts connections and never speaks (a TLS handshake
+/// never completes). Dropping it closes the listener and every connection.
+pub struct HangListener {
+    port: u16,
+    stop: watch::Sender<bool>,
+}
+
+impl HangListener {
+    /// Binds an ephemeral loopback port and starts accepting.
+    pub async fn bind() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding a loopback port for the hanging listener")?;
+        let port = listener.local_addr()?.port();
+        let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((s, _)) => held.push(s),
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    },
+                }
+            }
+        });
+        Ok(HangListener { port, stop })
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HangListener {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// `https://127.0.0.1:<port>` for a free loopback port with nothing listening.
+pub fn unused_local_url() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    let port = l.local_addr()?.port();
+    drop(l);
+    Ok(format!("https://127.0.0.1:{port}"))
+}

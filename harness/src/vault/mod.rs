@@ -1,0 +1,207 @@
+//! HTTP client for the Vault/OpenBao API: mounts, auth config and roles, policies, KV, login.
+//!
+//! Non-2xx answers are returned as [`ApiResponse`]s, not errors: trials assert on them. Only
+//! transport failures are errors. Every request has a bounded timeout.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// An API answer: status, parsed body (Null when empty), raw text, and how long it took.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Parsed JSON body, or Null.
+    pub body: Value,
+    /// Raw body text.
+    pub raw: String,
+    /// Round-trip time.
+    pub elapsed: Duration,
+}
+
+impl ApiResponse {
+    /// The `errors` array.
+    pub fn errors(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// A client for one server, optionally with a token.
+#[derive(Debug, Clone)]
+pub struct VaultClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Connect timeout for API calls.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request timeout: above the server's own 90 s request limit, so a hanging TokenReview
+/// surfaces as the server's answer rather than ours.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl VaultClient {
+    /// A client for `addr` (`http://127.0.0.1:8200`).
+    pub fn new(addr: &str, token: Option<String>) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(VaultClient {
+            base: addr.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    /// The same client with another token (None: no token header).
+    pub fn with_token(&self, token: Option<String>) -> Self {
+        VaultClient {
+            base: self.base.clone(),
+            token,
+            http: self.http.clone(),
+        }
+    }
+
+    /// The server address.
+    pub fn addr(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request to `/v1/<path>`.
+    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
+        let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let start = Instant::now();
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = resp.status().as_u16();
+        let raw = resp
+            .text()
+            .await
+            .with_context(|| format!("reading the answer to {method} {url}"))?;
+        let body = if raw.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&raw).unwrap_or(Value::Null)
+        };
+        Ok(ApiResponse {
+            status,
+            body,
+            raw,
+            elapsed: start.elapsed(),
+        })
+    }
+
+    async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
+        let r = self.request(method.clone(), path, body).await?;
+        if !r.is_success() {
+            bail!("{method} /v1/{path} answered {}: {:?}", r.status, r.errors());
+        }
+        Ok(r)
+    }
+
+    /// `GET sys/health` (any status).
+    pub async fn health(&self) -> Result<ApiResponse> {
+        self.request(Method::GET, "sys/health", None).await
+    }
+
+    /// Enables an auth method at `path`.
+    pub async fn enable_auth(&self, path: &str, kind: &str) -> Result<()> {
+        self.must(Method::POST, &format!("sys/auth/{path}"), Some(&json!({"type": kind})))
+            .await
+            .map(|_| ())
+    }
+
+    /// Disables the auth method at `path`.
+    pub async fn disable_auth(&self, path: &str) -> Result<()> {
+        self.must(Method::DELETE, &format!("sys/auth/{path}"), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// The accessor of the auth mount at `path` (e.g. `auth_kubernetes_90a2cd19`).
+    pub async fn auth_accessor(&self, path: &str) -> Result<String> {
+        let r = self.must(Method::GET, "sys/auth", None).await?;
+        let key = format!("{}/", path.trim_end_matches('/'));
+        let data = if r.body["data"].is_object() { &r.body["data"] } else { &r.body };
+        data[&key]["accessor"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("no auth mount {key} in sys/auth"))
+    }
+
+    /// Tunes the auth mount at `path`.
+    pub async fn tune_auth(&self, path: &str, body: &Value) -> Result<()> {
+        self.must(Method::POST, &format!("sys/auth/{path}/tune"), Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// Mounts a KV version 2 engine at `path`.
+    pub async fn enable_kv2(&self, path: &str) -> Result<()> {
+        self.must(
+            Method::POST,
+            &format!("sys/mounts/{path}"),
+            Some(&json!({"type": "kv", "options": {"version": "2"}})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Writes an ACL policy.
+    pub async fn put_policy(&self, name: &str, hcl: &str) -> Result<()> {
+        self.must(
+            Method::PUT,
+            &format!("sys/policies/acl/{name}"),
+            Some(&json!({"policy": hcl})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// POSTs `body` to `path`, whatever the answer.
+    pub async fn write(&self, path: &str, body: &Value) -> Result<ApiResponse> {
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// GETs `path`, whatever the answer.
+    pub async fn read(&self, path: &str) -> Result<ApiResponse> {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// Logs in at `auth/<mount>/login` with `role` and `jwt` (no token header).
+    pub async fn login(&self, mount: &str, role: &str, jwt: &str) -> Result<ApiResponse> {
+        self.with_token(None)
+            .request(
+                Method::POST,
+                &format!("auth/{mount}/login"),
+                Some(&json!({"role": role, "jwt": jwt})),
+            )
+            .await
+    }
+}

@@ -1,0 +1,85 @@
+//! §9 items 10–13: authentication on ordinary API requests.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A validly signed token for `sa` whose exp/iat/nbf lie an hour in the past (sim only).
+pub async fn expired_token(
+    env: &Env,
+    s: &Scratch,
+    sa: &str,
+) -> Result<std::result::Result<String, Done>> {
+    let sim = match env.sim("a real cluster never mints an expired token") {
+        Ok(sim) => sim,
+        Err(done) => return Ok(Err(done)),
+    };
+    let (token, _) = s.mint(env, sa, json!({})).await?;
+    let mut claims = decode_jwt(&token)?.1;
+    let now = now_unix();
+    claims["iat"] = json!(now - 7200);
+    claims["nbf"] = json!(now - 7200);
+    claims["exp"] = json!(now - 3600);
+    Ok(Ok(sim.sign_token(&claims)))
+}
+
+fn pods_path(s: &Scratch) -> String {
+    format!("/api/v1/namespaces/{}/pods", s.ns)
+}
+
+pub fn t10_expired_token_401<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        s.service_account(env, "web").await?;
+        let token = match expired_token(env, s, "web").await? {
+            Ok(t) => t,
+            Err(done) => return Ok(done),
+        };
+        let r = env.call("GET", &pods_path(s), Some(&token), None).await?;
+        r.expect(401)?;
+        // Byte layout is the point: the fixed Unauthorized Status.
+        same(r.text.trim_end(), UNAUTHORIZED_BODY, "401 body")?;
+        Ok(Done::Passed)
+    })
+}
+
+pub fn t11_vault_audience_401<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        s.service_account(env, "web").await?;
+        let (token, _) = s.mint(env, "web", json!({"audiences": ["vault"]})).await?;
+        let r = env.call("GET", &pods_path(s), Some(&token), None).await?;
+        r.expect(401)?;
+        same(
+            r.json(),
+            serde_json::from_str::<Value>(UNAUTHORIZED_BODY)?,
+            "401 body",
+        )?;
+        Ok(Done::Passed)
+    })
+}
+
+pub fn t12_anonymous_forbidden<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        let r = env.call("GET", &pods_path(s), None, None).await?;
+        r.expect(403)?;
+        same(
+            r.json()["message"].clone(),
+            json!(format!(
+                "pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\" in API group \"\" in the namespace \"{}\"",
+                s.ns
+            )),
+            "message",
+        )?;
+        Ok(Done::Passed)
+    })
+}
+
+pub fn t13_version_anonymous_and_garbage<'a>(env: &'a Env, _s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        env.call("GET", "/version", None, None).await?.expect(200)?;
+        env.call("GET", "/version", Some("x"), None)
+            .await?
+            .expect(401)?;
+        Ok(Done::Passed)
+    })
+}

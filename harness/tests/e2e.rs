@@ -1,0 +1,129 @@
+//! The case matrix as a test target: `cargo test -p harness` runs every case against every
+//! selected server on the sim cluster, one libtest trial per (case, server).
+//!
+//! Names are `<case path>::<flavour>-<version>`, so substring filters, `--exact`, `--skip` and
+//! `--list` work as with any Rust test; nextest runs it too (`cargo nextest run -p harness`).
+//! Settings come from the environment (see `authlab --help`): `AUTHLAB_SERVERS`,
+//! `OPENBAO_VERSION`, `VAULT_VERSION`, `AUTHLAB_CLUSTER`, `AUTHLAB_CASES`, `AUTHLAB_JUNIT`,
+//! `AUTHLAB_ARTIFACTS`, `AUTHLAB_KEEP`, `AUTHLAB_REQUIRE`.
+
+use std::{
+    process::ExitCode,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use authlab::{
+    case::{LoadedCase, load, matrix},
+    lab::{Lab, LabOptions, cleanup, trial::Verdict},
+    report, settings,
+};
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    let trials = match select(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("authlab: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.test_threads.is_none() {
+        // Trials mostly wait on servers; more than one per core keeps both cores busy.
+        args.test_threads = Some(8);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("authlab: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let handle = runtime.handle().clone();
+    let lab: Arc<OnceLock<Result<Lab, String>>> = Arc::new(OnceLock::new());
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let cluster = trials.first().map(|t| t.cluster);
+    if !args.list {
+        cleanup::install_signal_handler(&handle);
+    }
+
+    let tests: Vec<Trial> = trials
+        .into_iter()
+        .map(|t| {
+            let handle = handle.clone();
+            let lab = lab.clone();
+            let outcomes = outcomes.clone();
+            let name = t.name.clone();
+            let ignored_reason = t.not_applicable.clone();
+            let test = Trial::ignorable_test(name, move || {
+                let lab = lab
+                    .get_or_init(|| {
+                        let mut opts = LabOptions::new(t.cluster);
+                        opts.keep = settings::keep();
+                        opts.artifacts_dir = Some(settings::artifacts_dir());
+                        Lab::new(opts).map_err(|e| format!("{e:#}"))
+                    })
+                    .as_ref()
+                    .map_err(|e| Failed::from(format!("setting up the lab: {e}")))?;
+                let outcome = handle.block_on(authlab::lab::trial::run(lab, &t));
+                let verdict = outcome.verdict.clone();
+                if let Ok(mut o) = outcomes.lock() {
+                    o.push(outcome.clone());
+                }
+                let artifacts = outcome
+                    .artifacts
+                    .map(|d| format!("\nartifacts: {}", d.display()))
+                    .unwrap_or_default();
+                match verdict {
+                    Verdict::Passed => Ok(Completion::Completed),
+                    Verdict::Ignored(r) if settings::required("all") && ignored_reason.is_none() => {
+                        Err(format!("required but not available: {r}").into())
+                    }
+                    Verdict::Ignored(r) => Ok(Completion::ignored_with(r)),
+                    Verdict::Failed(m) => Err(format!("{}{artifacts}", m.join("\n")).into()),
+                    Verdict::Error(e) => Err(format!("{e}{artifacts}").into()),
+                }
+            });
+            test
+        })
+        .collect();
+
+    let conclusion = libtest_mimic::run(&args, tests);
+
+    if let Some(Ok(lab)) = lab.get() {
+        runtime.block_on(lab.shutdown());
+    }
+    cleanup::cleanup_now();
+    if let Ok(path) = std::env::var("AUTHLAB_JUNIT")
+        && !args.list
+    {
+        let mut o = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+        o.sort_by(|a, b| a.name.cmp(&b.name));
+        let suite = format!("authlab-{}", cluster.map(|c| c.as_str()).unwrap_or("sim"));
+        if let Err(e) = report::junit::write(std::path::Path::new(&path), &suite, &o) {
+            eprintln!("authlab: {e:#}");
+        }
+    }
+    conclusion.exit_code()
+}
+
+/// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.
+fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
+    let cases_dir = settings::default_cases_dir();
+    let servers = settings::servers(None)?;
+    let cluster = settings::cluster(None)?;
+    if args.exact
+        && let Some(name) = &args.filter
+        && let Some((case_name, _server)) = name.rsplit_once("::")
+        && let Some(file) = load::file_for_name(&cases_dir, case_name)
+    {
+        let case = load::load_file(&cases_dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cases: Vec<Arc<LoadedCase>> = vec![Arc::new(case)];
+        return Ok(matrix::expand(&cases, &servers, cluster));
+    }
+    authlab::runner::load_trials(&cases_dir, &servers, cluster)
+}
