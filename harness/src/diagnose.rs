@@ -90,7 +90,9 @@ impl Input {
     fn reviewer_jwt_set(&self) -> bool {
         self.config.as_ref().is_some_and(|c| {
             c["token_reviewer_jwt_set"].as_bool() == Some(true)
-                || c["token_reviewer_jwt"].as_str().is_some_and(|s| !s.is_empty())
+                || c["token_reviewer_jwt"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty())
         })
     }
 
@@ -114,8 +116,13 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
 
     // Config-write failures.
     if let Some(e) = input.any("kubernetes_ca_cert must be given") {
-        add("missing-ca", 95, "the config has disable_local_ca_jwt=true but no kubernetes_ca_cert".into(), e.into(),
-            "give kubernetes_ca_cert: the cluster CA (kubeconfig certificate-authority-data, base64-decoded, or ca.crt of any service-account token Secret)");
+        add(
+            "missing-ca",
+            95,
+            "the config has disable_local_ca_jwt=true but no kubernetes_ca_cert".into(),
+            e.into(),
+            "give kubernetes_ca_cert: the cluster CA (kubeconfig certificate-authority-data, base64-decoded, or ca.crt of any service-account token Secret)",
+        );
     }
     if let Some(e) = input
         .any("cannot get path \\\"/.well-known/openid-configuration")
@@ -123,38 +130,79 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("cannot get path \\\"/openid/v1/jwks"))
         .or_else(|| input.any("cannot get path \"/openid/v1/jwks"))
     {
-        add("discovery-rbac", 95, "the API server forbids anonymous access to service-account issuer discovery".into(), e.into(),
-            "bind ClusterRole system:service-account-issuer-discovery to User system:anonymous (or Group system:unauthenticated), e.g. manifests/rbac/anonymous-issuer-discovery.yaml");
+        add(
+            "discovery-rbac",
+            95,
+            "the API server forbids anonymous access to service-account issuer discovery".into(),
+            e.into(),
+            "bind ClusterRole system:service-account-issuer-discovery to User system:anonymous (or Group system:unauthenticated), e.g. manifests/rbac/anonymous-issuer-discovery.yaml",
+        );
     }
     if let Some(e) = input.any("issuer did not match the returned issuer") {
-        add("discovery-issuer", 95, "the discovery URL is not the issuer the discovery document names".into(), e.into(),
-            "set oidc_discovery_url to the cluster's issuer URL (reachable from the server), or use jwks_url / jwt_validation_pubkeys with bound_issuer");
+        add(
+            "discovery-issuer",
+            95,
+            "the discovery URL is not the issuer the discovery document names".into(),
+            e.into(),
+            "set oidc_discovery_url to the cluster's issuer URL (reachable from the server), or use jwks_url / jwt_validation_pubkeys with bound_issuer",
+        );
     }
     if input.any("error checking oidc discovery URL").is_some()
         && input.any("issuer did not match").is_none()
         && input.any("cannot get path").is_none()
         && input.any("x509").is_none()
     {
-        add("discovery-issuer", 40, "the discovery check failed (older servers give no detail)".into(),
-            input.any("error checking oidc discovery URL").unwrap_or_default().into(),
-            "check that the discovery URL answers anonymously and that its issuer equals the URL; the server's ERROR log line has the detail");
+        add(
+            "discovery-issuer",
+            40,
+            "the discovery check failed (older servers give no detail)".into(),
+            input
+                .any("error checking oidc discovery URL")
+                .unwrap_or_default()
+                .into(),
+            "check that the discovery URL answers anonymously and that its issuer equals the URL; the server's ERROR log line has the detail",
+        );
     }
 
     // TLS, reachability.
-    if let Some(e) = input.any("certificate signed by unknown authority").or_else(|| input.any("x509:")) {
-        add("wrong-ca", 95, "the CA the server was given did not sign the API server's certificate".into(), e.into(),
-            "set kubernetes_ca_cert (or jwks_ca_pem / oidc_discovery_ca_pem) to the cluster's CA");
+    if let Some(e) = input
+        .any("certificate signed by unknown authority")
+        .or_else(|| input.any("x509:"))
+    {
+        add(
+            "wrong-ca",
+            95,
+            "the CA the server was given did not sign the API server's certificate".into(),
+            e.into(),
+            "set kubernetes_ca_cert (or jwks_ca_pem / oidc_discovery_ca_pem) to the cluster's CA",
+        );
     }
-    for needle in ["connection refused", "TLS handshake timeout", "no such host", "i/o timeout", "context canceled", "context deadline exceeded", "no route to host"] {
+    for needle in [
+        "connection refused",
+        "TLS handshake timeout",
+        "no such host",
+        "i/o timeout",
+        "context canceled",
+        "context deadline exceeded",
+        "no route to host",
+    ] {
         if let Some(e) = input.any(needle) {
-            add("unreachable", 90, "the server cannot reach the API server at kubernetes_host".into(), e.into(),
-                "set kubernetes_host to an address reachable from the server (outside the cluster: the API server's external address, not kubernetes.default.svc) and check firewalls/proxies");
+            add(
+                "unreachable",
+                90,
+                "the server cannot reach the API server at kubernetes_host".into(),
+                e.into(),
+                "set kubernetes_host to an address reachable from the server (outside the cluster: the API server's external address, not kubernetes.default.svc) and check firewalls/proxies",
+            );
             break;
         }
     }
 
     // TokenReview answers.
-    if let Some(e) = input.any("cannot create resource \\\"tokenreviews\\\"").or_else(|| input.any("cannot create resource \"tokenreviews\"")) {
+    if let Some(e) = input
+        .any("cannot create resource \\\"tokenreviews\\\"")
+        .or_else(|| input.any("cannot create resource \"tokenreviews\""))
+    {
         let user = e
             .split("User \\\"")
             .nth(1)
@@ -166,26 +214,58 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         } else {
             "without token_reviewer_jwt each client's own token calls TokenReview: bind the client's service account to system:auth-delegator, or configure token_reviewer_jwt with a token of an account that has it"
         };
-        add("reviewer-rbac", 95, format!("{user} may not create TokenReviews"), e.into(), fix);
+        add(
+            "reviewer-rbac",
+            95,
+            format!("{user} may not create TokenReviews"),
+            e.into(),
+            fix,
+        );
     }
     if let Some(e) = input.any("service account unauthorized; this could mean") {
         // The API server answered 401 to the TokenReview call: the bearer was rejected.
-        let aud = input.jwt.as_ref().map(DecodedJwt::audiences).unwrap_or_default();
+        let aud = input
+            .jwt
+            .as_ref()
+            .map(DecodedJwt::audiences)
+            .unwrap_or_default();
         if input.reviewer_jwt_set() {
             add("reviewer-token", 85, "the API server rejected the reviewer JWT (401): expired, wrong audience, or from another cluster".into(), e.into(),
                 "issue a fresh reviewer token for the API audience (kubectl create token <sa> -n <ns>, no --audience) or a long-lived token Secret, and write it as token_reviewer_jwt");
-            add("service-account-gone", 40, "the client's service account may have been deleted or re-created".into(), e.into(),
-                "re-issue the client's token after re-creating its service account");
+            add(
+                "service-account-gone",
+                40,
+                "the client's service account may have been deleted or re-created".into(),
+                e.into(),
+                "re-issue the client's token after re-creating its service account",
+            );
         } else if !aud.is_empty() && !aud.iter().any(|a| a == API_AUDIENCE) {
-            add("bearer-audience", 90, format!("with no reviewer JWT the client's token is the TokenReview bearer, but its audiences {aud:?} lack the API audience"), e.into(),
-                "request the client token with both audiences (e.g. [vault, https://kubernetes.default.svc.cluster.local]), or configure token_reviewer_jwt");
-            add("service-account-gone", 30, "the client's service account may have been deleted or re-created".into(), e.into(),
-                "re-issue the client's token after re-creating its service account");
+            add(
+                "bearer-audience",
+                90,
+                format!(
+                    "with no reviewer JWT the client's token is the TokenReview bearer, but its audiences {aud:?} lack the API audience"
+                ),
+                e.into(),
+                "request the client token with both audiences (e.g. [vault, https://kubernetes.default.svc.cluster.local]), or configure token_reviewer_jwt",
+            );
+            add(
+                "service-account-gone",
+                30,
+                "the client's service account may have been deleted or re-created".into(),
+                e.into(),
+                "re-issue the client's token after re-creating its service account",
+            );
         } else {
             add("service-account-gone", 80, "the client's token was rejected as a bearer: its service account (or bound pod) is probably gone or re-created".into(), e.into(),
                 "re-create the service account and issue a new token; check that the token comes from this cluster");
-            add("bearer-audience", 30, "the client's token may lack the API audience".into(), e.into(),
-                "request the client token with the API audience, or configure token_reviewer_jwt");
+            add(
+                "bearer-audience",
+                30,
+                "the client's token may lack the API audience".into(),
+                e.into(),
+                "request the client token with the API audience, or configure token_reviewer_jwt",
+            );
         }
     }
     if let Some(e) = input
@@ -193,15 +273,26 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .filter(|e| e.contains("serviceaccounts"))
         .or_else(|| input.any("does not match claim"))
     {
-        add("service-account-gone", 95, "the client's service account was deleted or re-created after its token was issued".into(), e.into(),
-            "issue a new token for the current service account (pods get one on restart)");
+        add(
+            "service-account-gone",
+            95,
+            "the client's service account was deleted or re-created after its token was issued"
+                .into(),
+            e.into(),
+            "issue a new token for the current service account (pods get one on restart)",
+        );
     }
     if let Some(e) = input
         .any("service account token has been invalidated")
         .or_else(|| input.any("Token has been invalidated"))
     {
-        add("token-invalidated", 95, "the object the token was bound to (pod or Secret) no longer exists".into(), e.into(),
-            "use a token from a running pod, or re-create the token Secret and use its new token");
+        add(
+            "token-invalidated",
+            95,
+            "the object the token was bound to (pod or Secret) no longer exists".into(),
+            e.into(),
+            "use a token from a running pod, or re-create the token Secret and use its new token",
+        );
     }
     if let Some(e) = input
         .any("invalid signature, no keys found")
@@ -213,82 +304,186 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             "use a token issued by this cluster; for jwt auth refresh jwt_validation_pubkeys / the JWKS source");
     }
     if let Some(e) = input.any("is invalid for the target audiences") {
-        add("tokenreview-audience", 90, "TokenReview rejected the token's audiences".into(), e.into(),
-            "align the role's audience with the token's aud, or request the token for the audience the role names");
+        add(
+            "tokenreview-audience",
+            90,
+            "TokenReview rejected the token's audiences".into(),
+            e.into(),
+            "align the role's audience with the token's aud, or request the token for the audience the role names",
+        );
     }
 
     // Local checks of the kubernetes method.
     if let Some(e) = input.any("service account name not authorized") {
         let evidence = match (input.jwt_sa(), input.role.as_ref()) {
-            (Some((_, name)), Some(r)) => format!("{e}: token service account {name:?}, role binds {:?}", strs(&r["bound_service_account_names"])),
+            (Some((_, name)), Some(r)) => format!(
+                "{e}: token service account {name:?}, role binds {:?}",
+                strs(&r["bound_service_account_names"])
+            ),
             _ => e.to_string(),
         };
-        add("sa-name", 95, "the token's service-account name is not in the role's bound_service_account_names".into(), evidence,
-            "add the name to bound_service_account_names, or log in with the intended service account's token");
+        add(
+            "sa-name",
+            95,
+            "the token's service-account name is not in the role's bound_service_account_names"
+                .into(),
+            evidence,
+            "add the name to bound_service_account_names, or log in with the intended service account's token",
+        );
     }
     if let Some(e) = input.any("namespace not authorized") {
         let evidence = match (input.jwt_sa(), input.role.as_ref()) {
-            (Some((ns, _)), Some(r)) => format!("{e}: token namespace {ns:?}, role binds {:?}", strs(&r["bound_service_account_namespaces"])),
+            (Some((ns, _)), Some(r)) => format!(
+                "{e}: token namespace {ns:?}, role binds {:?}",
+                strs(&r["bound_service_account_namespaces"])
+            ),
             _ => e.to_string(),
         };
-        add("namespace", 95, "the token's namespace is not in the role's bound_service_account_namespaces".into(), evidence,
-            "add the namespace to bound_service_account_namespaces (or a namespace selector)");
+        add(
+            "namespace",
+            95,
+            "the token's namespace is not in the role's bound_service_account_namespaces".into(),
+            evidence,
+            "add the namespace to bound_service_account_namespaces (or a namespace selector)",
+        );
     }
     if let Some(e) = input.any("invalid audience (aud) claim") {
-        let aud = input.jwt.as_ref().map(DecodedJwt::audiences).unwrap_or_default();
-        let (cause, want) = if input.method.as_deref() == Some("jwt") || e.starts_with("error validating token") {
-            ("audience", input.role.as_ref().map(|r| strs(&r["bound_audiences"])).unwrap_or_default())
-        } else {
-            ("role-audience", input.role.as_ref().map(|r| strs(&r["audience"])).unwrap_or_default())
-        };
-        add(cause, 95, format!("the token's audiences {aud:?} do not include the role's {want:?}"), e.into(),
-            "request the token for the role's audience (kubectl create token --audience, or the projected volume's audience), or change the role");
+        let aud = input
+            .jwt
+            .as_ref()
+            .map(DecodedJwt::audiences)
+            .unwrap_or_default();
+        let (cause, want) =
+            if input.method.as_deref() == Some("jwt") || e.starts_with("error validating token") {
+                (
+                    "audience",
+                    input
+                        .role
+                        .as_ref()
+                        .map(|r| strs(&r["bound_audiences"]))
+                        .unwrap_or_default(),
+                )
+            } else {
+                (
+                    "role-audience",
+                    input
+                        .role
+                        .as_ref()
+                        .map(|r| strs(&r["audience"]))
+                        .unwrap_or_default(),
+                )
+            };
+        add(
+            cause,
+            95,
+            format!("the token's audiences {aud:?} do not include the role's {want:?}"),
+            e.into(),
+            "request the token for the role's audience (kubectl create token --audience, or the projected volume's audience), or change the role",
+        );
     }
     if let Some(e) = input.any("audience claim found in JWT but no audiences bound") {
-        add("audience", 95, "the token has an aud claim and the role binds no audiences".into(), e.into(),
-            "set bound_audiences on the role to the token's audience");
+        add(
+            "audience",
+            95,
+            "the token has an aud claim and the role binds no audiences".into(),
+            e.into(),
+            "set bound_audiences on the role to the token's audience",
+        );
     }
-    for needle in ["invalid expiration time (exp) claim", "invalid not before (nbf) claim", "invalid issued at (iat) claim"] {
+    for needle in [
+        "invalid expiration time (exp) claim",
+        "invalid not before (nbf) claim",
+        "invalid issued at (iat) claim",
+    ] {
         if let Some(e) = input.any(needle) {
             let times = input
                 .jwt
                 .as_ref()
-                .map(|j| format!(" (iat {}, nbf {}, exp {}, now {})", j.claims["iat"], j.claims["nbf"], j.claims["exp"], input.now))
+                .map(|j| {
+                    format!(
+                        " (iat {}, nbf {}, exp {}, now {})",
+                        j.claims["iat"], j.claims["nbf"], j.claims["exp"], input.now
+                    )
+                })
                 .unwrap_or_default();
-            add("client-token-time", 95, "the token is outside its validity window".into(), format!("{e}{times}"),
-                "use a fresh token (projected tokens rotate; re-read the file instead of caching it) and check clock skew between server and cluster");
+            add(
+                "client-token-time",
+                95,
+                "the token is outside its validity window".into(),
+                format!("{e}{times}"),
+                "use a fresh token (projected tokens rotate; re-read the file instead of caching it) and check clock skew between server and cluster",
+            );
             break;
         }
     }
-    if let Some(e) = input.any("invalid role name").or_else(|| input.any("could not be found")) {
-        add("unknown-role", 95, "the login names a role that does not exist on this mount".into(), e.into(),
-            "fix the role name in the client's configuration, or create the role (list them: LIST auth/<mount>/role)");
+    if let Some(e) = input
+        .any("invalid role name")
+        .or_else(|| input.any("could not be found"))
+    {
+        add(
+            "unknown-role",
+            95,
+            "the login names a role that does not exist on this mount".into(),
+            e.into(),
+            "fix the role name in the client's configuration, or create the role (list them: LIST auth/<mount>/role)",
+        );
     }
     if let Some(e) = input
         .any("missing jwt")
         .or_else(|| input.any("compact JWS format"))
         .or_else(|| input.any("missing token"))
     {
-        add("malformed-token", 95, "the client sent no JWT or something that is not one".into(), e.into(),
-            "send the service-account token itself (the file's content at /var/run/secrets/kubernetes.io/serviceaccount/token)");
+        add(
+            "malformed-token",
+            95,
+            "the client sent no JWT or something that is not one".into(),
+            e.into(),
+            "send the service-account token itself (the file's content at /var/run/secrets/kubernetes.io/serviceaccount/token)",
+        );
     }
     if let Some(e) = input.any("invalid issuer (iss) claim") {
-        let iss = input.jwt.as_ref().and_then(|j| j.claims["iss"].as_str().map(str::to_string)).unwrap_or_default();
-        add("issuer", 95, format!("the token's issuer {iss:?} is not the configured bound_issuer"), e.into(),
-            "set bound_issuer to the cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration)");
+        let iss = input
+            .jwt
+            .as_ref()
+            .and_then(|j| j.claims["iss"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        add(
+            "issuer",
+            95,
+            format!("the token's issuer {iss:?} is not the configured bound_issuer"),
+            e.into(),
+            "set bound_issuer to the cluster's service-account issuer (kubectl get --raw /.well-known/openid-configuration)",
+        );
     }
     if let Some(e) = input.any("invalid subject (sub) claim") {
-        let sub = input.jwt.as_ref().and_then(|j| j.claims["sub"].as_str().map(str::to_string)).unwrap_or_default();
-        add("subject", 95, format!("the token's subject {sub:?} is not the role's bound_subject"), e.into(),
-            "set bound_subject to system:serviceaccount:<namespace>:<name> of the client");
+        let sub = input
+            .jwt
+            .as_ref()
+            .and_then(|j| j.claims["sub"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        add(
+            "subject",
+            95,
+            format!("the token's subject {sub:?} is not the role's bound_subject"),
+            e.into(),
+            "set bound_subject to system:serviceaccount:<namespace>:<name> of the client",
+        );
     }
 
     // Login worked, follow-up denied.
     if input.login.as_ref().is_some_and(|(s, _)| *s < 300)
-        && let Some((_, e)) = input.steps.iter().find(|(s, e)| *s == 403 && e.contains("permission denied"))
+        && let Some((_, e)) = input
+            .steps
+            .iter()
+            .find(|(s, e)| *s == 403 && e.contains("permission denied"))
     {
-        add("policy", 80, "login worked, but the token's policies do not allow the path".into(), e.clone(),
-            "grant the path in the role's token_policies (for KV v2 the policy path needs the data/ segment)");
+        add(
+            "policy",
+            80,
+            "login worked, but the token's policies do not allow the path".into(),
+            e.clone(),
+            "grant the path in the role's token_policies (for KV v2 the policy path needs the data/ segment)",
+        );
     }
 
     out.sort_by(|a, b| b.score.cmp(&a.score).then(a.cause.cmp(b.cause)));
@@ -305,25 +500,54 @@ pub fn render(input: &Input, findings: &[Finding]) -> String {
             let _ = writeln!(s, "  service account  {ns}/{name}");
         }
         let _ = writeln!(s, "  audiences        {:?}", j.audiences());
-        let _ = writeln!(s, "  issuer           {}", j.claims["iss"].as_str().unwrap_or("-"));
+        let _ = writeln!(
+            s,
+            "  issuer           {}",
+            j.claims["iss"].as_str().unwrap_or("-")
+        );
         if let Some(exp) = j.claims["exp"].as_u64() {
             let left = exp as i64 - input.now as i64;
-            let _ = writeln!(s, "  expires          {}", if left < 0 { format!("{}s ago", -left) } else { format!("in {left}s") });
+            let _ = writeln!(
+                s,
+                "  expires          {}",
+                if left < 0 {
+                    format!("{}s ago", -left)
+                } else {
+                    format!("in {left}s")
+                }
+            );
         }
     }
     if let Some(r) = &input.role {
         let _ = writeln!(s, "role:");
-        for key in ["bound_service_account_names", "bound_service_account_namespaces", "audience", "bound_audiences", "bound_subject"] {
+        for key in [
+            "bound_service_account_names",
+            "bound_service_account_namespaces",
+            "audience",
+            "bound_audiences",
+            "bound_subject",
+        ] {
             if !r[key].is_null() {
                 let _ = writeln!(s, "  {key:<33} {}", r[key]);
             }
         }
     }
     if findings.is_empty() {
-        let _ = writeln!(s, "no known cause matched the evidence given; add the server's debug log (login unauthorized lines) or the audit entry");
+        let _ = writeln!(
+            s,
+            "no known cause matched the evidence given; add the server's debug log (login unauthorized lines) or the audit entry"
+        );
     }
     for (i, f) in findings.iter().enumerate() {
-        let _ = writeln!(s, "{}. [{}] {}\n   evidence: {}\n   fix: {}", i + 1, f.cause, f.title, f.evidence, f.fix);
+        let _ = writeln!(
+            s,
+            "{}. [{}] {}\n   evidence: {}\n   fix: {}",
+            i + 1,
+            f.cause,
+            f.title,
+            f.evidence,
+            f.fix
+        );
     }
     s
 }
@@ -341,14 +565,22 @@ mod tests {
         };
         let f = diagnose(&input);
         assert_eq!(f[0].cause, "reviewer-rbac");
-        assert!(f[0].title.contains("system:serviceaccount:default:internal-app"), "{}", f[0].title);
+        assert!(
+            f[0].title
+                .contains("system:serviceaccount:default:internal-app"),
+            "{}",
+            f[0].title
+        );
     }
 
     #[test]
     fn unauthorized_bearer_ranks_audience_without_reviewer() {
         let token = format!(
             "e30.{}.x",
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, r#"{"aud":["vault"]}"#)
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                r#"{"aud":["vault"]}"#
+            )
         );
         let input = Input {
             jwt: crate::jwt::decode_unverified(&token).ok(),

@@ -19,16 +19,66 @@ use crate::case::{
 
 /// Placeholder → Terraform variable, with the variable's description and sensitivity.
 pub const VARIABLES: &[(&str, &str, &str, bool)] = &[
-    ("cluster.url", "kubernetes_host", "API server URL as the server reaches it", false),
-    ("cluster.ca", "kubernetes_ca_cert", "PEM of the CA that signed the API server's certificate", false),
-    ("reviewer.jwt", "token_reviewer_jwt", "token of a service account bound to system:auth-delegator", true),
-    ("cluster.jwks_url", "jwks_url", "the cluster's /openid/v1/jwks URL", false),
-    ("cluster.pubkey", "jwt_validation_pubkey", "PEM of the service-account signing public key", false),
-    ("cluster.issuer", "issuer", "the cluster's service-account issuer", false),
-    ("other.ca", "other_ca_cert", "a CA PEM (the case uses another cluster's CA)", false),
-    ("unrelated.ca", "unrelated_ca_cert", "a CA PEM (the case uses a CA unrelated to the cluster)", false),
-    ("unreachable.url", "kubernetes_host", "API server URL as the server reaches it", false),
-    ("hang.url", "kubernetes_host", "API server URL as the server reaches it", false),
+    (
+        "cluster.url",
+        "kubernetes_host",
+        "API server URL as the server reaches it",
+        false,
+    ),
+    (
+        "cluster.ca",
+        "kubernetes_ca_cert",
+        "PEM of the CA that signed the API server's certificate",
+        false,
+    ),
+    (
+        "reviewer.jwt",
+        "token_reviewer_jwt",
+        "token of a service account bound to system:auth-delegator",
+        true,
+    ),
+    (
+        "cluster.jwks_url",
+        "jwks_url",
+        "the cluster's /openid/v1/jwks URL",
+        false,
+    ),
+    (
+        "cluster.pubkey",
+        "jwt_validation_pubkey",
+        "PEM of the service-account signing public key",
+        false,
+    ),
+    (
+        "cluster.issuer",
+        "issuer",
+        "the cluster's service-account issuer",
+        false,
+    ),
+    (
+        "other.ca",
+        "other_ca_cert",
+        "a CA PEM (the case uses another cluster's CA)",
+        false,
+    ),
+    (
+        "unrelated.ca",
+        "unrelated_ca_cert",
+        "a CA PEM (the case uses a CA unrelated to the cluster)",
+        false,
+    ),
+    (
+        "unreachable.url",
+        "kubernetes_host",
+        "API server URL as the server reaches it",
+        false,
+    ),
+    (
+        "hang.url",
+        "kubernetes_host",
+        "API server URL as the server reaches it",
+        false,
+    ),
     ("kv", "kv_mount", "KV v2 mount the policy refers to", false),
 ];
 
@@ -41,7 +91,9 @@ fn var_for(placeholder: &str) -> Option<&'static str> {
 
 fn var_ref(name: &str) -> Expression {
     Expression::Traversal(Box::new(
-        Traversal::builder(Variable::unchecked("var")).attr(name).build(),
+        Traversal::builder(Variable::unchecked("var"))
+            .attr(name)
+            .build(),
     ))
 }
 
@@ -70,7 +122,11 @@ pub fn expr_for(key: &str, v: &Value) -> Expression {
         Value::Number(n) => n
             .as_i64()
             .map(|i| Expression::Number(i.into()))
-            .or_else(|| n.as_f64().and_then(hcl::Number::from_f64).map(Expression::Number))
+            .or_else(|| {
+                n.as_f64()
+                    .and_then(hcl::Number::from_f64)
+                    .map(Expression::Number)
+            })
             .unwrap_or(Expression::Null),
         Value::Array(a) => Expression::Array(a.iter().map(|x| expr_for(key, x)).collect()),
         Value::Null => Expression::Null,
@@ -112,7 +168,11 @@ fn resource_types(case: &Case) -> (&'static str, Option<&'static str>, &'static 
             Some("vault_kubernetes_auth_backend_config"),
             "vault_kubernetes_auth_backend_role",
         ),
-        AuthMethod::Jwt => ("vault_jwt_auth_backend", None, "vault_jwt_auth_backend_role"),
+        AuthMethod::Jwt => (
+            "vault_jwt_auth_backend",
+            None,
+            "vault_jwt_auth_backend_role",
+        ),
     }
 }
 
@@ -159,8 +219,14 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
                         "vault",
                         Expression::Object(
                             [
-                                (hcl::ObjectKey::from("source"), Expression::String("hashicorp/vault".into())),
-                                (hcl::ObjectKey::from("version"), Expression::String(">= 4.0".into())),
+                                (
+                                    hcl::ObjectKey::from("source"),
+                                    Expression::String("hashicorp/vault".into()),
+                                ),
+                                (
+                                    hcl::ObjectKey::from("version"),
+                                    Expression::String(">= 4.0".into()),
+                                ),
                             ]
                             .into_iter()
                             .collect(),
@@ -170,7 +236,10 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
             )
             .build(),
     );
-    let mut variables = vec![("mount_path", method.to_string(), false), ("policy_name", "app".to_string(), false)];
+    let mut variables = vec![
+        ("mount_path", method.to_string(), false),
+        ("policy_name", "app".to_string(), false),
+    ];
     for v in &used {
         variables.push((v, String::new(), true));
     }
@@ -194,7 +263,9 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
     }
 
     // Backend (for JWT auth it carries the config too).
-    let mut backend = Block::builder("resource").add_label(backend_t).add_label("this");
+    let mut backend = Block::builder("resource")
+        .add_label(backend_t)
+        .add_label("this");
     match case.auth {
         AuthMethod::Kubernetes => {
             backend = backend
@@ -212,7 +283,10 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
     }
     body = body.add_block(backend.build());
     let backend_path = Expression::Traversal(Box::new(
-        Traversal::builder(Variable::unchecked(backend_t)).attr("this").attr("path").build(),
+        Traversal::builder(Variable::unchecked(backend_t))
+            .attr("this")
+            .attr("path")
+            .build(),
     ));
     if let Some(config_t) = config_t {
         let mut b = Block::builder("resource")
@@ -239,7 +313,11 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
             ))
             .build(),
     );
-    let role_name = case.server.role_name.clone().unwrap_or_else(|| "app".into());
+    let role_name = case
+        .server
+        .role_name
+        .clone()
+        .unwrap_or_else(|| "app".into());
     let mut rb = Block::builder("resource")
         .add_label(role_t)
         .add_label("this")
@@ -349,7 +427,10 @@ mod tests {
             let body = hcl::parse(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", lc.name));
             let find = |t: &str| -> &Block {
                 body.blocks()
-                    .find(|b| b.identifier() == "resource" && b.labels().first().map(|l| l.as_str()) == Some(t))
+                    .find(|b| {
+                        b.identifier() == "resource"
+                            && b.labels().first().map(|l| l.as_str()) == Some(t)
+                    })
                     .unwrap_or_else(|| panic!("{}: no resource {t}", lc.name))
             };
             let cfg_block = find(config_resource(&lc.case));
@@ -361,7 +442,9 @@ mod tests {
                     .unwrap_or_else(|| panic!("{}: config field {k} missing", lc.name));
                 let back = value_of(attr.expr());
                 let want = match (k.ends_with("_ttl"), &v) {
-                    (true, Value::String(s)) => Value::from(humantime::parse_duration(s).unwrap().as_secs()),
+                    (true, Value::String(s)) => {
+                        Value::from(humantime::parse_duration(s).unwrap().as_secs())
+                    }
                     // The lab's fault endpoints are the user's own kubernetes_host in Terraform.
                     (_, Value::String(s)) if s == "${hang.url}" || s == "${unreachable.url}" => {
                         Value::from("${cluster.url}")
@@ -381,7 +464,9 @@ mod tests {
                     .find(|a| a.key() == k)
                     .unwrap_or_else(|| panic!("{}: role field {k} missing", lc.name));
                 let want = match (k.ends_with("_ttl"), &v) {
-                    (true, Value::String(s)) => Value::from(humantime::parse_duration(s).unwrap().as_secs()),
+                    (true, Value::String(s)) => {
+                        Value::from(humantime::parse_duration(s).unwrap().as_secs())
+                    }
                     _ => v.clone(),
                 };
                 assert_eq!(value_of(attr.expr()), want, "{}: role field {k}", lc.name);
@@ -391,7 +476,10 @@ mod tests {
 
     #[test]
     fn policy_placeholders_become_variables() {
-        assert_eq!(to_template("path \"${kv}/data/*\" ${x}"), "path \"${var.kv_mount}/data/*\" $${x}");
+        assert_eq!(
+            to_template("path \"${kv}/data/*\" ${x}"),
+            "path \"${var.kv_mount}/data/*\" $${x}"
+        );
     }
 }
 
@@ -414,7 +502,10 @@ mod module_tests {
     #[test]
     fn shipped_terraform_parses() {
         let mut files = Vec::new();
-        tf_files(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../terraform"), &mut files);
+        tf_files(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../terraform"),
+            &mut files,
+        );
         assert!(files.len() >= 6, "{files:?}");
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();

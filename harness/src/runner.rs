@@ -29,7 +29,10 @@ pub fn load_trials(
         anyhow!(
             "{} case file(s) are invalid:\n{}",
             errs.len(),
-            errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+            errs.iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
     let cases: Vec<Arc<LoadedCase>> = cases.into_iter().map(Arc::new).collect();
@@ -80,7 +83,11 @@ pub async fn run_all(lab: Arc<Lab>, trials: Vec<Trial>, concurrency: usize) -> V
             summary::word(&o.verdict),
             o.name,
             o.total.as_millis(),
-            if phases.is_empty() { String::new() } else { format!(": {phases}") },
+            if phases.is_empty() {
+                String::new()
+            } else {
+                format!(": {phases}")
+            },
             started.elapsed().as_secs_f64()
         );
         out.push(o);

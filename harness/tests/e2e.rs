@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             let outcomes = outcomes.clone();
             let name = t.name.clone();
             let ignored_reason = t.not_applicable.clone();
-            let test = Trial::ignorable_test(name, move || {
+            Trial::ignorable_test(name, move || {
                 let lab = lab
                     .get_or_init(|| {
                         let mut opts = LabOptions::new(t.cluster);
@@ -80,15 +80,16 @@ fn main() -> ExitCode {
                     .unwrap_or_default();
                 match verdict {
                     Verdict::Passed => Ok(Completion::Completed),
-                    Verdict::Ignored(r) if settings::required("all") && ignored_reason.is_none() => {
+                    Verdict::Ignored(r)
+                        if settings::required("all") && ignored_reason.is_none() =>
+                    {
                         Err(format!("required but not available: {r}").into())
                     }
                     Verdict::Ignored(r) => Ok(Completion::ignored_with(r)),
                     Verdict::Failed(m) => Err(format!("{}{artifacts}", m.join("\n")).into()),
                     Verdict::Error(e) => Err(format!("{e}{artifacts}").into()),
                 }
-            });
-            test
+            })
         })
         .collect();
 

@@ -22,7 +22,10 @@ pub fn default_config(case: &Case) -> Map<String, Value> {
     if case.auth == AuthMethod::Kubernetes {
         m.insert("kubernetes_host".into(), json!("${cluster.url}"));
         m.insert("kubernetes_ca_cert".into(), json!("${cluster.ca}"));
-        if matches!(case.mode, Some(KubeMode::ClientToken | KubeMode::ReviewerJwt)) {
+        if matches!(
+            case.mode,
+            Some(KubeMode::ClientToken | KubeMode::ReviewerJwt)
+        ) {
             m.insert("disable_local_ca_jwt".into(), json!(true));
         }
         if case.mode == Some(KubeMode::ReviewerJwt) {
@@ -66,8 +69,7 @@ pub fn role(case: &Case, policy: &str) -> Map<String, Value> {
 
 /// The policy HCL (with `${kv}` unreplaced).
 pub fn policy(case: &Case) -> String {
-    case.server
-        .policy
-        .clone()
-        .unwrap_or_else(|| "path \"${kv}/data/allowed/*\" {\n  capabilities = [\"read\"]\n}\n".into())
+    case.server.policy.clone().unwrap_or_else(|| {
+        "path \"${kv}/data/allowed/*\" {\n  capabilities = [\"read\"]\n}\n".into()
+    })
 }

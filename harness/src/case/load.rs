@@ -31,9 +31,9 @@ pub struct CaseError {
     /// The file.
     pub file: PathBuf,
     /// 1-based line, when known.
-    pub line: Option<u64>,
+    pub line: Option<u32>,
     /// 1-based column, when known.
-    pub column: Option<u64>,
+    pub column: Option<u32>,
     /// Dotted field path (e.g. `expect.login.status`), when known.
     pub field: Option<String>,
     /// What is wrong and what was expected.
@@ -55,7 +55,12 @@ impl fmt::Display for CaseError {
         if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
-        write!(f, "{} Fix: {}", self.problem.trim_end(), self.fix.trim_end())
+        write!(
+            f,
+            "{} Fix: {}",
+            self.problem.trim_end(),
+            self.fix.trim_end()
+        )
     }
 }
 
@@ -118,14 +123,23 @@ fn normalize(s: &str) -> String {
 }
 
 fn find_entry(dir: &Path, want: &str, ext: Option<&str>) -> Option<PathBuf> {
-    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| match ext {
-        None => p.is_dir() && p.file_name().is_some_and(|n| normalize(&n.to_string_lossy()) == want),
-        Some(ext) => {
-            p.is_file()
-                && p.extension().is_some_and(|e| e == ext)
-                && p.file_stem().is_some_and(|n| normalize(&n.to_string_lossy()) == want)
-        }
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| match ext {
+            None => {
+                p.is_dir()
+                    && p.file_name()
+                        .is_some_and(|n| normalize(&n.to_string_lossy()) == want)
+            }
+            Some(ext) => {
+                p.is_file()
+                    && p.extension().is_some_and(|e| e == ext)
+                    && p.file_stem()
+                        .is_some_and(|n| normalize(&n.to_string_lossy()) == want)
+            }
+        })
 }
 
 /// Loads every case below `cases_dir`. Returns all cases or every error found.
@@ -179,7 +193,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Case, CaseError> {
         Err(err) => {
             let loc = err.location();
             let (line, column) = match loc {
-                Some(l) if l.line() > 0 => (Some(l.line()), Some(l.column())),
+                Some(l) if l.line() > 0 => {
+                    (u32::try_from(l.line()).ok(), u32::try_from(l.column()).ok())
+                }
                 _ => (None, None),
             };
             // A second pass through a JSON value names the field path of type errors.
@@ -295,7 +311,9 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
                 if what.split_whitespace().count() != 2 {
                     return Err(err(
                         &field,
-                        format!("`delete: {what}` should be `<Kind> <namespace>/<name>` or `<Kind> <name>`."),
+                        format!(
+                            "`delete: {what}` should be `<Kind> <namespace>/<name>` or `<Kind> <name>`."
+                        ),
                         "write e.g. `delete: ServiceAccount default/internal-app`.",
                     ));
                 }
@@ -326,7 +344,9 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         if f != "openbao" && f != "vault" {
             return Err(err(
                 &format!("flavours.{flavour}"),
-                format!("unknown flavour `{flavour}`; expected `openbao`, `vault`, or one of them with a version such as `openbao:2.6`."),
+                format!(
+                    "unknown flavour `{flavour}`; expected `openbao`, `vault`, or one of them with a version such as `openbao:2.6`."
+                ),
                 "use `flavours: { \"openbao:2.6\": { expect: ... } }` or `vault:`.",
             ));
         }
@@ -383,7 +403,10 @@ fn check_token(
     err: &ErrFn<'_>,
 ) -> Result<(), CaseError> {
     let _ = lc;
-    if t.service_account.split_once('/').is_none_or(|(ns, n)| ns.is_empty() || n.is_empty()) {
+    if t.service_account
+        .split_once('/')
+        .is_none_or(|(ns, n)| ns.is_empty() || n.is_empty())
+    {
         return Err(err(
             &format!("{field}.service_account"),
             format!("`{}` is not `<namespace>/<name>`.", t.service_account),
@@ -526,7 +549,11 @@ fn check_text(field: &str, m: &TextMatch, err: &ErrFn<'_>) -> Result<(), CaseErr
         if let Some(re) = &p.regex
             && let Err(e) = regex::Regex::new(&placeholder.replace_all(re, "x"))
         {
-            let e = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            let e = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             return Err(err(
                 field,
                 format!("the regular expression does not compile: {e}."),
@@ -538,7 +565,7 @@ fn check_text(field: &str, m: &TextMatch, err: &ErrFn<'_>) -> Result<(), CaseErr
 }
 
 /// Best-effort line of a dotted field path in YAML text (the line of its last key).
-pub fn line_of_field(text: &str, field: &str) -> Option<u64> {
+pub fn line_of_field(text: &str, field: &str) -> Option<u32> {
     let mut start = 0usize;
     let mut found = None;
     for part in field.split('.') {
@@ -553,7 +580,7 @@ pub fn line_of_field(text: &str, field: &str) -> Option<u64> {
         });
         if let Some((i, _)) = pos {
             start = i;
-            found = Some(i as u64 + 1);
+            found = u32::try_from(i + 1).ok();
         }
     }
     found
@@ -616,9 +643,7 @@ mod tests {
 
     #[test]
     fn missing_manifest_is_reported() {
-        let e = err_of(&format!(
-            "{OK}cluster:\n  objects: [manifests/nope.yaml]\n"
-        ));
+        let e = err_of(&format!("{OK}cluster:\n  objects: [manifests/nope.yaml]\n"));
         assert_eq!(e.field.as_deref(), Some("cluster.objects[0]"));
         assert!(e.to_string().contains("manifests/nope.yaml"));
     }

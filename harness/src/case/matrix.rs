@@ -62,7 +62,11 @@ pub fn trial_name(case_name: &str, server: &ServerSpec) -> String {
 }
 
 /// Expands cases over servers, sorted by name.
-pub fn expand(cases: &[Arc<LoadedCase>], servers: &[ServerSpec], cluster: ClusterKind) -> Vec<Trial> {
+pub fn expand(
+    cases: &[Arc<LoadedCase>],
+    servers: &[ServerSpec],
+    cluster: ClusterKind,
+) -> Vec<Trial> {
     let mut out = Vec::new();
     for case in cases {
         for server in servers {
@@ -71,7 +75,10 @@ pub fn expand(cases: &[Arc<LoadedCase>], servers: &[ServerSpec], cluster: Cluste
             let not_applicable = if !c.applies_to_flavour(&flavour) {
                 Some(format!(
                     "not applicable to {flavour}: {}",
-                    c.applies.reason.as_deref().unwrap_or("the case lists other flavours")
+                    c.applies
+                        .reason
+                        .as_deref()
+                        .unwrap_or("the case lists other flavours")
                 ))
             } else if !c.applies.clusters.is_empty()
                 && !c.applies.clusters.iter().any(|k| k == cluster.as_str())
@@ -79,7 +86,10 @@ pub fn expand(cases: &[Arc<LoadedCase>], servers: &[ServerSpec], cluster: Cluste
                 Some(format!(
                     "needs cluster {}: {}",
                     c.applies.clusters.join("/"),
-                    c.applies.reason.as_deref().unwrap_or("the case lists other clusters")
+                    c.applies
+                        .reason
+                        .as_deref()
+                        .unwrap_or("the case lists other clusters")
                 ))
             } else {
                 None

@@ -38,8 +38,15 @@ mod tests {
     /// Every shipped case file loads and validates.
     #[test]
     fn shipped_cases_are_valid() {
-        let cases = crate::case::load::load_dir(&repo().join("cases"))
-            .unwrap_or_else(|errs| panic!("{}", errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")));
+        let cases = crate::case::load::load_dir(&repo().join("cases")).unwrap_or_else(|errs| {
+            panic!(
+                "{}",
+                errs.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
         assert!(cases.len() >= 45, "only {} cases", cases.len());
     }
 }

@@ -144,7 +144,9 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             );
         }
         if let Some(role) = &a.role {
-            let r = client.read(&format!("auth/{}/role/{role}", a.mount)).await?;
+            let r = client
+                .read(&format!("auth/{}/role/{role}", a.mount))
+                .await?;
             if r.is_success() {
                 input.role = Some(r.body["data"].clone());
             } else {

@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use crate::{
     case::{load, matrix::ClusterKind},
     lab::{Lab, LabOptions, cleanup, trial::Verdict},
-    report, runner, settings,
+    report, runner,
     server::binary::BinaryCache,
+    settings,
 };
 
 fn env_help() -> String {
@@ -240,7 +241,10 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         } => {
             let dir = cases_dir(cases);
             let file = load::file_for_name(&dir, &case).with_context(|| {
-                format!("no case named {case} under {} (see `authlab list --names`)", dir.display())
+                format!(
+                    "no case named {case} under {} (see `authlab list --names`)",
+                    dir.display()
+                )
             })?;
             let lc = load::load_file(&dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
             print!("{}", crate::export::terraform(&lc.name, &lc.case)?);
@@ -288,14 +292,17 @@ fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<E
         return Ok(ExitCode::SUCCESS);
     }
     let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(4);
-    println!("{:<width$}  {:<10} {:<13} {:<8} {:<6} about", "case", "auth", "mode", "topology", "expect");
+    println!(
+        "{:<width$}  {:<10} {:<13} {:<8} {:<6} about",
+        "case", "auth", "mode", "topology", "expect"
+    );
     for c in &selected {
         let k = &c.case;
         let mode = k
             .mode
-            .map(|m| format!("{m:?}"))
-            .unwrap_or_else(|| "-".into())
-            .to_lowercase();
+            .and_then(|m| serde_json::to_value(m).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "-".into());
         let about: String = k.about.split_whitespace().collect::<Vec<_>>().join(" ");
         let about: String = about.chars().take(70).collect();
         println!(

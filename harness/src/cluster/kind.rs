@@ -44,7 +44,13 @@ pub fn cluster_name(name: &str) -> String {
 
 /// `kind create cluster` arguments. The kubeconfig goes to the lab's scratch file, never the
 /// user's `~/.kube/config`.
-pub fn create_args(name: &str, image: &str, config: &Path, kubeconfig: &Path, wait: Duration) -> Vec<String> {
+pub fn create_args(
+    name: &str,
+    image: &str,
+    config: &Path,
+    kubeconfig: &Path,
+    wait: Duration,
+) -> Vec<String> {
     vec![
         "create".into(),
         "cluster".into(),
@@ -99,7 +105,12 @@ pub fn export_logs_args(name: &str, dir: &Path) -> Vec<String> {
 
 /// `kind delete cluster` arguments.
 pub fn delete_args(name: &str) -> Vec<String> {
-    vec!["delete".into(), "cluster".into(), "--name".into(), name.into()]
+    vec![
+        "delete".into(),
+        "cluster".into(),
+        "--name".into(),
+        name.into(),
+    ]
 }
 
 /// The API server address containers on the kind network use.
@@ -188,7 +199,13 @@ pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Re
     }
     if !exists {
         eprintln!("authlab: creating Kind cluster {name} ({image}); this takes a minute or two");
-        run_kind(&create_args(name.as_str(), image, config, &kubeconfig, Duration::from_secs(300)))?;
+        run_kind(&create_args(
+            name.as_str(),
+            image,
+            config,
+            &kubeconfig,
+            Duration::from_secs(300),
+        ))?;
     } else {
         eprintln!("authlab: reusing Kind cluster {name}");
     }
@@ -249,11 +266,26 @@ mod tests {
             a.join(" "),
             "create cluster --name authlab-x --image kindest/node:v1.34.0 --config manifests/kind/cluster.yaml --kubeconfig /tmp/k --wait 300s"
         );
-        assert_eq!(kubeconfig_args("authlab-x", true).join(" "), "get kubeconfig --name authlab-x --internal");
-        assert_eq!(load_image_args("authlab-x", "authlab/openbao:2.7.2").join(" "), "load docker-image authlab/openbao:2.7.2 --name authlab-x");
-        assert_eq!(export_logs_args("authlab-x", Path::new("/a")).join(" "), "export logs /a --name authlab-x");
-        assert_eq!(delete_args("authlab-x").join(" "), "delete cluster --name authlab-x");
-        assert_eq!(internal_server("authlab-x"), "https://authlab-x-control-plane:6443");
+        assert_eq!(
+            kubeconfig_args("authlab-x", true).join(" "),
+            "get kubeconfig --name authlab-x --internal"
+        );
+        assert_eq!(
+            load_image_args("authlab-x", "authlab/openbao:2.7.2").join(" "),
+            "load docker-image authlab/openbao:2.7.2 --name authlab-x"
+        );
+        assert_eq!(
+            export_logs_args("authlab-x", Path::new("/a")).join(" "),
+            "export logs /a --name authlab-x"
+        );
+        assert_eq!(
+            delete_args("authlab-x").join(" "),
+            "delete cluster --name authlab-x"
+        );
+        assert_eq!(
+            internal_server("authlab-x"),
+            "https://authlab-x-control-plane:6443"
+        );
         assert_eq!(cluster_name("lab"), "authlab-lab");
         assert_eq!(cluster_name("authlab-lab"), "authlab-lab");
     }
@@ -268,7 +300,8 @@ mod tests {
     #[test]
     fn shipped_kind_config_is_a_kind_cluster() {
         let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/kind/cluster.yaml");
-        let v: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
         assert_eq!(v["kind"], "Cluster");
         assert_eq!(v["apiVersion"], "kind.x-k8s.io/v1alpha4");
         assert_eq!(v["nodes"][0]["role"], "control-plane");

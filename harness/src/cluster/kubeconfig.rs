@@ -35,7 +35,12 @@ pub fn access(kc: &Kubeconfig, context: Option<&str>) -> Result<ClusterAccess> {
         .iter()
         .find(|c| c.name == ctx.cluster)
         .and_then(|c| c.cluster.as_ref())
-        .ok_or_else(|| anyhow!("cluster {:?} of context {ctx_name:?} is not in the kubeconfig", ctx.cluster))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "cluster {:?} of context {ctx_name:?} is not in the kubeconfig",
+                ctx.cluster
+            )
+        })?;
     let server = cluster
         .server
         .clone()
@@ -46,7 +51,10 @@ pub fn access(kc: &Kubeconfig, context: Option<&str>) -> Result<ClusterAccess> {
             .context("certificate-authority-data is not base64")?;
         Some(String::from_utf8(bytes).context("certificate-authority-data is not PEM text")?)
     } else if let Some(file) = &cluster.certificate_authority {
-        Some(std::fs::read_to_string(file).with_context(|| format!("reading certificate-authority {file}"))?)
+        Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("reading certificate-authority {file}"))?,
+        )
     } else {
         None
     };
@@ -59,7 +67,8 @@ pub fn access(kc: &Kubeconfig, context: Option<&str>) -> Result<ClusterAccess> {
 
 /// Reads a kubeconfig file and builds a client for `context`.
 pub async fn client(path: &Path, context: Option<&str>) -> Result<(kube::Client, ClusterAccess)> {
-    let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
     let acc = access(&kc, context)?;
     let opts = KubeConfigOptions {
         context: Some(acc.context.clone()),
@@ -98,7 +107,16 @@ users:
         let kc = Kubeconfig::from_yaml(KC).unwrap();
         let a = access(&kc, None).unwrap();
         assert_eq!(a.server, "https://127.0.0.1:33815");
-        assert!(a.ca_pem.unwrap().starts_with("-----BEGIN CERTIFICATE-----\nAAA"));
-        assert!(access(&kc, Some("nope")).unwrap_err().to_string().contains("\"nope\""));
+        assert!(
+            a.ca_pem
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----\nAAA")
+        );
+        assert!(
+            access(&kc, Some("nope"))
+                .unwrap_err()
+                .to_string()
+                .contains("\"nope\"")
+        );
     }
 }

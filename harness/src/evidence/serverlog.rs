@@ -59,7 +59,9 @@ pub fn parse_server_log(text: &str) -> Vec<LogLine> {
             out.push(parse_head(&c[1], &c[2], &c[3], line));
             continue;
         }
-        let Some(entry) = out.last_mut() else { continue };
+        let Some(entry) = out.last_mut() else {
+            continue;
+        };
         let trimmed = line.trim_start();
         if let Some(rest) = trimmed.strip_prefix('|') {
             if let Some((_, lines)) = pending.as_mut() {
@@ -201,10 +203,16 @@ mod tests {
         let t = r#"2026-11-22T23:28:22.554Z [DEBUG] auth.kubernetes.auth_kubernetes_90a2cd19: login unauthorized: err="{\"kind\":\"Status\",\"message\":\"User \\"x\\" cannot\"}""#;
         let l = &parse_server_log(t)[0];
         assert_eq!(l.level, "DEBUG");
-        assert_eq!(l.module.as_deref(), Some("auth.kubernetes.auth_kubernetes_90a2cd19"));
+        assert_eq!(
+            l.module.as_deref(),
+            Some("auth.kubernetes.auth_kubernetes_90a2cd19")
+        );
         assert_eq!(l.message, "login unauthorized");
         assert_eq!(l.fields[0].0, "err");
-        assert_eq!(l.fields[0].1, r#"{"kind":"Status","message":"User \"x\" cannot"}"#);
+        assert_eq!(
+            l.fields[0].1,
+            r#"{"kind":"Status","message":"User \"x\" cannot"}"#
+        );
     }
 
     #[test]
@@ -216,7 +224,13 @@ mod tests {
         assert_eq!(lines[0].message, "proxy environment");
         assert_eq!(lines[0].fields.len(), 2);
         assert_eq!(lines[1].message, "error checking oidc discovery URL");
-        assert_eq!(lines[1].fields, vec![("error".to_string(), "403 Forbidden: {\"kind\":\"Status\"}".to_string())]);
+        assert_eq!(
+            lines[1].fields,
+            vec![(
+                "error".to_string(),
+                "403 Forbidden: {\"kind\":\"Status\"}".to_string()
+            )]
+        );
         assert_eq!(lines[2].module.as_deref(), Some("core"));
         assert_eq!(log_for_accessor(&lines, "auth_jwt_800c45e4").len(), 1);
     }

@@ -22,8 +22,8 @@ use tokio::sync::OnceCell;
 
 use crate::{
     case::matrix::ClusterKind,
-    server::{ServerSpec, binary::BinaryCache, process::RunningServer},
     lab::servers::ServerHandle,
+    server::{ServerSpec, binary::BinaryCache, process::RunningServer},
     sim::{SimCluster, SimConfig},
 };
 
@@ -123,7 +123,10 @@ impl Lab {
         let res = cell
             .get_or_init(|| async {
                 if let Some(h) = servers::attach(spec).await {
-                    eprintln!("authlab: {spec}: using the running lab's server at {}", h.addr());
+                    eprintln!(
+                        "authlab: {spec}: using the running lab's server at {}",
+                        h.addr()
+                    );
                     return Ok(Arc::new(h));
                 }
                 self.start_server(spec)

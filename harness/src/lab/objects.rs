@@ -6,7 +6,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::{
     Api, Client,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    },
 };
 
 /// Field manager name used for server-side apply.
@@ -37,10 +39,25 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         ("v1", "Node", "nodes", false),
         ("v1", "Service", "services", true),
         ("apps/v1", "StatefulSet", "statefulsets", true),
-        ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", false),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+        ),
         ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-        ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+        ),
     ];
     known
         .iter()
@@ -48,7 +65,12 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
 }
 
-fn api_for(client: &Client, api_version: &str, kind: &str, ns: Option<&str>) -> Result<Api<DynamicObject>> {
+fn api_for(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    ns: Option<&str>,
+) -> Result<Api<DynamicObject>> {
     let (plural, namespaced) = resource_for(api_version, kind).ok_or_else(|| {
         anyhow!("object kind `{kind}` ({api_version}) is not one authlab applies; use Namespace, ServiceAccount, Secret, Pod, ConfigMap, Node, Service, StatefulSet or an RBAC kind")
     })?;
@@ -64,7 +86,9 @@ fn api_for(client: &Client, api_version: &str, kind: &str, ns: Option<&str>) -> 
 
 /// Applies one object with server-side apply (force), returning the stored object.
 pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicObject> {
-    let api_version = obj["apiVersion"].as_str().context("object has no apiVersion")?;
+    let api_version = obj["apiVersion"]
+        .as_str()
+        .context("object has no apiVersion")?;
     let kind = obj["kind"].as_str().context("object has no kind")?;
     let name = obj["metadata"]["name"]
         .as_str()
@@ -74,7 +98,12 @@ pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicOb
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(name, &pp, &Patch::Apply(obj))
         .await
-        .with_context(|| format!("applying {kind} {}{name}", ns.map(|n| format!("{n}/")).unwrap_or_default()))
+        .with_context(|| {
+            format!(
+                "applying {kind} {}{name}",
+                ns.map(|n| format!("{n}/")).unwrap_or_default()
+            )
+        })
 }
 
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
@@ -133,16 +162,20 @@ pub async fn recreate_service_account(client: &Client, ns: &str, name: &str) -> 
 /// Reads a service account's UID.
 pub async fn service_account_uid(client: &Client, ns: &str, name: &str) -> Result<String> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa = api
-        .get(name)
-        .await
-        .with_context(|| format!("reading service account {ns}/{name} (does the case create it in cluster.objects?)"))?;
+    let sa = api.get(name).await.with_context(|| {
+        format!("reading service account {ns}/{name} (does the case create it in cluster.objects?)")
+    })?;
     sa.metadata.uid.context("service account has no uid")
 }
 
 /// Creates a `kubernetes.io/service-account-token` Secret and waits (bounded) until the
 /// tokens controller has filled in `data.token`.
-pub async fn legacy_token(client: &Client, ns: &str, sa: &str, secret_name: &str) -> Result<String> {
+pub async fn legacy_token(
+    client: &Client,
+    ns: &str,
+    sa: &str,
+    secret_name: &str,
+) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let obj = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
@@ -153,12 +186,17 @@ pub async fn legacy_token(client: &Client, ns: &str, sa: &str, secret_name: &str
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}")),
+        Err(e) => {
+            return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}"));
+        }
     }
     let wait = Duration::from_secs(30);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if let Some(s) = api.get_opt(secret_name).await.with_context(|| format!("reading token secret {ns}/{secret_name}"))?
+        if let Some(s) = api
+            .get_opt(secret_name)
+            .await
+            .with_context(|| format!("reading token secret {ns}/{secret_name}"))?
             && let Some(tok) = s.data.as_ref().and_then(|d| d.get("token"))
             && !tok.0.is_empty()
         {

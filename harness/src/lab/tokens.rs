@@ -116,7 +116,10 @@ async fn hand_made(
     let shift = spec.time_shift.unwrap_or(0);
     let iat = now + shift;
     let exp = iat + spec.expiration_seconds.unwrap_or(3600) as i64;
-    let aud = spec.audiences.clone().unwrap_or_else(|| vec![issuer.clone()]);
+    let aud = spec
+        .audiences
+        .clone()
+        .unwrap_or_else(|| vec![issuer.clone()]);
     let mut claims = serde_json::json!({
         "aud": aud,
         "exp": exp,

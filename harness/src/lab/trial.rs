@@ -10,7 +10,6 @@ use std::{
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-
 use super::{
     Lab, objects, tokens,
     verdict::{self, Evidence, Observed},
@@ -119,7 +118,12 @@ pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
     let artifacts = match (&verdict, &lab.options().artifacts_dir) {
         (Verdict::Failed(_) | Verdict::Error(_), Some(dir)) => {
             crate::report::artifacts::write(dir, trial, &record, &verdict)
-                .map_err(|e| eprintln!("authlab: could not write artifacts for {}: {e:#}", trial.name))
+                .map_err(|e| {
+                    eprintln!(
+                        "authlab: could not write artifacts for {}: {e:#}",
+                        trial.name
+                    )
+                })
                 .ok()
         }
         _ => None,
@@ -372,8 +376,8 @@ fn token_needs_foreign(case: &crate::case::Case) -> bool {
 fn load_objects(lc: &crate::case::LoadedCase, obj: &ObjectSource) -> Result<Vec<Value>> {
     match obj {
         ObjectSource::Path(p) => {
-            let path = resolve_manifest(lc, p)
-                .with_context(|| format!("manifest {p} not found"))?;
+            let path =
+                resolve_manifest(lc, p).with_context(|| format!("manifest {p} not found"))?;
             objects::read_manifest(&path)
         }
         ObjectSource::Inline(m) => Ok(vec![Value::Object(m.inline.clone())]),
@@ -410,19 +414,31 @@ async fn configure_and_login(
     root.put_policy(n.policy, &policy).await?;
     record.policy = policy;
     for path in ["allowed/config", "denied/config"] {
-        let r = root
-            .write(
-                &format!("{}/data/{path}", n.kv),
-                &json!({"data": {"username": "app", "written_by": "authlab"}}),
-            )
-            .await?;
-        anyhow::ensure!(
-            r.is_success(),
-            "seeding {}/{path} failed: {} {:?}",
-            n.kv,
-            r.status,
-            r.errors()
-        );
+        // A fresh KV v2 mount upgrades its storage first and refuses writes meanwhile.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = root
+                .write(
+                    &format!("{}/data/{path}", n.kv),
+                    &json!({"data": {"username": "app", "written_by": "authlab"}}),
+                )
+                .await?;
+            if r.is_success() {
+                break;
+            }
+            let upgrading = r
+                .errors()
+                .iter()
+                .any(|e| e.contains("Upgrading from non-versioned"));
+            anyhow::ensure!(
+                upgrading && Instant::now() < deadline,
+                "seeding {}/{path} failed: {} {:?} (waited up to 15 s for the KV v2 mount to finish upgrading)",
+                n.kv,
+                r.status,
+                r.errors()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     let config = substitute_value(&Value::Object(effective::config(case)), vars);
@@ -432,7 +448,11 @@ async fn configure_and_login(
         .await?;
     record.evidence.config = Some(observed(&config_resp));
 
-    let role_name = case.server.role_name.clone().unwrap_or_else(|| "app".into());
+    let role_name = case
+        .server
+        .role_name
+        .clone()
+        .unwrap_or_else(|| "app".into());
     let role = substitute_value(&Value::Object(effective::role(case, n.policy)), vars);
     record.role = role.clone();
     let role_resp = root
@@ -515,9 +535,10 @@ async fn configure_and_login(
         let text = read_from(&server.server_log_path(), log_offset);
         let lines = evidence::parse_server_log(&text);
         record.evidence.server_log = evidence::log_for_accessor(&lines, &accessor);
-        let satisfied = expect.server_log.as_ref().is_none_or(|l| {
-            verdict::find_log_line(l, &record.evidence.server_log, vars).is_some()
-        });
+        let satisfied = expect
+            .server_log
+            .as_ref()
+            .is_none_or(|l| verdict::find_log_line(l, &record.evidence.server_log, vars).is_some());
         if satisfied || Instant::now() >= deadline {
             break;
         }
@@ -567,7 +588,8 @@ fn diagnosis_input(case: &crate::case::Case, record: &TrialRecord) -> crate::dia
             .iter()
             .filter(|l| l.level != "TRACE" && l.level != "INFO")
             .map(|l| {
-                let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let fields: Vec<String> =
+                    l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{} {}", l.message, fields.join(" "))
             })
             .collect(),

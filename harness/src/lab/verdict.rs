@@ -61,7 +61,8 @@ pub fn text_matches(m: &TextMatch, actual: &str, vars: &BTreeMap<String, String>
                 .as_ref()
                 .is_none_or(|c| actual.contains(&substitute(c, vars)))
                 && p.regex.as_ref().is_none_or(|r| {
-                    regex::Regex::new(&substitute_escaped(r, vars)).is_ok_and(|re| re.is_match(actual))
+                    regex::Regex::new(&substitute_escaped(r, vars))
+                        .is_ok_and(|re| re.is_match(actual))
                 })
         }
     }
@@ -138,7 +139,9 @@ pub fn judge(
     }
     if let Some(a) = &expect.audit {
         match &ev.audit_login {
-            None => out.push("audit: no response entry for the login was found in the audit log".into()),
+            None => {
+                out.push("audit: no response entry for the login was found in the audit log".into())
+            }
             Some(entry) => {
                 for (field, m, actual) in [
                     ("error", &a.error, &entry.error),
@@ -187,7 +190,13 @@ pub fn judge(
         check_cluster(c, &ev.cluster_requests, vars, &mut out);
     }
     for (i, want) in steps.iter().enumerate() {
-        check_response(&format!("steps[{i}]"), want, ev.steps.get(i), vars, &mut out);
+        check_response(
+            &format!("steps[{i}]"),
+            want,
+            ev.steps.get(i),
+            vars,
+            &mut out,
+        );
     }
     out
 }
@@ -258,7 +267,11 @@ fn check_cluster(
             }
         }
         if let Some(a) = &c.tokenreview_audiences {
-            let got = r.review.as_ref().map(|x| x.audiences.clone()).unwrap_or_default();
+            let got = r
+                .review
+                .as_ref()
+                .map(|x| x.audiences.clone())
+                .unwrap_or_default();
             let want: Vec<String> = a.iter().map(|s| substitute(s, vars)).collect();
             if got != want {
                 out.push(format!(

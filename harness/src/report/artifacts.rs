@@ -99,7 +99,10 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
                     r.path,
                     r.user.as_deref().unwrap_or("(unauthenticated)"),
                     r.status,
-                    r.error.as_deref().map(|e| format!(" error={e}")).unwrap_or_default()
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(" error={e}"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()

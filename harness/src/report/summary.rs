@@ -18,7 +18,10 @@ pub fn word(v: &Verdict) -> &'static str {
 pub fn render(outcomes: &[TrialOutcome], wall: Duration) -> String {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(10);
     let mut out = String::new();
-    out.push_str(&format!("{:<width$}  {:<7}  {:>8}\n", "trial", "result", "time"));
+    out.push_str(&format!(
+        "{:<width$}  {:<7}  {:>8}\n",
+        "trial", "result", "time"
+    ));
     for o in outcomes {
         out.push_str(&format!(
             "{:<width$}  {:<7}  {:>6}ms\n",

