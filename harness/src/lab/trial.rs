@@ -93,6 +93,11 @@ pub struct TrialRecord {
 
 /// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].
 pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
+    run_recorded(lab, trial).await.0
+}
+
+/// Runs one trial and also returns everything it recorded (evidence, config, tokens).
+pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecord) {
     let start = Instant::now();
     let mut phases = Vec::new();
     let mut record = TrialRecord::default();
@@ -128,13 +133,14 @@ pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
         }
         _ => None,
     };
-    TrialOutcome {
+    let outcome = TrialOutcome {
         name: trial.name.clone(),
         verdict,
         phases,
         total: start.elapsed(),
         artifacts,
-    }
+    };
+    (outcome, record)
 }
 
 struct Timer<'a> {
