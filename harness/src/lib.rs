@@ -7,6 +7,7 @@
 pub mod case;
 pub mod cli;
 pub mod cluster;
+pub mod container;
 pub mod diagnose;
 pub mod evidence;
 pub mod export;

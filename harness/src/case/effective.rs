@@ -21,6 +21,10 @@ pub fn default_config(case: &Case) -> Map<String, Value> {
     let mut m = Map::new();
     if case.auth == AuthMethod::Kubernetes {
         m.insert("kubernetes_host".into(), json!("${cluster.url}"));
+        if case.mode == Some(KubeMode::LocalToken) {
+            // The server reads its pod's token and CA, as inside a cluster.
+            return m;
+        }
         m.insert("kubernetes_ca_cert".into(), json!("${cluster.ca}"));
         if matches!(
             case.mode,

@@ -175,6 +175,10 @@ pub struct ServerSide {
     /// `${kv}/data/allowed/*`.
     #[serde(default)]
     pub policy: Option<String>,
+    /// The server pod's service account (`namespace/name`) when the server runs inside the
+    /// cluster (default `vault/vault-auth`); its pod token is what local-token mode reviews with.
+    #[serde(default)]
+    pub pod_service_account: Option<String>,
     /// Mount tuning (`sys/auth/<mount>/tune`).
     #[serde(default)]
     pub tune: serde_json::Map<String, serde_json::Value>,

@@ -102,12 +102,15 @@ enum Command {
     /// Name the likely cause of a failed login from an audit entry, the server log, the JWT
     /// and/or the mount's config and role, with the fix.
     Diagnose(diagnose::DiagnoseArgs),
-    /// Remove every process and scratch directory labelled by authlab, including leftovers of
-    /// crashed runs.
+    /// Remove every process, container, network, Kind cluster and scratch directory authlab
+    /// created, including leftovers of crashed runs.
     Clean {
         /// Only list what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove the server images authlab built (a cache; rebuilt when needed).
+        #[arg(long)]
+        images: bool,
     },
     /// Print the JSON Schema of case files.
     Schema,
@@ -235,7 +238,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Explain { token } => explain(&token),
         Command::Diagnose(a) => diagnose::run(a).await,
-        Command::Clean { dry_run } => clean(dry_run),
+        Command::Clean { dry_run, images } => clean(dry_run, images).await,
         Command::Export {
             command: ExportCommand::Terraform { case, cases },
         } => {
@@ -443,7 +446,7 @@ fn explain(token: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn clean(dry_run: bool) -> Result<ExitCode> {
+async fn clean(dry_run: bool, images: bool) -> Result<ExitCode> {
     let procs = crate::server::process::find_leftover_processes();
     let dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
         .map(|rd| {
@@ -457,27 +460,74 @@ fn clean(dry_run: bool) -> Result<ExitCode> {
                 .collect()
         })
         .unwrap_or_default();
+    // Docker objects, when Docker is here; images are a build cache and go only with --images.
+    let docker = match crate::container::Engine::connect().await {
+        Ok(engine) => {
+            let objs: Vec<_> = engine
+                .list_managed()
+                .await?
+                .into_iter()
+                .filter(|o| images || o.kind != "image")
+                .collect();
+            Some((engine, objs))
+        }
+        Err(_) => None,
+    };
+    // Kind clusters, when kind is installed.
+    let kind_clusters: Vec<String> = crate::cluster::kind::kind_binary()
+        .ok()
+        .and_then(|_| crate::cluster::kind::clusters().ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
+        .collect();
     for (pid, run) in &procs {
         println!("process {pid} (run {run})");
     }
     for d in &dirs {
         println!("directory {}", d.display());
     }
-    if !dry_run {
-        for (pid, _) in &procs {
-            crate::server::process::kill_process(*pid);
+    if let Some((_, objs)) = &docker {
+        for o in objs {
+            println!(
+                "{} {} (run {})",
+                o.kind,
+                o.name,
+                o.run_id.as_deref().unwrap_or("-")
+            );
         }
-        for d in &dirs {
-            if let Err(e) = std::fs::remove_dir_all(d) {
-                eprintln!("authlab: could not remove {}: {e}", d.display());
+    }
+    for c in &kind_clusters {
+        println!("kind cluster {c}");
+    }
+    if dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (pid, _) in &procs {
+        crate::server::process::kill_process(*pid);
+    }
+    for d in &dirs {
+        if let Err(e) = std::fs::remove_dir_all(d) {
+            eprintln!("authlab: could not remove {}: {e}", d.display());
+        }
+    }
+    if let Some((engine, objs)) = &docker {
+        // Containers first: networks in use cannot be removed.
+        let mut ordered = objs.clone();
+        ordered.sort_by_key(|o| match o.kind.as_str() {
+            "container" => 0,
+            "network" => 1,
+            _ => 2,
+        });
+        for o in &ordered {
+            if let Err(e) = engine.remove_managed(o).await {
+                eprintln!("authlab: {e:#}");
             }
         }
-        if !procs.is_empty() || !dirs.is_empty() {
-            eprintln!(
-                "authlab: removed {} process(es) and {} directory(ies)",
-                procs.len(),
-                dirs.len()
-            );
+    }
+    for c in &kind_clusters {
+        if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(c)) {
+            eprintln!("authlab: {e:#}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,8 @@ use std::{
 struct Registry {
     pids: Vec<u32>,
     dirs: Vec<PathBuf>,
+    containers: Vec<String>,
+    networks: Vec<String>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -38,12 +40,62 @@ pub fn register_dir(dir: PathBuf) {
     }
 }
 
-/// Kills every registered process and removes every registered directory.
+/// Remembers a container to remove if the run is interrupted.
+pub fn register_container(name: String) {
+    if let Ok(mut r) = registry().lock() {
+        r.containers.push(name);
+    }
+}
+
+/// Forgets a container that was removed normally.
+pub fn unregister_container(name: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.containers.retain(|c| c != name);
+    }
+}
+
+/// Remembers a network to remove at the end of the run.
+pub fn register_network(name: String) {
+    if let Ok(mut r) = registry().lock() {
+        r.networks.push(name);
+    }
+}
+
+/// Kills every registered process, removes every registered container, network and directory.
 pub fn cleanup_now() {
-    let (pids, dirs) = match registry().lock() {
-        Ok(mut r) => (std::mem::take(&mut r.pids), std::mem::take(&mut r.dirs)),
+    let (pids, dirs, containers, networks) = match registry().lock() {
+        Ok(mut r) => (
+            std::mem::take(&mut r.pids),
+            std::mem::take(&mut r.dirs),
+            std::mem::take(&mut r.containers),
+            std::mem::take(&mut r.networks),
+        ),
         Err(_) => return,
     };
+    if !containers.is_empty() || !networks.is_empty() {
+        // A fresh runtime on its own thread: this may run from a signal handler task or after
+        // the main runtime is gone.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(engine) = crate::container::Engine::connect().await else {
+                    return;
+                };
+                for c in containers {
+                    let _ = engine.remove_container(&c).await;
+                }
+                for n in networks {
+                    let _ = engine.remove_network(&n).await;
+                }
+            });
+        })
+        .join();
+    }
     for pid in pids {
         crate::server::process::kill_process(pid);
     }

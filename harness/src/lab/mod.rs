@@ -22,6 +22,7 @@ use tokio::sync::OnceCell;
 
 use crate::{
     case::matrix::ClusterKind,
+    container::Engine,
     lab::servers::ServerHandle,
     server::{ServerSpec, binary::BinaryCache, process::RunningServer},
     sim::{SimCluster, SimConfig},
@@ -57,6 +58,7 @@ pub fn new_run_id() -> String {
     format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+type ImageCell = Arc<OnceCell<Result<String, String>>>;
 type ServerCell = Arc<OnceCell<Result<Arc<ServerHandle>, String>>>;
 
 /// State shared by all trials of a run.
@@ -68,6 +70,8 @@ pub struct Lab {
     sa_key: OnceCell<String>,
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
+    docker: OnceCell<Result<(Engine, String, String), String>>,
+    images: Mutex<HashMap<ServerSpec, ImageCell>>,
     counter: AtomicU64,
 }
 
@@ -89,6 +93,8 @@ impl Lab {
             sa_key: OnceCell::new(),
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
+            docker: OnceCell::new(),
+            images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
         })
     }
@@ -184,6 +190,50 @@ impl Lab {
             .await
     }
 
+    /// Docker for this lab: the engine, the lab's network and its gateway address (the host's
+    /// address on it, where sim clusters listen for containers). Connected once.
+    pub async fn docker(&self) -> Result<(Engine, String, String)> {
+        self.docker
+            .get_or_init(|| async {
+                let engine = Engine::connect().await.map_err(|e| format!("{e:#}"))?;
+                let name = format!("authlab-{}", self.opts.run_id);
+                engine
+                    .create_network(&name, &self.opts.run_id)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                cleanup::register_network(name.clone());
+                let gw = engine
+                    .network_gateway(&name)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                Ok((engine, name, gw))
+            })
+            .await
+            .clone()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The local server image for `spec`, built once per run when missing or stale.
+    pub async fn server_image(&self, spec: &ServerSpec) -> Result<String> {
+        let cell = {
+            let mut map = self.images.lock().expect("image map lock");
+            map.entry(spec.clone()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            let res = async {
+                let (engine, ..) = self.docker().await?;
+                let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+                let bin = self.cache.ensure(spec, &progress).await?;
+                crate::container::ensure_server_image(&engine, spec, &bin, &|_| {}).await
+            }
+            .await;
+            res.map_err(|e| format!("{e:#}"))
+        })
+        .await
+        .clone()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// PEM of a CA that has nothing to do with any cluster (another name, another key).
     pub fn unrelated_ca(&self) -> Result<String> {
         if let Some(pem) = self.unrelated_ca.get() {
@@ -216,6 +266,11 @@ impl Lab {
                     cleanup::unregister_pid(pid);
                 }
             }
+        }
+        if let Some(Ok((engine, network, _))) = self.docker.get()
+            && let Err(e) = engine.remove_network(network).await
+        {
+            eprintln!("authlab: {e:#}");
         }
         if !self.opts.keep {
             let _ = std::fs::remove_dir_all(&self.workdir);

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    container::ContainerServer,
     server::{ServerSpec, process::RunningServer},
     vault::VaultClient,
 };
@@ -35,11 +36,18 @@ pub struct ServerInfo {
     pub startup_ms: u64,
 }
 
-/// A server used by trials; owns the process when this run started it.
+/// What a handle owns, when this run started the server.
+#[derive(Debug)]
+enum Owned {
+    Process(RunningServer),
+    Container(Box<ContainerServer>),
+}
+
+/// A server used by trials; owns the process or container when this run started it.
 #[derive(Debug)]
 pub struct ServerHandle {
     info: ServerInfo,
-    owned: Option<RunningServer>,
+    owned: Option<Owned>,
 }
 
 impl ServerHandle {
@@ -57,7 +65,25 @@ impl ServerHandle {
         };
         ServerHandle {
             info,
-            owned: Some(server),
+            owned: Some(Owned::Process(server)),
+        }
+    }
+
+    /// Wraps a server container this process started.
+    pub fn container(spec: &ServerSpec, server: ContainerServer) -> Self {
+        let info = ServerInfo {
+            spec: spec.to_string(),
+            addr: server.addr(),
+            root_token: server.root_token(),
+            audit_log: server.audit_log_path(),
+            server_log: server.server_log_path(),
+            config_text: server.config_text(),
+            pid: None,
+            startup_ms: server.startup().as_millis() as u64,
+        };
+        ServerHandle {
+            info,
+            owned: Some(Owned::Container(Box::new(server))),
         }
     }
 
@@ -114,8 +140,14 @@ impl ServerHandle {
 
     /// Stops the server if this process owns it.
     pub async fn stop(&mut self) {
-        if let Some(s) = self.owned.as_mut() {
-            s.stop().await;
+        match self.owned.as_mut() {
+            Some(Owned::Process(s)) => s.stop().await,
+            Some(Owned::Container(c)) => {
+                if let Err(e) = c.remove().await {
+                    eprintln!("authlab: {e:#}");
+                }
+            }
+            None => {}
         }
     }
 }

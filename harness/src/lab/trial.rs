@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -11,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{
-    Lab, objects, tokens,
+    Lab, cleanup, objects, tokens,
     verdict::{self, Evidence, Observed},
 };
 use crate::{
@@ -103,11 +104,6 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     let mut record = TrialRecord::default();
     let verdict = if let Some(reason) = &trial.not_applicable {
         Verdict::Ignored(reason.clone())
-    } else if trial.case.case.topology == Topology::Inside {
-        Verdict::Ignored(
-            "the inside topology needs a pod: the Kind cluster or the container runtime's pod emulation"
-                .into(),
-        )
     } else if trial.cluster != ClusterKind::Sim {
         Verdict::Ignored(format!(
             "cluster kind `{}` is not available in this lab",
@@ -117,7 +113,10 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         match execute(lab, trial, &mut phases, &mut record).await {
             Ok(mismatches) if mismatches.is_empty() => Verdict::Passed,
             Ok(mismatches) => Verdict::Failed(mismatches),
-            Err(e) => Verdict::Error(format!("{e:#}")),
+            Err(e) => match e.downcast_ref::<NotAvailable>() {
+                Some(na) => Verdict::Ignored(na.0.clone()),
+                None => Verdict::Error(format!("{e:#}")),
+            },
         }
     };
     let artifacts = match (&verdict, &lab.options().artifacts_dir) {
@@ -142,6 +141,18 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     };
     (outcome, record)
 }
+
+/// A requirement of the trial that this machine lacks (reported as ignored, not failed).
+#[derive(Debug)]
+pub struct NotAvailable(pub String);
+
+impl std::fmt::Display for NotAvailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotAvailable {}
 
 struct Timer<'a> {
     phases: &'a mut Vec<(&'static str, Duration)>,
@@ -191,30 +202,42 @@ async fn execute(
         at: Instant::now(),
     };
 
-    let server = lab.server(&trial.server).await?;
-    record.server_config = server.config_text();
+    // Inside the cluster the server is a container (pod emulation) on the lab's network, and
+    // the trial's sim listens on that network's gateway so the container reaches it.
+    let host = if case.topology == Topology::Inside {
+        let (_, _, gateway) = lab.docker().await.map_err(|e| {
+            anyhow::Error::new(NotAvailable(format!(
+                "the inside topology needs Docker for pod emulation: {e:#}"
+            )))
+        })?;
+        gateway
+    } else {
+        let server = lab.server(&trial.server).await?;
+        record.server_config = server.config_text();
+        "127.0.0.1".to_string()
+    };
     t.lap("server");
 
     // A sim cluster per trial: its own objects, settings and request log.
     let settings = &case.cluster.settings;
-    let port = free_port()?;
-    let url = format!("https://127.0.0.1:{port}");
+    let port = free_port(&host)?;
+    let url = format!("https://{host}:{port}");
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     vars.insert("cluster.url".into(), url.clone());
-    vars.insert("cluster.hostport".into(), format!("127.0.0.1:{port}"));
-    let defaults = SimConfig::default();
+    vars.insert("cluster.hostport".into(), format!("{host}:{port}"));
     let cfg = SimConfig {
         issuer: settings
             .issuer
             .as_ref()
             .map(|i| verdict::substitute(i, &vars))
-            .unwrap_or(defaults.issuer.clone()),
+            .unwrap_or(SimConfig::default().issuer),
         api_audiences: settings.api_audiences.clone(),
         anonymous_auth: settings.anonymous_auth.unwrap_or(true),
         max_token_expiration: settings.max_token_expiration,
         port,
+        bind: host.parse().context("the sim's listen address")?,
+        extra_sans: vec![host.clone()],
         signing_key_pkcs8_pem: Some(lab.sa_key().await?),
-        ..defaults
     };
     let sim = SimCluster::start(cfg)
         .await
@@ -225,8 +248,9 @@ async fn execute(
     result
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+fn free_port(host: &str) -> Result<u16> {
+    let l = std::net::TcpListener::bind((host, 0))
+        .with_context(|| format!("finding a free port on {host}"))?;
     Ok(l.local_addr()?.port())
 }
 
@@ -300,9 +324,16 @@ async fn execute_on_cluster(
         vars.insert("unreachable.url".into(), crate::sim::unused_local_url()?);
     }
 
-    let server = lab.server(&trial.server).await?;
-    let root = server.client();
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
+    let server = if case.topology == Topology::Inside {
+        let s = pod_server(lab, trial, sim, &kube, &id).await?;
+        record.server_config = s.config_text();
+        t.lap("pod");
+        Arc::new(s)
+    } else {
+        lab.server(&trial.server).await?
+    };
+    let root = server.client();
     let kind = match case.auth {
         AuthMethod::Kubernetes => "kubernetes",
         AuthMethod::Jwt => "jwt",
@@ -349,7 +380,95 @@ async fn execute_on_cluster(
         )
         .await;
     record.vars = vars;
+    if case.topology == Topology::Inside
+        && let Some(mut s) = Arc::into_inner(server)
+    {
+        s.stop().await;
+    }
     outcome
+}
+
+/// Starts the trial's server as a pod would run: a container with the projected token of its
+/// service account (bound to a Pod object, 3607 s, as kubelet requests it), the cluster CA and
+/// the `KUBERNETES_SERVICE_*` variables.
+async fn pod_server(
+    lab: &Lab,
+    trial: &Trial,
+    sim: &SimCluster,
+    kube: &kube::Client,
+    id: &str,
+) -> Result<super::servers::ServerHandle> {
+    let case = &trial.case.case;
+    let sa = case
+        .server
+        .pod_service_account
+        .clone()
+        .unwrap_or_else(|| "vault/vault-auth".into());
+    let (ns, name) = tokens::split_sa(&sa)?;
+    let pod_name = format!("{}-0", trial.server.flavour);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": ns, "labels": {"app.kubernetes.io/name": "openbao"}},
+        "spec": {"serviceAccountName": name, "nodeName": "authlab-node",
+                 "containers": [{"name": "server", "image": crate::container::image_tag(&trial.server)}]},
+    });
+    objects::apply(kube, &pod).await?;
+    let spec = crate::case::model::TokenSpec {
+        service_account: sa.clone(),
+        token: crate::case::model::TokenKind::Projected,
+        audiences: None,
+        expiration_seconds: Some(3607),
+        bound_pod: Some(pod_name),
+        secret_name: None,
+        claims: Default::default(),
+        time_shift: None,
+        foreign_key: false,
+        literal: None,
+    };
+    let signers = tokens::Signers {
+        cluster: Some(sim),
+        foreign: None,
+    };
+    let token = tokens::obtain(kube, &spec, &signers)
+        .await
+        .with_context(|| format!("requesting the server pod's token for {sa}"))?;
+    let (engine, network, gateway) = lab.docker().await?;
+    let image = lab.server_image(&trial.server).await?;
+    let cfg = crate::server::config::ServerConfig {
+        listen: "0.0.0.0:8200".parse()?,
+        audit_file: crate::container::AUDIT_FILE.into(),
+        log_level: "debug".into(),
+        flavour: trial.server.flavour,
+    };
+    let name = format!("authlab-{id}");
+    cleanup::register_container(name.clone());
+    let opts = crate::container::ContainerServerOptions {
+        image,
+        flavour: trial.server.flavour,
+        name: name.clone(),
+        run_id: lab.options().run_id.clone(),
+        trial: Some(trial.name.clone()),
+        network: Some(network),
+        config_hcl: crate::server::config::render(&cfg),
+        env: Vec::new(),
+        pod: Some(crate::container::PodIdentity {
+            token,
+            ca_pem: sim.ca_pem(),
+            namespace: ns.to_string(),
+            kubernetes_service_host: gateway,
+            kubernetes_service_port: sim.port(),
+        }),
+        host_dir: lab.workdir().join(&name),
+        ready_timeout: Duration::from_secs(60),
+    };
+    let server = crate::container::ContainerServer::start(&engine, opts).await;
+    if server.is_err() {
+        cleanup::unregister_container(&name);
+    }
+    Ok(super::servers::ServerHandle::container(
+        &trial.server,
+        server?,
+    ))
 }
 
 struct Names<'a> {

@@ -150,6 +150,74 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Initialises (one key share) and unseals a fresh server, waits until it is active, and for
+/// Vault enables the file audit device at `audit_file` (OpenBao declares it in its config).
+/// Returns the root token.
+pub async fn initialise(
+    client: &VaultClient,
+    flavour: Flavour,
+    audit_file: &str,
+) -> Result<String> {
+    let init = client
+        .request(
+            reqwest::Method::PUT,
+            "sys/init",
+            Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+        )
+        .await?;
+    if !init.is_success() {
+        bail!("sys/init answered {}: {:?}", init.status, init.errors());
+    }
+    let key = init.body["keys_base64"][0]
+        .as_str()
+        .or_else(|| init.body["keys"][0].as_str())
+        .ok_or_else(|| anyhow!("sys/init returned no unseal key"))?
+        .to_string();
+    let root_token = init.body["root_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("sys/init returned no root token"))?
+        .to_string();
+    let unseal = client
+        .request(
+            reqwest::Method::PUT,
+            "sys/unseal",
+            Some(&json!({"key": key})),
+        )
+        .await?;
+    if !unseal.is_success() {
+        bail!(
+            "sys/unseal answered {}: {:?}",
+            unseal.status,
+            unseal.errors()
+        );
+    }
+    if flavour == Flavour::Vault {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client.health().await.is_ok_and(|r| r.status == 200) {
+            if Instant::now() >= deadline {
+                bail!("waited 30 s for Vault to become active after unseal");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let root = client.with_token(Some(root_token.clone()));
+        let r = root
+            .request(
+                reqwest::Method::PUT,
+                "sys/audit/authlab",
+                Some(&json!({"type": "file", "options": {"file_path": audit_file, "log_raw": "true"}})),
+            )
+            .await?;
+        if !r.is_success() {
+            bail!(
+                "enabling the file audit device answered {}: {:?}",
+                r.status,
+                r.errors()
+            );
+        }
+    }
+    Ok(root_token)
+}
+
 impl RunningServer {
     /// Starts, waits for, initialises and unseals a server.
     pub async fn start(
@@ -256,58 +324,9 @@ impl RunningServer {
 
     async fn bring_up(&mut self, client: &VaultClient, deadline: Instant) -> Result<()> {
         self.wait_health(client, deadline, false).await?;
-        let init = client
-            .request(
-                reqwest::Method::PUT,
-                "sys/init",
-                Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
-            )
-            .await?;
-        if !init.is_success() {
-            bail!("sys/init answered {}: {:?}", init.status, init.errors());
-        }
-        let key = init.body["keys_base64"][0]
-            .as_str()
-            .or_else(|| init.body["keys"][0].as_str())
-            .ok_or_else(|| anyhow!("sys/init returned no unseal key"))?
-            .to_string();
-        self.root_token = init.body["root_token"]
-            .as_str()
-            .ok_or_else(|| anyhow!("sys/init returned no root token"))?
-            .to_string();
-        let unseal = client
-            .request(
-                reqwest::Method::PUT,
-                "sys/unseal",
-                Some(&json!({"key": key})),
-            )
-            .await?;
-        if !unseal.is_success() {
-            bail!(
-                "sys/unseal answered {}: {:?}",
-                unseal.status,
-                unseal.errors()
-            );
-        }
-        self.wait_health(client, deadline, true).await?;
-        if self.spec.flavour == Flavour::Vault {
-            let root = client.with_token(Some(self.root_token.clone()));
-            let r = root
-                .request(
-                    reqwest::Method::PUT,
-                    "sys/audit/authlab",
-                    Some(&json!({"type": "file", "options": {"file_path": self.audit_log.display().to_string(), "log_raw": "true"}})),
-                )
-                .await?;
-            if !r.is_success() {
-                bail!(
-                    "enabling the file audit device answered {}: {:?}",
-                    r.status,
-                    r.errors()
-                );
-            }
-        }
-        Ok(())
+        let audit = self.audit_log.display().to_string();
+        self.root_token = initialise(client, self.spec.flavour, &audit).await?;
+        self.wait_health(client, deadline, true).await
     }
 
     /// The server's flavour and version.

@@ -1,0 +1,367 @@
+//! The one place that talks to the Docker Engine (bollard). Every call's error names the
+//! operation and its subject.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::{
+    Docker,
+    models::{ContainerCreateBody, NetworkCreateRequest},
+    query_parameters::{
+        BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+        DownloadFromContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+        ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+        RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StartContainerOptions,
+        UploadToContainerOptionsBuilder,
+    },
+};
+use futures_util::StreamExt;
+
+use super::{LABEL_MANAGED, LABEL_RUN};
+
+/// A connection to the Docker Engine.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+/// Something authlab created in Docker (for `authlab clean`).
+#[derive(Debug, Clone)]
+pub struct ManagedObject {
+    /// `container`, `network` or `image`.
+    pub kind: String,
+    /// Docker id.
+    pub id: String,
+    /// Name or tag.
+    pub name: String,
+    /// The run that created it.
+    pub run_id: Option<String>,
+}
+
+fn managed_filter() -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])])
+}
+
+impl Engine {
+    /// Connects (honouring `DOCKER_HOST`), agrees on an API version and pings, all bounded.
+    pub async fn connect() -> Result<Engine> {
+        let how = std::env::var("DOCKER_HOST")
+            .map(|h| format!("DOCKER_HOST={h}"))
+            .unwrap_or_else(|_| "the local socket /var/run/docker.sock".into());
+        let fix = "start Docker (or set DOCKER_HOST), or use the process runtime (AUTHLAB_RUNTIME=process)";
+        let attempt = async {
+            let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
+            docker.ping().await?;
+            Ok::<_, bollard::errors::Error>(docker)
+        };
+        let docker = tokio::time::timeout(Duration::from_secs(5), attempt)
+            .await
+            .map_err(|_| anyhow!("Docker did not answer within 5 s at {how}; {fix}"))?
+            .map_err(|e| anyhow!("Docker is not reachable at {how} ({e}); {fix}"))?;
+        Ok(Engine { docker })
+    }
+
+    /// Labels of an image, if it exists.
+    pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>> {
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(Some(i.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("inspecting image {image}")),
+        }
+    }
+
+    /// Builds `tag` from a tar build context (classic builder), consuming the whole stream.
+    pub async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<()> {
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.with_context(|| format!("building image {tag}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                bail!("building image {tag}: {err}");
+            }
+            if let Some(line) = info
+                .stream
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+            {
+                progress(&line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a labelled bridge network (or reuses one of that name).
+    pub async fn create_network(&self, name: &str, run_id: &str) -> Result<String> {
+        let existing = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&HashMap::from([(
+                        "name".to_string(),
+                        vec![name.to_string()],
+                    )]))
+                    .build(),
+            ))
+            .await
+            .with_context(|| format!("listing networks named {name}"))?;
+        if let Some(n) = existing
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(name))
+        {
+            return Ok(n.id.unwrap_or_default());
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_RUN.to_string(), run_id.to_string()),
+            ])),
+            ..Default::default()
+        };
+        let r = self
+            .docker
+            .create_network(req)
+            .await
+            .with_context(|| format!("creating network {name}"))?;
+        Ok(r.id)
+    }
+
+    /// The gateway address of a network (the host's address on it).
+    pub async fn network_gateway(&self, name: &str) -> Result<String> {
+        let n = self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .with_context(|| format!("inspecting network {name}"))?;
+        n.ipam
+            .and_then(|i| i.config)
+            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+            .with_context(|| format!("network {name} has no gateway address"))
+    }
+
+    /// Removes a network.
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        self.docker
+            .remove_network(name)
+            .await
+            .with_context(|| format!("removing network {name}"))
+    }
+
+    /// Creates a container (not started).
+    pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let r = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                body,
+            )
+            .await
+            .with_context(|| format!("creating container {name}"))?;
+        Ok(r.id)
+    }
+
+    /// Uploads a tar archive into a container at `/`.
+    pub async fn upload(&self, container: &str, tar: Vec<u8>) -> Result<()> {
+        self.docker
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .with_context(|| format!("copying files into container {container}"))
+    }
+
+    /// Starts a container.
+    pub async fn start(&self, container: &str) -> Result<()> {
+        self.docker
+            .start_container(container, None::<StartContainerOptions>)
+            .await
+            .with_context(|| format!("starting container {container}"))
+    }
+
+    /// Inspects a container.
+    pub async fn inspect(
+        &self,
+        container: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse> {
+        self.docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {container}"))
+    }
+
+    /// Follows a container's stdout+stderr into `path` until the container stops.
+    pub fn follow_logs(&self, container: &str, path: std::path::PathBuf) {
+        let docker = self.docker.clone();
+        let container = container.to_string();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let Ok(mut file) = tokio::fs::File::create(&path).await else {
+                return;
+            };
+            let opts = LogsOptionsBuilder::default()
+                .follow(true)
+                .stdout(true)
+                .stderr(true)
+                .build();
+            let mut logs = docker.logs(&container, Some(opts));
+            while let Some(Ok(chunk)) = logs.next().await {
+                if file.write_all(&chunk.into_bytes()).await.is_err() {
+                    break;
+                }
+                let _ = file.flush().await;
+            }
+        });
+    }
+
+    /// Reads one file out of a container.
+    pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
+        let mut stream = self.docker.download_from_container(
+            container,
+            Some(
+                DownloadFromContainerOptionsBuilder::default()
+                    .path(path)
+                    .build(),
+            ),
+        );
+        let mut tar_bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tar_bytes.extend_from_slice(
+                &chunk.with_context(|| format!("reading {path} from container {container}"))?,
+            );
+        }
+        let mut ar = tar::Archive::new(&tar_bytes[..]);
+        for entry in ar.entries()? {
+            let mut entry = entry?;
+            if entry.header().entry_type().is_file() {
+                let mut out = Vec::new();
+                std::io::Read::read_to_end(&mut entry, &mut out)?;
+                return Ok(out);
+            }
+        }
+        bail!("{path} in container {container} is not a file")
+    }
+
+    /// Force-removes a container and its anonymous volumes.
+    pub async fn remove_container(&self, container: &str) -> Result<()> {
+        self.docker
+            .remove_container(
+                container,
+                Some(
+                    RemoveContainerOptionsBuilder::default()
+                        .force(true)
+                        .v(true)
+                        .build(),
+                ),
+            )
+            .await
+            .with_context(|| format!("removing container {container}"))
+    }
+
+    /// Everything labelled as authlab's.
+    pub async fn list_managed(&self) -> Result<Vec<ManagedObject>> {
+        let mut out = Vec::new();
+        let containers = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&managed_filter())
+                    .build(),
+            ))
+            .await
+            .context("listing containers")?;
+        for c in containers {
+            out.push(ManagedObject {
+                kind: "container".into(),
+                id: c.id.unwrap_or_default(),
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                run_id: c.labels.and_then(|l| l.get(LABEL_RUN).cloned()),
+            });
+        }
+        let networks = self
+            .docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&managed_filter())
+                    .build(),
+            ))
+            .await
+            .context("listing networks")?;
+        for n in networks {
+            out.push(ManagedObject {
+                kind: "network".into(),
+                id: n.id.unwrap_or_default(),
+                name: n.name.unwrap_or_default(),
+                run_id: n.labels.and_then(|l| l.get(LABEL_RUN).cloned()),
+            });
+        }
+        let images = self
+            .docker
+            .list_images(Some(
+                ListImagesOptionsBuilder::default()
+                    .filters(&managed_filter())
+                    .build(),
+            ))
+            .await
+            .context("listing images")?;
+        for i in images {
+            out.push(ManagedObject {
+                kind: "image".into(),
+                id: i.id.clone(),
+                name: i.repo_tags.first().cloned().unwrap_or(i.id),
+                run_id: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes one managed object.
+    pub async fn remove_managed(&self, obj: &ManagedObject) -> Result<()> {
+        match obj.kind.as_str() {
+            "container" => self.remove_container(&obj.id).await,
+            "network" => self.remove_network(&obj.id).await,
+            "image" => self
+                .docker
+                .remove_image(
+                    &obj.id,
+                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
+                    None,
+                )
+                .await
+                .map(|_| ())
+                .with_context(|| format!("removing image {}", obj.name)),
+            other => bail!("unknown object kind {other}"),
+        }
+    }
+}

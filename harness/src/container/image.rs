@@ -1,0 +1,90 @@
+//! Server images built locally: `FROM scratch`, the static binary, and the directories the
+//! server writes to. Rebuilt only when the binary changes.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::{Engine, LABEL_BINARY, LABEL_MANAGED};
+use crate::server::{Flavour, ServerSpec};
+
+/// The local image tag for a server.
+pub fn image_tag(spec: &ServerSpec) -> String {
+    format!("authlab/{}:{}", spec.flavour, spec.version)
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_cksum();
+    b.append_data(&mut h, path, data)
+        .with_context(|| format!("adding {path} to the build context"))
+}
+
+/// The build context: Dockerfile, binary, and placeholder files for the writable directories.
+pub fn build_context(spec: &ServerSpec, binary: &[u8], sha: &str) -> Result<Vec<u8>> {
+    let exe = match spec.flavour {
+        Flavour::OpenBao => "bao",
+        Flavour::Vault => "vault",
+    };
+    let dockerfile = format!(
+        "FROM scratch\nCOPY {exe} /bin/{exe}\nCOPY dirs/ /\nLABEL {LABEL_MANAGED}=\"true\" {LABEL_BINARY}=\"{sha}\"\nENTRYPOINT [\"/bin/{exe}\"]\nCMD [\"server\", \"-config=/openbao/config/server.hcl\"]\n"
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    add_file(&mut b, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    add_file(&mut b, exe, binary, 0o755)?;
+    for dir in ["tmp", "openbao/config", "openbao/audit", "openbao/data"] {
+        add_file(&mut b, &format!("dirs/{dir}/.keep"), b"", 0o644)?;
+    }
+    b.into_inner().context("finishing the build context")
+}
+
+/// The image for `spec`: reused when it was built from the same binary, else built.
+pub async fn ensure_server_image(
+    engine: &Engine,
+    spec: &ServerSpec,
+    binary: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<String> {
+    let tag = image_tag(spec);
+    let bytes = tokio::fs::read(binary)
+        .await
+        .with_context(|| format!("reading {}", binary.display()))?;
+    let sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Some(labels) = engine.image_labels(&tag).await?
+        && labels.get(LABEL_BINARY) == Some(&sha)
+    {
+        return Ok(tag);
+    }
+    progress(&format!("building image {tag} from {}", binary.display()));
+    let ctx = build_context(spec, &bytes, &sha)?;
+    drop(bytes);
+    engine.build_image(&tag, ctx, progress).await?;
+    Ok(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_holds_dockerfile_binary_and_dirs() {
+        let spec: ServerSpec = "openbao:2.7.2".parse().unwrap();
+        let ctx = build_context(&spec, b"bin", "abc").unwrap();
+        let mut ar = tar::Archive::new(&ctx[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert!(names.contains(&"Dockerfile".to_string()));
+        assert!(names.contains(&"bao".to_string()));
+        assert!(names.contains(&"dirs/openbao/audit/.keep".to_string()));
+        assert_eq!(image_tag(&spec), "authlab/openbao:2.7.2");
+    }
+}

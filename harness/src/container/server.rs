@@ -1,0 +1,323 @@
+//! A server in a container: config file copied in, port 8200 published on 127.0.0.1, the
+//! audit directory bind-mounted from the host (so evidence is read the same way as for a
+//! process), logs streamed to a host file, and optionally a pod's service-account files.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+
+use super::{Engine, LABEL_MANAGED, LABEL_RUN, LABEL_TRIAL};
+use crate::{
+    server::{Flavour, process::initialise},
+    vault::VaultClient,
+};
+
+/// Where kubelet mounts a pod's service-account files.
+pub const SA_DIR: &str = "var/run/secrets/kubernetes.io/serviceaccount";
+/// The server's port inside the container.
+pub const PORT: u16 = 8200;
+
+/// A pod's identity as kubelet provides it.
+#[derive(Debug, Clone)]
+pub struct PodIdentity {
+    /// The projected service-account token.
+    pub token: String,
+    /// The cluster CA (PEM).
+    pub ca_pem: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// `KUBERNETES_SERVICE_HOST`.
+    pub kubernetes_service_host: String,
+    /// `KUBERNETES_SERVICE_PORT`.
+    pub kubernetes_service_port: u16,
+}
+
+/// How to start a server container.
+#[derive(Debug, Clone)]
+pub struct ContainerServerOptions {
+    /// Image reference.
+    pub image: String,
+    /// Server flavour (initialisation differs slightly).
+    pub flavour: Flavour,
+    /// Container name.
+    pub name: String,
+    /// Run id label.
+    pub run_id: String,
+    /// Trial label.
+    pub trial: Option<String>,
+    /// Network to join.
+    pub network: Option<String>,
+    /// Server config (container paths).
+    pub config_hcl: String,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+    /// Pod emulation.
+    pub pod: Option<PodIdentity>,
+    /// Host directory for logs and the audit file.
+    pub host_dir: PathBuf,
+    /// Bound on start → ready.
+    pub ready_timeout: Duration,
+}
+
+/// A running, initialised and unsealed server container.
+#[derive(Debug)]
+pub struct ContainerServer {
+    engine: Engine,
+    name: String,
+    addr: String,
+    root_token: String,
+    audit_log: PathBuf,
+    server_log: PathBuf,
+    config_text: String,
+    startup: Duration,
+    removed: bool,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+fn tar_of(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_cksum();
+        b.append_data(&mut h, path, &data[..])
+            .with_context(|| format!("packing {path}"))?;
+    }
+    b.into_inner().context("packing files")
+}
+
+/// The container-side audit file.
+pub const AUDIT_FILE: &str = "/openbao/audit/audit.log";
+
+impl ContainerServer {
+    /// Creates, fills, starts, waits for, initialises and unseals the container.
+    pub async fn start(engine: &Engine, opts: ContainerServerOptions) -> Result<ContainerServer> {
+        std::fs::create_dir_all(&opts.host_dir)
+            .with_context(|| format!("creating {}", opts.host_dir.display()))?;
+        let audit_dir = opts.host_dir.join("audit");
+        std::fs::create_dir_all(&audit_dir)?;
+        let started = Instant::now();
+        let mut labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_RUN.to_string(), opts.run_id.clone()),
+        ]);
+        if let Some(t) = &opts.trial {
+            labels.insert(LABEL_TRIAL.to_string(), t.clone());
+        }
+        let mut env: Vec<String> = opts.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        if let Some(p) = &opts.pod {
+            env.push(format!(
+                "KUBERNETES_SERVICE_HOST={}",
+                p.kubernetes_service_host
+            ));
+            env.push(format!(
+                "KUBERNETES_SERVICE_PORT={}",
+                p.kubernetes_service_port
+            ));
+            env.push(format!(
+                "KUBERNETES_SERVICE_PORT_HTTPS={}",
+                p.kubernetes_service_port
+            ));
+        }
+        let port_key = format!("{PORT}/tcp");
+        let body = ContainerCreateBody {
+            image: Some(opts.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: Some(vec![port_key.clone()]),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([(
+                    port_key.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+                binds: Some(vec![format!("{}:/openbao/audit", audit_dir.display())]),
+                network_mode: opts.network.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        engine.create_container(&opts.name, body).await?;
+        let mut server = ContainerServer {
+            engine: engine.clone(),
+            name: opts.name.clone(),
+            addr: String::new(),
+            root_token: String::new(),
+            audit_log: audit_dir.join("audit.log"),
+            server_log: opts.host_dir.join("server.log"),
+            config_text: opts.config_hcl.clone(),
+            startup: Duration::ZERO,
+            removed: false,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        let res = server.bring_up(&opts, started).await;
+        if let Err(e) = res {
+            let tail = std::fs::read_to_string(&server.server_log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().collect();
+            let tail = tail[tail.len().saturating_sub(20)..].join("\n");
+            let _ = server.remove().await;
+            return Err(e.context(format!(
+                "container {} ({}) did not become ready; last log lines:\n{tail}",
+                opts.name, opts.image
+            )));
+        }
+        server.startup = started.elapsed();
+        Ok(server)
+    }
+
+    async fn bring_up(&mut self, opts: &ContainerServerOptions, started: Instant) -> Result<()> {
+        let mut files = vec![(
+            "openbao/config/server.hcl".to_string(),
+            opts.config_hcl.as_bytes().to_vec(),
+            0o644,
+        )];
+        if let Some(p) = &opts.pod {
+            files.push((
+                format!("{SA_DIR}/token"),
+                p.token.as_bytes().to_vec(),
+                0o644,
+            ));
+            files.push((
+                format!("{SA_DIR}/ca.crt"),
+                p.ca_pem.as_bytes().to_vec(),
+                0o644,
+            ));
+            files.push((
+                format!("{SA_DIR}/namespace"),
+                p.namespace.as_bytes().to_vec(),
+                0o644,
+            ));
+        }
+        self.engine.upload(&self.name, tar_of(&files)?).await?;
+        self.engine.start(&self.name).await?;
+        self.engine.follow_logs(&self.name, self.server_log.clone());
+        let info = self.engine.inspect(&self.name).await?;
+        let port = info
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(&format!("{PORT}/tcp")).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| anyhow!("port {PORT} of container {} was not published", self.name))?;
+        self.addr = format!("http://127.0.0.1:{port}");
+        let client = VaultClient::new(&self.addr, None)?;
+        let deadline = started + opts.ready_timeout;
+        self.wait(&client, deadline, false).await?;
+        self.root_token = initialise(&client, opts.flavour, AUDIT_FILE).await?;
+        self.wait(&client, deadline, true).await
+    }
+
+    async fn wait(&self, client: &VaultClient, deadline: Instant, active: bool) -> Result<()> {
+        loop {
+            if let Ok(r) = client.health().await
+                && (!active || r.status == 200)
+            {
+                return Ok(());
+            }
+            let running = self
+                .engine
+                .inspect(&self.name)
+                .await
+                .ok()
+                .and_then(|i| i.state)
+                .and_then(|s| s.running)
+                .unwrap_or(false);
+            if !running {
+                bail!("container {} exited during start-up", self.name);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "waited for {} at {}/v1/sys/health",
+                    if active {
+                        "an active, unsealed server"
+                    } else {
+                        "the listener"
+                    },
+                    self.addr
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:<published port>`.
+    pub fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Container name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Root token (secret).
+    pub fn root_token(&self) -> String {
+        self.root_token.clone()
+    }
+
+    /// Host path of the audit log.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.audit_log.clone()
+    }
+
+    /// Host path of the streamed container log.
+    pub fn server_log_path(&self) -> PathBuf {
+        self.server_log.clone()
+    }
+
+    /// The config the server runs with.
+    pub fn config_text(&self) -> String {
+        self.config_text.clone()
+    }
+
+    /// Create → initialised, unsealed and active.
+    pub fn startup(&self) -> Duration {
+        self.startup
+    }
+
+    /// Reads a file inside the container.
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
+        self.engine.read_file(&self.name, path).await
+    }
+
+    /// Writes a file inside the container (e.g. to rotate the pod token).
+    pub async fn write_file(&self, path: &str, data: &[u8], mode: u32) -> Result<()> {
+        let rel = path.trim_start_matches('/').to_string();
+        self.engine
+            .upload(&self.name, tar_of(&[(rel, data.to_vec(), mode)])?)
+            .await
+    }
+
+    /// Force-removes the container.
+    pub async fn remove(&mut self) -> Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        self.removed = true;
+        self.engine.remove_container(&self.name).await
+    }
+}
+
+impl Drop for ContainerServer {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let (engine, name) = (self.engine.clone(), self.name.clone());
+        if let Some(rt) = self.runtime.clone() {
+            // Off the runtime's threads, so dropping inside async code never blocks a worker.
+            let _ = std::thread::spawn(move || {
+                let _ = rt.block_on(engine.remove_container(&name));
+            })
+            .join();
+        }
+    }
+}
