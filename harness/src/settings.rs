@@ -29,7 +29,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "also run against this HashiCorp Vault version (unless AUTHLAB_SERVERS is set)",
     ),
     ("AUTHLAB_CLUSTER", "sim (default), kind or kubeconfig"),
-    ("AUTHLAB_RUNTIME", "server runtime: process (default)"),
+    (
+        "AUTHLAB_RUNTIME",
+        "where shared servers run: process (default) or container (Docker; images built locally)",
+    ),
     (
         "AUTHLAB_ARTIFACTS",
         "directory for artifacts of failed trials (default: target/authlab-artifacts)",
@@ -165,4 +168,15 @@ pub fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(|_| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
         })
+}
+
+/// The server runtime from a flag or `AUTHLAB_RUNTIME` (default process).
+pub fn runtime(flag: Option<&str>) -> Result<crate::lab::Runtime> {
+    match flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("AUTHLAB_RUNTIME").ok())
+    {
+        Some(s) if !s.is_empty() => s.parse(),
+        _ => Ok(crate::lab::Runtime::Process),
+    }
 }

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
                     .get_or_init(|| {
                         let mut opts = LabOptions::new(t.cluster);
                         opts.keep = settings::keep();
+                        opts.runtime = settings::runtime(None).map_err(|e| format!("{e:#}"))?;
                         opts.artifacts_dir = Some(settings::artifacts_dir());
                         Lab::new(opts).map_err(|e| format!("{e:#}"))
                     })

@@ -16,7 +16,11 @@ use crate::{
 };
 
 /// Starts the servers, writes the state file, and serves until Ctrl-C, SIGTERM or `lab down`.
-pub async fn up(servers_flag: Option<&str>, timings: bool) -> Result<ExitCode> {
+pub async fn up(
+    servers_flag: Option<&str>,
+    timings: bool,
+    runtime: Option<&str>,
+) -> Result<ExitCode> {
     let path = servers::state_path();
     if let Some(s) = servers::read_state(&path) {
         bail!(
@@ -26,7 +30,14 @@ pub async fn up(servers_flag: Option<&str>, timings: bool) -> Result<ExitCode> {
         );
     }
     let specs = settings::servers(servers_flag)?;
-    let lab = Lab::new(LabOptions::new(ClusterKind::Sim))?;
+    let mut opts = LabOptions::new(ClusterKind::Sim);
+    opts.runtime = settings::runtime(runtime)?;
+    if opts.runtime == crate::lab::Runtime::Container {
+        bail!(
+            "`lab up` runs process servers only: trials attach to servers on loopback, and a container lab's trials need the lab's own network; use `authlab run --runtime container`"
+        );
+    }
+    let lab = Lab::new(opts)?;
     cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let mut handles = Vec::new();
     for spec in &specs {

@@ -65,6 +65,9 @@ enum Command {
         /// Cluster: sim, kind or kubeconfig.
         #[arg(long)]
         cluster: Option<String>,
+        /// Where shared servers run: process or container.
+        #[arg(long)]
+        runtime: Option<String>,
         /// Write JUnit XML here.
         #[arg(long, env = "AUTHLAB_JUNIT")]
         junit: Option<PathBuf>,
@@ -131,6 +134,9 @@ enum LabCommand {
         /// Print each server's start-up time (spawn → ready).
         #[arg(long)]
         timings: bool,
+        /// Where the servers run: process or container.
+        #[arg(long)]
+        runtime: Option<String>,
     },
     /// Stop the running lab.
     Down,
@@ -199,6 +205,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             cases,
             servers,
             cluster,
+            runtime,
             junit,
             artifacts,
             keep,
@@ -209,6 +216,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 cases,
                 servers,
                 cluster,
+                runtime,
                 junit,
                 artifacts,
                 keep,
@@ -217,7 +225,11 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             .await
         }
         Command::Lab { command } => match command {
-            LabCommand::Up { servers, timings } => lab::up(servers.as_deref(), timings).await,
+            LabCommand::Up {
+                servers,
+                timings,
+                runtime,
+            } => lab::up(servers.as_deref(), timings, runtime.as_deref()).await,
             LabCommand::Down => lab::down().await,
             LabCommand::Status => lab::status().await,
         },
@@ -351,6 +363,7 @@ struct RunArgs {
     cases: Option<PathBuf>,
     servers: Option<String>,
     cluster: Option<String>,
+    runtime: Option<String>,
     junit: Option<PathBuf>,
     artifacts: Option<PathBuf>,
     keep: bool,
@@ -378,6 +391,7 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         );
     }
     let mut opts = LabOptions::new(cluster);
+    opts.runtime = settings::runtime(a.runtime.as_deref())?;
     opts.keep = a.keep || settings::keep();
     opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(settings::artifacts_dir));
     eprintln!(

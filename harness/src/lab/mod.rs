@@ -28,11 +28,35 @@ use crate::{
     sim::{SimCluster, SimConfig},
 };
 
+/// Where shared servers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Local processes.
+    Process,
+    /// Docker containers on the lab's network.
+    Container,
+}
+
+impl std::str::FromStr for Runtime {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "process" => Ok(Runtime::Process),
+            "container" => Ok(Runtime::Container),
+            other => anyhow::bail!(
+                "unknown server runtime `{other}`: expected `process` or `container` (flag --runtime / env AUTHLAB_RUNTIME)"
+            ),
+        }
+    }
+}
+
 /// How a lab is set up.
 #[derive(Debug, Clone)]
 pub struct LabOptions {
     /// Cluster kind.
     pub cluster: ClusterKind,
+    /// Where shared servers run.
+    pub runtime: Runtime,
     /// Where failed trials leave their artifacts (None: no artifacts).
     pub artifacts_dir: Option<PathBuf>,
     /// Keep scratch files (server data, logs) after the run.
@@ -46,6 +70,7 @@ impl LabOptions {
     pub fn new(cluster: ClusterKind) -> Self {
         LabOptions {
             cluster,
+            runtime: Runtime::Process,
             artifacts_dir: None,
             keep: false,
             run_id: new_run_id(),
@@ -135,10 +160,11 @@ impl Lab {
                     );
                     return Ok(Arc::new(h));
                 }
-                self.start_server(spec)
-                    .await
-                    .map(|s| Arc::new(ServerHandle::owned(s)))
-                    .map_err(|e| format!("{e:#}"))
+                let started = match self.opts.runtime {
+                    Runtime::Process => self.start_server(spec).await.map(ServerHandle::owned),
+                    Runtime::Container => self.start_container(spec, None, None).await,
+                };
+                started.map(Arc::new).map_err(|e| format!("{e:#}"))
             })
             .await;
         res.clone().map_err(|e| anyhow::anyhow!("{e}"))
@@ -234,6 +260,60 @@ impl Lab {
         .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// Starts a server container on the lab's network; `pod` makes it a pod (its token, CA and
+    /// service variables), `trial` labels it for one trial.
+    pub async fn start_container(
+        &self,
+        spec: &ServerSpec,
+        pod: Option<crate::container::PodIdentity>,
+        trial: Option<&str>,
+    ) -> Result<ServerHandle> {
+        let (engine, network, _) = self.docker().await?;
+        let image = self.server_image(spec).await?;
+        let cfg = crate::server::config::ServerConfig {
+            listen: "0.0.0.0:8200".parse()?,
+            audit_file: crate::container::AUDIT_FILE.into(),
+            log_level: "debug".into(),
+            flavour: spec.flavour,
+        };
+        let name = format!(
+            "authlab-{}-{}",
+            self.opts.run_id,
+            match trial {
+                Some(_) => format!("t{}", self.next_id()),
+                None => format!("{}-{}", spec.flavour, spec.version.replace('.', "-")),
+            }
+        );
+        cleanup::register_container(name.clone());
+        let opts = crate::container::ContainerServerOptions {
+            image,
+            flavour: spec.flavour,
+            name: name.clone(),
+            run_id: self.opts.run_id.clone(),
+            trial: trial.map(str::to_string),
+            network: Some(network),
+            config_hcl: crate::server::config::render(&cfg),
+            env: Vec::new(),
+            pod,
+            host_dir: self.workdir.join(&name),
+            ready_timeout: std::time::Duration::from_secs(60),
+        };
+        match crate::container::ContainerServer::start(&engine, opts).await {
+            Ok(server) => {
+                eprintln!(
+                    "authlab: {spec} ready in container {name} at {} in {} ms",
+                    server.addr(),
+                    server.startup().as_millis()
+                );
+                Ok(ServerHandle::container(spec, server))
+            }
+            Err(e) => {
+                cleanup::unregister_container(&name);
+                Err(e)
+            }
+        }
+    }
+
     /// PEM of a CA that has nothing to do with any cluster (another name, another key).
     pub fn unrelated_ca(&self) -> Result<String> {
         if let Some(pem) = self.unrelated_ca.get() {
@@ -264,6 +344,9 @@ impl Lab {
                 server.stop().await;
                 if let Some(pid) = pid {
                     cleanup::unregister_pid(pid);
+                }
+                if let Some(name) = server.container_name() {
+                    cleanup::unregister_container(&name);
                 }
             }
         }

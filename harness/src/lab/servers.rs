@@ -97,6 +97,14 @@ impl ServerHandle {
         &self.info
     }
 
+    /// The container's name, when it runs in one this process started.
+    pub fn container_name(&self) -> Option<String> {
+        match &self.owned {
+            Some(Owned::Container(c)) => Some(c.name().to_string()),
+            _ => None,
+        }
+    }
+
     /// Whether this process started it.
     pub fn is_owned(&self) -> bool {
         self.owned.is_some()

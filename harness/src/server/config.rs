@@ -1,12 +1,19 @@
 //! The server's config file, rendered the same way for both flavours.
 //!
-//! Servers run from a real config file (not `-dev`), initialised and unsealed through the API
-//! like a production server, so every trial meets the server as users run it. Storage is
-//! `inmem`: OpenBao 2.7 no longer ships the `file` backend, and a lab's data need not outlive
-//! the run. Logging is at `debug` because the cause of a TokenReview failure is only logged
-//! there (`login unauthorized`). OpenBao refuses to enable audit devices through the API, so its
-//! file audit device (with `log_raw`, so error texts stay readable) is declared here; Vault's is
-//! enabled through the API after unseal.
+//! Servers run from a real config file (not `-dev`) and are initialised and unsealed through the
+//! API like a production server (see [`super::process`]), so every trial meets the server as
+//! users run it. Choices, each checked against the real binaries:
+//! - Storage is `inmem`: OpenBao 2.7.0 removed the `file` backend (`unknown storage type file`;
+//!   2.6.x only warns that it is deprecated), Vault accepts `inmem` too, and a lab's data need
+//!   not outlive the run.
+//! - `log_level = "debug"`: the cause of a failed TokenReview is only logged there
+//!   (`login unauthorized: err=…`).
+//! - OpenBao refuses to enable audit devices through the API, so its file audit device (with
+//!   `log_raw`, so error texts stay readable) is declared here. Vault takes no audit stanza in
+//!   its config; its device is enabled through `sys/audit` after unseal.
+//! - `disable_mlock = true` only for Vault, which refuses to start without it where it cannot
+//!   lock memory. OpenBao no longer knows the option and warns about it
+//!   (`unknown or unsupported field disable_mlock`).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -25,6 +32,8 @@ pub struct ServerConfig {
     pub flavour: Flavour,
 }
 
+/// A string literal for the servers' config parser (HCL 1, whose escapes are JSON's and which
+/// has no `${…}` templates).
 fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
@@ -74,5 +83,35 @@ mod tests {
         let t = render(&cfg);
         assert!(t.contains("disable_mlock = true") && !t.contains("audit \"file\""));
         hcl::parse(&t).unwrap();
+    }
+
+    #[test]
+    fn renders_the_exact_openbao_config() {
+        let cfg = ServerConfig {
+            listen: "127.0.0.1:41234".parse().unwrap(),
+            audit_file: "/w/audit.log".into(),
+            log_level: "debug".into(),
+            flavour: Flavour::OpenBao,
+        };
+        assert_eq!(
+            render(&cfg),
+            r#"storage "inmem" {}
+
+listener "tcp" {
+  address     = "127.0.0.1:41234"
+  tls_disable = true
+}
+
+api_addr  = "http://127.0.0.1:41234"
+log_level = "debug"
+
+audit "file" "authlab" {
+  options {
+    file_path = "/w/audit.log"
+    log_raw   = "true"
+  }
+}
+"#
+        );
     }
 }

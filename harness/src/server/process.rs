@@ -1,8 +1,15 @@
 //! Servers as local processes: start from a rendered config, wait for readiness, initialise
 //! and unseal, stop on drop, on Ctrl-C, and when the harness itself dies.
 //!
+//! Start-up is a real `server -config=<file>` followed by `PUT sys/init` (one key share,
+//! threshold one) and `PUT sys/unseal`, not `-dev`: dev mode pre-mounts engines, keeps its own
+//! listener settings and cannot declare audit devices the way a production config does, so a
+//! lab on a dev server would not meet the server its users run. The cost is one init and one
+//! unseal request (a few milliseconds with in-memory storage).
+//!
 //! Every process carries `AUTHLAB_MANAGED=1` and `AUTHLAB_RUN_ID=<run>` in its environment, so
-//! `authlab clean` finds leftovers of crashed runs by reading `/proc/<pid>/environ`.
+//! `authlab clean` finds leftovers of crashed runs by reading `/proc/<pid>/environ`
+//! ([`find_leftover_processes`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -30,6 +37,34 @@ pub struct ProcessOptions {
     pub ready_timeout: Duration,
 }
 
+/// Default bound on spawn → ready.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl ProcessOptions {
+    /// Options with the default ready timeout (30 s).
+    pub fn new(workdir: impl Into<PathBuf>, run_id: impl Into<String>) -> Self {
+        ProcessOptions {
+            workdir: workdir.into(),
+            run_id: run_id.into(),
+            ready_timeout: DEFAULT_READY_TIMEOUT,
+        }
+    }
+}
+
+/// Where start-up time went, each measured from spawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StartupTimings {
+    /// The listener answered `sys/health` (sealed, uninitialised).
+    pub listening: Duration,
+    /// `sys/init` and `sys/unseal` done (and, for Vault, the audit device enabled).
+    pub unsealed: Duration,
+    /// `sys/health` answered 200: active and ready for requests.
+    pub ready: Duration,
+}
+
+/// How many times start-up is retried when the chosen port was taken in the meantime.
+const PORT_ATTEMPTS: usize = 3;
+
 /// A running, initialised and unsealed server process.
 #[derive(Debug)]
 pub struct RunningServer {
@@ -40,7 +75,8 @@ pub struct RunningServer {
     audit_log: PathBuf,
     server_log: PathBuf,
     config_text: String,
-    startup: Duration,
+    timings: StartupTimings,
+    client: VaultClient,
 }
 
 type SpawnRequest = (
@@ -144,6 +180,61 @@ pub fn find_leftover_processes() -> Vec<(u32, String)> {
         .collect()
 }
 
+/// The `server -config=…` command: output to `server_log`, labelled, with a clean environment.
+fn server_command(
+    bin: &Path,
+    config_path: &Path,
+    server_log: &Path,
+    opts: &ProcessOptions,
+) -> Result<std::process::Command> {
+    let log = std::fs::File::create(server_log)
+        .with_context(|| format!("creating {}", server_log.display()))?;
+    let log2 = log
+        .try_clone()
+        .with_context(|| format!("duplicating the handle of {}", server_log.display()))?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("server")
+        .arg(format!("-config={}", config_path.display()))
+        .current_dir(&opts.workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log2));
+    // OpenBao reads BAO_* and falls back to VAULT_*: inherited ones (an address, a token, a
+    // log level, a CA) would change what the lab server does.
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("VAULT_") || name.starts_with("BAO_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("AUTHLAB_MANAGED", "1")
+        .env("AUTHLAB_RUN_ID", &opts.run_id)
+        .env("BAO_LOG_LEVEL", "debug")
+        .env("VAULT_LOG_LEVEL", "debug");
+    die_with_parent(&mut cmd);
+    Ok(cmd)
+}
+
+/// Starts and stops a server `runs` times in a row (each in its own subdirectory of `workdir`)
+/// and returns each start's timings: what `scripts/bench` reports as server start-up.
+pub async fn measure_startup(
+    spec: &ServerSpec,
+    bin: &Path,
+    workdir: &Path,
+    runs: usize,
+) -> Result<Vec<StartupTimings>> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let opts = ProcessOptions::new(workdir.join(format!("startup-{i}")), "measure-startup");
+        let mut server = RunningServer::start(spec, bin, opts)
+            .await
+            .with_context(|| format!("start {} of {runs} of {spec}", i + 1))?;
+        out.push(server.startup_timings());
+        server.stop().await;
+    }
+    Ok(out)
+}
+
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -218,8 +309,16 @@ pub async fn initialise(
     Ok(root_token)
 }
 
+/// Why one start attempt failed.
+enum StartError {
+    /// The listener port was taken between choosing and binding it: try another.
+    PortTaken(anyhow::Error),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
 impl RunningServer {
-    /// Starts, waits for, initialises and unseals a server.
+    /// Starts, waits for, initialises and unseals a server on a free loopback port.
     pub async fn start(
         spec: &ServerSpec,
         bin: &Path,
@@ -227,11 +326,30 @@ impl RunningServer {
     ) -> Result<RunningServer> {
         std::fs::create_dir_all(&opts.workdir)
             .with_context(|| format!("creating {}", opts.workdir.display()))?;
-        let port = free_port()?;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(spec, bin, &opts).await {
+                Ok(s) => return Ok(s),
+                Err(StartError::PortTaken(e)) if attempt < PORT_ATTEMPTS => {
+                    tracing::debug!("{spec}: {e:#}; retrying on another port");
+                    attempt += 1;
+                }
+                Err(StartError::PortTaken(e) | StartError::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(
+        spec: &ServerSpec,
+        bin: &Path,
+        opts: &ProcessOptions,
+    ) -> std::result::Result<RunningServer, StartError> {
+        let other = StartError::Other;
+        let port = free_port().map_err(other)?;
         let audit_log = opts.workdir.join("audit.log");
         let server_log = opts.workdir.join("server.log");
         let cfg = ServerConfig {
-            listen: format!("127.0.0.1:{port}").parse()?,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             audit_file: audit_log.clone(),
             log_level: "debug".into(),
             flavour: spec.flavour,
@@ -239,32 +357,15 @@ impl RunningServer {
         let config_text = config::render(&cfg);
         let config_path = opts.workdir.join("server.hcl");
         std::fs::write(&config_path, &config_text)
-            .with_context(|| format!("writing {}", config_path.display()))?;
-        let log = std::fs::File::create(&server_log)
-            .with_context(|| format!("creating {}", server_log.display()))?;
-        let log2 = log.try_clone()?;
-
-        let started = Instant::now();
-        let mut cmd = std::process::Command::new(bin);
-        cmd.arg("server")
-            .arg(format!("-config={}", config_path.display()))
-            .current_dir(&opts.workdir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("VAULT_") || k.starts_with("BAO_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.env("AUTHLAB_MANAGED", "1")
-            .env("AUTHLAB_RUN_ID", &opts.run_id)
-            .env("BAO_LOG_LEVEL", "debug")
-            .env("VAULT_LOG_LEVEL", "debug");
-        die_with_parent(&mut cmd);
-        let child =
-            spawn_detached(cmd).with_context(|| format!("starting {} server", bin.display()))?;
+            .with_context(|| format!("writing {}", config_path.display()))
+            .map_err(other)?;
+        let cmd = server_command(bin, &config_path, &server_log, opts).map_err(other)?;
         let addr = format!("http://127.0.0.1:{port}");
+        let client = VaultClient::new(&addr, None).map_err(other)?;
+        let started = Instant::now();
+        let child = spawn_detached(cmd)
+            .with_context(|| format!("starting `{} server`", bin.display()))
+            .map_err(other)?;
         let mut server = RunningServer {
             spec: spec.clone(),
             child: Some(child),
@@ -273,20 +374,35 @@ impl RunningServer {
             audit_log,
             server_log,
             config_text,
-            startup: Duration::ZERO,
+            timings: StartupTimings::default(),
+            client: client.clone(),
         };
         let deadline = started + opts.ready_timeout;
-        let client = VaultClient::new(&addr, None)?;
-        let ready = server.bring_up(&client, deadline).await;
-        if let Err(e) = ready {
+        if let Err(e) = server.bring_up(&client, started, deadline).await {
+            let waited = started.elapsed();
+            // The log is written by the server itself; give its last lines a moment to land.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             let log_tail = tail(&server.server_log, 20);
             server.stop().await;
-            return Err(e.context(format!(
-                "{spec} at {addr} did not become ready within {} s; last server log lines:\n{log_tail}",
-                opts.ready_timeout.as_secs()
-            )));
+            let e = e.context(format!(
+                "{spec} at {addr} was not ready after {:.1} s (limit {} s); last lines of {}:\n{log_tail}",
+                waited.as_secs_f64(),
+                opts.ready_timeout.as_secs(),
+                server.server_log.display(),
+            ));
+            return Err(if log_tail.contains("address already in use") {
+                StartError::PortTaken(e)
+            } else {
+                StartError::Other(e)
+            });
         }
-        server.startup = started.elapsed();
+        server.client = client.with_token(Some(server.root_token.clone()));
+        tracing::debug!(
+            "{spec} ready at {addr} in {:?} (listening {:?}, unsealed {:?})",
+            server.timings.ready,
+            server.timings.listening,
+            server.timings.unsealed
+        );
         Ok(server)
     }
 
@@ -309,11 +425,11 @@ impl RunningServer {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "waited for {} at {}/v1/sys/health",
+                    "timed out waiting for {} at {}/v1/sys/health",
                     if want_active {
-                        "an active, unsealed server"
+                        "an active, unsealed server (status 200)"
                     } else {
-                        "the listener"
+                        "the listener to answer"
                     },
                     self.addr
                 );
@@ -322,11 +438,20 @@ impl RunningServer {
         }
     }
 
-    async fn bring_up(&mut self, client: &VaultClient, deadline: Instant) -> Result<()> {
+    async fn bring_up(
+        &mut self,
+        client: &VaultClient,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<()> {
         self.wait_health(client, deadline, false).await?;
+        self.timings.listening = started.elapsed();
         let audit = self.audit_log.display().to_string();
         self.root_token = initialise(client, self.spec.flavour, &audit).await?;
-        self.wait_health(client, deadline, true).await
+        self.timings.unsealed = started.elapsed();
+        self.wait_health(client, deadline, true).await?;
+        self.timings.ready = started.elapsed();
+        Ok(())
     }
 
     /// The server's flavour and version.
@@ -366,13 +491,17 @@ impl RunningServer {
 
     /// Spawn → initialised, unsealed and active.
     pub fn startup(&self) -> Duration {
-        self.startup
+        self.timings.ready
+    }
+
+    /// Spawn → listening, unsealed and ready.
+    pub fn startup_timings(&self) -> StartupTimings {
+        self.timings
     }
 
     /// A client with the root token.
     pub fn client(&self) -> VaultClient {
-        VaultClient::new(&self.addr, Some(self.root_token.clone()))
-            .expect("a client for a loopback address builds")
+        self.client.clone()
     }
 
     /// Waits (bounded) for a server-log line that satisfies `pred`.

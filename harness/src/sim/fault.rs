@@ -100,6 +100,7 @@ impl<S: Send + 'static> Accept<TcpStream, S> for FaultAcceptor {
 /// A TCP listener on 127.0.0.1 that accepts connections and never speaks (a TLS handshake
 /// never completes). Dropping it closes the listener and every connection.
 pub struct HangListener {
+    host: String,
     port: u16,
     stop: watch::Sender<bool>,
 }
@@ -107,9 +108,16 @@ pub struct HangListener {
 impl HangListener {
     /// Binds an ephemeral loopback port and starts accepting.
     pub async fn bind() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::bind_on("127.0.0.1").await
+    }
+
+    /// Like [`HangListener::bind`], on another local address (e.g. a container network's
+    /// gateway, so containers reach it).
+    pub async fn bind_on(host: &str) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind((host, 0))
             .await
-            .context("binding a loopback port for the hanging listener")?;
+            .with_context(|| format!("binding a port on {host} for the hanging listener"))?;
+        let host = host.to_string();
         let port = listener.local_addr()?.port();
         let (stop, mut stopped) = watch::channel(false);
         tokio::spawn(async move {
@@ -124,12 +132,12 @@ impl HangListener {
                 }
             }
         });
-        Ok(HangListener { port, stop })
+        Ok(HangListener { host, port, stop })
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://<address>:<port>` of the listener.
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.host, self.port)
     }
 }
 
@@ -141,8 +149,14 @@ impl Drop for HangListener {
 
 /// `https://127.0.0.1:<port>` for a free loopback port with nothing listening.
 pub fn unused_local_url() -> Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
+    unused_url_on("127.0.0.1")
+}
+
+/// `https://<host>:<port>` for a free port on a local address with nothing listening.
+pub fn unused_url_on(host: &str) -> Result<String> {
+    let l = std::net::TcpListener::bind((host, 0))
+        .with_context(|| format!("finding a free port on {host}"))?;
     let port = l.local_addr()?.port();
     drop(l);
-    Ok(format!("https://127.0.0.1:{port}"))
+    Ok(format!("https://{host}:{port}"))
 }
