@@ -1,16 +1,30 @@
-//! Real OpenBao servers: start-up, evidence capture and per-trial isolation of evidence.
+//! Real OpenBao servers: start-up, the API client, evidence capture and per-trial isolation of
+//! evidence.
 //!
 //! These run against the binary the project provisions for `openbao:2.7.2` (or
 //! `AUTHLAB_TEST_SERVER`). Without a binary they are skipped with the reason, except under
-//! `CI=true`, where that fails.
+//! `CI=true`, where that fails. Set `AUTHLAB_TEST_KEEP=1` to keep each server's directory
+//! (config, server log, audit log) and print where it is.
 
-use std::sync::Arc;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use authlab::{
     case::{load, matrix},
+    evidence::{self, AuditEntry, LogLine},
     lab::{Lab, LabOptions, trial},
-    server::{ServerSpec, binary::BinaryCache},
+    server::{
+        OPENBAO_VERSIONS, ServerSpec,
+        binary::{BinaryCache, version_of},
+        process::{self, ProcessOptions, RunningServer},
+    },
+    vault::VaultClient,
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde_json::json;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -27,22 +41,444 @@ fn spec() -> ServerSpec {
         .unwrap()
 }
 
-/// True when the binary is there; otherwise skips (or fails under CI=true).
-fn have_binary(rt: &tokio::runtime::Runtime) -> bool {
-    let spec = spec();
+/// The binary for `spec`; None (after saying why) when it cannot be provisioned, which fails
+/// under CI=true.
+fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> Option<PathBuf> {
     let res = rt.block_on(async {
         BinaryCache::from_env()?
-            .ensure(&spec, &|l| eprintln!("{spec}: {l}"))
+            .ensure(spec, &|l| eprintln!("{spec}: {l}"))
             .await
     });
     match res {
-        Ok(_) => true,
+        Ok(p) => Some(p),
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{e:#}"),
         Err(e) => {
             eprintln!("skipped: {e:#}");
-            false
+            None
         }
     }
+}
+
+/// True when the binary is there; otherwise skips (or fails under CI=true).
+fn have_binary(rt: &tokio::runtime::Runtime) -> bool {
+    binary_for(rt, &spec()).is_some()
+}
+
+/// A directory for one server's files, kept when `AUTHLAB_TEST_KEEP=1`.
+fn workdir(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("authlab-{name}-"))
+        .tempdir()
+        .unwrap();
+    if std::env::var("AUTHLAB_TEST_KEEP").is_ok_and(|v| v == "1") {
+        eprintln!("{name}: keeping {}", dir.path().display());
+        let mut dir = dir;
+        dir.disable_cleanup(true);
+        return dir;
+    }
+    dir
+}
+
+/// Starts the test server in `dir`.
+fn start(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    dir: &Path,
+    run_id: &str,
+) -> RunningServer {
+    let spec = spec();
+    rt.block_on(RunningServer::start(
+        &spec,
+        bin,
+        ProcessOptions::new(dir, run_id),
+    ))
+    .unwrap_or_else(|e| panic!("starting {spec}: {e:#}"))
+}
+
+/// A loopback port nothing listens on (connections are refused).
+fn refused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A self-signed CA certificate (PEM): kubernetes auth wants one with `disable_local_ca_jwt`.
+fn ca_pem() -> String {
+    rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .cert
+        .pem()
+}
+
+/// An RS256 service-account token for `system:serviceaccount:<ns>:<name>`, shaped like a
+/// projected kube token.
+fn sa_token(ns: &str, name: &str) -> String {
+    use aws_lc_rs::{rand::SystemRandom, rsa::KeyPair, signature::RSA_PKCS1_SHA256};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = json!({"alg": "RS256", "typ": "JWT", "kid": "test"});
+    let claims = json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": format!("system:serviceaccount:{ns}:{name}"),
+        "aud": ["https://kubernetes.default.svc.cluster.local"],
+        "exp": now + 3600, "iat": now, "nbf": now,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "kubernetes.io": {
+            "namespace": ns,
+            "pod": {"name": format!("{name}-0"), "uid": uuid::Uuid::new_v4().to_string()},
+            "serviceaccount": {"name": name, "uid": uuid::Uuid::new_v4().to_string()},
+        },
+    });
+    let enc = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let input = format!("{}.{}", enc(&header), enc(&claims));
+    let key = KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let mut sig = vec![0u8; key.public_modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut sig)
+        .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// Enables kubernetes auth at `mount` pointing at `127.0.0.1:<port>`, with role `app` bound to
+/// `default/app`; returns the mount's accessor.
+async fn kubernetes_mount(client: &VaultClient, mount: &str, port: u16, ca: &str) -> String {
+    client.enable_auth(mount, "kubernetes").await.unwrap();
+    let r = client
+        .write(
+            &format!("auth/{mount}/config"),
+            &json!({
+                "kubernetes_host": format!("https://127.0.0.1:{port}"),
+                "kubernetes_ca_cert": ca,
+                "disable_local_ca_jwt": true,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "config: {} {:?}", r.status, r.errors());
+    let r = client
+        .write(
+            &format!("auth/{mount}/role/app"),
+            &json!({
+                "bound_service_account_names": ["app"],
+                "bound_service_account_namespaces": ["default"],
+                "token_policies": ["default"],
+                "token_ttl": "1h",
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(r.is_success(), "role: {} {:?}", r.status, r.errors());
+    client.auth_accessor(mount).await.unwrap()
+}
+
+/// The server's audit entries (the device writes synchronously, so they are there when the
+/// response is).
+fn audit(server: &RunningServer) -> Vec<AuditEntry> {
+    evidence::parse_audit_log(&std::fs::read_to_string(server.audit_log_path()).unwrap())
+}
+
+/// The `login unauthorized` line of the mount with `accessor`, waited for (the log is written
+/// asynchronously).
+fn login_unauthorized(
+    rt: &tokio::runtime::Runtime,
+    server: &RunningServer,
+    accessor: &str,
+) -> LogLine {
+    let acc = accessor.to_string();
+    rt.block_on(server.wait_for_log(
+        move |l| {
+            l.message == "login unauthorized"
+                && l.module.as_deref().is_some_and(|m| m.ends_with(&acc))
+        },
+        Duration::from_secs(5),
+    ))
+    .unwrap_or_else(|| panic!("no `login unauthorized` line for {accessor}"))
+}
+
+/// A real server starts from its rendered config, is initialised and unsealed, logs at debug,
+/// writes its declared audit device, and stops.
+#[test]
+fn server_starts_logs_at_debug_audits_and_stops() {
+    let rt = runtime();
+    let spec = spec();
+    let Some(bin) = binary_for(&rt, &spec) else {
+        return;
+    };
+    let version = version_of(&bin).unwrap();
+    assert!(
+        version.contains(&format!("v{}", spec.version)),
+        "{version}"
+    );
+    let dir = workdir("start");
+    let mut server = start(&rt, &bin, dir.path(), "test-start");
+    eprintln!(
+        "{spec}: ready in {:?} ({:?})",
+        server.startup(),
+        server.startup_timings()
+    );
+    assert!(server.addr().starts_with("http://127.0.0.1:"));
+    assert!(server.config_text().contains("audit \"file\" \"authlab\""));
+    let client = server.client();
+    let health = rt.block_on(client.health()).unwrap();
+    assert_eq!(health.status, 200, "{}", health.raw);
+    assert_eq!(health.body["initialized"], json!(true));
+    assert_eq!(health.body["sealed"], json!(false));
+    // Listed as declared in the config.
+    let audit_devices = rt.block_on(client.read("sys/audit")).unwrap();
+    assert!(audit_devices.raw.contains("authlab/"), "{}", audit_devices.raw);
+    // Without a token: 403, and the ApiResponse carries the server's errors.
+    let anon = rt
+        .block_on(client.with_token(None).read("sys/mounts"))
+        .unwrap();
+    assert_eq!(anon.status, 403);
+    assert_eq!(anon.errors(), vec!["permission denied".to_string()]);
+    rt.block_on(client.enable_kv2("secret")).unwrap();
+    rt.block_on(client.put_policy("app-read", "path \"secret/data/app/*\" { capabilities = [\"read\"] }"))
+        .unwrap();
+    let e = rt
+        .block_on(client.enable_auth("bad path!", "no-such-kind"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("POST /v1/sys/auth/bad path!") && e.contains("400"), "{e}");
+    // Debug lines appear in the server log.
+    let debug = rt
+        .block_on(server.wait_for_log(|l| l.level == "DEBUG", Duration::from_secs(5)))
+        .expect("a DEBUG line");
+    assert!(debug.module.is_some(), "{}", debug.raw);
+    let entries = audit(&server);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.kind == "response" && e.path == "sys/policies/acl/app-read"),
+        "no audit entry for the policy write"
+    );
+    let pid = server.pid().unwrap();
+    rt.block_on(server.stop());
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split(") ").nth(1).is_some_and(|r| r.starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// A kubernetes login whose TokenReview cannot connect: the client sees only `permission
+/// denied`; the audit response entry has the same error; the cause is in a DEBUG line of the
+/// mount's logger. The 400s keep their text in `response.data.error`.
+#[test]
+fn kubernetes_login_failure_evidence() {
+    let rt = runtime();
+    let Some(bin) = binary_for(&rt, &spec()) else {
+        return;
+    };
+    let dir = workdir("k8s");
+    let server = start(&rt, &bin, dir.path(), "test-k8s");
+    let client = server.client();
+    let port = refused_port();
+    let ca = ca_pem();
+    let accessor = rt.block_on(kubernetes_mount(&client, "k8s-a", port, &ca));
+    assert!(accessor.starts_with("auth_kubernetes_"), "{accessor}");
+    let jwt = sa_token("default", "app");
+    let login = rt.block_on(client.login("k8s-a", "app", &jwt)).unwrap();
+    assert_eq!(login.status, 403, "{}", login.raw);
+    assert_eq!(login.errors(), vec!["permission denied".to_string()]);
+    let nope = rt.block_on(client.login("k8s-a", "nope", &jwt)).unwrap();
+    assert_eq!(nope.status, 400);
+    assert_eq!(nope.errors(), vec![r#"invalid role name "nope""#.to_string()]);
+    let missing = rt.block_on(client.login("k8s-a", "app", "")).unwrap();
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.errors(), vec!["missing jwt".to_string()]);
+
+    let line = login_unauthorized(&rt, &server, &accessor);
+    assert_eq!(line.level, "DEBUG");
+    assert_eq!(
+        line.module.as_deref(),
+        Some(format!("auth.kubernetes.{accessor}").as_str())
+    );
+    let err = &line.fields.iter().find(|(k, _)| k == "err").unwrap().1;
+    assert_eq!(
+        err,
+        &format!(
+            "Post \"https://127.0.0.1:{port}/apis/authentication.k8s.io/v1/tokenreviews\": \
+             dial tcp 127.0.0.1:{port}: connect: connection refused"
+        )
+    );
+
+    let mine = evidence::audit_for_mount(&audit(&server), "auth/k8s-a/", Some(&accessor));
+    let logins: Vec<_> = mine
+        .iter()
+        .filter(|e| e.path == "auth/k8s-a/login" && e.kind == "response")
+        .collect();
+    assert_eq!(logins.len(), 3, "{logins:#?}");
+    assert_eq!(logins[0].error.as_deref(), Some("permission denied"));
+    assert_eq!(logins[0].operation, "update");
+    assert_eq!(logins[0].mount_point.as_deref(), Some("auth/k8s-a/"));
+    assert_eq!(logins[1].error, None);
+    assert_eq!(
+        logins[1].data_error.as_deref(),
+        Some(r#"invalid role name "nope""#)
+    );
+    assert_eq!(logins[2].data_error.as_deref(), Some("missing jwt"));
+    // Request and response entries share the request id.
+    let id = logins[0].request_id.clone().unwrap();
+    assert!(
+        mine.iter()
+            .any(|e| e.kind == "request" && e.request_id.as_deref() == Some(&id))
+    );
+}
+
+/// Eight kubernetes mounts, each pointing at its own refused port, logged in to concurrently:
+/// each mount's slice of the audit log and of the server log holds its own entries only.
+#[test]
+fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
+    let rt = runtime();
+    let Some(bin) = binary_for(&rt, &spec()) else {
+        return;
+    };
+    let dir = workdir("slices");
+    let server = start(&rt, &bin, dir.path(), "test-slices");
+    let client = server.client();
+    let ca = ca_pem();
+    let mounts: Vec<(String, u16, String)> = rt.block_on(async {
+        let mut out = Vec::new();
+        for i in 0..8 {
+            let mount = format!("k8s-{i}");
+            let port = refused_port();
+            let acc = kubernetes_mount(&client, &mount, port, &ca).await;
+            out.push((mount, port, acc));
+        }
+        out
+    });
+    let jwt = sa_token("default", "app");
+    let statuses = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (mount, _, _) in &mounts {
+            let (c, m, j) = (client.clone(), mount.clone(), jwt.clone());
+            set.spawn(async move { (m.clone(), c.login(&m, "app", &j).await.unwrap().status) });
+        }
+        set.join_all().await
+    });
+    assert!(statuses.iter().all(|(_, s)| *s == 403), "{statuses:?}");
+    let entries = audit(&server);
+    let text = std::fs::read_to_string(server.server_log_path()).unwrap();
+    for (mount, port, acc) in &mounts {
+        // The log is written asynchronously: wait for this mount's line.
+        login_unauthorized(&rt, &server, acc);
+        let prefix = format!("auth/{mount}/");
+        let slice = evidence::audit_for_mount(&entries, &prefix, Some(acc));
+        // config + role + login, each a request and a response entry.
+        assert_eq!(slice.len(), 6, "{mount}: {slice:#?}");
+        for e in &slice {
+            assert!(e.path.starts_with(&prefix), "{mount}: {}", e.path);
+            assert_eq!(e.mount_accessor.as_deref(), Some(acc.as_str()));
+        }
+        let login = slice
+            .iter()
+            .find(|e| e.kind == "response" && e.path.ends_with("/login"))
+            .unwrap();
+        assert_eq!(login.error.as_deref(), Some("permission denied"));
+        let text = std::fs::read_to_string(server.server_log_path()).unwrap_or(text.clone());
+        let lines = evidence::log_for_accessor(&evidence::parse_server_log(&text), acc);
+        let unauthorized: Vec<_> = lines
+            .iter()
+            .filter(|l| l.message == "login unauthorized")
+            .collect();
+        assert_eq!(unauthorized.len(), 1, "{mount}: {unauthorized:#?}");
+        let err = &unauthorized[0].fields[0].1;
+        assert!(err.contains(&format!("127.0.0.1:{port}/")), "{mount}: {err}");
+        for (_, other_port, other_acc) in mounts.iter().filter(|m| &m.2 != acc) {
+            assert!(!err.contains(&format!(":{other_port}/")), "{mount}: {err}");
+            assert!(lines.iter().all(|l| !l.raw.contains(other_acc.as_str())));
+        }
+    }
+}
+
+/// Every supported OpenBao version starts, and its start-up time is printed (not asserted:
+/// timings belong in reports).
+#[test]
+fn every_supported_version_starts() {
+    let rt = runtime();
+    let dir = workdir("versions");
+    for v in OPENBAO_VERSIONS {
+        let spec: ServerSpec = format!("openbao:{v}").parse().unwrap();
+        let Some(bin) = binary_for(&rt, &spec) else {
+            continue;
+        };
+        let runs = rt
+            .block_on(process::measure_startup(&spec, &bin, &dir.path().join(v), 3))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let ms: Vec<String> = runs
+            .iter()
+            .map(|t| format!("{:.0}", t.ready.as_secs_f64() * 1000.0))
+            .collect();
+        eprintln!(
+            "{spec}: ready after [{}] ms (listening after {:.0} ms on the first start)",
+            ms.join(", "),
+            runs[0].listening.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// A started server is found by its run id, and no longer once stopped.
+#[test]
+fn leftover_servers_are_found_by_run_id() {
+    let rt = runtime();
+    let Some(bin) = binary_for(&rt, &spec()) else {
+        return;
+    };
+    let dir = workdir("leftover");
+    let run_id = format!("test-leftover-{}", uuid::Uuid::new_v4().simple());
+    let mut server = start(&rt, &bin, dir.path(), &run_id);
+    let pid = server.pid().unwrap();
+    assert!(process::find_leftover_processes().contains(&(pid, run_id.clone())));
+    rt.block_on(server.stop());
+    assert!(
+        !process::find_leftover_processes()
+            .iter()
+            .any(|(_, r)| r == &run_id)
+    );
+}
+
+/// A server that exits at once, or never answers, fails start-up with what was waited for,
+/// how long, and the end of its log.
+#[test]
+fn failed_start_up_explains_itself() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let exits = script("exits", "echo \"Error parsing config: $2 is broken\" >&2\nexit 1");
+    let e = rt
+        .block_on(RunningServer::start(
+            &spec(),
+            &exits,
+            ProcessOptions::new(dir.path().join("a"), "test-fail"),
+        ))
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(msg.contains("exited during start-up"), "{msg}");
+    assert!(msg.contains("is broken"), "{msg}");
+    let hangs = script("hangs", "echo listening never\nexec sleep 30");
+    let mut opts = ProcessOptions::new(dir.path().join("b"), "test-fail");
+    opts.ready_timeout = Duration::from_millis(300);
+    let started = std::time::Instant::now();
+    let e = rt
+        .block_on(RunningServer::start(&spec(), &hangs, opts))
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(msg.contains("timed out waiting for the listener"), "{msg}");
+    assert!(msg.contains("listening never"), "{msg}");
+    assert!(msg.contains("/v1/sys/health"), "{msg}");
 }
 
 fn cases_dir() -> std::path::PathBuf {

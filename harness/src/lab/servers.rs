@@ -39,7 +39,7 @@ pub struct ServerInfo {
 /// What a handle owns, when this run started the server.
 #[derive(Debug)]
 enum Owned {
-    Process(RunningServer),
+    Process(Box<RunningServer>),
     Container(Box<ContainerServer>),
 }
 
@@ -65,7 +65,7 @@ impl ServerHandle {
         };
         ServerHandle {
             info,
-            owned: Some(Owned::Process(server)),
+            owned: Some(Owned::Process(Box::new(server))),
         }
     }
 
