@@ -125,3 +125,47 @@ pub async fn status() -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Starts each selected server in the chosen runtime, prints its start-up time (spawn or
+/// container create → initialised, unsealed, active), and stops it again.
+pub async fn timings(servers_flag: Option<&str>, runtime: Option<&str>) -> Result<ExitCode> {
+    let specs = settings::servers(servers_flag)?;
+    let mut opts = LabOptions::new(ClusterKind::Sim);
+    opts.runtime = settings::runtime(runtime)?;
+    let lab = Lab::new(opts)?;
+    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    let kind = match lab.options().runtime {
+        crate::lab::Runtime::Process => "process",
+        crate::lab::Runtime::Container => "container",
+    };
+    // Images and binaries first, so the figures are start-up only.
+    for spec in &specs {
+        let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+        lab.cache().ensure(spec, &progress).await?;
+        if lab.options().runtime == crate::lab::Runtime::Container {
+            lab.server_image(spec).await?;
+        }
+    }
+    println!("{:<16} {:<10} {:>10}", "server", "runtime", "ready (ms)");
+    for spec in &specs {
+        let mut h = match lab.options().runtime {
+            crate::lab::Runtime::Process => ServerHandle::owned(lab.start_server(spec).await?),
+            crate::lab::Runtime::Container => lab.start_container(spec, None, None).await?,
+        };
+        println!(
+            "{:<16} {:<10} {:>10}",
+            spec.to_string(),
+            kind,
+            h.startup().as_millis()
+        );
+        h.stop().await;
+        if let Some(name) = h.container_name() {
+            cleanup::unregister_container(&name);
+        }
+        if let Some(pid) = h.pid() {
+            cleanup::unregister_pid(pid);
+        }
+    }
+    lab.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -138,6 +138,15 @@ enum LabCommand {
         #[arg(long)]
         runtime: Option<String>,
     },
+    /// Start each server once, print its start-up time, stop it.
+    Timings {
+        /// Servers (default: the selected servers).
+        #[arg(long)]
+        servers: Option<String>,
+        /// process or container.
+        #[arg(long)]
+        runtime: Option<String>,
+    },
     /// Stop the running lab.
     Down,
     /// Show the running lab's servers and their health.
@@ -231,6 +240,9 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 runtime,
             } => lab::up(servers.as_deref(), timings, runtime.as_deref()).await,
             LabCommand::Down => lab::down().await,
+            LabCommand::Timings { servers, runtime } => {
+                lab::timings(servers.as_deref(), runtime.as_deref()).await
+            }
             LabCommand::Status => lab::status().await,
         },
         Command::Provision { servers } => provision(servers.as_deref()).await,

@@ -40,6 +40,27 @@ pub fn build_context(spec: &ServerSpec, binary: &[u8], sha: &str) -> Result<Vec<
     b.into_inner().context("finishing the build context")
 }
 
+/// SHA-256 (hex) of a file, read in chunks.
+fn file_sha256(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The image for `spec`: reused when it was built from the same binary, else built.
 pub async fn ensure_server_image(
     engine: &Engine,
@@ -48,20 +69,19 @@ pub async fn ensure_server_image(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<String> {
     let tag = image_tag(spec);
-    let bytes = tokio::fs::read(binary)
-        .await
-        .with_context(|| format!("reading {}", binary.display()))?;
-    let sha: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = {
+        let path = binary.to_path_buf();
+        tokio::task::spawn_blocking(move || file_sha256(&path)).await??
+    };
     if let Some(labels) = engine.image_labels(&tag).await?
         && labels.get(LABEL_BINARY) == Some(&sha)
     {
         return Ok(tag);
     }
     progress(&format!("building image {tag} from {}", binary.display()));
+    let bytes = tokio::fs::read(binary)
+        .await
+        .with_context(|| format!("reading {}", binary.display()))?;
     let ctx = build_context(spec, &bytes, &sha)?;
     drop(bytes);
     engine.build_image(&tag, ctx, progress).await?;

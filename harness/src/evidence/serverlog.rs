@@ -136,11 +136,24 @@ fn parse_pairs(text: &str) -> Option<Vec<(String, String)>> {
         if i >= n {
             break;
         }
+        // A key is one or more words joined by single spaces (`sanitized config=…`).
         let start = i;
-        while i < n && (chars[i].is_ascii_alphanumeric() || "_.-".contains(chars[i])) {
-            i += 1;
+        let is_key_char = |c: char| c.is_ascii_alphanumeric() || "_.-/".contains(c);
+        loop {
+            let word = i;
+            while i < n && is_key_char(chars[i]) {
+                i += 1;
+            }
+            if i == word {
+                return None;
+            }
+            if i + 1 < n && chars[i] == ' ' && is_key_char(chars[i + 1]) {
+                i += 1;
+                continue;
+            }
+            break;
         }
-        if i == start || i >= n || chars[i] != '=' {
+        if i >= n || chars[i] != '=' {
             return None;
         }
         let key: String = chars[start..i].iter().collect();
@@ -197,41 +210,158 @@ pub fn log_for_accessor(lines: &[LogLine], accessor: &str) -> Vec<LogLine> {
 mod tests {
     use super::*;
 
+    fn field<'a>(l: &'a LogLine, key: &str) -> &'a str {
+        &l.fields.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    /// Captured from OpenBao 2.7.2 (`server -config`, log level debug): a TokenReview that could
+    /// not connect.
+    const REFUSED: &str = r#"2026-11-22T23:47:53.528Z [DEBUG] auth.kubernetes.auth_kubernetes_21adb6bf: login unauthorized: err="Post \"https://127.0.0.1:43545/apis/authentication.k8s.io/v1/tokenreviews\": dial tcp 127.0.0.1:43545: connect: connection refused""#;
+
     #[test]
-    fn single_line_with_quoted_value() {
-        // As OpenBao 2.7.2 wrote it for a forbidden TokenReview: hclog escapes quotes only.
-        let t = r#"2026-11-22T23:28:22.554Z [DEBUG] auth.kubernetes.auth_kubernetes_90a2cd19: login unauthorized: err="{\"kind\":\"Status\",\"message\":\"User \\"x\\" cannot\"}""#;
-        let l = &parse_server_log(t)[0];
+    fn login_unauthorized_connection_refused() {
+        let lines = parse_server_log(REFUSED);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l.time, "2026-11-22T23:47:53.528Z");
         assert_eq!(l.level, "DEBUG");
         assert_eq!(
             l.module.as_deref(),
-            Some("auth.kubernetes.auth_kubernetes_90a2cd19")
+            Some("auth.kubernetes.auth_kubernetes_21adb6bf")
         );
         assert_eq!(l.message, "login unauthorized");
-        assert_eq!(l.fields[0].0, "err");
         assert_eq!(
-            l.fields[0].1,
-            r#"{"kind":"Status","message":"User \"x\" cannot"}"#
+            l.fields,
+            vec![(
+                "err".to_string(),
+                "Post \"https://127.0.0.1:43545/apis/authentication.k8s.io/v1/tokenreviews\": dial tcp 127.0.0.1:43545: connect: connection refused".to_string()
+            )]
         );
+        assert_eq!(l.raw, REFUSED);
+    }
+
+    /// Captured from OpenBao 2.7.2: the apiserver's 403 Status body, verbatim inside `err`. hclog
+    /// escapes only the double quotes, so the body's own `\"` appears as `\\"`.
+    #[test]
+    fn login_unauthorized_with_a_status_body() {
+        let t = r#"2026-11-22T23:48:31.878Z [DEBUG] auth.kubernetes.auth_kubernetes_d1659b52: login unauthorized: err="{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"forbidden: User \\"system:anonymous\\" cannot get path \\"/.well-known/openid-configuration\\"\",\"reason\":\"Forbidden\",\"details\":{},\"code\":403}""#;
+        let l = &parse_server_log(t)[0];
+        assert_eq!(l.message, "login unauthorized");
+        let err = field(l, "err");
+        assert_eq!(
+            err,
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"forbidden: User \"system:anonymous\" cannot get path \"/.well-known/openid-configuration\"","reason":"Forbidden","details":{},"code":403}"#
+        );
+        let status: serde_json::Value = serde_json::from_str(err).unwrap();
+        assert_eq!(status["code"], 403);
+    }
+
+    /// Captured from OpenBao 2.7.2: an error ending in a newline is written as a multi-line
+    /// value, followed by a line of two spaces, then the next entry.
+    #[test]
+    fn multi_line_value() {
+        let t = "2026-11-22T23:48:31.553Z [ERROR] auth.jwt.auth_jwt_01fdc654: error checking oidc discovery URL:\n  error=\n  | 403 Forbidden: {\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"forbidden: User \\\"system:anonymous\\\" cannot get path \\\"/.well-known/openid-configuration\\\"\",\"reason\":\"Forbidden\",\"details\":{},\"code\":403}\n  \n2026-11-22T23:48:31.571Z [INFO]  core: enabled credential backend: namespace=\"\" path=kubernetes/ type=kubernetes version=\"\"\n";
+        let lines = parse_server_log(t);
+        assert_eq!(lines.len(), 2);
+        let l = &lines[0];
+        assert_eq!(l.level, "ERROR");
+        assert_eq!(l.module.as_deref(), Some("auth.jwt.auth_jwt_01fdc654"));
+        assert_eq!(l.message, "error checking oidc discovery URL");
+        assert_eq!(
+            field(l, "error"),
+            "403 Forbidden: {\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"forbidden: User \\\"system:anonymous\\\" cannot get path \\\"/.well-known/openid-configuration\\\"\",\"reason\":\"Forbidden\",\"details\":{},\"code\":403}"
+        );
+        assert!(l.raw.ends_with("\"code\":403}"), "{}", l.raw);
+        let next = &lines[1];
+        assert_eq!(next.message, "enabled credential backend");
+        assert_eq!(
+            next.fields,
+            [
+                ("namespace", ""),
+                ("path", "kubernetes/"),
+                ("type", "kubernetes"),
+                ("version", "")
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(log_for_accessor(&lines, "auth_jwt_01fdc654").len(), 1);
+        assert!(log_for_accessor(&lines, "auth_kubernetes_d1659b52").is_empty());
+    }
+
+    /// Captured from OpenBao 2.7.2 start-up: banner text, an entry without a logger name, keys
+    /// with spaces, quoted values holding `: `, and the info-level padding after `[INFO]`.
+    #[test]
+    fn start_up_output() {
+        let t = r#"2026-11-22T23:47:53.400Z [INFO]  proxy environment: http_proxy="" https_proxy="" no_proxy=""
+
+WARNING: storage configured to use "inmem" which should NOT be used in
+production
+
+2026-11-22T23:47:53.402Z [DEBUG] cluster listener addresses synthesized: cluster_addresses=[127.0.0.1:36870]
+
+==> OpenBao server configuration:
+
+             Api Address: http://127.0.0.1:36869
+                 Storage: inmem
+                 Version: OpenBao v2.7.2, committed 2026-10-26T20:32:27Z
+
+2026-11-22T23:47:53.403Z [DEBUG] would have sent systemd notification (systemd not present): notification=READY=1
+==> OpenBao server started!
+2026-11-22T23:47:53.416Z [INFO]  core: security barrier not initialized
+2026-11-22T23:47:53.428Z [INFO]  core: successfully mounted: type=cubbyhole version="v2.7.2+builtin.bao" path=cubbyhole/ namespace="ID: root. Path: "
+2026-11-22T23:47:53.435Z [INFO]  core: Recorded vault version: vault version=2.7.2 upgrade time="2026-11-22 23:47:53.435206271 +0000 UTC" commit date=2026-10-26T20:32:27Z
+2026-11-22T23:47:53.437Z [INFO]  core.cluster-listener.tcp: starting listener: listener_address=127.0.0.1:36870
+2026-11-22T23:47:53.442Z [INFO]  core: vault is unsealed"#;
+        let lines = parse_server_log(t);
+        let summary: Vec<(&str, Option<&str>, &str)> = lines
+            .iter()
+            .map(|l| (l.level.as_str(), l.module.as_deref(), l.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("INFO", None, "proxy environment"),
+                ("DEBUG", None, "cluster listener addresses synthesized"),
+                (
+                    "DEBUG",
+                    None,
+                    "would have sent systemd notification (systemd not present)"
+                ),
+                ("INFO", Some("core"), "security barrier not initialized"),
+                ("INFO", Some("core"), "successfully mounted"),
+                ("INFO", Some("core"), "Recorded vault version"),
+                (
+                    "INFO",
+                    Some("core.cluster-listener.tcp"),
+                    "starting listener"
+                ),
+                ("INFO", Some("core"), "vault is unsealed"),
+            ]
+        );
+        assert_eq!(field(&lines[0], "https_proxy"), "");
+        assert_eq!(field(&lines[1], "cluster_addresses"), "[127.0.0.1:36870]");
+        assert_eq!(field(&lines[2], "notification"), "READY=1");
+        assert_eq!(field(&lines[4], "namespace"), "ID: root. Path: ");
+        assert_eq!(field(&lines[4], "version"), "v2.7.2+builtin.bao");
+        assert_eq!(field(&lines[5], "vault version"), "2.7.2");
+        assert_eq!(
+            field(&lines[5], "upgrade time"),
+            "2026-11-22 23:47:53.435206271 +0000 UTC"
+        );
+        assert_eq!(field(&lines[5], "commit date"), "2026-10-26T20:32:27Z");
+        // Banner lines belong to no entry.
+        assert!(lines.iter().all(|l| !l.raw.contains("Api Address")));
     }
 
     #[test]
-    fn multi_line_value_and_no_module() {
-        let t = "2026-11-22T23:40:01.489Z [INFO]  proxy environment: http_proxy=\"\" https_proxy=\"\"\n2026-11-22T23:40:02.000Z [ERROR] auth.jwt.auth_jwt_800c45e4: error checking oidc discovery URL:\n  error=\n  | 403 Forbidden: {\"kind\":\"Status\"}\n  | \n  \n2026-11-22T23:40:03.000Z [TRACE] core: done";
-        let lines = parse_server_log(t);
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0].module, None);
-        assert_eq!(lines[0].message, "proxy environment");
-        assert_eq!(lines[0].fields.len(), 2);
-        assert_eq!(lines[1].message, "error checking oidc discovery URL");
-        assert_eq!(
-            lines[1].fields,
-            vec![(
-                "error".to_string(),
-                "403 Forbidden: {\"kind\":\"Status\"}".to_string()
-            )]
-        );
-        assert_eq!(lines[2].module.as_deref(), Some("core"));
-        assert_eq!(log_for_accessor(&lines, "auth_jwt_800c45e4").len(), 1);
+    fn partial_and_foreign_text_is_skipped() {
+        assert!(parse_server_log("").is_empty());
+        assert!(parse_server_log("==> OpenBao server started!\n  | stray\n").is_empty());
+        // A line still being written parses as far as it goes.
+        let l = &parse_server_log(
+            "2026-11-22T23:47:53.528Z [DEBUG] auth.kubernetes.auth_kubernetes_21adb6bf: login unauthorized: err=\"Post",
+        )[0];
+        assert_eq!(l.level, "DEBUG");
+        assert!(l.fields.is_empty());
     }
 }

@@ -105,6 +105,14 @@ impl ServerHandle {
         }
     }
 
+    /// The container, when it runs in one this process started.
+    pub fn container_server(&self) -> Option<&ContainerServer> {
+        match &self.owned {
+            Some(Owned::Container(c)) => Some(c),
+            _ => None,
+        }
+    }
+
     /// Whether this process started it.
     pub fn is_owned(&self) -> bool {
         self.owned.is_some()

@@ -66,7 +66,6 @@ pub struct StartupTimings {
 const PORT_ATTEMPTS: usize = 3;
 
 /// A running, initialised and unsealed server process.
-#[derive(Debug)]
 pub struct RunningServer {
     spec: ServerSpec,
     child: Option<std::process::Child>,
@@ -307,6 +306,20 @@ pub async fn initialise(
         }
     }
     Ok(root_token)
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the root token.
+        f.debug_struct("RunningServer")
+            .field("spec", &self.spec)
+            .field("pid", &self.pid())
+            .field("addr", &self.addr)
+            .field("server_log", &self.server_log)
+            .field("audit_log", &self.audit_log)
+            .field("timings", &self.timings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why one start attempt failed.

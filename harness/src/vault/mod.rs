@@ -46,11 +46,24 @@ impl ApiResponse {
 }
 
 /// A client for one server, optionally with a token.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VaultClient {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// Per-request timeout overriding the client's.
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("VaultClient")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Connect timeout for API calls.
@@ -60,26 +73,47 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl VaultClient {
-    /// A client for `addr` (`http://127.0.0.1:8200`).
+    /// A client for `addr` (`http://127.0.0.1:8200`) with the default timeouts
+    /// ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]).
     pub fn new(addr: &str, token: Option<String>) -> Result<Self> {
+        Self::with_timeouts(addr, token, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    /// A client for `addr` with the given connect and whole-request timeouts. Proxy variables
+    /// are ignored: lab servers are reached directly.
+    pub fn with_timeouts(
+        addr: &str,
+        token: Option<String>,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(connect)
+            .timeout(request)
+            .no_proxy()
             .build()
             .context("building the HTTP client")?;
         Ok(VaultClient {
             base: addr.trim_end_matches('/').to_string(),
             token,
             http,
+            timeout: None,
         })
     }
 
     /// The same client with another token (None: no token header).
     pub fn with_token(&self, token: Option<String>) -> Self {
         VaultClient {
-            base: self.base.clone(),
             token,
-            http: self.http.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The same client with another whole-request timeout.
+    pub fn with_request_timeout(&self, timeout: Duration) -> Self {
+        VaultClient {
+            timeout: Some(timeout),
+            ..self.clone()
         }
     }
 
@@ -102,6 +136,9 @@ impl VaultClient {
         }
         if let Some(b) = body {
             req = req.json(b);
+        }
+        if let Some(t) = self.timeout {
+            req = req.timeout(t);
         }
         let start = Instant::now();
         let resp = req
@@ -126,14 +163,17 @@ impl VaultClient {
         })
     }
 
+    /// `request`, with a non-2xx answer turned into an error naming method, path, status and
+    /// the server's errors.
     async fn must(&self, method: Method, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
         let r = self.request(method.clone(), path, body).await?;
         if !r.is_success() {
-            bail!(
-                "{method} /v1/{path} answered {}: {:?}",
-                r.status,
-                r.errors()
-            );
+            let errors = r.errors();
+            if errors.is_empty() {
+                let raw: String = r.raw.trim().chars().take(300).collect();
+                bail!("{method} /v1/{path} answered {}: {raw:?}", r.status);
+            }
+            bail!("{method} /v1/{path} answered {}: {errors:?}", r.status);
         }
         Ok(r)
     }
@@ -224,5 +264,69 @@ impl VaultClient {
                 Some(&json!({"role": role, "jwt": jwt})),
             )
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, raw: &str) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: serde_json::from_str(raw).unwrap_or(Value::Null),
+            raw: raw.to_string(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn errors_and_success() {
+        // As OpenBao answers a policy-denied KV read.
+        let r = response(
+            403,
+            r#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#,
+        );
+        assert!(!r.is_success());
+        assert_eq!(
+            r.errors(),
+            vec!["1 error occurred:\n\t* permission denied\n\n"]
+        );
+        let r = response(204, "");
+        assert!(r.is_success());
+        assert!(r.errors().is_empty());
+        assert_eq!(r.body, Value::Null);
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = VaultClient::new("http://127.0.0.1:8200/", Some("s.secret".into())).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s.secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert_eq!(c.addr(), "http://127.0.0.1:8200");
+        assert!(!format!("{:?}", c.with_token(None)).contains("redacted"));
+    }
+
+    /// Transport errors are errors naming the request; they come fast from a closed port.
+    #[test]
+    fn transport_errors_name_the_request() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let c = VaultClient::new(&format!("http://127.0.0.1:{port}"), None).unwrap();
+        let e = rt.block_on(c.read("sys/health")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains(&format!("GET http://127.0.0.1:{port}/v1/sys/health")),
+            "{e:#}"
+        );
     }
 }
