@@ -234,6 +234,32 @@ pub async fn measure_startup(
     Ok(out)
 }
 
+/// The file's text from byte `offset` on (lossy UTF-8; empty when unreadable).
+fn read_from(path: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(offset)).is_ok()
+    {
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Byte offset of the last line in `text` that starts an entry (entries start with their
+/// timestamp; continuation and banner lines do not start with a digit).
+fn last_entry_start(text: &str) -> usize {
+    let mut start = 0;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(|c: char| c.is_ascii_digit()) {
+            start = offset;
+        }
+        offset += line.len();
+    }
+    start
+}
+
 fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -524,14 +550,20 @@ impl RunningServer {
         timeout: Duration,
     ) -> Option<LogLine> {
         let deadline = Instant::now() + timeout;
+        // Each poll reads only what is new, from the start of the last entry seen (which may
+        // still gain continuation lines).
+        let mut from = 0u64;
         loop {
-            let text = std::fs::read_to_string(&self.server_log).unwrap_or_default();
-            if let Some(l) = crate::evidence::parse_server_log(&text)
+            let chunk = read_from(&self.server_log, from);
+            let complete = chunk.rfind('\n').map_or(0, |i| i + 1);
+            let text = &chunk[..complete];
+            if let Some(l) = crate::evidence::parse_server_log(text)
                 .into_iter()
                 .find(|l| pred(l))
             {
                 return Some(l);
             }
+            from += last_entry_start(text) as u64;
             if Instant::now() >= deadline {
                 return None;
             }
@@ -563,5 +595,30 @@ impl Drop for RunningServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_resumes_at_the_last_entry() {
+        let t = "2026-11-22T23:48:31.553Z [ERROR] a: b:\n  error=\n  | x\n  \n2026-11-22T23:48:31.571Z [INFO]  core: c\n  | y\n";
+        let at = last_entry_start(t);
+        assert!(t[at..].starts_with("2026-11-22T23:48:31.571Z"));
+        assert_eq!(last_entry_start("==> banner\n"), 0);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, t).unwrap();
+        assert_eq!(read_from(&p, at as u64), &t[at..]);
+        assert_eq!(read_from(&dir.path().join("missing"), 0), "");
+    }
+
+    #[test]
+    fn options_default_to_thirty_seconds() {
+        let o = ProcessOptions::new("/tmp/x", "run");
+        assert_eq!(o.ready_timeout, Duration::from_secs(30));
+        assert_eq!(o.run_id, "run");
     }
 }
