@@ -115,7 +115,10 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
     };
 
     // Config-write failures.
-    if let Some(e) = input.any("kubernetes_ca_cert must be given") {
+    if let Some(e) = input
+        .any("kubernetes_ca_cert must be given")
+        .or_else(|| input.any("serviceaccount/ca.crt: no such file"))
+    {
         add(
             "missing-ca",
             95,

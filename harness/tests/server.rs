@@ -500,6 +500,25 @@ fn failed_start_up_explains_itself() {
     assert!(msg.contains("timed out waiting for the listener"), "{msg}");
     assert!(msg.contains("listening never"), "{msg}");
     assert!(msg.contains("/v1/sys/health"), "{msg}");
+    // A port taken between choosing and binding it: start-up tries other ports, then gives up.
+    let tries = dir.path().join("tries");
+    let taken = script(
+        "taken",
+        &format!(
+            "echo try >> '{}'\necho 'Error initializing listener of type tcp: listen tcp4 \
+             127.0.0.1:1: bind: address already in use' >&2\nexit 1",
+            tries.display()
+        ),
+    );
+    let e = rt
+        .block_on(RunningServer::start(
+            &spec(),
+            &taken,
+            ProcessOptions::new(dir.path().join("c"), "test-fail"),
+        ))
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("address already in use"), "{e:#}");
+    assert_eq!(std::fs::read_to_string(&tries).unwrap().lines().count(), 3);
 }
 
 fn cases_dir() -> std::path::PathBuf {

@@ -17,7 +17,7 @@ use bollard::{
 };
 use futures_util::StreamExt;
 
-use super::{LABEL_MANAGED, LABEL_RUN};
+use super::{LABEL_MANAGED, LABEL_PID, LABEL_RUN};
 
 /// A connection to the Docker Engine.
 #[derive(Clone)]
@@ -42,6 +42,16 @@ pub struct ManagedObject {
     pub name: String,
     /// The run that created it.
     pub run_id: Option<String>,
+    /// The harness process that created it.
+    pub pid: Option<u32>,
+}
+
+impl ManagedObject {
+    /// True when the process that created it has exited (a killed run's leftover).
+    pub fn orphaned(&self) -> bool {
+        self.pid
+            .is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    }
 }
 
 fn managed_filter() -> HashMap<String, Vec<String>> {
@@ -136,6 +146,7 @@ impl Engine {
             labels: Some(HashMap::from([
                 (LABEL_MANAGED.to_string(), "true".to_string()),
                 (LABEL_RUN.to_string(), run_id.to_string()),
+                (LABEL_PID.to_string(), std::process::id().to_string()),
             ])),
             ..Default::default()
         };
@@ -306,7 +317,11 @@ impl Engine {
                     .unwrap_or_default()
                     .trim_start_matches('/')
                     .to_string(),
-                run_id: c.labels.and_then(|l| l.get(LABEL_RUN).cloned()),
+                run_id: c.labels.as_ref().and_then(|l| l.get(LABEL_RUN).cloned()),
+                pid: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_PID)?.parse().ok()),
             });
         }
         let networks = self
@@ -323,7 +338,11 @@ impl Engine {
                 kind: "network".into(),
                 id: n.id.unwrap_or_default(),
                 name: n.name.unwrap_or_default(),
-                run_id: n.labels.and_then(|l| l.get(LABEL_RUN).cloned()),
+                run_id: n.labels.as_ref().and_then(|l| l.get(LABEL_RUN).cloned()),
+                pid: n
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_PID)?.parse().ok()),
             });
         }
         let images = self
@@ -341,9 +360,29 @@ impl Engine {
                 id: i.id.clone(),
                 name: i.repo_tags.first().cloned().unwrap_or(i.id),
                 run_id: None,
+                pid: None,
             });
         }
         Ok(out)
+    }
+
+    /// Removes containers and networks whose creating process is gone (killed runs), so one
+    /// crash does not leak into the next run. Returns how many were removed.
+    pub async fn reap_orphans(&self) -> Result<usize> {
+        let mut objs: Vec<_> = self
+            .list_managed()
+            .await?
+            .into_iter()
+            .filter(|o| o.kind != "image" && o.orphaned())
+            .collect();
+        objs.sort_by_key(|o| o.kind != "container");
+        let mut n = 0;
+        for o in &objs {
+            if self.remove_managed(o).await.is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Removes one managed object.

@@ -19,5 +19,7 @@ pub const LABEL_MANAGED: &str = "authlab.managed";
 pub const LABEL_RUN: &str = "authlab.run-id";
 /// The trial it belongs to.
 pub const LABEL_TRIAL: &str = "authlab.trial";
+/// Process id of the harness that created it (to reap leftovers of killed runs).
+pub const LABEL_PID: &str = "authlab.pid";
 /// SHA-256 of the binary an image was built from.
 pub const LABEL_BINARY: &str = "authlab.binary-sha256";

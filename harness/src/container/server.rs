@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
-use super::{Engine, LABEL_MANAGED, LABEL_RUN, LABEL_TRIAL};
+use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, LABEL_TRIAL};
 use crate::{
     server::{Flavour, process::initialise},
     vault::VaultClient,
@@ -106,6 +106,7 @@ impl ContainerServer {
         let mut labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_RUN.to_string(), opts.run_id.clone()),
+            (LABEL_PID.to_string(), std::process::id().to_string()),
         ]);
         if let Some(t) = &opts.trial {
             labels.insert(LABEL_TRIAL.to_string(), t.clone());

@@ -222,6 +222,11 @@ impl Lab {
         self.docker
             .get_or_init(|| async {
                 let engine = Engine::connect().await.map_err(|e| format!("{e:#}"))?;
+                if let Ok(n) = engine.reap_orphans().await
+                    && n > 0
+                {
+                    eprintln!("authlab: removed {n} container(s)/network(s) left by killed runs");
+                }
                 let name = format!("authlab-{}", self.opts.run_id);
                 engine
                     .create_network(&name, &self.opts.run_id)

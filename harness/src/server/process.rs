@@ -84,10 +84,11 @@ type SpawnRequest = (
 );
 
 /// Spawns `cmd` from one thread that lives as long as the process, so the child's
-/// parent-death signal fires only when the harness itself exits.
+/// parent-death signal (which Linux ties to the spawning *thread*) fires only when the harness
+/// itself exits, not when a runtime worker thread does.
 pub fn spawn_detached(cmd: std::process::Command) -> std::io::Result<std::process::Child> {
-    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>> =
-        std::sync::OnceLock::new();
+    type Spawner = Option<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>>;
+    static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
         std::thread::Builder::new()
@@ -97,9 +98,12 @@ pub fn spawn_detached(cmd: std::process::Command) -> std::io::Result<std::proces
                     let _ = reply.send(cmd.spawn());
                 }
             })
-            .expect("starting the process-spawner thread");
-        std::sync::Mutex::new(tx)
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
     });
+    let tx = tx
+        .as_ref()
+        .ok_or_else(|| std::io::Error::other("could not start the process-spawner thread"))?;
     let (reply_tx, reply_rx) = std::sync::mpsc::channel();
     tx.lock()
         .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
@@ -110,6 +114,8 @@ pub fn spawn_detached(cmd: std::process::Command) -> std::io::Result<std::proces
         .map_err(|_| std::io::Error::other("the spawner thread did not answer"))?
 }
 
+/// A loopback port that was free a moment ago (the listener is dropped before the server binds
+/// it; [`RunningServer::start`] retries when another process took it in between).
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(l.local_addr()?.port())
