@@ -49,8 +49,12 @@ pub struct ManagedObject {
 impl ManagedObject {
     /// True when the process that created it has exited (a killed run's leftover).
     pub fn orphaned(&self) -> bool {
-        self.pid
-            .is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        self.pid.is_some_and(|p| {
+            // Gone, or a zombie waiting for its parent to reap it.
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+                .unwrap_or(true)
+        })
     }
 }
 
