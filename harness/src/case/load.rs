@@ -222,9 +222,12 @@ pub fn parse(file: &Path, text: &str) -> Result<Case, CaseError> {
 
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or(s).trim();
-    line.trim_start_matches("error: ")
-        .trim_end_matches('.')
-        .to_string()
+    let line = line.trim_start_matches("error: ");
+    // The position is already in front of the message: drop serde-saphyr's own copy.
+    let line = regex::Regex::new(r"^line \d+ column \d+: ")
+        .map(|re| re.replace(line, "").into_owned())
+        .unwrap_or_else(|_| line.to_string());
+    line.trim_end_matches('.').to_string()
 }
 
 fn fix_for(message: &str) -> String {
@@ -234,8 +237,13 @@ fn fix_for(message: &str) -> String {
         "use one of the listed values.".into()
     } else if message.contains("missing field") {
         "add the field; cases/README.md shows an example.".into()
-    } else if message.contains("invalid type") {
-        "give the value the type cases/README.md names for this field.".into()
+    } else if message.contains("invalid type")
+        || message.starts_with("invalid u")
+        || message.starts_with("invalid i")
+        || message.starts_with("invalid bool")
+        || message.starts_with("expected ")
+    {
+        "give the value the type cases/README.md names for this field (a number, a string, a list, true/false), and check the indentation.".into()
     } else {
         "correct the YAML syntax at that position (indentation, quoting, colons).".into()
     }

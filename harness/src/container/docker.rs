@@ -52,7 +52,10 @@ impl ManagedObject {
         self.pid.is_some_and(|p| {
             // Gone, or a zombie waiting for its parent to reap it.
             std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .map(|s| s.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+                .map(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('Z'))
+                })
                 .unwrap_or(true)
         })
     }

@@ -140,21 +140,39 @@ fn openapi_group_version(group: &str, version: &str) -> Value {
     } else {
         format!("/apis/{group}/{version}")
     };
-    for r in RESOURCES
+    // Create-only kinds have no PATCH in a real API server; listing one here only tells kubectl
+    // that the server validates fields itself, so `kubectl create -f` needs no schema.
+    let create_only: &[(&str, &str, &str, &str)] = &[
+        ("authentication.k8s.io", "v1", "tokenreviews", "TokenReview"),
+        (
+            "authentication.k8s.io",
+            "v1",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+        ),
+    ];
+    let kinds = RESOURCES
         .iter()
         .filter(|r| r.group == group && r.version == version)
-    {
-        let path = if r.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural)
+        .map(|r| (r.plural, r.kind, r.namespaced))
+        .chain(
+            create_only
+                .iter()
+                .filter(|(g, v, ..)| *g == group && *v == version)
+                .map(|(_, _, plural, kind)| (*plural, *kind, false)),
+        );
+    for (plural, kind, namespaced) in kinds {
+        let path = if namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{plural}/{{name}}")
         } else {
-            format!("{prefix}/{}/{{name}}", r.plural)
+            format!("{prefix}/{plural}/{{name}}")
         };
         paths.insert(
             path,
             json!({"patch": {
-                "operationId": format!("patch{}", r.kind),
+                "operationId": format!("patch{kind}"),
                 "x-kubernetes-action": "patch",
-                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": r.kind},
+                "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
                 "parameters": [
                     {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
                     {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
