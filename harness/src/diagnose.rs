@@ -17,6 +17,8 @@ pub struct Input {
     pub method: Option<String>,
     /// The client's JWT, decoded.
     pub jwt: Option<DecodedJwt>,
+    /// The client's JWT as given (used only to reproduce the server's TokenReview).
+    pub jwt_text: Option<String>,
     /// The role as written or read back.
     pub role: Option<Value>,
     /// The mount's config as written or read back (`token_reviewer_jwt_set` counts as set).

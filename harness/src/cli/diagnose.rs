@@ -38,6 +38,12 @@ pub struct DiagnoseArgs {
     /// Role name.
     #[arg(long)]
     role: Option<String>,
+    /// Also call the cluster as the server would: `GET <kubernetes_host>/version` with the
+    /// configured CA, and — when no reviewer JWT is configured — the TokenReview the server
+    /// makes with the client's own token (needs --addr and --jwt). Sends requests to the
+    /// cluster named in the mount's config.
+    #[arg(long)]
+    probe: bool,
 }
 
 fn read_arg(v: &str) -> Result<String> {
@@ -125,7 +131,9 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             .collect();
     }
     if let Some(j) = &a.jwt {
-        input.jwt = Some(jwt::decode_unverified(&read_arg(j)?)?);
+        let text = read_arg(j)?;
+        input.jwt = Some(jwt::decode_unverified(&text)?);
+        input.jwt_text = Some(text);
     }
     if let Some(e) = &a.login_error {
         input.login = Some((0, e.clone()));
@@ -154,6 +162,9 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             }
         }
     }
+    if a.probe {
+        probe(&mut input).await?;
+    }
     let findings = diagnose::diagnose(&input);
     print!("{}", diagnose::render(&input, &findings));
     Ok(if findings.is_empty() {
@@ -161,4 +172,78 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Reproduces the server's calls to the cluster and adds what they answered to the evidence.
+async fn probe(input: &mut diagnose::Input) -> Result<()> {
+    let Some(cfg) = input.config.clone() else {
+        anyhow::bail!("--probe needs the mount's config: give --addr and --token (and --mount)");
+    };
+    let host = cfg["kubernetes_host"]
+        .as_str()
+        .context("the mount's config has no kubernetes_host")?
+        .trim_end_matches('/')
+        .to_string();
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(15))
+        .no_proxy();
+    if let Some(ca) = cfg["kubernetes_ca_cert"].as_str().filter(|c| !c.is_empty()) {
+        for cert in reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+            .context("kubernetes_ca_cert is not PEM")?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    let http = builder.build()?;
+    match http.get(format!("{host}/version")).send().await {
+        Ok(r) => println!("probe: GET {host}/version -> {}", r.status().as_u16()),
+        Err(e) => {
+            let chain = format!("{:#}", anyhow::Error::new(e));
+            println!("probe: GET {host}/version failed: {chain}");
+            input.log.push(format!("probe: {chain}"));
+            return Ok(());
+        }
+    }
+    let reviewer_set = cfg["token_reviewer_jwt_set"].as_bool() == Some(true);
+    match (&input.jwt_text, reviewer_set) {
+        (Some(jwt), false) => {
+            let aud = input
+                .jwt
+                .as_ref()
+                .map(crate::jwt::DecodedJwt::audiences)
+                .unwrap_or_default();
+            let role_aud: Vec<String> = input
+                .role
+                .as_ref()
+                .and_then(|r| r["audience"].as_str().map(|a| vec![a.to_string()]))
+                .unwrap_or(aud);
+            let body = serde_json::json!({"metadata": {}, "spec": {"token": jwt, "audiences": role_aud}, "status": {"user": {}}});
+            let r = http
+                .post(format!("{host}/apis/authentication.k8s.io/v1/tokenreviews"))
+                .bearer_auth(jwt)
+                .json(&body)
+                .send()
+                .await
+                .context("posting the TokenReview")?;
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            println!("probe: TokenReview with the client's token as bearer -> {status}");
+            match status {
+                401 => input.log.push("probe: service account unauthorized; this could mean it has been deleted or recreated with a new token".into()),
+                403 => input.log.push(format!("probe: {}", text.trim())),
+                _ => {
+                    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if let Some(e) = v["status"]["error"].as_str() {
+                        input.log.push(format!("probe: lookup failed: {e}"));
+                    }
+                }
+            }
+        }
+        (None, false) => println!("probe: give --jwt to reproduce the TokenReview"),
+        (_, true) => println!(
+            "probe: a reviewer JWT is configured; the server does not return it, so its TokenReview cannot be reproduced here"
+        ),
+    }
+    Ok(())
 }

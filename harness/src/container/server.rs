@@ -209,7 +209,14 @@ impl ContainerServer {
             .and_then(|p| p.parse::<u16>().ok())
             .ok_or_else(|| anyhow!("port {PORT} of container {} was not published", self.name))?;
         self.addr = format!("http://127.0.0.1:{port}");
-        let client = VaultClient::new(&self.addr, None)?;
+        // Short per-request bounds while waiting: a probe stuck in Docker's port proxy must not
+        // eat the whole wait.
+        let client = VaultClient::with_timeouts(
+            &self.addr,
+            None,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        )?;
         let deadline = started + opts.ready_timeout;
         self.wait(&client, deadline, false).await?;
         self.root_token = initialise(&client, opts.flavour, AUDIT_FILE).await?;

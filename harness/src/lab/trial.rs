@@ -691,6 +691,7 @@ fn diagnosis_input(case: &crate::case::Case, record: &TrialRecord) -> crate::dia
             .client_jwt
             .as_deref()
             .and_then(|t| crate::jwt::decode_unverified(t).ok()),
+        jwt_text: None,
         role: Some(record.role.clone()),
         config: Some(record.auth_config.clone()),
         config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),

@@ -406,7 +406,14 @@ impl RunningServer {
             .map_err(other)?;
         let cmd = server_command(bin, &config_path, &server_log, opts).map_err(other)?;
         let addr = format!("http://127.0.0.1:{port}");
-        let client = VaultClient::new(&addr, None).map_err(other)?;
+        // Short per-request bounds while waiting: one stuck probe must not eat the whole wait.
+        let client = VaultClient::with_timeouts(
+            &addr,
+            None,
+            Duration::from_secs(2),
+            Duration::from_secs(10),
+        )
+        .map_err(other)?;
         let started = Instant::now();
         let child = spawn_detached(cmd)
             .with_context(|| format!("starting `{} server`", bin.display()))
