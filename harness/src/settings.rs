@@ -30,6 +30,22 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("AUTHLAB_CLUSTER", "sim (default), kind or kubeconfig"),
     (
+        "AUTHLAB_KUBECONFIG",
+        "kubeconfig of the cluster for --cluster kubeconfig (context: AUTHLAB_KUBE_CONTEXT)",
+    ),
+    (
+        "AUTHLAB_KIND_NAME",
+        "name of the Kind cluster (authlab-<name>, default authlab-lab); AUTHLAB_KIND_REUSE=1 reuses it",
+    ),
+    (
+        "K8S_VERSION",
+        "Kubernetes version of the Kind node image (or KIND_NODE_IMAGE), default 1.34.0",
+    ),
+    (
+        "AUTHLAB_KEEP_CLUSTER",
+        "1 keeps the Kind cluster after the run",
+    ),
+    (
         "AUTHLAB_RUNTIME",
         "where shared servers run: process (default) or container (Docker; images built locally)",
     ),

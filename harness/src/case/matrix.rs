@@ -91,6 +91,11 @@ pub fn expand(
                         .as_deref()
                         .unwrap_or("the case lists other clusters")
                 ))
+            } else if c.topology == super::model::Topology::Inside && cluster != ClusterKind::Sim {
+                Some(format!(
+                    "the inside topology runs on the sim cluster (pod emulation); on {} it needs the in-cluster server, which is not available yet",
+                    cluster.as_str()
+                ))
             } else {
                 None
             };

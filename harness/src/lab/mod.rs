@@ -2,6 +2,7 @@
 //! (flavour, version), the service-account signing key, scratch space — and the trial executor.
 
 pub mod cleanup;
+pub mod external;
 pub mod objects;
 pub mod servers;
 pub mod tokens;
@@ -96,6 +97,9 @@ pub struct Lab {
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
     docker: OnceCell<Result<(Engine, String, String), String>>,
+    external: OnceCell<Result<external::ExternalCluster, String>>,
+    /// Trials on a shared (non-sim) cluster run one at a time.
+    pub(crate) exclusive: tokio::sync::Mutex<()>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
     counter: AtomicU64,
 }
@@ -119,6 +123,8 @@ impl Lab {
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
             docker: OnceCell::new(),
+            external: OnceCell::new(),
+            exclusive: tokio::sync::Mutex::new(()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
         })
@@ -244,6 +250,22 @@ impl Lab {
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The lab's Kind or kubeconfig cluster, connected (and for Kind created or reused) once.
+    pub async fn external_cluster(&self) -> Result<external::ExternalCluster> {
+        self.external
+            .get_or_init(|| async {
+                let res = match self.opts.cluster {
+                    ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
+                    ClusterKind::Kubeconfig => external::from_kubeconfig().await,
+                    ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
+                };
+                res.map_err(|e| format!("{e:#}"))
+            })
+            .await
+            .clone()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// The local server image for `spec`, built once per run when missing or stale.
     pub async fn server_image(&self, spec: &ServerSpec) -> Result<String> {
         let cell = {
@@ -353,6 +375,15 @@ impl Lab {
                 if let Some(name) = server.container_name() {
                     cleanup::unregister_container(&name);
                 }
+            }
+        }
+        if let Some(Ok(ext)) = self.external.get()
+            && let Some(kc) = &ext.kind
+        {
+            let keep = self.opts.keep
+                || std::env::var("AUTHLAB_KEEP_CLUSTER").is_ok_and(|v| v == "1" || v == "true");
+            if let Err(e) = kc.down(keep) {
+                eprintln!("authlab: {e:#}");
             }
         }
         if let Some(Ok((engine, network, _))) = self.docker.get()

@@ -104,11 +104,6 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     let mut record = TrialRecord::default();
     let verdict = if let Some(reason) = &trial.not_applicable {
         Verdict::Ignored(reason.clone())
-    } else if trial.cluster != ClusterKind::Sim {
-        Verdict::Ignored(format!(
-            "cluster kind `{}` is not available in this lab",
-            trial.cluster.as_str()
-        ))
     } else {
         match execute(lab, trial, &mut phases, &mut record).await {
             Ok(mismatches) if mismatches.is_empty() => Verdict::Passed,
@@ -140,6 +135,90 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         artifacts,
     };
     (outcome, record)
+}
+
+/// What a trial needs of its cluster.
+pub struct ClusterView<'a> {
+    /// The sim, when the cluster is one (it can sign hand-made tokens and logs requests).
+    pub sim: Option<&'a SimCluster>,
+    /// Admin client.
+    pub client: kube::Client,
+    /// API server URL as the server reaches it.
+    pub url: String,
+    /// Cluster CA (PEM).
+    pub ca_pem: String,
+    /// Service-account issuer.
+    pub issuer: String,
+    /// Service-account public key (PEM), when known.
+    pub pubkey: Option<String>,
+}
+
+/// A trial on a Kind or kubeconfig cluster: one at a time, objects deleted afterwards.
+async fn execute_external(
+    lab: &Lab,
+    trial: &Trial,
+    mut t: Timer<'_>,
+    record: &mut TrialRecord,
+    flavour: &str,
+) -> Result<Vec<String>> {
+    let case = &trial.case.case;
+    if case.topology == Topology::Inside {
+        return Err(anyhow::Error::new(NotAvailable(
+            "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet".into(),
+        )));
+    }
+    let ext = lab.external_cluster().await.map_err(|e| {
+        anyhow::Error::new(NotAvailable(format!(
+            "the {} cluster is not available: {e:#}",
+            trial.cluster.as_str()
+        )))
+    })?;
+    let server = lab.server(&trial.server).await?;
+    record.server_config = server.config_text();
+    t.lap("server");
+    let _one_at_a_time = lab.exclusive.lock().await;
+    t.lap("queue");
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert("cluster.url".into(), ext.url.clone());
+    vars.insert(
+        "cluster.hostport".into(),
+        ext.url.trim_start_matches("https://").to_string(),
+    );
+    let view = ClusterView {
+        sim: None,
+        client: ext.client.clone(),
+        url: ext.url.clone(),
+        ca_pem: ext.ca_pem.clone(),
+        issuer: ext.issuer.clone(),
+        pubkey: ext.pubkey.clone(),
+    };
+    let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, flavour).await;
+    // The cluster is shared: remove what this trial applied (namespaces stay; deleting them
+    // is slow and a later trial may need them again).
+    for obj in record.objects.iter().rev() {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        if kind == "Namespace" {
+            continue;
+        }
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let target = match obj["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("{kind} {ns}/{name}"),
+            None => format!("{kind} {name}"),
+        };
+        let _ = objects::delete(&ext.client, &target).await;
+    }
+    for spec in case.reviewer.iter().chain(std::iter::once(&case.client)) {
+        if spec.token == crate::case::model::TokenKind::LegacySecret
+            && let Some((ns, name)) = spec.service_account.split_once('/')
+        {
+            let secret = spec
+                .secret_name
+                .clone()
+                .unwrap_or_else(|| format!("{name}-token"));
+            let _ = objects::delete(&ext.client, &format!("Secret {ns}/{secret}")).await;
+        }
+    }
+    result
 }
 
 /// A requirement of the trial that this machine lacks (reported as ignored, not failed).
@@ -202,6 +281,9 @@ async fn execute(
         at: Instant::now(),
     };
 
+    if trial.cluster != ClusterKind::Sim {
+        return execute_external(lab, trial, t, record, &flavour).await;
+    }
     // Inside the cluster the server is a container (pod emulation) on the lab's network, and
     // the trial's sim listens on that network's gateway so the container reaches it.
     let host = if case.topology == Topology::Inside
@@ -246,7 +328,15 @@ async fn execute(
     let sim = SimCluster::start(cfg)
         .await
         .context("starting the trial's sim cluster")?;
-    let result = execute_on_cluster(lab, trial, &sim, &mut t, record, vars, &flavour).await;
+    let view = ClusterView {
+        sim: Some(&sim),
+        client: sim.kube_client()?,
+        url: sim.url(),
+        ca_pem: sim.ca_pem(),
+        issuer: sim.issuer(),
+        pubkey: Some(sim.public_key_pem()),
+    };
+    let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, &flavour).await;
     record.cluster_log = sim.request_log();
     sim.shutdown().await;
     result
@@ -262,7 +352,7 @@ fn free_port(host: &str) -> Result<u16> {
 async fn execute_on_cluster(
     lab: &Lab,
     trial: &Trial,
-    sim: &SimCluster,
+    cv: &ClusterView<'_>,
     t: &mut Timer<'_>,
     record: &mut TrialRecord,
     mut vars: BTreeMap<String, String>,
@@ -270,14 +360,24 @@ async fn execute_on_cluster(
 ) -> Result<Vec<String>> {
     let lc = &trial.case;
     let case = &lc.case;
-    let kube = sim.kube_client()?;
-    vars.insert("cluster.ca".into(), sim.ca_pem());
-    vars.insert("cluster.issuer".into(), sim.issuer());
+    let kube = cv.client.clone();
+    vars.insert("cluster.ca".into(), cv.ca_pem.clone());
+    vars.insert("cluster.issuer".into(), cv.issuer.clone());
     vars.insert(
         "cluster.jwks_url".into(),
-        format!("{}/openid/v1/jwks", sim.url()),
+        format!("{}/openid/v1/jwks", cv.url),
     );
-    vars.insert("cluster.pubkey".into(), sim.public_key_pem());
+    match &cv.pubkey {
+        Some(k) => {
+            vars.insert("cluster.pubkey".into(), k.clone());
+        }
+        None if lc.text.contains("${cluster.pubkey}") => {
+            return Err(anyhow::Error::new(NotAvailable(
+                "the cluster's service-account public key could not be read from its JWKS".into(),
+            )));
+        }
+        None => {}
+    }
 
     for obj in &case.cluster.objects {
         for o in load_objects(lc, obj)? {
@@ -293,7 +393,7 @@ async fn execute_on_cluster(
         None
     };
     let signers = tokens::Signers {
-        cluster: Some(sim),
+        cluster: cv.sim,
         foreign,
     };
     if let Some(r) = &case.reviewer {
@@ -311,12 +411,15 @@ async fn execute_on_cluster(
 
     // Fault endpoints, created only when the case refers to them, where the server can reach
     // them (the sim's own address).
-    let host = sim
-        .url()
-        .trim_start_matches("https://")
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let host = match cv.sim {
+        Some(sim) => sim
+            .url()
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        None => "127.0.0.1".into(),
+    };
     let text = &lc.text;
     let _hang = if text.contains("${hang.url}") {
         let h = HangListener::bind_on(&host).await?;
@@ -342,6 +445,11 @@ async fn execute_on_cluster(
 
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
     let server = if case.topology == Topology::Inside {
+        let sim = cv.sim.ok_or_else(|| {
+            anyhow::Error::new(NotAvailable(
+                "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet".into(),
+            ))
+        })?;
         let s = pod_server(lab, trial, sim, &kube).await?;
         record.server_config = s.config_text();
         t.lap("pod");
@@ -377,7 +485,7 @@ async fn execute_on_cluster(
             policy: &policy_name,
         },
         &client_jwt,
-        sim,
+        cv.sim,
         log_offset,
         flavour,
     )
@@ -511,7 +619,7 @@ async fn configure_and_login(
     t: &mut Timer<'_>,
     n: &Names<'_>,
     client_jwt: &str,
-    sim: &SimCluster,
+    sim: Option<&SimCluster>,
     log_offset: u64,
     flavour: &str,
 ) -> Result<Vec<String>> {
@@ -601,11 +709,13 @@ async fn configure_and_login(
     let audit_offset = file_len(&server.audit_log_path());
     let mut client_token = None;
     if config_resp.is_success() {
-        let before = sim.request_log().len();
+        let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
         let login_role = case.server.login_role.as_deref().unwrap_or(&role_name);
         let anon = root.with_token(None);
         let login = anon.login(n.mount, login_role, client_jwt).await?;
-        record.evidence.cluster_requests = sim.request_log().split_off(before);
+        record.evidence.cluster_requests = sim
+            .map(|s| s.request_log().split_off(before))
+            .unwrap_or_default();
         record.evidence.login = Some(observed(&login));
         client_token = login.body["auth"]["client_token"]
             .as_str()
@@ -663,8 +773,14 @@ async fn configure_and_login(
     t.lap("evidence");
 
     let steps: Vec<_> = case.steps.iter().map(|s| s.expect.clone()).collect();
-    let mut mismatches = verdict::judge(expect, &steps, &record.evidence, vars);
+    let mut expect = expect.clone();
+    if sim.is_none() {
+        // Only the sim records the requests it answers.
+        expect.cluster_requests = None;
+    }
+    let mut mismatches = verdict::judge(&expect, &steps, &record.evidence, vars);
     let input = diagnosis_input(case, record);
+    let expect = &expect;
     record.findings = crate::diagnose::diagnose(&input);
     record.diagnosis = crate::diagnose::render(&input, &record.findings);
     if let Some(want) = &expect.diagnosis {

@@ -1,0 +1,193 @@
+//! Clusters the lab does not simulate: an existing cluster from a kubeconfig, or a Kind cluster
+//! created (or reused) with the `kind` CLI. Trials on them run one at a time — they share the
+//! cluster's namespaces — and delete the objects they applied afterwards.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+use crate::cluster::{kind, kubeconfig};
+
+/// A cluster as trials see it.
+#[derive(Clone)]
+pub struct ExternalCluster {
+    /// Admin client.
+    pub client: kube::Client,
+    /// API server URL as the harness and process servers reach it.
+    pub url: String,
+    /// The cluster CA (PEM).
+    pub ca_pem: String,
+    /// The service-account issuer (from the cluster's discovery document).
+    pub issuer: String,
+    /// The service-account public key (PEM), from the cluster's JWKS.
+    pub pubkey: Option<String>,
+    /// The Kind cluster, when the lab created or reused one.
+    pub kind: Option<kind::KindCluster>,
+}
+
+impl std::fmt::Debug for ExternalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalCluster")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// Connects to the cluster in `AUTHLAB_KUBECONFIG` (context `AUTHLAB_KUBE_CONTEXT`).
+pub async fn from_kubeconfig() -> Result<ExternalCluster> {
+    let path = std::env::var("AUTHLAB_KUBECONFIG").map(PathBuf::from).context(
+        "the kubeconfig cluster needs AUTHLAB_KUBECONFIG=<path to a kubeconfig> (and optionally AUTHLAB_KUBE_CONTEXT)",
+    )?;
+    let context = std::env::var("AUTHLAB_KUBE_CONTEXT").ok();
+    connect(&path, context.as_deref(), None).await
+}
+
+/// Creates or reuses the Kind cluster `authlab-<AUTHLAB_KIND_NAME or "lab">`.
+pub async fn from_kind(workdir: PathBuf) -> Result<ExternalCluster> {
+    let name = std::env::var("AUTHLAB_KIND_NAME").unwrap_or_else(|_| "lab".into());
+    let image = kind::node_image(
+        std::env::var("KIND_NODE_IMAGE").ok().as_deref(),
+        std::env::var("K8S_VERSION").ok().as_deref(),
+    );
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/kind/cluster.yaml");
+    let reuse = std::env::var("AUTHLAB_KIND_REUSE").is_ok_and(|v| v == "1" || v == "true");
+    let kc = tokio::task::spawn_blocking(move || kind::up(&name, &image, &config, &workdir, reuse))
+        .await
+        .context("the kind task failed")??;
+    let path = kc.kubeconfig.clone();
+    connect(&path, None, Some(kc)).await
+}
+
+async fn connect(
+    path: &std::path::Path,
+    context: Option<&str>,
+    kind: Option<kind::KindCluster>,
+) -> Result<ExternalCluster> {
+    let (client, access) = kubeconfig::client(path, context).await?;
+    let ca_pem = access.ca_pem.clone().with_context(|| {
+        format!(
+            "{} has no certificate-authority(-data) for its cluster; the server needs the CA",
+            path.display()
+        )
+    })?;
+    let discovery: serde_json::Value = get_json(&client, "/.well-known/openid-configuration")
+        .await
+        .context("reading the cluster's service-account issuer discovery document")?;
+    let issuer = discovery["issuer"]
+        .as_str()
+        .context("the discovery document has no issuer")?
+        .to_string();
+    let jwks = get_json(&client, "/openid/v1/jwks").await.ok();
+    let pubkey = jwks.as_ref().and_then(|j| {
+        let k = j["keys"].as_array()?.iter().find(|k| k["kty"] == "RSA")?;
+        rsa_pem(k["n"].as_str()?, k["e"].as_str()?).ok()
+    });
+    Ok(ExternalCluster {
+        client,
+        url: access.server.trim_end_matches('/').to_string(),
+        ca_pem,
+        issuer,
+        pubkey,
+        kind,
+    })
+}
+
+async fn get_json(client: &kube::Client, path: &str) -> Result<serde_json::Value> {
+    let req = http::Request::get(path).body(Vec::new())?;
+    let text = client
+        .request_text(req)
+        .await
+        .with_context(|| format!("GET {path}"))?;
+    serde_json::from_str(&text).with_context(|| format!("GET {path} did not return JSON"))
+}
+
+fn der_len(n: usize) -> Vec<u8> {
+    if n < 0x80 {
+        vec![n as u8]
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .iter()
+            .copied()
+            .skip_while(|b| *b == 0)
+            .collect();
+        let mut v = vec![0x80 | bytes.len() as u8];
+        v.extend(bytes);
+        v
+    }
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(der_len(content.len()));
+    v.extend_from_slice(content);
+    v
+}
+
+fn der_uint(bytes: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut content = Vec::new();
+    if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend(trimmed);
+    der(0x02, &content)
+}
+
+/// SPKI PEM of an RSA public key given as JWK `n` and `e` (base64url).
+pub fn rsa_pem(n: &str, e: &str) -> Result<String> {
+    let n = URL_SAFE_NO_PAD
+        .decode(n.trim_end_matches('='))
+        .context("JWK n is not base64url")?;
+    let e = URL_SAFE_NO_PAD
+        .decode(e.trim_end_matches('='))
+        .context("JWK e is not base64url")?;
+    if n.is_empty() || e.is_empty() {
+        bail!("empty RSA key component");
+    }
+    let rsa_key = der(0x30, &[der_uint(&n), der_uint(&e)].concat());
+    // AlgorithmIdentifier: rsaEncryption (1.2.840.113549.1.1.1), NULL.
+    let alg = der(
+        0x30,
+        &[
+            der(
+                0x06,
+                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+            ),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let mut bits = vec![0u8];
+    bits.extend(rsa_key);
+    let spki = der(0x30, &[alg, der(0x03, &bits)].concat());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    let body: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    Ok(format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        body.join("\n")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jwk_converts_to_the_same_pem_the_sim_publishes() {
+        let sim = crate::sim::SimCluster::start(Default::default())
+            .await
+            .unwrap();
+        let client = sim.kube_client().unwrap();
+        let jwks = get_json(&client, "/openid/v1/jwks").await.unwrap();
+        let k = &jwks["keys"][0];
+        let pem = rsa_pem(k["n"].as_str().unwrap(), k["e"].as_str().unwrap()).unwrap();
+        assert_eq!(pem.trim(), sim.public_key_pem().trim());
+        sim.shutdown().await;
+    }
+}
