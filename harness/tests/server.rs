@@ -716,3 +716,57 @@ fn pod_emulation_container() {
     });
     rt.block_on(lab.shutdown());
 }
+
+/// The kubeconfig cluster path end to end: an API server reached only through a kubeconfig
+/// (here the sim, served on its own), trials one at a time, objects removed afterwards.
+#[test]
+fn cases_run_against_a_cluster_given_by_kubeconfig() {
+    let rt = runtime();
+    if !have_binary(&rt) {
+        return;
+    }
+    let dir = cases_dir();
+    let names = [
+        "kubernetes/client-token/works.yaml",
+        "kubernetes/client-token/missing-auth-delegator.yaml",
+        "kubernetes/reviewer-jwt/works-legacy-reviewer-token.yaml",
+        "jwt/jwks-url-works.yaml",
+        "kubernetes/token/expired-client-token.yaml",
+    ];
+    let cases: Vec<_> = names
+        .iter()
+        .map(|n| Arc::new(load::load_file(&dir, &dir.join(n)).unwrap()))
+        .collect();
+    let sim = rt
+        .block_on(authlab::sim::SimCluster::start(Default::default()))
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let kc = scratch.path().join("kubeconfig");
+    std::fs::write(&kc, sim.kubeconfig_yaml(None)).unwrap();
+    let mut opts = LabOptions::new(matrix::ClusterKind::Kubeconfig);
+    opts.kubeconfig = Some((kc, None));
+    let lab = Lab::new(opts).unwrap();
+    let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Kubeconfig);
+    for t in &trials {
+        let (outcome, _) = rt.block_on(trial::run_recorded(&lab, t));
+        match (&outcome.verdict, t.not_applicable.is_some()) {
+            (trial::Verdict::Passed, false) | (trial::Verdict::Ignored(_), true) => {}
+            (v, _) => panic!("{}: {v:?}", outcome.name),
+        }
+    }
+    // Nothing the trials applied is left (namespaces aside).
+    let crbs = rt.block_on(async {
+        let api: kube::Api<k8s_openapi::api::rbac::v1::ClusterRoleBinding> =
+            kube::Api::all(sim.kube_client().unwrap());
+        api.list(&Default::default()).await.unwrap()
+    });
+    assert!(
+        !crbs
+            .items
+            .iter()
+            .any(|b| b.metadata.name.as_deref() == Some("internal-app-tokenreview")),
+        "a trial's ClusterRoleBinding was left behind"
+    );
+    rt.block_on(lab.shutdown());
+    rt.block_on(sim.shutdown());
+}

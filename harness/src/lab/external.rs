@@ -59,7 +59,8 @@ pub async fn from_kind(workdir: PathBuf) -> Result<ExternalCluster> {
     connect(&path, None, Some(kc)).await
 }
 
-async fn connect(
+/// Connects to the cluster of a kubeconfig (`context`: default the current one).
+pub async fn connect(
     path: &std::path::Path,
     context: Option<&str>,
     kind: Option<kind::KindCluster>,

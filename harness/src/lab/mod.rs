@@ -58,6 +58,9 @@ pub struct LabOptions {
     pub cluster: ClusterKind,
     /// Where shared servers run.
     pub runtime: Runtime,
+    /// Kubeconfig and context for the kubeconfig cluster (default: `AUTHLAB_KUBECONFIG`,
+    /// `AUTHLAB_KUBE_CONTEXT`).
+    pub kubeconfig: Option<(std::path::PathBuf, Option<String>)>,
     /// Where failed trials leave their artifacts (None: no artifacts).
     pub artifacts_dir: Option<PathBuf>,
     /// Keep scratch files (server data, logs) after the run.
@@ -72,6 +75,7 @@ impl LabOptions {
         LabOptions {
             cluster,
             runtime: Runtime::Process,
+            kubeconfig: None,
             artifacts_dir: None,
             keep: false,
             run_id: new_run_id(),
@@ -256,7 +260,10 @@ impl Lab {
             .get_or_init(|| async {
                 let res = match self.opts.cluster {
                     ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
-                    ClusterKind::Kubeconfig => external::from_kubeconfig().await,
+                    ClusterKind::Kubeconfig => match &self.opts.kubeconfig {
+                        Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,
+                        None => external::from_kubeconfig().await,
+                    },
                     ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
                 };
                 res.map_err(|e| format!("{e:#}"))
