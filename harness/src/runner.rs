@@ -25,6 +25,11 @@ pub fn load_trials(
     servers: &[ServerSpec],
     cluster: ClusterKind,
 ) -> Result<Vec<Trial>> {
+    Ok(matrix::expand(&load_cases(cases_dir)?, servers, cluster))
+}
+
+/// Loads every case under `cases_dir`; all loader errors are returned together.
+pub fn load_cases(cases_dir: &Path) -> Result<Vec<Arc<LoadedCase>>> {
     let cases = load::load_dir(cases_dir).map_err(|errs| {
         anyhow!(
             "{} case file(s) are invalid:\n{}",
@@ -35,8 +40,7 @@ pub fn load_trials(
                 .join("\n")
         )
     })?;
-    let cases: Vec<Arc<LoadedCase>> = cases.into_iter().map(Arc::new).collect();
-    Ok(matrix::expand(&cases, servers, cluster))
+    Ok(cases.into_iter().map(Arc::new).collect())
 }
 
 /// Keeps the trials whose name contains `filter` (all when None).

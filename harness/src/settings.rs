@@ -169,12 +169,14 @@ pub fn keep() -> bool {
     std::env::var("AUTHLAB_KEEP").is_ok_and(|v| v == "1" || v == "true")
 }
 
-/// True when a missing requirement must fail rather than be ignored (`CI=true` or listed in
-/// `AUTHLAB_REQUIRE`).
+/// True when a missing requirement must fail rather than be ignored: when `AUTHLAB_REQUIRE`
+/// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster (those
+/// are required only when listed).
 pub fn required(what: &str) -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var("AUTHLAB_REQUIRE")
-            .is_ok_and(|v| v.split(',').any(|x| x.trim() == what || x.trim() == "all"))
+    let listed = std::env::var("AUTHLAB_REQUIRE")
+        .is_ok_and(|v| v.split(',').any(|x| x.trim() == what || x.trim() == "all"));
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    listed || (ci && !matches!(what, "kind" | "kubeconfig"))
 }
 
 /// Default artifacts directory.

@@ -46,7 +46,14 @@ fn main() -> ExitCode {
     let handle = runtime.handle().clone();
     let lab: Arc<OnceLock<Result<Lab, String>>> = Arc::new(OnceLock::new());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
-    let cluster = trials.first().map(|t| t.cluster);
+    let default_cluster = match settings::cluster(None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authlab: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cluster = Some(default_cluster);
     if !args.list {
         cleanup::install_signal_handler(&handle);
     }
@@ -58,11 +65,12 @@ fn main() -> ExitCode {
             let lab = lab.clone();
             let outcomes = outcomes.clone();
             let name = t.name.clone();
-            let ignored_reason = t.not_applicable.clone();
+            // Trials on Kind are opt-in (`--ignored`) in a default run on the sim.
+            let opt_in = t.cluster != default_cluster;
             Trial::ignorable_test(name, move || {
                 let lab = lab
                     .get_or_init(|| {
-                        let mut opts = LabOptions::new(t.cluster);
+                        let mut opts = LabOptions::new(default_cluster);
                         opts.keep = settings::keep();
                         opts.runtime = settings::runtime(None).map_err(|e| format!("{e:#}"))?;
                         opts.artifacts_dir = Some(settings::artifacts_dir());
@@ -81,9 +89,7 @@ fn main() -> ExitCode {
                     .unwrap_or_default();
                 match verdict {
                     Verdict::Passed => Ok(Completion::Completed),
-                    Verdict::Ignored(r)
-                        if settings::required("all") && ignored_reason.is_none() =>
-                    {
+                    Verdict::Ignored(r) if outcome.requirement.is_some_and(settings::required) => {
                         Err(format!("required but not available: {r}").into())
                     }
                     Verdict::Ignored(r) => Ok(Completion::ignored_with(r)),
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
                     Verdict::Error(e) => Err(format!("{e}{artifacts}").into()),
                 }
             })
+            .with_ignored_flag(opt_in)
         })
         .collect();
 
@@ -120,12 +127,45 @@ fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
     let cluster = settings::cluster(None)?;
     if args.exact
         && let Some(name) = &args.filter
-        && let Some((case_name, _server)) = name.rsplit_once("::")
+        && let Some((case_name, _server)) = name
+            .trim_end_matches("::kind")
+            .trim_end_matches("::kubeconfig")
+            .rsplit_once("::")
         && let Some(file) = load::file_for_name(&cases_dir, case_name)
     {
         let case = load::load_file(&cases_dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cases: Vec<Arc<LoadedCase>> = vec![Arc::new(case)];
-        return Ok(matrix::expand(&cases, &servers, cluster));
+        return Ok(with_kind(
+            matrix::expand(&cases, &servers, cluster),
+            &cases,
+            &servers,
+            cluster,
+        ));
     }
-    authlab::runner::load_trials(&cases_dir, &servers, cluster)
+    let cases = authlab::runner::load_cases(&cases_dir)?;
+    Ok(with_kind(
+        matrix::expand(&cases, &servers, cluster),
+        &cases,
+        &servers,
+        cluster,
+    ))
+}
+
+/// In a run on the sim, the trials that can also run on Kind are listed a second time, for Kind,
+/// as opt-in (`--ignored`) trials.
+fn with_kind(
+    mut trials: Vec<matrix::Trial>,
+    cases: &[Arc<LoadedCase>],
+    servers: &[authlab::server::ServerSpec],
+    cluster: matrix::ClusterKind,
+) -> Vec<matrix::Trial> {
+    if cluster == matrix::ClusterKind::Sim {
+        trials.extend(
+            matrix::expand(cases, servers, matrix::ClusterKind::Kind)
+                .into_iter()
+                .filter(|t| t.not_applicable.is_none()),
+        );
+        trials.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    trials
 }

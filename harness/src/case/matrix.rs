@@ -41,7 +41,8 @@ impl std::str::FromStr for ClusterKind {
     }
 }
 
-/// One case run against one server on one cluster.
+/// One case run against one server on one cluster. Trials on Kind or a kubeconfig cluster carry
+/// the cluster kind as a last name segment (`...::openbao-2.7.2::kind`).
 #[derive(Debug, Clone)]
 pub struct Trial {
     /// `<case name>::<flavour>-<version>`.
@@ -99,8 +100,12 @@ pub fn expand(
             } else {
                 None
             };
+            let suffix = match cluster {
+                ClusterKind::Sim => String::new(),
+                other => format!("::{}", other.as_str()),
+            };
             out.push(Trial {
-                name: trial_name(&case.name, server),
+                name: format!("{}{suffix}", trial_name(&case.name, server)),
                 case: case.clone(),
                 server: server.clone(),
                 cluster,

@@ -255,10 +255,10 @@ impl Lab {
     }
 
     /// The lab's Kind or kubeconfig cluster, connected (and for Kind created or reused) once.
-    pub async fn external_cluster(&self) -> Result<external::ExternalCluster> {
+    pub async fn external_cluster(&self, kind: ClusterKind) -> Result<external::ExternalCluster> {
         self.external
             .get_or_init(|| async {
-                let res = match self.opts.cluster {
+                let res = match kind {
                     ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
                     ClusterKind::Kubeconfig => match &self.opts.kubeconfig {
                         Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,

@@ -53,6 +53,8 @@ pub struct TrialOutcome {
     pub total: Duration,
     /// Artifacts folder, when one was written.
     pub artifacts: Option<PathBuf>,
+    /// For an ignored trial: the requirement that was missing.
+    pub requirement: Option<&'static str>,
 }
 
 /// What a trial recorded, for artifacts and diagnosis.
@@ -102,6 +104,7 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     let start = Instant::now();
     let mut phases = Vec::new();
     let mut record = TrialRecord::default();
+    let mut requirement = None;
     let verdict = if let Some(reason) = &trial.not_applicable {
         Verdict::Ignored(reason.clone())
     } else {
@@ -109,7 +112,10 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
             Ok(mismatches) if mismatches.is_empty() => Verdict::Passed,
             Ok(mismatches) => Verdict::Failed(mismatches),
             Err(e) => match e.downcast_ref::<NotAvailable>() {
-                Some(na) => Verdict::Ignored(na.0.clone()),
+                Some(na) => {
+                    requirement = Some(na.what);
+                    Verdict::Ignored(na.reason.clone())
+                }
                 None => Verdict::Error(format!("{e:#}")),
             },
         }
@@ -130,6 +136,7 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     let outcome = TrialOutcome {
         name: trial.name.clone(),
         verdict,
+        requirement,
         phases,
         total: start.elapsed(),
         artifacts,
@@ -163,15 +170,19 @@ async fn execute_external(
 ) -> Result<Vec<String>> {
     let case = &trial.case.case;
     if case.topology == Topology::Inside {
-        return Err(anyhow::Error::new(NotAvailable(
-            "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet".into(),
-        )));
+        return Err(NotAvailable::err(
+            "in-cluster server",
+            "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
+        ));
     }
-    let ext = lab.external_cluster().await.map_err(|e| {
-        anyhow::Error::new(NotAvailable(format!(
-            "the {} cluster is not available: {e:#}",
-            trial.cluster.as_str()
-        )))
+    let ext = lab.external_cluster(trial.cluster).await.map_err(|e| {
+        NotAvailable::err(
+            trial.cluster.as_str(),
+            format!(
+                "the {} cluster is not available: {e:#}",
+                trial.cluster.as_str()
+            ),
+        )
     })?;
     let server = lab.server(&trial.server).await?;
     record.server_config = server.config_text();
@@ -221,13 +232,28 @@ async fn execute_external(
     result
 }
 
-/// A requirement of the trial that this machine lacks (reported as ignored, not failed).
+/// A requirement of the trial that this machine lacks (reported as ignored, not failed, unless
+/// the requirement is required: see [`crate::settings::required`]).
 #[derive(Debug)]
-pub struct NotAvailable(pub String);
+pub struct NotAvailable {
+    /// The requirement: `docker`, `kind`, `kubeconfig`, `cluster`.
+    pub what: &'static str,
+    /// Why it is not available.
+    pub reason: String,
+}
+
+impl NotAvailable {
+    fn err(what: &'static str, reason: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(NotAvailable {
+            what,
+            reason: reason.into(),
+        })
+    }
+}
 
 impl std::fmt::Display for NotAvailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.reason)
     }
 }
 
@@ -290,9 +316,10 @@ async fn execute(
         || lab.options().runtime == super::Runtime::Container
     {
         let (_, _, gateway) = lab.docker().await.map_err(|e| {
-            anyhow::Error::new(NotAvailable(format!(
-                "the inside topology needs Docker for pod emulation: {e:#}"
-            )))
+            NotAvailable::err(
+                "docker",
+                format!("the inside topology needs Docker for pod emulation: {e:#}"),
+            )
         })?;
         gateway
     } else {
@@ -372,9 +399,10 @@ async fn execute_on_cluster(
             vars.insert("cluster.pubkey".into(), k.clone());
         }
         None if lc.text.contains("${cluster.pubkey}") => {
-            return Err(anyhow::Error::new(NotAvailable(
-                "the cluster's service-account public key could not be read from its JWKS".into(),
-            )));
+            return Err(NotAvailable::err(
+                "cluster",
+                "the cluster's service-account public key could not be read from its JWKS",
+            ));
         }
         None => {}
     }
@@ -446,9 +474,10 @@ async fn execute_on_cluster(
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
     let server = if case.topology == Topology::Inside {
         let sim = cv.sim.ok_or_else(|| {
-            anyhow::Error::new(NotAvailable(
-                "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet".into(),
-            ))
+            NotAvailable::err(
+                "in-cluster server",
+                "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
+            )
         })?;
         let s = pod_server(lab, trial, sim, &kube).await?;
         record.server_config = s.config_text();
