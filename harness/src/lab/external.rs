@@ -147,7 +147,22 @@ pub fn rsa_pem(n: &str, e: &str) -> Result<String> {
     if n.is_empty() || e.is_empty() {
         bail!("empty RSA key component");
     }
-    let rsa_key = der(0x30, &[der_uint(&n), der_uint(&e)].concat());
+    let spki = rsa_spki_der(&n, &e);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
+    let body: Vec<String> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    Ok(format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        body.join("\n")
+    ))
+}
+
+/// The DER `SubjectPublicKeyInfo` of an RSA public key (big-endian modulus and exponent).
+pub fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let rsa_key = der(0x30, &[der_uint(n), der_uint(e)].concat());
     // AlgorithmIdentifier: rsaEncryption (1.2.840.113549.1.1.1), NULL.
     let alg = der(
         0x30,
@@ -162,17 +177,7 @@ pub fn rsa_pem(n: &str, e: &str) -> Result<String> {
     );
     let mut bits = vec![0u8];
     bits.extend(rsa_key);
-    let spki = der(0x30, &[alg, der(0x03, &bits)].concat());
-    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
-    let body: Vec<String> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    Ok(format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        body.join("\n")
-    ))
+    der(0x30, &[alg, der(0x03, &bits)].concat())
 }
 
 #[cfg(test)]

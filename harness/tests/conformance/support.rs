@@ -501,56 +501,12 @@ pub fn is_uuid(s: &str) -> bool {
     uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
 }
 
-fn der_len(len: usize) -> Vec<u8> {
-    if len < 0x80 {
-        vec![len as u8]
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        let mut out = vec![0x80 | bytes.len() as u8];
-        out.extend(bytes);
-        out
-    }
-}
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend(der_len(content.len()));
-    out.extend_from_slice(content);
-    out
-}
-
-fn der_uint(be: &[u8]) -> Vec<u8> {
-    let mut v = be.to_vec();
-    if v.first().is_some_and(|b| b & 0x80 != 0) {
-        v.insert(0, 0);
-    }
-    der(0x02, &v)
-}
-
-/// The SPKI DER of an RSA JWK (`n`, `e`), built independently of the server.
+/// The SPKI DER of an RSA JWK (`n`, `e`), built independently of the server under test.
 pub fn spki_from_jwk(jwk: &Value) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().context("no n")?)?;
     let e = URL_SAFE_NO_PAD.decode(jwk["e"].as_str().context("no e")?)?;
-    let rsa_pub = der(0x30, &[der_uint(&n), der_uint(&e)].concat());
-    let alg = der(
-        0x30,
-        &[
-            der(
-                0x06,
-                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
-            ),
-            vec![0x05, 0x00],
-        ]
-        .concat(),
-    );
-    let mut bits = vec![0u8];
-    bits.extend(&rsa_pub);
-    Ok((der(0x30, &[alg, der(0x03, &bits)].concat()), n, e))
+    // The library's encoder, not the sim's: the sim's published key is what is under test.
+    Ok((authlab::lab::external::rsa_spki_der(&n, &e), n, e))
 }
 
 /// `kid` as Kubernetes computes it: b64url(SHA-256(SPKI DER)).
