@@ -1,6 +1,6 @@
 //! Artifacts of a failed trial: everything needed to understand it without re-running.
 //!
-//! Files whose names contain `.secret.` hold tokens (client/reviewer JWTs, the auth config with
+//! Files whose names contain `.secret.` hold tokens (client/reviewer JWTs, raw audit entries, the auth config with
 //! `token_reviewer_jwt`); the folder carries a `CONTAINS-SECRETS` marker.
 
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
         .unwrap_or_default(),
     )?;
     put(
-        "audit.jsonl",
+        "audit.secret.jsonl",
         &rec.audit_raw
             .iter()
             .map(|v| v.to_string())
@@ -110,7 +110,7 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
     )?;
     put(
         "CONTAINS-SECRETS",
-        "Files named *.secret.* hold service-account tokens and auth config with reviewer tokens.\nThey come from a throwaway lab, but treat them as secrets.\n",
+        "Files named *.secret.* hold service-account tokens, auth config with reviewer tokens, and raw audit entries (log_raw: tokens in clear text).\nThey come from a throwaway lab, but treat them as secrets.\n",
     )?;
     Ok(dir)
 }
