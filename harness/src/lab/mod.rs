@@ -83,6 +83,31 @@ impl LabOptions {
     }
 }
 
+/// Removes scratch directories of runs whose process is gone (killed runs), keeping those of
+/// live runs and of runs that asked to keep them (no `pid` file).
+fn reap_orphaned_workdirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in rd.flatten().map(|e| e.path()) {
+        let is_run = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"));
+        let Some(pid) = is_run
+            .then(|| std::fs::read_to_string(dir.join("pid")).ok())
+            .flatten()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+        if !alive {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 /// A new run id: `r` + 8 hex digits.
 pub fn new_run_id() -> String {
     format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -113,8 +138,13 @@ impl Lab {
     pub fn new(opts: LabOptions) -> Result<Lab> {
         let cache = BinaryCache::from_env()?;
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
+        reap_orphaned_workdirs();
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
+        if !opts.keep {
+            std::fs::write(workdir.join("pid"), std::process::id().to_string())
+                .with_context(|| format!("writing {}", workdir.join("pid").display()))?;
+        }
         if !opts.keep {
             cleanup::register_dir(workdir.clone());
         }
