@@ -95,6 +95,38 @@ impl Engine {
         }
     }
 
+    /// Pulls an image, reporting progress, consuming the whole stream.
+    pub async fn pull_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<()> {
+        let (image, tag) = reference.rsplit_once(':').unwrap_or((reference, "latest"));
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .tag(tag)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            let info = item.with_context(|| format!("pulling image {reference}"))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                bail!("pulling image {reference}: {err}");
+            }
+            if let Some(status) = info.status {
+                let done = info
+                    .progress_detail
+                    .and_then(|p| Some((p.current?, p.total?)))
+                    .map(|(c, t)| format!(" {} of {} MiB", c >> 20, t >> 20))
+                    .unwrap_or_default();
+                progress(&format!(
+                    "{reference}: {}{status}{done}",
+                    info.id.map(|i| format!("{i} ")).unwrap_or_default()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds `tag` from a tar build context (classic builder), consuming the whole stream.
     pub async fn build_image(
         &self,

@@ -8,6 +8,24 @@ use anyhow::{Context, Result};
 use super::{Engine, LABEL_BINARY, LABEL_MANAGED};
 use crate::server::{Flavour, ServerSpec};
 
+/// A server image and whether it is the project's official one (which has its own entrypoint
+/// and user) or authlab's `FROM scratch` build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerImage {
+    /// Image reference.
+    pub reference: String,
+    /// An official `openbao/openbao` or `hashicorp/vault` image.
+    pub official: bool,
+}
+
+/// The official image of a server version.
+pub fn official_tag(spec: &ServerSpec) -> String {
+    match spec.flavour {
+        Flavour::OpenBao => format!("openbao/openbao:{}", spec.version),
+        Flavour::Vault => format!("hashicorp/vault:{}", spec.version),
+    }
+}
+
 /// The local image tag for a server.
 pub fn image_tag(spec: &ServerSpec) -> String {
     format!("authlab/{}:{}", spec.flavour, spec.version)
@@ -61,8 +79,41 @@ fn file_sha256(path: &Path) -> Result<String> {
         .collect())
 }
 
-/// The image for `spec`: reused when it was built from the same binary, else built.
+/// The image for `spec`: the official image when it is present locally (or pulled, when
+/// `AUTHLAB_PULL=1`), else authlab's own build, reused when it was built from the same binary.
 pub async fn ensure_server_image(
+    engine: &Engine,
+    spec: &ServerSpec,
+    binary: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ServerImage> {
+    let official = official_tag(spec);
+    if engine.image_labels(&official).await?.is_some() {
+        return Ok(ServerImage {
+            reference: official,
+            official: true,
+        });
+    }
+    if std::env::var("AUTHLAB_PULL").is_ok_and(|v| v == "1" || v == "true") {
+        match engine.pull_image(&official, progress).await {
+            Ok(()) => {
+                return Ok(ServerImage {
+                    reference: official,
+                    official: true,
+                });
+            }
+            Err(e) => progress(&format!("{e:#}; building a local image instead")),
+        }
+    }
+    let tag = build_local_image(engine, spec, binary, progress).await?;
+    Ok(ServerImage {
+        reference: tag,
+        official: false,
+    })
+}
+
+/// authlab's own image for `spec`, built `FROM scratch` around `binary` when missing or stale.
+pub async fn build_local_image(
     engine: &Engine,
     spec: &ServerSpec,
     binary: &Path,

@@ -10,7 +10,7 @@ mod image;
 mod server;
 
 pub use docker::{Engine, ManagedObject};
-pub use image::{ensure_server_image, image_tag};
+pub use image::{ServerImage, build_local_image, ensure_server_image, image_tag, official_tag};
 pub use server::{AUDIT_FILE, ContainerServer, ContainerServerOptions, PodIdentity, SA_DIR};
 
 /// Marks every object authlab creates.

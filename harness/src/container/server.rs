@@ -42,6 +42,9 @@ pub struct PodIdentity {
 pub struct ContainerServerOptions {
     /// Image reference.
     pub image: String,
+    /// An official image: run its binary directly, as root (the audit directory is a host
+    /// bind mount).
+    pub official: bool,
     /// Server flavour (initialisation differs slightly).
     pub flavour: Flavour,
     /// Container name.
@@ -127,8 +130,18 @@ impl ContainerServer {
             ));
         }
         let port_key = format!("{PORT}/tcp");
+        let exe = match opts.flavour {
+            Flavour::OpenBao => "bao",
+            Flavour::Vault => "vault",
+        };
         let body = ContainerCreateBody {
             image: Some(opts.image.clone()),
+            entrypoint: opts.official.then(|| vec![exe.to_string()]),
+            cmd: Some(vec![
+                "server".into(),
+                "-config=/openbao/config/server.hcl".into(),
+            ]),
+            user: opts.official.then(|| "0:0".to_string()),
             env: Some(env),
             labels: Some(labels),
             exposed_ports: Some(vec![port_key.clone()]),

@@ -113,7 +113,7 @@ pub fn new_run_id() -> String {
     format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-type ImageCell = Arc<OnceCell<Result<String, String>>>;
+type ImageCell = Arc<OnceCell<Result<crate::container::ServerImage, String>>>;
 type ServerCell = Arc<OnceCell<Result<Arc<ServerHandle>, String>>>;
 
 /// State shared by all trials of a run.
@@ -304,7 +304,7 @@ impl Lab {
     }
 
     /// The local server image for `spec`, built once per run when missing or stale.
-    pub async fn server_image(&self, spec: &ServerSpec) -> Result<String> {
+    pub async fn server_image(&self, spec: &ServerSpec) -> Result<crate::container::ServerImage> {
         let cell = {
             let mut map = self.images.lock().expect("image map lock");
             map.entry(spec.clone()).or_default().clone()
@@ -314,7 +314,7 @@ impl Lab {
                 let (engine, ..) = self.docker().await?;
                 let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
                 let bin = self.cache.ensure(spec, &progress).await?;
-                crate::container::ensure_server_image(&engine, spec, &bin, &|_| {}).await
+                crate::container::ensure_server_image(&engine, spec, &bin, &progress).await
             }
             .await;
             res.map_err(|e| format!("{e:#}"))
@@ -333,7 +333,10 @@ impl Lab {
         trial: Option<&str>,
     ) -> Result<ServerHandle> {
         let (engine, network, _) = self.docker().await?;
-        let image = self.server_image(spec).await?;
+        let crate::container::ServerImage {
+            reference: image,
+            official,
+        } = self.server_image(spec).await?;
         let cfg = crate::server::config::ServerConfig {
             listen: "0.0.0.0:8200".parse()?,
             audit_file: crate::container::AUDIT_FILE.into(),
@@ -351,6 +354,7 @@ impl Lab {
         cleanup::register_container(name.clone());
         let opts = crate::container::ContainerServerOptions {
             image,
+            official,
             flavour: spec.flavour,
             name: name.clone(),
             run_id: self.opts.run_id.clone(),
