@@ -47,7 +47,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_RUNTIME",
-        "where shared servers run: process (default) or container (Docker; images built locally)",
+        "where shared servers run: process (default) or container (Docker)",
+    ),
+    (
+        "AUTHLAB_PULL",
+        "1 pulls the official server image when it is not present (default: build one locally)",
     ),
     (
         "AUTHLAB_ARTIFACTS",
@@ -60,7 +64,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTHLAB_JUNIT", "write JUnit XML of the run to this file"),
     (
         "AUTHLAB_REQUIRE",
-        "comma list of requirements whose absence fails instead of being ignored (e.g. servers)",
+        "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, all (CI=true requires all but kind and kubeconfig)",
     ),
     (
         "AUTHLAB_CACHE",
