@@ -92,11 +92,15 @@ pub fn expand(
                         .as_deref()
                         .unwrap_or("the case lists other clusters")
                 ))
-            } else if c.topology == super::model::Topology::Inside && cluster != ClusterKind::Sim {
-                Some(format!(
-                    "the inside topology runs on the sim cluster (pod emulation); on {} it needs the in-cluster server, which is not available yet",
-                    cluster.as_str()
-                ))
+            } else if c.topology == super::model::Topology::Inside
+                && cluster == ClusterKind::Kubeconfig
+            {
+                Some("the inside topology needs the sim (pod emulation) or Kind (the in-cluster server is loaded into its nodes)".into())
+            } else if c.topology == super::model::Topology::Inside
+                && cluster == ClusterKind::Kind
+                && c.server.pod_service_account.is_some()
+            {
+                Some("on Kind the in-cluster server runs as its own service account, authlab-server-*/openbao".into())
             } else {
                 None
             };

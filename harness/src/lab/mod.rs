@@ -3,6 +3,7 @@
 
 pub mod cleanup;
 pub mod external;
+pub mod incluster;
 pub mod objects;
 pub mod servers;
 pub mod tokens;
@@ -122,6 +123,7 @@ pub struct Lab {
     workdir: PathBuf,
     cache: BinaryCache,
     servers: Mutex<HashMap<ServerSpec, ServerCell>>,
+    in_cluster: Mutex<HashMap<ServerSpec, ServerCell>>,
     sa_key: OnceCell<String>,
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
@@ -153,6 +155,7 @@ impl Lab {
             workdir,
             cache,
             servers: Mutex::new(HashMap::new()),
+            in_cluster: Mutex::new(HashMap::new()),
             sa_key: OnceCell::new(),
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
@@ -301,6 +304,48 @@ impl Lab {
             .await
             .clone()
             .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The server for `spec` inside the lab's Kind cluster (applied, loaded and started once).
+    pub async fn in_cluster_server(
+        &self,
+        spec: &ServerSpec,
+        ext: &external::ExternalCluster,
+    ) -> Result<Arc<ServerHandle>> {
+        let cell = {
+            let mut map = self.in_cluster.lock().expect("in-cluster map lock");
+            map.entry(spec.clone()).or_default().clone()
+        };
+        let res = cell
+            .get_or_init(|| async {
+                let res = async {
+                    let kc = ext
+                        .kind
+                        .clone()
+                        .context("the in-cluster server needs a Kind cluster (its image is loaded into the nodes)")?;
+                    let image = self.server_image(spec).await?.reference;
+                    eprintln!("authlab: {spec}: loading {image} into Kind cluster {}", kc.name);
+                    let img = image.clone();
+                    tokio::task::spawn_blocking(move || kc.load_image(&img))
+                        .await
+                        .context("the kind task failed")??;
+                    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("../manifests/in-cluster/openbao.yaml");
+                    let log = self
+                        .workdir
+                        .join(format!("in-cluster-{}-{}.log", spec.flavour, spec.version));
+                    let info = incluster::start(&ext.client, &manifest, spec, &image, &log).await?;
+                    eprintln!(
+                        "authlab: {spec} ready inside the cluster at {} in {} ms",
+                        info.addr, info.startup_ms
+                    );
+                    Ok::<_, anyhow::Error>(Arc::new(ServerHandle::attached(info)))
+                }
+                .await;
+                res.map_err(|e| format!("{e:#}"))
+            })
+            .await;
+        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// The local server image for `spec`, built once per run when missing or stale.

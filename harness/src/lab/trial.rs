@@ -169,12 +169,6 @@ async fn execute_external(
     flavour: &str,
 ) -> Result<Vec<String>> {
     let case = &trial.case.case;
-    if case.topology == Topology::Inside {
-        return Err(NotAvailable::err(
-            "in-cluster server",
-            "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
-        ));
-    }
     let ext = lab.external_cluster(trial.cluster).await.map_err(|e| {
         NotAvailable::err(
             trial.cluster.as_str(),
@@ -184,13 +178,24 @@ async fn execute_external(
             ),
         )
     })?;
-    let server = lab.server(&trial.server).await?;
+    let inside = case.topology == Topology::Inside;
+    let server = if inside {
+        lab.in_cluster_server(&trial.server, &ext).await?
+    } else {
+        lab.server(&trial.server).await?
+    };
     record.server_config = server.config_text();
     t.lap("server");
     let _one_at_a_time = lab.exclusive.lock().await;
     t.lap("queue");
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    vars.insert("cluster.url".into(), ext.url.clone());
+    // A server in the cluster reaches the API server through its in-cluster Service.
+    let url = if inside {
+        "https://kubernetes.default.svc".to_string()
+    } else {
+        ext.url.clone()
+    };
+    vars.insert("cluster.url".into(), url);
     vars.insert(
         "cluster.hostport".into(),
         ext.url.trim_start_matches("https://").to_string(),
@@ -203,7 +208,17 @@ async fn execute_external(
         issuer: ext.issuer.clone(),
         pubkey: ext.pubkey.clone(),
     };
-    let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, flavour).await;
+    let result = execute_on_cluster(
+        lab,
+        trial,
+        &view,
+        &mut t,
+        record,
+        vars,
+        flavour,
+        inside.then_some(server),
+    )
+    .await;
     // The cluster is shared: remove what this trial applied (namespaces stay; deleting them
     // is slow and a later trial may need them again).
     for obj in record.objects.iter().rev() {
@@ -363,7 +378,7 @@ async fn execute(
         issuer: sim.issuer(),
         pubkey: Some(sim.public_key_pem()),
     };
-    let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, &flavour).await;
+    let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, &flavour, None).await;
     record.cluster_log = sim.request_log();
     sim.shutdown().await;
     result
@@ -384,6 +399,7 @@ async fn execute_on_cluster(
     record: &mut TrialRecord,
     mut vars: BTreeMap<String, String>,
     flavour: &str,
+    given_server: Option<Arc<super::servers::ServerHandle>>,
 ) -> Result<Vec<String>> {
     let lc = &trial.case;
     let case = &lc.case;
@@ -472,7 +488,9 @@ async fn execute_on_cluster(
     }
 
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
-    let server = if case.topology == Topology::Inside {
+    let server = if let Some(s) = given_server {
+        s
+    } else if case.topology == Topology::Inside {
         let sim = cv.sim.ok_or_else(|| {
             NotAvailable::err(
                 "in-cluster server",
@@ -534,6 +552,7 @@ async fn execute_on_cluster(
         .await;
     record.vars = vars;
     if case.topology == Topology::Inside
+        && cv.sim.is_some()
         && let Some(mut s) = Arc::into_inner(server)
     {
         s.stop().await;
