@@ -1,6 +1,10 @@
 //! Running one trial: cluster objects → tokens → server configuration → login → follow-up
 //! steps → evidence → verdict, then cleanup of everything the trial created.
 
+mod login;
+mod pod;
+mod shared_cluster;
+
 use std::{
     collections::BTreeMap,
     path::PathBuf,
@@ -160,93 +164,6 @@ pub struct ClusterView<'a> {
     pub pubkey: Option<String>,
 }
 
-/// A trial on a Kind or kubeconfig cluster: one at a time, objects deleted afterwards.
-async fn execute_external(
-    lab: &Lab,
-    trial: &Trial,
-    mut t: Timer<'_>,
-    record: &mut TrialRecord,
-    flavour: &str,
-) -> Result<Vec<String>> {
-    let case = &trial.case.case;
-    let ext = lab.external_cluster(trial.cluster).await.map_err(|e| {
-        NotAvailable::err(
-            trial.cluster.as_str(),
-            format!(
-                "the {} cluster is not available: {e:#}",
-                trial.cluster.as_str()
-            ),
-        )
-    })?;
-    let inside = case.topology == Topology::Inside;
-    let server = if inside {
-        lab.in_cluster_server(&trial.server, &ext).await?
-    } else {
-        lab.server(&trial.server).await?
-    };
-    record.server_config = server.config_text();
-    t.lap("server");
-    let _one_at_a_time = lab.exclusive.lock().await;
-    t.lap("queue");
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    // A server in the cluster reaches the API server through its in-cluster Service.
-    let url = if inside {
-        "https://kubernetes.default.svc".to_string()
-    } else {
-        ext.url.clone()
-    };
-    vars.insert("cluster.url".into(), url);
-    vars.insert(
-        "cluster.hostport".into(),
-        ext.url.trim_start_matches("https://").to_string(),
-    );
-    let view = ClusterView {
-        sim: None,
-        client: ext.client.clone(),
-        url: ext.url.clone(),
-        ca_pem: ext.ca_pem.clone(),
-        issuer: ext.issuer.clone(),
-        pubkey: ext.pubkey.clone(),
-    };
-    let result = execute_on_cluster(
-        lab,
-        trial,
-        &view,
-        &mut t,
-        record,
-        vars,
-        flavour,
-        inside.then_some(server),
-    )
-    .await;
-    // The cluster is shared: remove what this trial applied (namespaces stay; deleting them
-    // is slow and a later trial may need them again).
-    for obj in record.objects.iter().rev() {
-        let kind = obj["kind"].as_str().unwrap_or_default();
-        if kind == "Namespace" {
-            continue;
-        }
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        let target = match obj["metadata"]["namespace"].as_str() {
-            Some(ns) => format!("{kind} {ns}/{name}"),
-            None => format!("{kind} {name}"),
-        };
-        let _ = objects::delete(&ext.client, &target).await;
-    }
-    for spec in case.reviewer.iter().chain(std::iter::once(&case.client)) {
-        if spec.token == crate::case::model::TokenKind::LegacySecret
-            && let Some((ns, name)) = spec.service_account.split_once('/')
-        {
-            let secret = spec
-                .secret_name
-                .clone()
-                .unwrap_or_else(|| format!("{name}-token"));
-            let _ = objects::delete(&ext.client, &format!("Secret {ns}/{secret}")).await;
-        }
-    }
-    result
-}
-
 /// A requirement of the trial that this machine lacks (reported as ignored, not failed, unless
 /// the requirement is required: see [`crate::settings::required`]).
 #[derive(Debug)]
@@ -323,7 +240,7 @@ async fn execute(
     };
 
     if trial.cluster != ClusterKind::Sim {
-        return execute_external(lab, trial, t, record, &flavour).await;
+        return shared_cluster::execute_external(lab, trial, t, record, &flavour).await;
     }
     // Inside the cluster the server is a container (pod emulation) on the lab's network, and
     // the trial's sim listens on that network's gateway so the container reaches it.
@@ -399,7 +316,7 @@ async fn execute_on_cluster(
     record: &mut TrialRecord,
     mut vars: BTreeMap<String, String>,
     flavour: &str,
-    given_server: Option<Arc<super::servers::ServerHandle>>,
+    given_server: Option<Arc<crate::lab::servers::ServerHandle>>,
 ) -> Result<Vec<String>> {
     let lc = &trial.case;
     let case = &lc.case;
@@ -497,7 +414,7 @@ async fn execute_on_cluster(
                 "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
             )
         })?;
-        let s = pod_server(lab, trial, sim, &kube).await?;
+        let s = pod::pod_server(lab, trial, sim, &kube).await?;
         record.server_config = s.config_text();
         t.lap("pod");
         Arc::new(s)
@@ -516,8 +433,8 @@ async fn execute_on_cluster(
     vars.insert("kv".into(), kv.clone());
     record.mount = mount.clone();
 
-    let log_offset = file_len(&server.server_log_path());
-    let outcome = configure_and_login(
+    let log_offset = login::file_len(&server.server_log_path());
+    let outcome = login::configure_and_login(
         trial,
         &root,
         &kube,
@@ -563,82 +480,11 @@ async fn execute_on_cluster(
     outcome
 }
 
-/// Starts the trial's server as a pod would run: a container with the projected token of its
-/// service account (bound to a Pod object, 3607 s, as kubelet requests it), the cluster CA and
-/// the `KUBERNETES_SERVICE_*` variables.
-async fn pod_server(
-    lab: &Lab,
-    trial: &Trial,
-    sim: &SimCluster,
-    kube: &kube::Client,
-) -> Result<super::servers::ServerHandle> {
-    let case = &trial.case.case;
-    let sa = case
-        .server
-        .pod_service_account
-        .clone()
-        .unwrap_or_else(|| "vault/vault-auth".into());
-    let (ns, name) = tokens::split_sa(&sa)?;
-    let pod_name = format!("{}-0", trial.server.flavour);
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod_name, "namespace": ns, "labels": {"app.kubernetes.io/name": "openbao"}},
-        "spec": {"serviceAccountName": name, "nodeName": "authlab-node",
-                 "containers": [{"name": "server", "image": crate::container::image_tag(&trial.server)}]},
-    });
-    objects::apply(kube, &pod).await?;
-    let spec = crate::case::model::TokenSpec {
-        service_account: sa.clone(),
-        token: crate::case::model::TokenKind::Projected,
-        audiences: None,
-        expiration_seconds: Some(3607),
-        bound_pod: Some(pod_name),
-        secret_name: None,
-        claims: Default::default(),
-        time_shift: None,
-        foreign_key: false,
-        literal: None,
-    };
-    let signers = tokens::Signers {
-        cluster: Some(sim),
-        foreign: None,
-    };
-    let token = tokens::obtain(kube, &spec, &signers)
-        .await
-        .with_context(|| format!("requesting the server pod's token for {sa}"))?;
-    let (_, _, gateway) = lab.docker().await?;
-    let pod = crate::container::PodIdentity {
-        token,
-        ca_pem: sim.ca_pem(),
-        namespace: ns.to_string(),
-        kubernetes_service_host: gateway,
-        kubernetes_service_port: sim.port(),
-    };
-    lab.start_container(&trial.server, Some(pod), Some(&trial.name))
-        .await
-}
-
 struct Names<'a> {
     kind: &'a str,
     mount: &'a str,
     kv: &'a str,
     policy: &'a str,
-}
-
-fn file_len(p: &std::path::Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-fn read_from(p: &std::path::Path, offset: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(p) {
-        let _ = f.seek(SeekFrom::Start(offset));
-        let mut buf = Vec::new();
-        let _ = f.read_to_end(&mut buf);
-        s = String::from_utf8_lossy(&buf).into_owned();
-    }
-    s
 }
 
 fn token_needs_foreign(case: &crate::case::Case) -> bool {
@@ -653,231 +499,5 @@ fn load_objects(lc: &crate::case::LoadedCase, obj: &ObjectSource) -> Result<Vec<
             objects::read_manifest(&path)
         }
         ObjectSource::Inline(m) => Ok(vec![Value::Object(m.inline.clone())]),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn configure_and_login(
-    trial: &Trial,
-    root: &VaultClient,
-    kube: &kube::Client,
-    server: &super::servers::ServerHandle,
-    vars: &mut BTreeMap<String, String>,
-    record: &mut TrialRecord,
-    t: &mut Timer<'_>,
-    n: &Names<'_>,
-    client_jwt: &str,
-    sim: Option<&SimCluster>,
-    log_offset: u64,
-    flavour: &str,
-) -> Result<Vec<String>> {
-    let lc = &trial.case;
-    let case = &lc.case;
-    root.enable_auth(n.mount, n.kind).await?;
-    let accessor = root.auth_accessor(n.mount).await?;
-    record.accessor = accessor.clone();
-    vars.insert("accessor".into(), accessor.clone());
-    if !case.server.tune.is_empty() {
-        root.tune_auth(n.mount, &Value::Object(case.server.tune.clone()))
-            .await?;
-    }
-    root.enable_kv2(n.kv).await?;
-    let policy = verdict::substitute(&effective::policy(case), vars);
-    root.put_policy(n.policy, &policy).await?;
-    record.policy = policy;
-    for path in ["allowed/config", "denied/config"] {
-        // A fresh KV v2 mount upgrades its storage first and refuses writes meanwhile.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let r = root
-                .write(
-                    &format!("{}/data/{path}", n.kv),
-                    &json!({"data": {"username": "app", "written_by": "authlab"}}),
-                )
-                .await?;
-            if r.is_success() {
-                break;
-            }
-            let upgrading = r
-                .errors()
-                .iter()
-                .any(|e| e.contains("Upgrading from non-versioned"));
-            anyhow::ensure!(
-                upgrading && Instant::now() < deadline,
-                "seeding {}/{path} failed: {} {:?} (waited up to 15 s for the KV v2 mount to finish upgrading)",
-                n.kv,
-                r.status,
-                r.errors()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    let config = substitute_value(&Value::Object(effective::config(case)), vars);
-    record.auth_config = config.clone();
-    let config_resp = root
-        .write(&format!("auth/{}/config", n.mount), &config)
-        .await?;
-    record.evidence.config = Some(observed(&config_resp));
-
-    let role_name = case
-        .server
-        .role_name
-        .clone()
-        .unwrap_or_else(|| "app".into());
-    let role = substitute_value(&Value::Object(effective::role(case, n.policy)), vars);
-    record.role = role.clone();
-    let role_resp = root
-        .write(&format!("auth/{}/role/{role_name}", n.mount), &role)
-        .await?;
-    anyhow::ensure!(
-        role_resp.is_success(),
-        "writing role {role_name} failed: {} {:?} (role: {role})",
-        role_resp.status,
-        role_resp.errors()
-    );
-    t.lap("configure");
-
-    for action in &case.before_login {
-        match action {
-            ClusterAction::Delete(what) => objects::delete(kube, what).await?,
-            ClusterAction::RecreateServiceAccount(sa) => {
-                let (ns, name) = tokens::split_sa(sa)?;
-                objects::recreate_service_account(kube, ns, name).await?;
-            }
-            ClusterAction::Apply(obj) => {
-                for o in load_objects(lc, obj)? {
-                    objects::apply(kube, &o).await?;
-                }
-            }
-        }
-    }
-
-    let expect = case.expect_for(flavour, &trial.server.version);
-    let audit_offset = file_len(&server.audit_log_path());
-    let mut client_token = None;
-    if config_resp.is_success() {
-        let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
-        let login_role = case.server.login_role.as_deref().unwrap_or(&role_name);
-        let anon = root.with_token(None);
-        let login = anon.login(n.mount, login_role, client_jwt).await?;
-        record.evidence.cluster_requests = sim
-            .map(|s| s.request_log().split_off(before))
-            .unwrap_or_default();
-        record.evidence.login = Some(observed(&login));
-        client_token = login.body["auth"]["client_token"]
-            .as_str()
-            .map(str::to_string);
-        record.login_body = Some(login.body.clone());
-    }
-    t.lap("login");
-
-    for step in &case.steps {
-        let Some(token) = &client_token else {
-            record.evidence.steps.push(Observed::default());
-            continue;
-        };
-        let c = root.with_token(Some(token.clone()));
-        let r = if let Some(p) = &step.kv_read {
-            c.read(&format!("{}/data/{p}", n.kv)).await?
-        } else if let Some(p) = &step.kv_write {
-            c.write(
-                &format!("{}/data/{p}", n.kv),
-                &json!({"data": {"written_by": "authlab-client"}}),
-            )
-            .await?
-        } else {
-            continue;
-        };
-        record.evidence.steps.push(observed(&r));
-    }
-    t.lap("steps");
-
-    // Evidence: audit entries from this trial's login, server-log lines of this mount.
-    let login_path = format!("auth/{}/login", n.mount);
-    let audit_text = read_from(&server.audit_log_path(), audit_offset);
-    let entries = evidence::parse_audit_log(&audit_text);
-    let mine = evidence::audit_for_mount(&entries, &format!("auth/{}/", n.mount), Some(&accessor));
-    record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
-    record.evidence.audit_login = mine
-        .iter()
-        .rev()
-        .find(|e| e.kind == "response" && e.path == login_path)
-        .cloned();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let text = read_from(&server.server_log_path(), log_offset);
-        let lines = evidence::parse_server_log(&text);
-        record.evidence.server_log = evidence::log_for_accessor(&lines, &accessor);
-        let satisfied = expect
-            .server_log
-            .as_ref()
-            .is_none_or(|l| verdict::find_log_line(l, &record.evidence.server_log, vars).is_some());
-        if satisfied || Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    t.lap("evidence");
-
-    let steps: Vec<_> = case.steps.iter().map(|s| s.expect.clone()).collect();
-    let mut expect = expect.clone();
-    if sim.is_none() {
-        // Only the sim records the requests it answers.
-        expect.cluster_requests = None;
-    }
-    let mut mismatches = verdict::judge(&expect, &steps, &record.evidence, vars);
-    let input = diagnosis_input(case, record);
-    let expect = &expect;
-    record.findings = crate::diagnose::diagnose(&input);
-    record.diagnosis = crate::diagnose::render(&input, &record.findings);
-    if let Some(want) = &expect.diagnosis {
-        let got: Vec<&str> = record.findings.iter().map(|f| f.cause).collect();
-        if got.first() != Some(&want.as_str()) {
-            mismatches.push(format!(
-                "diagnosis: expected the top cause {want:?}, got {got:?}"
-            ));
-        }
-    }
-    Ok(mismatches)
-}
-
-/// What `authlab diagnose` would be given for this trial: the trial's own evidence.
-fn diagnosis_input(case: &crate::case::Case, record: &TrialRecord) -> crate::diagnose::Input {
-    let ev = &record.evidence;
-    let first = |o: &Observed| (o.status, o.errors.first().cloned().unwrap_or_default());
-    crate::diagnose::Input {
-        method: Some(match case.auth {
-            AuthMethod::Kubernetes => "kubernetes".into(),
-            AuthMethod::Jwt => "jwt".into(),
-        }),
-        jwt: record
-            .client_jwt
-            .as_deref()
-            .and_then(|t| crate::jwt::decode_unverified(t).ok()),
-        jwt_text: None,
-        role: Some(record.role.clone()),
-        config: Some(record.auth_config.clone()),
-        config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),
-        login: ev.login.as_ref().map(first),
-        audit_error: ev
-            .audit_login
-            .as_ref()
-            .and_then(|a| a.error.clone().or_else(|| a.data_error.clone())),
-        log: ev
-            .server_log
-            .iter()
-            .filter(|l| l.level != "TRACE" && l.level != "INFO")
-            .map(|l| {
-                let fields: Vec<String> =
-                    l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{} {}", l.message, fields.join(" "))
-            })
-            .collect(),
-        steps: ev.steps.iter().map(first).collect(),
-        now: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
     }
 }
