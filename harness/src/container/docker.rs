@@ -1,7 +1,7 @@
 //! The one place that talks to the Docker Engine (bollard). Every call's error names the
 //! operation and its subject.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bollard::{
@@ -59,6 +59,22 @@ impl ManagedObject {
                 .unwrap_or(true)
         })
     }
+}
+
+/// A file as a stream of 1 MiB chunks (for request bodies).
+fn chunks<B: From<Vec<u8>>>(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<B>> + Send + 'static {
+    futures_util::stream::try_unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((B::from(buf), f)))
+    })
 }
 
 fn managed_filter() -> HashMap<String, Vec<String>> {
@@ -127,13 +143,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds `tag` from a tar build context (classic builder), consuming the whole stream.
+    /// Builds `tag` from a tar build context on disk (classic builder), streaming the file in
+    /// chunks and consuming the whole progress stream; an error item fails the build.
     pub async fn build_image(
         &self,
         tag: &str,
-        context_tar: Vec<u8>,
+        context_tar: &Path,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<()> {
+        let file = tokio::fs::File::open(context_tar)
+            .await
+            .with_context(|| format!("opening the build context {}", context_tar.display()))?;
         let opts = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(tag)
@@ -142,7 +162,7 @@ impl Engine {
             .build();
         let mut stream =
             self.docker
-                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+                .build_image(opts, None, Some(bollard::body_try_stream(chunks(file))));
         while let Some(item) = stream.next().await {
             let info = item.with_context(|| format!("building image {tag}"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
@@ -157,6 +177,19 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Removes an image by reference or id (`force` also untags it from other references).
+    pub async fn remove_image(&self, image: &str, force: bool) -> Result<()> {
+        self.docker
+            .remove_image(
+                image,
+                Some(RemoveImageOptionsBuilder::default().force(force).build()),
+                None,
+            )
+            .await
+            .map(|_| ())
+            .with_context(|| format!("removing image {image}"))
     }
 
     /// Creates a labelled bridge network (or reuses one of that name).
@@ -289,6 +322,23 @@ impl Engine {
         });
     }
 
+    /// The last `lines` lines of a container's stdout+stderr (not following).
+    pub async fn log_tail(&self, container: &str, lines: usize) -> Result<String> {
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut logs = self.docker.logs(container, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            let chunk =
+                chunk.with_context(|| format!("reading the log of container {container}"))?;
+            out.extend_from_slice(&chunk.into_bytes());
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
     /// Reads one file out of a container.
     pub async fn read_file(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let mut stream = self.docker.download_from_container(
@@ -331,6 +381,30 @@ impl Engine {
             )
             .await
             .with_context(|| format!("removing container {container}"))
+    }
+
+    /// Force-removes a container from synchronous code (e.g. a `Drop`): on a thread of its own,
+    /// with its own runtime and connection, so it neither needs the caller's runtime nor
+    /// deadlocks one whose only thread is the caller. Bounded by 30 s.
+    pub fn remove_container_blocking(container: &str) -> Result<()> {
+        let name = container.to_string();
+        std::thread::Builder::new()
+            .name("authlab-remove".into())
+            .spawn(move || -> Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a runtime to remove a container")?;
+                rt.block_on(async {
+                    let engine = Engine::connect().await?;
+                    tokio::time::timeout(Duration::from_secs(30), engine.remove_container(&name))
+                        .await
+                        .map_err(|_| anyhow!("removing container {name} took over 30 s"))?
+                })
+            })
+            .context("starting a thread to remove a container")?
+            .join()
+            .map_err(|_| anyhow!("the thread removing container {container} panicked"))?
     }
 
     /// Everything labelled as authlab's.
@@ -430,14 +504,8 @@ impl Engine {
             "container" => self.remove_container(&obj.id).await,
             "network" => self.remove_network(&obj.id).await,
             "image" => self
-                .docker
-                .remove_image(
-                    &obj.id,
-                    Some(RemoveImageOptionsBuilder::default().force(true).build()),
-                    None,
-                )
+                .remove_image(&obj.id, true)
                 .await
-                .map(|_| ())
                 .with_context(|| format!("removing image {}", obj.name)),
             other => bail!("unknown object kind {other}"),
         }

@@ -1,7 +1,11 @@
-//! Server images built locally: `FROM scratch`, the static binary, and the directories the
-//! server writes to. Rebuilt only when the binary changes.
+//! Server images: the official image when present (or pulled on request), else authlab's own,
+//! built locally `FROM scratch` around the static binary plus the directories the server writes
+//! to. The local build is redone only when the binary changes (label [`LABEL_BINARY`]).
 
-use std::path::Path;
+use std::{
+    io::{Read, Write},
+    path::Path,
+};
 
 use anyhow::{Context, Result};
 
@@ -18,6 +22,15 @@ pub struct ServerImage {
     pub official: bool,
 }
 
+/// What [`ensure_local_image`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageOutcome {
+    /// An image of that tag built from the same binary was already there.
+    Reused,
+    /// The image was (re)built.
+    Built,
+}
+
 /// The official image of a server version.
 pub fn official_tag(spec: &ServerSpec) -> String {
     match spec.flavour {
@@ -31,41 +44,92 @@ pub fn image_tag(spec: &ServerSpec) -> String {
     format!("authlab/{}:{}", spec.flavour, spec.version)
 }
 
-fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32) -> Result<()> {
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(mode);
-    h.set_cksum();
-    b.append_data(&mut h, path, data)
-        .with_context(|| format!("adding {path} to the build context"))
-}
-
-/// The build context: Dockerfile, binary, and placeholder files for the writable directories.
-pub fn build_context(spec: &ServerSpec, binary: &[u8], sha: &str) -> Result<Vec<u8>> {
-    let exe = match spec.flavour {
+/// The executable's name inside the image.
+fn exe_name(flavour: Flavour) -> &'static str {
+    match flavour {
         Flavour::OpenBao => "bao",
         Flavour::Vault => "vault",
-    };
-    let dockerfile = format!(
-        "FROM scratch\nCOPY {exe} /bin/{exe}\nCOPY dirs/ /\nLABEL {LABEL_MANAGED}=\"true\" {LABEL_BINARY}=\"{sha}\"\nENTRYPOINT [\"/bin/{exe}\"]\nCMD [\"server\", \"-config=/openbao/config/server.hcl\"]\n"
-    );
-    let mut b = tar::Builder::new(Vec::new());
-    add_file(&mut b, "Dockerfile", dockerfile.as_bytes(), 0o644)?;
-    add_file(&mut b, exe, binary, 0o755)?;
-    for dir in ["tmp", "openbao/config", "openbao/audit", "openbao/data"] {
-        add_file(&mut b, &format!("dirs/{dir}/.keep"), b"", 0o644)?;
     }
-    b.into_inner().context("finishing the build context")
+}
+
+/// The Dockerfile of a local image.
+fn dockerfile(exe: &str, sha: &str) -> String {
+    format!(
+        "FROM scratch\nCOPY {exe} /bin/{exe}\nCOPY dirs/ /\n\
+         LABEL {LABEL_MANAGED}=\"true\" {LABEL_BINARY}=\"{sha}\"\n\
+         ENTRYPOINT [\"/bin/{exe}\"]\nCMD [\"server\", \"-config=/openbao/config/server.hcl\"]\n"
+    )
+}
+
+/// Directories (and modes) a `FROM scratch` image lacks and the server (or its files) need.
+const IMAGE_DIRS: &[(&str, u32)] = &[
+    ("tmp", 0o1777),
+    ("openbao/config", 0o755),
+    ("openbao/audit", 0o777),
+    ("openbao/data", 0o777),
+];
+
+fn header(size: u64, mode: u32, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_mtime(0);
+    h.set_cksum();
+    h
+}
+
+/// Writes the build context (a tar: Dockerfile, the binary read from disk, and the empty
+/// writable directories) into `out`, without holding the binary in memory.
+pub fn write_build_context(
+    out: impl Write,
+    flavour: Flavour,
+    binary: &Path,
+    sha: &str,
+) -> Result<()> {
+    let exe = exe_name(flavour);
+    let mut b = tar::Builder::new(out);
+    let df = dockerfile(exe, sha);
+    b.append_data(
+        &mut header(df.len() as u64, 0o644, tar::EntryType::Regular),
+        "Dockerfile",
+        df.as_bytes(),
+    )
+    .context("adding the Dockerfile to the build context")?;
+    let file =
+        std::fs::File::open(binary).with_context(|| format!("opening {}", binary.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading the size of {}", binary.display()))?
+        .len();
+    b.append_data(
+        &mut header(len, 0o755, tar::EntryType::Regular),
+        exe,
+        file.take(len),
+    )
+    .with_context(|| format!("adding {} to the build context", binary.display()))?;
+    for (dir, mode) in IMAGE_DIRS {
+        b.append_data(
+            &mut header(0, *mode, tar::EntryType::Directory),
+            format!("dirs/{dir}/"),
+            std::io::empty(),
+        )
+        .with_context(|| format!("adding directory {dir} to the build context"))?;
+    }
+    b.into_inner()
+        .and_then(|mut w| w.flush())
+        .context("finishing the build context")
 }
 
 /// SHA-256 (hex) of a file, read in chunks.
 fn file_sha256(path: &Path) -> Result<String> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -79,12 +143,28 @@ fn file_sha256(path: &Path) -> Result<String> {
         .collect())
 }
 
+/// Whether `AUTHLAB_PULL` asks for pulling official images.
+fn pull_from_env() -> bool {
+    std::env::var("AUTHLAB_PULL").is_ok_and(|v| v == "1" || v == "true")
+}
+
 /// The image for `spec`: the official image when it is present locally (or pulled, when
 /// `AUTHLAB_PULL=1`), else authlab's own build, reused when it was built from the same binary.
 pub async fn ensure_server_image(
     engine: &Engine,
     spec: &ServerSpec,
     binary: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ServerImage> {
+    resolve_image(engine, spec, binary, pull_from_env(), progress).await
+}
+
+/// [`ensure_server_image`] with the pull decision given explicitly.
+pub async fn resolve_image(
+    engine: &Engine,
+    spec: &ServerSpec,
+    binary: &Path,
+    pull: bool,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<ServerImage> {
     let official = official_tag(spec);
@@ -94,7 +174,7 @@ pub async fn ensure_server_image(
             official: true,
         });
     }
-    if std::env::var("AUTHLAB_PULL").is_ok_and(|v| v == "1" || v == "true") {
+    if pull {
         match engine.pull_image(&official, progress).await {
             Ok(()) => {
                 return Ok(ServerImage {
@@ -112,7 +192,8 @@ pub async fn ensure_server_image(
     })
 }
 
-/// authlab's own image for `spec`, built `FROM scratch` around `binary` when missing or stale.
+/// authlab's own image for `spec` ([`image_tag`]), built `FROM scratch` around `binary` when
+/// missing or stale.
 pub async fn build_local_image(
     engine: &Engine,
     spec: &ServerSpec,
@@ -120,23 +201,71 @@ pub async fn build_local_image(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<String> {
     let tag = image_tag(spec);
+    ensure_local_image(engine, &tag, spec.flavour, binary, progress).await?;
+    Ok(tag)
+}
+
+/// Makes sure `tag` is a `FROM scratch` image around `binary`: reused when its
+/// [`LABEL_BINARY`] matches the binary's SHA-256, built otherwise. The build context is
+/// written to a temporary file and streamed to the engine.
+pub async fn ensure_local_image(
+    engine: &Engine,
+    tag: &str,
+    flavour: Flavour,
+    binary: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<ImageOutcome> {
     let sha = {
         let path = binary.to_path_buf();
-        tokio::task::spawn_blocking(move || file_sha256(&path)).await??
+        tokio::task::spawn_blocking(move || file_sha256(&path))
+            .await
+            .context("hashing the server binary")??
     };
-    if let Some(labels) = engine.image_labels(&tag).await?
+    if let Some(labels) = engine.image_labels(tag).await?
         && labels.get(LABEL_BINARY) == Some(&sha)
     {
-        return Ok(tag);
+        return Ok(ImageOutcome::Reused);
     }
     progress(&format!("building image {tag} from {}", binary.display()));
-    let bytes = tokio::fs::read(binary)
+    let context = {
+        let path = binary.to_path_buf();
+        tokio::task::spawn_blocking(move || -> Result<tempfile::NamedTempFile> {
+            let mut tmp = tempfile::Builder::new()
+                .prefix("authlab-build-")
+                .suffix(".tar")
+                .tempfile()
+                .context("creating a temporary file for the build context")?;
+            write_build_context(
+                std::io::BufWriter::new(tmp.as_file_mut()),
+                flavour,
+                &path,
+                &sha,
+            )?;
+            Ok(tmp)
+        })
         .await
-        .with_context(|| format!("reading {}", binary.display()))?;
-    let ctx = build_context(spec, &bytes, &sha)?;
-    drop(bytes);
-    engine.build_image(&tag, ctx, progress).await?;
-    Ok(tag)
+        .context("writing the build context")??
+    };
+    engine.build_image(tag, context.path(), progress).await?;
+    Ok(ImageOutcome::Built)
+}
+
+impl Engine {
+    /// The image reference for a server given as `flavour:version` (e.g. `openbao:2.7.2`):
+    /// the official image if present (or pulled when `pull`), else the local `FROM scratch`
+    /// build around `binary`, reused while the binary is unchanged.
+    pub async fn ensure_server_image(
+        &self,
+        flavour_and_version: &str,
+        binary: &Path,
+        pull: bool,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<String> {
+        let spec: ServerSpec = flavour_and_version.parse()?;
+        Ok(resolve_image(self, &spec, binary, pull, progress)
+            .await?
+            .reference)
+    }
 }
 
 #[cfg(test)]
@@ -146,16 +275,41 @@ mod tests {
     #[test]
     fn context_holds_dockerfile_binary_and_dirs() {
         let spec: ServerSpec = "openbao:2.7.2".parse().unwrap();
-        let ctx = build_context(&spec, b"bin", "abc").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bao");
+        std::fs::write(&bin, b"binary").unwrap();
+        let mut ctx = Vec::new();
+        write_build_context(&mut ctx, spec.flavour, &bin, "abc").unwrap();
         let mut ar = tar::Archive::new(&ctx[..]);
-        let names: Vec<String> = ar
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let mut names = Vec::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            if name == "bao" {
+                let mut body = Vec::new();
+                e.read_to_end(&mut body).unwrap();
+                assert_eq!(body, b"binary");
+                assert_eq!(e.header().mode().unwrap(), 0o755);
+            }
+            if name == "Dockerfile" {
+                let mut body = String::new();
+                e.read_to_string(&mut body).unwrap();
+                assert!(body.starts_with("FROM scratch\n"));
+                assert!(body.contains("authlab.binary-sha256=\"abc\""));
+            }
+            names.push(name);
+        }
         assert!(names.contains(&"Dockerfile".to_string()));
         assert!(names.contains(&"bao".to_string()));
-        assert!(names.contains(&"dirs/openbao/audit/.keep".to_string()));
+        assert!(names.contains(&"dirs/openbao/audit/".to_string()));
+        assert!(names.contains(&"dirs/tmp/".to_string()));
         assert_eq!(image_tag(&spec), "authlab/openbao:2.7.2");
+    }
+
+    #[test]
+    fn a_missing_binary_is_named() {
+        let err = write_build_context(Vec::new(), Flavour::OpenBao, Path::new("/no/such"), "x")
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("/no/such"), "{err:#}");
     }
 }

@@ -10,7 +10,10 @@ mod image;
 mod server;
 
 pub use docker::{Engine, ManagedObject};
-pub use image::{ServerImage, build_local_image, ensure_server_image, image_tag, official_tag};
+pub use image::{
+    ImageOutcome, ServerImage, build_local_image, ensure_local_image, ensure_server_image,
+    image_tag, official_tag, resolve_image, write_build_context,
+};
 pub use server::{AUDIT_FILE, ContainerServer, ContainerServerOptions, PodIdentity, SA_DIR};
 
 /// Marks every object authlab creates.

@@ -78,8 +78,11 @@ pub struct ContainerServer {
     server_log: PathBuf,
     config_text: String,
     startup: Duration,
+    /// Create → the listener first answered `sys/health`.
+    listening: Duration,
+    /// Address on each joined network, read back after start.
+    ips: HashMap<String, String>,
     removed: bool,
-    runtime: Option<tokio::runtime::Handle>,
 }
 
 fn tar_of(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
@@ -94,6 +97,9 @@ fn tar_of(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
     }
     b.into_inner().context("packing files")
 }
+
+/// How many log lines a start-up error carries.
+const LOG_TAIL_LINES: usize = 20;
 
 /// The container-side audit file.
 pub const AUDIT_FILE: &str = "/openbao/audit/audit.log";
@@ -169,14 +175,22 @@ impl ContainerServer {
             server_log: opts.host_dir.join("server.log"),
             config_text: opts.config_hcl.clone(),
             startup: Duration::ZERO,
+            listening: Duration::ZERO,
+            ips: HashMap::new(),
             removed: false,
-            runtime: tokio::runtime::Handle::try_current().ok(),
         };
         let res = server.bring_up(&opts, started).await;
         if let Err(e) = res {
-            let tail = std::fs::read_to_string(&server.server_log).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().collect();
-            let tail = tail[tail.len().saturating_sub(20)..].join("\n");
+            // Straight from the engine: the follower writing the host file may lag behind.
+            let tail = match engine.log_tail(&opts.name, LOG_TAIL_LINES).await {
+                Ok(t) => t,
+                Err(_) => {
+                    let text = std::fs::read_to_string(&server.server_log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+                }
+            };
+            let tail = tail.trim_end();
             let _ = server.remove().await;
             return Err(e.context(format!(
                 "container {} ({}) did not become ready; last log lines:\n{tail}",
@@ -214,9 +228,16 @@ impl ContainerServer {
         self.engine.start(&self.name).await?;
         self.engine.follow_logs(&self.name, self.server_log.clone());
         let info = self.engine.inspect(&self.name).await?;
-        let port = info
-            .network_settings
-            .and_then(|n| n.ports)
+        let settings = info.network_settings.unwrap_or_default();
+        self.ips = settings
+            .networks
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(net, ep)| Some((net, ep.ip_address.filter(|ip| !ip.is_empty())?)))
+            .collect();
+        let port = settings
+            .ports
             .and_then(|p| p.get(&format!("{PORT}/tcp")).cloned().flatten())
             .and_then(|b| b.into_iter().find_map(|b| b.host_port))
             .and_then(|p| p.parse::<u16>().ok())
@@ -232,6 +253,7 @@ impl ContainerServer {
         )?;
         let deadline = started + opts.ready_timeout;
         self.wait(&client, deadline, false).await?;
+        self.listening = started.elapsed();
         self.root_token = initialise(&client, opts.flavour, AUDIT_FILE).await?;
         self.wait(&client, deadline, true).await
     }
@@ -279,6 +301,16 @@ impl ContainerServer {
         &self.name
     }
 
+    /// Container name (same as [`Self::name`]).
+    pub fn container_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The container's address on `network`, if it joined it.
+    pub fn container_ip(&self, network: &str) -> Option<String> {
+        self.ips.get(network).cloned()
+    }
+
     /// Root token (secret).
     pub fn root_token(&self) -> String {
         self.root_token.clone()
@@ -304,6 +336,11 @@ impl ContainerServer {
         self.startup
     }
 
+    /// Create → the listener first answered `sys/health` (before initialisation).
+    pub fn listening_after(&self) -> Duration {
+        self.listening
+    }
+
     /// Reads a file inside the container.
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
         self.engine.read_file(&self.name, path).await
@@ -317,7 +354,12 @@ impl ContainerServer {
             .await
     }
 
-    /// Force-removes the container.
+    /// Force-removes the container and its anonymous volumes, consuming the handle.
+    pub async fn stop_and_remove(mut self) -> Result<()> {
+        self.remove().await
+    }
+
+    /// Force-removes the container and its anonymous volumes (idempotent).
     pub async fn remove(&mut self) -> Result<()> {
         if self.removed {
             return Ok(());
@@ -328,17 +370,15 @@ impl ContainerServer {
 }
 
 impl Drop for ContainerServer {
+    /// Best effort: a container not removed explicitly is force-removed here, on a thread with
+    /// its own runtime, so dropping works inside or outside any runtime and never panics.
     fn drop(&mut self) {
         if self.removed {
             return;
         }
-        let (engine, name) = (self.engine.clone(), self.name.clone());
-        if let Some(rt) = self.runtime.clone() {
-            // Off the runtime's threads, so dropping inside async code never blocks a worker.
-            let _ = std::thread::spawn(move || {
-                let _ = rt.block_on(engine.remove_container(&name));
-            })
-            .join();
+        self.removed = true;
+        if let Err(e) = Engine::remove_container_blocking(&self.name) {
+            eprintln!("authlab: {e:#}");
         }
     }
 }
