@@ -121,28 +121,6 @@ pub fn write_build_context(
         .context("finishing the build context")
 }
 
-/// SHA-256 (hex) of a file, read in chunks.
-fn file_sha256(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(ctx
-        .finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 /// Whether `AUTHLAB_PULL` asks for pulling official images.
 fn pull_from_env() -> bool {
     std::env::var("AUTHLAB_PULL").is_ok_and(|v| v == "1" || v == "true")
@@ -217,7 +195,7 @@ pub async fn ensure_local_image(
 ) -> Result<ImageOutcome> {
     let sha = {
         let path = binary.to_path_buf();
-        tokio::task::spawn_blocking(move || file_sha256(&path))
+        tokio::task::spawn_blocking(move || crate::server::binary::sha256_file(&path))
             .await
             .context("hashing the server binary")??
     };

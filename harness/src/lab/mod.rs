@@ -109,6 +109,15 @@ fn reap_orphaned_workdirs() {
     }
 }
 
+/// The once-per-run cell for `spec` in a per-server map (created empty on first use).
+fn cell_for<T>(
+    map: &Mutex<HashMap<ServerSpec, Arc<OnceCell<T>>>>,
+    spec: &ServerSpec,
+) -> Arc<OnceCell<T>> {
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry(spec.clone()).or_default().clone()
+}
+
 /// A new run id: `r` + 8 hex digits.
 pub fn new_run_id() -> String {
     format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -190,10 +199,7 @@ impl Lab {
     /// The running server for `spec`: a long-lived lab's (`authlab lab up`) when one runs it,
     /// else started on first use and shared afterwards.
     pub async fn server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
-        let cell = {
-            let mut map = self.servers.lock().expect("server map lock");
-            map.entry(spec.clone()).or_default().clone()
-        };
+        let cell = cell_for(&self.servers, spec);
         let res = cell
             .get_or_init(|| async {
                 if let Some(h) = servers::attach(spec).await {
@@ -312,10 +318,7 @@ impl Lab {
         spec: &ServerSpec,
         ext: &external::ExternalCluster,
     ) -> Result<Arc<ServerHandle>> {
-        let cell = {
-            let mut map = self.in_cluster.lock().expect("in-cluster map lock");
-            map.entry(spec.clone()).or_default().clone()
-        };
+        let cell = cell_for(&self.in_cluster, spec);
         let res = cell
             .get_or_init(|| async {
                 let res = async {
@@ -350,10 +353,7 @@ impl Lab {
 
     /// The local server image for `spec`, built once per run when missing or stale.
     pub async fn server_image(&self, spec: &ServerSpec) -> Result<crate::container::ServerImage> {
-        let cell = {
-            let mut map = self.images.lock().expect("image map lock");
-            map.entry(spec.clone()).or_default().clone()
-        };
+        let cell = cell_for(&self.images, spec);
         cell.get_or_init(|| async {
             let res = async {
                 let (engine, ..) = self.docker().await?;

@@ -556,7 +556,7 @@ fn failure(spec: &ServerSpec, tried: &[String]) -> anyhow::Error {
 }
 
 /// The hex sha256 of a file, read in chunks.
-fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut buf = vec![0u8; 1 << 16];
