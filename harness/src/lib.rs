@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod container;
 pub mod diagnose;
+pub mod eso;
 pub mod evidence;
 pub mod export;
 pub mod jwt;

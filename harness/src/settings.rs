@@ -42,6 +42,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Kubernetes version of the Kind node image (or KIND_NODE_IMAGE), default 1.34.0",
     ),
     (
+        "AUTHLAB_ESO_VERSION",
+        "External Secrets Operator chart version for cases with an `eso` client (Kind only), default 1.1.0; AUTHLAB_ESO_CHART=<local chart> installs from a file instead; AUTHLAB_HELM_BIN names helm",
+    ),
+    (
         "AUTHLAB_KEEP_CLUSTER",
         "1 keeps the Kind cluster after the run",
     ),
@@ -64,7 +68,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("AUTHLAB_JUNIT", "write JUnit XML of the run to this file"),
     (
         "AUTHLAB_REQUIRE",
-        "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, all (CI=true requires all but kind and kubeconfig)",
+        "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, helm, all (CI=true requires all but kind, kubeconfig and helm)",
     ),
     (
         "AUTHLAB_CACHE",
@@ -174,13 +178,13 @@ pub fn keep() -> bool {
 }
 
 /// True when a missing requirement must fail rather than be ignored: when `AUTHLAB_REQUIRE`
-/// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster (those
-/// are required only when listed).
+/// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster and
+/// helm (those are required only when listed).
 pub fn required(what: &str) -> bool {
     let listed = std::env::var("AUTHLAB_REQUIRE")
         .is_ok_and(|v| v.split(',').any(|x| x.trim() == what || x.trim() == "all"));
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    listed || (ci && !matches!(what, "kind" | "kubeconfig"))
+    listed || (ci && !matches!(what, "kind" | "kubeconfig" | "helm"))
 }
 
 /// Default artifacts directory.

@@ -399,6 +399,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             "add `applies: { clusters: [sim], reason: \"...\" }`.",
         ));
     }
+    check_eso(case, &err)?;
     Ok(())
 }
 
@@ -524,6 +525,75 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
         check_text(&format!("{field}.server_log.message"), message, err)?;
         for (k, v) in fields {
             check_text(&format!("{field}.server_log.fields.{k}"), v, err)?;
+        }
+    }
+    Ok(())
+}
+
+/// ESO logs in from inside a Kind cluster with a token it requests itself.
+fn check_eso(case: &Case, err: &ErrFn<'_>) -> Result<(), CaseError> {
+    let expects_eso =
+        case.expect.eso.is_some() || case.flavours.values().any(|o| o.expect.eso.is_some());
+    let Some(_) = &case.eso else {
+        if expects_eso {
+            return Err(err(
+                "expect.eso",
+                "an `eso` expectation without an `eso` client.".into(),
+                "add `eso: {}` (a ClusterSecretStore with the client's service account), or remove `expect.eso`.",
+            ));
+        }
+        return Ok(());
+    };
+    if !case.applies.clusters.is_empty() && !case.applies.clusters.iter().any(|c| c == "kind") {
+        return Err(err(
+            "applies.clusters",
+            "the `eso` client runs only on a Kind cluster (ESO is installed into it with helm), but the case excludes kind.".into(),
+            "add `kind` to `applies.clusters`, or remove `eso`.",
+        ));
+    }
+    if case.auth != AuthMethod::Kubernetes {
+        return Err(err(
+            "eso",
+            "the ESO client logs in with kubernetes auth; this case uses another method.".into(),
+            "remove `eso`, or set `auth: kubernetes`.",
+        ));
+    }
+    if case.client.token != TokenKind::Projected || case.client.literal.is_some() {
+        return Err(err(
+            "client.token",
+            "ESO requests its own projected token for the client's service account, so the client token must be `projected`.".into(),
+            "remove `token:`/`literal:` from `client`, or remove `eso`.",
+        ));
+    }
+    if !case.before_login.is_empty() {
+        return Err(err(
+            "before_login",
+            "ESO requests its token after the harness's login, so cluster changes before login would not apply to it.".into(),
+            "remove `before_login`, or remove `eso` and keep the case to the harness's own login.",
+        ));
+    }
+    if case.expect.eso.is_none() {
+        return Err(err(
+            "expect.eso",
+            "an `eso` client needs an expectation of what ESO reports.".into(),
+            "add e.g. `eso: { ready: true }` under `expect`.",
+        ));
+    }
+    let all = std::iter::once(("expect".to_string(), &case.expect)).chain(
+        case.flavours
+            .iter()
+            .map(|(k, o)| (format!("flavours.{k}.expect"), &o.expect)),
+    );
+    for (field, e) in all {
+        if let Some(x) = &e.eso {
+            for (name, m) in [
+                ("reason", &x.reason),
+                ("controller_error", &x.controller_error),
+            ] {
+                if let Some(m) = m {
+                    check_text(&format!("{field}.eso.{name}"), m, err)?;
+                }
+            }
         }
     }
     Ok(())
@@ -666,5 +736,29 @@ mod tests {
         let name = case_name(&cases, &f);
         assert_eq!(name, "kubernetes::client_token::missing_api_audience");
         assert_eq!(file_for_name(&cases, &name), Some(f));
+    }
+
+    #[test]
+    fn eso_client_is_validated() {
+        let with_eso = OK.replace(
+            "client:",
+            "eso: {}
+client:",
+        );
+        let e = err_of(&with_eso);
+        assert_eq!(e.field.as_deref(), Some("expect.eso"), "{e}");
+        let full = format!("{with_eso}  eso: {{ ready: true }}\n");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ok.yaml");
+        std::fs::write(&f, &full).unwrap();
+        load_file(dir.path(), &f).unwrap();
+        let e = err_of(&format!("{full}applies: {{ clusters: [sim] }}\n"));
+        assert_eq!(e.field.as_deref(), Some("applies.clusters"), "{e}");
+        assert!(e.to_string().contains("only on a Kind cluster"), "{e}");
+        let e = err_of(&full.replace("default/app", "default/app\n  token: legacy-secret"));
+        assert_eq!(e.field.as_deref(), Some("client.token"), "{e}");
+        let e = err_of(&OK.replace("status: 200 }", "status: 200 }\n  eso: { ready: false }"));
+        assert_eq!(e.field.as_deref(), Some("expect.eso"), "{e}");
+        assert!(e.to_string().contains("without an `eso` client"), "{e}");
     }
 }

@@ -40,6 +40,9 @@ pub struct Case {
     pub reviewer: Option<TokenSpec>,
     /// The client that logs in.
     pub client: TokenSpec,
+    /// External Secrets Operator as a second client with the same service account (Kind only).
+    #[serde(default)]
+    pub eso: Option<EsoClient>,
     /// Cluster changes made after the client token was issued and before login.
     #[serde(default)]
     pub before_login: Vec<ClusterAction>,
@@ -219,6 +222,32 @@ pub struct TokenSpec {
     pub literal: Option<String>,
 }
 
+/// External Secrets Operator as a client: a secret store that logs in with the client's service
+/// account and audiences, and an ExternalSecret that reads one secret of the trial's KV mount.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EsoClient {
+    /// `ClusterSecretStore` (default) or `SecretStore` (in the client's namespace).
+    #[serde(default)]
+    pub store: EsoStoreKind,
+    /// Secret read, relative to the trial's KV mount (default `allowed/config`).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Property of that secret copied into the target Secret (default `username`).
+    #[serde(default)]
+    pub property: Option<String>,
+}
+
+/// Kind of the ESO secret store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum EsoStoreKind {
+    /// A cluster-wide store naming the service account's namespace.
+    #[default]
+    ClusterSecretStore,
+    /// A store in the service account's namespace.
+    SecretStore,
+}
+
 /// Kinds of client/reviewer tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -291,6 +320,24 @@ pub struct Expect {
     /// The cause `authlab diagnose` must name for this trial's evidence.
     #[serde(default)]
     pub diagnosis: Option<String>,
+    /// What External Secrets Operator reports (cases with `eso`).
+    #[serde(default)]
+    pub eso: Option<EsoExpect>,
+}
+
+/// Expectation on the ExternalSecret and the ESO controller.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EsoExpect {
+    /// Whether the ExternalSecret's `Ready` condition becomes `True` (and the target Secret
+    /// holds the value read).
+    pub ready: bool,
+    /// The `Ready` condition's reason (e.g. `SecretSynced`, `SecretSyncedError`).
+    #[serde(default)]
+    pub reason: Option<TextMatch>,
+    /// The `error` of the controller's reconcile-error log line for this ExternalSecret.
+    #[serde(default)]
+    pub controller_error: Option<TextMatch>,
 }
 
 /// Expectation on the login's audit response entry.

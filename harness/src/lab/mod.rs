@@ -133,11 +133,13 @@ pub struct Lab {
     cache: BinaryCache,
     servers: Mutex<HashMap<ServerSpec, ServerCell>>,
     in_cluster: Mutex<HashMap<ServerSpec, ServerCell>>,
+    kind_network: Mutex<HashMap<ServerSpec, ServerCell>>,
     sa_key: OnceCell<String>,
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
     docker: OnceCell<Result<(Engine, String, String), String>>,
     external: OnceCell<Result<external::ExternalCluster, String>>,
+    eso: OnceCell<Result<(), String>>,
     /// Trials on a shared (non-sim) cluster run one at a time.
     pub(crate) exclusive: tokio::sync::Mutex<()>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
@@ -165,11 +167,13 @@ impl Lab {
             cache,
             servers: Mutex::new(HashMap::new()),
             in_cluster: Mutex::new(HashMap::new()),
+            kind_network: Mutex::new(HashMap::new()),
             sa_key: OnceCell::new(),
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
             docker: OnceCell::new(),
             external: OnceCell::new(),
+            eso: OnceCell::new(),
             exclusive: tokio::sync::Mutex::new(()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
@@ -351,6 +355,60 @@ impl Lab {
         res.clone().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
+    /// The server for `spec` outside a Kind cluster: a container on the `kind` Docker network, so
+    /// it reaches the API server at the internal address (`https://<cluster>-control-plane:6443`)
+    /// and pods reach it at its address on that network. Started once per run.
+    pub async fn kind_network_server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
+        let cell = cell_for(&self.kind_network, spec);
+        let res = cell
+            .get_or_init(|| async {
+                self.start_container_on(spec, None, None, Some(crate::cluster::kind::KIND_NETWORK))
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await;
+        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// External Secrets Operator installed in the cluster of `kubeconfig` with `helm` (once per
+    /// run; an existing release is upgraded in place, which is a no-op at the same version).
+    pub async fn eso_installed(
+        &self,
+        helm: std::path::PathBuf,
+        kubeconfig: std::path::PathBuf,
+    ) -> Result<()> {
+        self.eso
+            .get_or_init(|| async move {
+                let source = crate::eso::install::ChartSource::from_env();
+                eprintln!(
+                    "authlab: installing External Secrets Operator ({source:?}) with helm; waiting up to 300 s for its deployments"
+                );
+                let started = std::time::Instant::now();
+                let res = tokio::task::spawn_blocking(move || {
+                    crate::eso::install::install(
+                        &helm,
+                        &source,
+                        &kubeconfig,
+                        std::time::Duration::from_secs(300),
+                    )
+                })
+                .await
+                .map_err(|e| format!("the helm task failed: {e}"))
+                .and_then(|r| r.map_err(|e| format!("{e:#}")));
+                if res.is_ok() {
+                    eprintln!(
+                        "authlab: External Secrets Operator ready in {} s",
+                        started.elapsed().as_secs()
+                    );
+                }
+                res
+            })
+            .await
+            .clone()
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// The local server image for `spec`, built once per run when missing or stale.
     pub async fn server_image(&self, spec: &ServerSpec) -> Result<crate::container::ServerImage> {
         let cell = cell_for(&self.images, spec);
@@ -377,7 +435,19 @@ impl Lab {
         pod: Option<crate::container::PodIdentity>,
         trial: Option<&str>,
     ) -> Result<ServerHandle> {
-        let (engine, network, _) = self.docker().await?;
+        self.start_container_on(spec, pod, trial, None).await
+    }
+
+    /// [`Self::start_container`] on `network` instead of the lab's own network.
+    async fn start_container_on(
+        &self,
+        spec: &ServerSpec,
+        pod: Option<crate::container::PodIdentity>,
+        trial: Option<&str>,
+        network: Option<&str>,
+    ) -> Result<ServerHandle> {
+        let (engine, lab_network, _) = self.docker().await?;
+        let network = network.map(str::to_string).unwrap_or(lab_network);
         let crate::container::ServerImage {
             reference: image,
             official,
@@ -396,6 +466,12 @@ impl Lab {
                 None => format!("{}-{}", spec.flavour, spec.version.replace('.', "-")),
             }
         );
+        // A second shared server of the same version on another network needs its own name.
+        let name = if network == crate::cluster::kind::KIND_NETWORK {
+            format!("{name}-kind")
+        } else {
+            name
+        };
         cleanup::register_container(name.clone());
         let opts = crate::container::ContainerServerOptions {
             image,
@@ -445,10 +521,11 @@ impl Lab {
 
     /// Stops every server and removes scratch files unless kept.
     pub async fn shutdown(&self) {
-        let cells: Vec<ServerCell> = {
-            let mut map = self.servers.lock().expect("server map lock");
-            map.drain().map(|(_, v)| v).collect()
-        };
+        let mut cells: Vec<ServerCell> = Vec::new();
+        for map in [&self.servers, &self.kind_network] {
+            let mut map = map.lock().expect("server map lock");
+            cells.extend(map.drain().map(|(_, v)| v));
+        }
         for cell in cells {
             if let Some(Ok(server)) = Arc::into_inner(cell).and_then(|c| c.into_inner())
                 && let Some(mut server) = Arc::into_inner(server)

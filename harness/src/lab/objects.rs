@@ -53,6 +53,24 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         ),
         ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
         (
+            "external-secrets.io/v1",
+            "ClusterSecretStore",
+            "clustersecretstores",
+            false,
+        ),
+        (
+            "external-secrets.io/v1",
+            "SecretStore",
+            "secretstores",
+            true,
+        ),
+        (
+            "external-secrets.io/v1",
+            "ExternalSecret",
+            "externalsecrets",
+            true,
+        ),
+        (
             "rbac.authorization.k8s.io/v1",
             "RoleBinding",
             "rolebindings",
@@ -65,14 +83,15 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
 }
 
-fn api_for(
+/// The dynamic API of a kind authlab applies.
+pub(crate) fn api_for(
     client: &Client,
     api_version: &str,
     kind: &str,
     ns: Option<&str>,
 ) -> Result<Api<DynamicObject>> {
     let (plural, namespaced) = resource_for(api_version, kind).ok_or_else(|| {
-        anyhow!("object kind `{kind}` ({api_version}) is not one authlab applies; use Namespace, ServiceAccount, Secret, Pod, ConfigMap, Node, Service, StatefulSet or an RBAC kind")
+        anyhow!("object kind `{kind}` ({api_version}) is not one authlab applies; use Namespace, ServiceAccount, Secret, Pod, ConfigMap, Node, Service, StatefulSet, an RBAC kind or an External Secrets kind")
     })?;
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
@@ -120,6 +139,7 @@ pub async fn delete(client: &Client, spec: &str) -> Result<()> {
             "rbac.authorization.k8s.io/v1"
         }
         "StatefulSet" => "apps/v1",
+        "ClusterSecretStore" | "SecretStore" | "ExternalSecret" => "external-secrets.io/v1",
         _ => "v1",
     };
     let api = api_for(client, api_version, kind, ns)?;

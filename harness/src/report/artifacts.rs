@@ -108,6 +108,9 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
             .collect::<Vec<_>>()
             .join("\n"),
     )?;
+    if let Some(eso) = &rec.eso {
+        put("eso.txt", eso)?;
+    }
     put(
         "CONTAINS-SECRETS",
         "Files named *.secret.* hold service-account tokens, auth config with reviewer tokens, and raw audit entries (log_raw: tokens in clear text).\nThey come from a throwaway lab, but treat them as secrets.\n",

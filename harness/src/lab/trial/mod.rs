@@ -1,6 +1,7 @@
 //! Running one trial: cluster objects → tokens → server configuration → login → follow-up
 //! steps → evidence → verdict, then cleanup of everything the trial created.
 
+mod eso;
 mod login;
 mod pod;
 mod shared_cluster;
@@ -96,6 +97,8 @@ pub struct TrialRecord {
     pub findings: Vec<crate::diagnose::Finding>,
     /// The rendered diagnosis.
     pub diagnosis: String,
+    /// What ESO reported (cases with an `eso` client).
+    pub eso: Option<String>,
 }
 
 /// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].
@@ -162,6 +165,8 @@ pub struct ClusterView<'a> {
     pub issuer: String,
     /// Service-account public key (PEM), when known.
     pub pubkey: Option<String>,
+    /// The server's address as the cluster's pods reach it (shared clusters only).
+    pub server_from_pods: Option<String>,
 }
 
 /// A requirement of the trial that this machine lacks (reported as ignored, not failed, unless
@@ -294,6 +299,7 @@ async fn execute(
         ca_pem: sim.ca_pem(),
         issuer: sim.issuer(),
         pubkey: Some(sim.public_key_pem()),
+        server_from_pods: None,
     };
     let result = execute_on_cluster(lab, trial, &view, &mut t, record, vars, &flavour, None).await;
     record.cluster_log = sim.request_log();
@@ -434,6 +440,12 @@ async fn execute_on_cluster(
     record.mount = mount.clone();
 
     let log_offset = login::file_len(&server.server_log_path());
+    let names = Names {
+        kind,
+        mount: &mount,
+        kv: &kv,
+        policy: &policy_name,
+    };
     let outcome = login::configure_and_login(
         trial,
         &root,
@@ -442,18 +454,35 @@ async fn execute_on_cluster(
         &mut vars,
         record,
         t,
-        &Names {
-            kind,
-            mount: &mount,
-            kv: &kv,
-            policy: &policy_name,
-        },
+        &names,
         &client_jwt,
         cv.sim,
         log_offset,
         flavour,
     )
     .await;
+    // ESO runs only where it can be installed; elsewhere the case's own login is what is judged.
+    let eso_client = case
+        .eso
+        .as_ref()
+        .filter(|_| trial.cluster == ClusterKind::Kind);
+    if case.eso.is_some() && eso_client.is_none() {
+        record.eso = Some(format!(
+            "not run: ESO is checked on Kind clusters only (this trial ran on {:?})\n",
+            trial.cluster
+        ));
+    }
+    let outcome = match (outcome, eso_client) {
+        (Ok(mut mismatches), Some(eso_client)) => {
+            eso::run(lab, trial, cv, eso_client, &names, &vars, record, flavour)
+                .await
+                .map(|more| {
+                    mismatches.extend(more);
+                    mismatches
+                })
+        }
+        (outcome, _) => outcome,
+    };
 
     // Remove what the trial created on the shared server, whatever happened.
     let _ = root.disable_auth(&mount).await;

@@ -21,8 +21,13 @@ pub(super) async fn execute_external(
         )
     })?;
     let inside = case.topology == Topology::Inside;
+    let kind = ext.kind.as_ref();
+    // Inside: the server pod. Outside a Kind cluster: a container on the `kind` network, so the
+    // cluster's pods can reach it too. Outside any other cluster: the lab's shared server.
     let server = if inside {
         lab.in_cluster_server(&trial.server, &ext).await?
+    } else if kind.is_some() {
+        lab.kind_network_server(&trial.server).await?
     } else {
         lab.server(&trial.server).await?
     };
@@ -30,25 +35,40 @@ pub(super) async fn execute_external(
     t.lap("server");
     let _one_at_a_time = lab.exclusive.lock().await;
     t.lap("queue");
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    // A server in the cluster reaches the API server through its in-cluster Service.
-    let url = if inside {
-        "https://kubernetes.default.svc".to_string()
+    // The API server as the server reaches it, and the server as pods reach it.
+    let (url, server_from_pods) = if inside {
+        (
+            "https://kubernetes.default.svc".to_string(),
+            Some(format!(
+                "http://openbao.{}.svc:8200",
+                crate::lab::incluster::namespace(&trial.server)
+            )),
+        )
+    } else if let Some(kc) = kind {
+        let ip = server
+            .container_server()
+            .and_then(|c| c.container_ip(crate::cluster::kind::KIND_NETWORK));
+        (
+            crate::cluster::kind::internal_server(&kc.name),
+            ip.map(|ip| format!("http://{ip}:8200")),
+        )
     } else {
-        ext.url.clone()
+        (ext.url.clone(), None)
     };
-    vars.insert("cluster.url".into(), url);
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert("cluster.url".into(), url.clone());
     vars.insert(
         "cluster.hostport".into(),
-        ext.url.trim_start_matches("https://").to_string(),
+        url.trim_start_matches("https://").to_string(),
     );
     let view = ClusterView {
         sim: None,
         client: ext.client.clone(),
-        url: ext.url.clone(),
+        url,
         ca_pem: ext.ca_pem.clone(),
         issuer: ext.issuer.clone(),
         pubkey: ext.pubkey.clone(),
+        server_from_pods,
     };
     let result = execute_on_cluster(
         lab,
@@ -58,7 +78,7 @@ pub(super) async fn execute_external(
         record,
         vars,
         flavour,
-        inside.then_some(server),
+        Some(server),
     )
     .await;
     // The cluster is shared: remove what this trial applied (namespaces stay; deleting them

@@ -1,0 +1,281 @@
+//! Reading what ESO reports: the ExternalSecret's `Ready` condition, the value it synced, and
+//! the controller's reconcile errors for it (controller-runtime's JSON `Reconciler error` lines),
+//! and judging them against a case's `expect.eso`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::{
+    Api,
+    api::{ListParams, LogParams},
+};
+use serde_json::Value;
+
+use super::NAMESPACE;
+use crate::{case::model::EsoExpect, lab::verdict::text_matches};
+
+/// Label selector of the ESO controller pods (not the webhook or cert-controller).
+pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=external-secrets";
+
+/// The `Ready` condition of an ExternalSecret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Condition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// Machine-readable reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// Everything observed of one ExternalSecret.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Its `Ready` condition, once it has one.
+    pub ready: Option<Condition>,
+    /// The synced value (the target Secret's key), when the Secret exists.
+    pub value: Option<String>,
+    /// `error` fields of the controller's reconcile errors for it, oldest first.
+    pub controller_errors: Vec<String>,
+}
+
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.ready {
+            Some(c) => write!(
+                f,
+                "Ready={} reason={} message={:?}",
+                c.status, c.reason, c.message
+            )?,
+            None => f.write_str("no Ready condition yet")?,
+        }
+        match &self.value {
+            Some(_) => f.write_str("; target Secret synced")?,
+            None => f.write_str("; no target Secret")?,
+        }
+        match self.controller_errors.last() {
+            Some(e) => write!(f, "; last controller error: {e:?}"),
+            None => f.write_str("; no controller error logged"),
+        }
+    }
+}
+
+/// The `Ready` condition in an ExternalSecret's `status.conditions`.
+pub fn ready_condition(es: &Value) -> Option<Condition> {
+    es["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| Condition {
+            status: c["status"].as_str().unwrap_or_default().to_string(),
+            reason: c["reason"].as_str().unwrap_or_default().to_string(),
+            message: c["message"].as_str().unwrap_or_default().to_string(),
+        })
+}
+
+/// The `error` of every controller log line that reports a failed reconcile of the
+/// ExternalSecret `namespace/name` (JSON lines; other lines are skipped).
+pub fn reconcile_errors(log: &str, namespace: &str, name: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .filter(|v| {
+            let es = &v["ExternalSecret"];
+            let (n, ns) = if es.is_object() {
+                (&es["name"], &es["namespace"])
+            } else {
+                (&v["name"], &v["namespace"])
+            };
+            n == name && ns == namespace
+        })
+        .filter_map(|v| v["error"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Mismatches between `expect` and what was observed (empty: the expectation holds).
+pub fn judge(expect: &EsoExpect, seen: &Observed, vars: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let want = if expect.ready { "True" } else { "False" };
+    match &seen.ready {
+        Some(c) if c.status == want => {}
+        Some(c) => out.push(format!(
+            "eso: expected the ExternalSecret's Ready condition {want}, got {} ({}: {})",
+            c.status, c.reason, c.message
+        )),
+        None => out.push(format!(
+            "eso: expected the ExternalSecret's Ready condition {want}, but it has none"
+        )),
+    }
+    if expect.ready && seen.value.is_none() {
+        out.push(
+            "eso: the ExternalSecret is expected to sync, but its target Secret holds no value"
+                .into(),
+        );
+    }
+    if let Some(m) = &expect.reason {
+        let got = seen.ready.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+        if !text_matches(m, got, vars) {
+            out.push(format!("eso.reason: expected {m:?}, got {got:?}"));
+        }
+    }
+    if let Some(m) = &expect.controller_error
+        && !seen
+            .controller_errors
+            .iter()
+            .any(|e| text_matches(m, e, vars))
+    {
+        out.push(match seen.controller_errors.last() {
+            Some(e) => format!("eso.controller_error: expected {m:?}; the controller logged {e:?}"),
+            None => format!(
+                "eso.controller_error: expected {m:?}, but the controller logged no reconcile error for this ExternalSecret"
+            ),
+        });
+    }
+    out
+}
+
+/// Reads the ExternalSecret `namespace/name`, its target Secret's `key`, and the controller's
+/// log since `since_seconds` ago.
+pub async fn observe(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    since_seconds: i64,
+) -> Result<Observed> {
+    let es_api = crate::lab::objects::api_for(
+        client,
+        "external-secrets.io/v1",
+        "ExternalSecret",
+        Some(namespace),
+    )?;
+    let es = es_api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading ExternalSecret {namespace}/{name}"))?;
+    let ready = es
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
+        .and_then(|v| ready_condition(&v));
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let value = secrets
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading Secret {namespace}/{name}"))?
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get(key)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        });
+    let log = controller_log(client, since_seconds).await?;
+    Ok(Observed {
+        ready,
+        value,
+        controller_errors: reconcile_errors(&log, namespace, name),
+    })
+}
+
+/// The ESO controller pods' log since `since_seconds` ago.
+pub async fn controller_log(client: &kube::Client, since_seconds: i64) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels(CONTROLLER_SELECTOR))
+        .await
+        .with_context(|| {
+            format!("listing ESO controller pods ({CONTROLLER_SELECTOR}) in {NAMESPACE}")
+        })?;
+    let mut out = String::new();
+    for p in list.items {
+        let Some(name) = p.metadata.name else {
+            continue;
+        };
+        let params = LogParams {
+            since_seconds: Some(since_seconds.max(1)),
+            ..Default::default()
+        };
+        match pods.logs(&name, &params).await {
+            Ok(text) => out.push_str(&text),
+            Err(e) => out.push_str(&format!("(log of {name} unavailable: {e})\n")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::model::{PatternMatch, TextMatch};
+
+    /// Controller lines in the shape ESO logs a 403 at login, shortened to the fields read here.
+    const LOG: &str = r#"{"level":"info","ts":1795400000.1,"msg":"Starting workers","controller":"externalsecret","worker count":1}
+{"level":"error","ts":1795400004.25,"msg":"Reconciler error","controller":"externalsecret","controllerGroup":"external-secrets.io","controllerKind":"ExternalSecret","ExternalSecret":{"name":"app-config","namespace":"external-secrets"},"namespace":"external-secrets","name":"app-config","error":"error processing spec.data[0], err: unable to log in to auth method: unable to log in with Kubernetes auth: Error making API request.\n\nURL: PUT http://172.18.0.5:8200/v1/auth/kubernetes/login\nCode: 403. Errors:\n\n* permission denied"}
+{"level":"error","ts":1795400005.0,"msg":"Reconciler error","controller":"externalsecret","ExternalSecret":{"name":"other","namespace":"external-secrets"},"error":"something else"}
+not json at all"#;
+
+    #[test]
+    fn reconcile_errors_are_those_of_the_named_external_secret() {
+        let e = reconcile_errors(LOG, "external-secrets", "app-config");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("unable to log in with Kubernetes auth"));
+        assert!(e[0].contains("Code: 403. Errors:\n\n* permission denied"));
+        assert!(reconcile_errors(LOG, "default", "app-config").is_empty());
+    }
+
+    #[test]
+    fn ready_condition_is_read() {
+        let es = serde_json::json!({"status": {"conditions": [
+            {"type": "Other", "status": "True"},
+            {"type": "Ready", "status": "False", "reason": "SecretSyncedError", "message": "could not get secret data from provider"}
+        ]}});
+        let c = ready_condition(&es).unwrap();
+        assert_eq!(c.status, "False");
+        assert_eq!(c.reason, "SecretSyncedError");
+        assert!(ready_condition(&serde_json::json!({"status": {}})).is_none());
+    }
+
+    fn contains(s: &str) -> TextMatch {
+        TextMatch::Pattern(PatternMatch {
+            contains: Some(s.into()),
+            regex: None,
+        })
+    }
+
+    #[test]
+    fn judging() {
+        let vars = BTreeMap::new();
+        let failed = Observed {
+            ready: Some(Condition {
+                status: "False".into(),
+                reason: "SecretSyncedError".into(),
+                message: "could not get secret data from provider".into(),
+            }),
+            value: None,
+            controller_errors: reconcile_errors(LOG, "external-secrets", "app-config"),
+        };
+        let expect_fail = EsoExpect {
+            ready: false,
+            reason: Some(TextMatch::Exact("SecretSyncedError".into())),
+            controller_error: Some(contains("Code: 403")),
+        };
+        assert!(judge(&expect_fail, &failed, &vars).is_empty());
+        let expect_ok = EsoExpect {
+            ready: true,
+            ..Default::default()
+        };
+        let m = judge(&expect_ok, &failed, &vars);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("expected the ExternalSecret's Ready condition True, got False"));
+        let synced = Observed {
+            ready: Some(Condition {
+                status: "True".into(),
+                reason: "SecretSynced".into(),
+                message: "secret synced".into(),
+            }),
+            value: Some("app".into()),
+            controller_errors: vec![],
+        };
+        assert!(judge(&expect_ok, &synced, &vars).is_empty());
+        let m = judge(&expect_fail, &synced, &vars);
+        assert_eq!(m.len(), 3, "{m:?}");
+        assert!(m[2].contains("logged no reconcile error"), "{m:?}");
+    }
+}
