@@ -86,7 +86,7 @@ pub fn helm_binary() -> Result<PathBuf> {
 fn find_helm(exe: &str) -> Result<PathBuf> {
     find(exe).with_context(|| {
         format!(
-            "the `{exe}` command was not found on PATH. Cases with an `eso` client install External Secrets Operator with helm: install helm (https://helm.sh/docs/intro/install/) and set AUTHLAB_HELM_BIN if it is not on PATH — or skip them (`--skip eso/`)"
+            "the `{exe}` command was not found on PATH. Cases with an `eso` client install External Secrets Operator with helm: install helm (https://helm.sh/docs/intro/install/) and set AUTHLAB_HELM_BIN if it is not on PATH"
         )
     })
 }
