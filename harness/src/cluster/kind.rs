@@ -132,7 +132,8 @@ fn find_kind(exe: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-fn which(exe: &str) -> Option<PathBuf> {
+/// `exe` itself when it is a path to a file, else the first file of that name on `PATH`.
+pub(crate) fn which(exe: &str) -> Option<PathBuf> {
     let p = Path::new(exe);
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());

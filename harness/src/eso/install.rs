@@ -84,22 +84,10 @@ pub fn helm_binary() -> Result<PathBuf> {
 }
 
 fn find_helm(exe: &str) -> Result<PathBuf> {
-    find(exe).with_context(|| {
+    crate::cluster::kind::which(exe).with_context(|| {
         format!(
             "the `{exe}` command was not found on PATH. Cases with an `eso` client install External Secrets Operator with helm: install helm (https://helm.sh/docs/intro/install/) and set AUTHLAB_HELM_BIN if it is not on PATH"
         )
-    })
-}
-
-fn find(exe: &str) -> Option<PathBuf> {
-    let p = Path::new(exe);
-    if p.components().count() > 1 {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join(exe))
-            .find(|c| c.is_file())
     })
 }
 
