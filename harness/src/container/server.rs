@@ -13,7 +13,11 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
 use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, LABEL_TRIAL};
 use crate::{
-    server::{Flavour, process::initialise},
+    server::{
+        Flavour,
+        process::initialise,
+        ready::{self, Stage},
+    },
     vault::VaultClient,
 };
 
@@ -252,43 +256,25 @@ impl ContainerServer {
             Duration::from_secs(10),
         )?;
         let deadline = started + opts.ready_timeout;
-        self.wait(&client, deadline, false).await?;
+        self.wait(&client, deadline, Stage::Listening).await?;
         self.listening = started.elapsed();
         self.root_token = initialise(&client, opts.flavour, AUDIT_FILE).await?;
-        self.wait(&client, deadline, true).await
+        self.wait(&client, deadline, Stage::Active).await
     }
 
-    async fn wait(&self, client: &VaultClient, deadline: Instant, active: bool) -> Result<()> {
-        loop {
-            if let Ok(r) = client.health().await
-                && (!active || r.status == 200)
-            {
-                return Ok(());
-            }
-            let running = self
-                .engine
-                .inspect(&self.name)
-                .await
-                .ok()
-                .and_then(|i| i.state)
-                .and_then(|s| s.running)
-                .unwrap_or(false);
-            if !running {
-                bail!("container {} exited during start-up", self.name);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "waited for {} at {}/v1/sys/health",
-                    if active {
-                        "an active, unsealed server"
-                    } else {
-                        "the listener"
-                    },
-                    self.addr
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    async fn wait(&self, client: &VaultClient, deadline: Instant, stage: Stage) -> Result<()> {
+        let mut alive = ContainerAlive {
+            engine: &self.engine,
+            name: &self.name,
+        };
+        ready::wait_for(
+            client,
+            stage,
+            deadline,
+            Duration::from_millis(20),
+            &mut alive,
+        )
+        .await
     }
 
     /// `http://127.0.0.1:<published port>`.
@@ -380,5 +366,28 @@ impl Drop for ContainerServer {
         if let Err(e) = Engine::remove_container_blocking(&self.name) {
             eprintln!("authlab: {e:#}");
         }
+    }
+}
+
+/// A container is alive while the engine reports it running.
+struct ContainerAlive<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+}
+
+impl ready::Liveness for ContainerAlive<'_> {
+    async fn check(&mut self) -> Result<()> {
+        let running = self
+            .engine
+            .inspect(self.name)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.running)
+            .unwrap_or(false);
+        if !running {
+            bail!("container {} exited during start-up", self.name);
+        }
+        Ok(())
     }
 }

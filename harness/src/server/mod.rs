@@ -3,6 +3,7 @@
 pub mod binary;
 pub mod config;
 pub mod process;
+pub mod ready;
 
 use std::{fmt, str::FromStr};
 

@@ -23,6 +23,7 @@ use serde_json::json;
 use super::{
     Flavour, ServerSpec,
     config::{self, ServerConfig},
+    ready,
 };
 use crate::{evidence::LogLine, vault::VaultClient};
 
@@ -272,6 +273,20 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A spawned server process is alive until it has exited.
+struct ChildAlive<'a>(&'a mut Option<std::process::Child>);
+
+impl ready::Liveness for ChildAlive<'_> {
+    async fn check(&mut self) -> Result<()> {
+        if let Some(c) = self.0.as_mut()
+            && let Some(status) = c.try_wait()?
+        {
+            bail!("the server exited during start-up ({status})");
+        }
+        Ok(())
+    }
+}
+
 /// Initialises (one key share) and unseals a fresh server, waits until it is active, and for
 /// Vault enables the file audit device at `audit_file` (OpenBao declares it in its config).
 /// Returns the root token.
@@ -313,14 +328,17 @@ pub async fn initialise(
             unseal.errors()
         );
     }
+    // Active before anything else is asked of it (Vault's audit device below; callers' mounts).
+    ready::wait_for(
+        client,
+        ready::Stage::Active,
+        Instant::now() + Duration::from_secs(30),
+        Duration::from_millis(10),
+        &mut ready::AssumeAlive,
+    )
+    .await
+    .context("after unseal")?;
     if flavour == Flavour::Vault {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !client.health().await.is_ok_and(|r| r.status == 200) {
-            if Instant::now() >= deadline {
-                bail!("waited 30 s for Vault to become active after unseal");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         let root = client.with_token(Some(root_token.clone()));
         let r = root
             .request(
@@ -462,32 +480,17 @@ impl RunningServer {
         &mut self,
         client: &VaultClient,
         deadline: Instant,
-        want_active: bool,
+        stage: ready::Stage,
     ) -> Result<()> {
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                bail!("the server exited during start-up ({status})");
-            }
-            if let Ok(r) = client.health().await
-                && (!want_active || r.status == 200)
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "timed out waiting for {} at {}/v1/sys/health",
-                    if want_active {
-                        "an active, unsealed server (status 200)"
-                    } else {
-                        "the listener to answer"
-                    },
-                    self.addr
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let mut alive = ChildAlive(&mut self.child);
+        ready::wait_for(
+            client,
+            stage,
+            deadline,
+            Duration::from_millis(10),
+            &mut alive,
+        )
+        .await
     }
 
     async fn bring_up(
@@ -496,12 +499,14 @@ impl RunningServer {
         started: Instant,
         deadline: Instant,
     ) -> Result<()> {
-        self.wait_health(client, deadline, false).await?;
+        self.wait_health(client, deadline, ready::Stage::Listening)
+            .await?;
         self.timings.listening = started.elapsed();
         let audit = self.audit_log.display().to_string();
         self.root_token = initialise(client, self.spec.flavour, &audit).await?;
         self.timings.unsealed = started.elapsed();
-        self.wait_health(client, deadline, true).await?;
+        self.wait_health(client, deadline, ready::Stage::Active)
+            .await?;
         self.timings.ready = started.elapsed();
         Ok(())
     }
