@@ -42,6 +42,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "Kubernetes version of the Kind node image (or KIND_NODE_IMAGE), default 1.34.0",
     ),
     (
+        "KIND_EXPERIMENTAL_DOCKER_NETWORK",
+        "the Docker network kind puts its nodes on (kind's own variable), default kind; an outside server joins it",
+    ),
+    (
         "AUTHLAB_ESO_VERSION",
         "External Secrets Operator chart version for cases with an `eso` client (Kind only), default 1.1.0; AUTHLAB_ESO_CHART=<local chart> installs from a file instead; AUTHLAB_HELM_BIN names helm",
     ),

@@ -16,8 +16,21 @@ use anyhow::{Context, Result, bail};
 
 /// Kubernetes version of the default node image.
 pub const DEFAULT_K8S_VERSION: &str = "1.34.0";
-/// The Docker network Kind puts its nodes on.
+/// The Docker network Kind puts its nodes on unless `KIND_EXPERIMENTAL_DOCKER_NETWORK` names
+/// another.
 pub const KIND_NETWORK: &str = "kind";
+
+/// The Docker network of Kind's nodes, as the `kind` CLI chooses it: the network named by
+/// `KIND_EXPERIMENTAL_DOCKER_NETWORK`, else [`KIND_NETWORK`].
+pub fn network() -> String {
+    network_from(std::env::var("KIND_EXPERIMENTAL_DOCKER_NETWORK").ok())
+}
+
+fn network_from(var: Option<String>) -> String {
+    var.map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| KIND_NETWORK.to_string())
+}
 /// Prefix of every cluster authlab creates.
 pub const CLUSTER_PREFIX: &str = "authlab-";
 
@@ -245,6 +258,13 @@ impl KindCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_follows_kinds_own_variable() {
+        assert_eq!(network_from(None), "kind");
+        assert_eq!(network_from(Some(" ".into())), "kind");
+        assert_eq!(network_from(Some("lab-net".into())), "lab-net");
+    }
 
     #[test]
     fn image_selection() {

@@ -362,7 +362,8 @@ impl Lab {
         let cell = cell_for(&self.kind_network, spec);
         let res = cell
             .get_or_init(|| async {
-                self.start_container_on(spec, None, None, Some(crate::cluster::kind::KIND_NETWORK))
+                let network = crate::cluster::kind::network();
+                self.start_container_on(spec, None, None, Some(&network))
                     .await
                     .map(Arc::new)
                     .map_err(|e| format!("{e:#}"))
@@ -467,7 +468,7 @@ impl Lab {
             }
         );
         // A second shared server of the same version on another network needs its own name.
-        let name = if network == crate::cluster::kind::KIND_NETWORK {
+        let name = if network == crate::cluster::kind::network() {
             format!("{name}-kind")
         } else {
             name

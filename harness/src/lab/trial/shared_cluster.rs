@@ -47,7 +47,7 @@ pub(super) async fn execute_external(
     } else if let Some(kc) = kind {
         let ip = server
             .container_server()
-            .and_then(|c| c.container_ip(crate::cluster::kind::KIND_NETWORK));
+            .and_then(|c| c.container_ip(&crate::cluster::kind::network()));
         (
             crate::cluster::kind::internal_server(&kc.name),
             ip.map(|ip| format!("http://{ip}:8200")),
