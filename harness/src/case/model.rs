@@ -335,7 +335,7 @@ pub struct EsoExpect {
     /// The `Ready` condition's reason (e.g. `SecretSynced`, `SecretSyncedError`).
     #[serde(default)]
     pub reason: Option<TextMatch>,
-    /// The `error` of the controller's reconcile-error log line for this ExternalSecret.
+    /// The `error` of a controller reconcile-error log line for this ExternalSecret or its store.
     #[serde(default)]
     pub controller_error: Option<TextMatch>,
 }

@@ -74,20 +74,37 @@ pub fn ready_condition(es: &Value) -> Option<Condition> {
         })
 }
 
-/// The `error` of every controller log line that reports a failed reconcile of the
-/// ExternalSecret `namespace/name` (JSON lines; other lines are skipped).
-pub fn reconcile_errors(log: &str, namespace: &str, name: &str) -> Vec<String> {
+/// An object whose reconcile errors are read from the controller log: its kind (the key
+/// controller-runtime logs it under), namespace (None: cluster-scoped) and name.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSubject<'a> {
+    /// `ExternalSecret`, `SecretStore` or `ClusterSecretStore`.
+    pub kind: &'a str,
+    /// Namespace of a namespaced object.
+    pub namespace: Option<&'a str>,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl LogSubject<'_> {
+    fn is_named_in(&self, line: &Value) -> bool {
+        let o = &line[self.kind];
+        o.is_object()
+            && o["name"] == self.name
+            && match self.namespace {
+                Some(ns) => o["namespace"] == ns,
+                None => o["namespace"].as_str().unwrap_or_default().is_empty(),
+            }
+    }
+}
+
+/// The `error` of every controller log line (JSON; other lines are skipped) that reports a
+/// failed reconcile of one of `subjects`, oldest first. Only the object key counts: the
+/// top-level `name`/`namespace` of a line may be another kind's.
+pub fn reconcile_errors(log: &str, subjects: &[LogSubject<'_>]) -> Vec<String> {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| {
-            let es = &v["ExternalSecret"];
-            let (n, ns) = if es.is_object() {
-                (&es["name"], &es["namespace"])
-            } else {
-                (&v["name"], &v["namespace"])
-            };
-            n == name && ns == namespace
-        })
+        .filter(|v| subjects.iter().any(|s| s.is_named_in(v)))
         .filter_map(|v| v["error"].as_str().map(str::to_string))
         .collect()
 }
@@ -135,11 +152,13 @@ pub fn judge(expect: &EsoExpect, seen: &Observed, vars: &BTreeMap<String, String
 }
 
 /// Reads the ExternalSecret `namespace/name`, its target Secret's `key`, and the controller's
-/// log since `since_seconds` ago.
+/// reconcile errors since `since_seconds` ago for it and for its store (`store_kind`, same
+/// name): a SecretStore logs in itself when it is validated.
 pub async fn observe(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    store_kind: &str,
     key: &str,
     since_seconds: i64,
 ) -> Result<Observed> {
@@ -170,7 +189,21 @@ pub async fn observe(
     Ok(Observed {
         ready,
         value,
-        controller_errors: reconcile_errors(&log, namespace, name),
+        controller_errors: reconcile_errors(
+            &log,
+            &[
+                LogSubject {
+                    kind: "ExternalSecret",
+                    namespace: Some(namespace),
+                    name,
+                },
+                LogSubject {
+                    kind: store_kind,
+                    namespace: (store_kind == "SecretStore").then_some(namespace),
+                    name,
+                },
+            ],
+        ),
     })
 }
 
@@ -209,15 +242,47 @@ mod tests {
     const LOG: &str = r#"{"level":"info","ts":1795400000.1,"msg":"Starting workers","controller":"externalsecret","worker count":1}
 {"level":"error","ts":1795400004.25,"msg":"Reconciler error","controller":"externalsecret","controllerGroup":"external-secrets.io","controllerKind":"ExternalSecret","ExternalSecret":{"name":"app-config","namespace":"external-secrets"},"namespace":"external-secrets","name":"app-config","error":"error processing spec.data[0], err: unable to log in to auth method: unable to log in with Kubernetes auth: Error making API request.\n\nURL: PUT http://172.18.0.5:8200/v1/auth/kubernetes/login\nCode: 403. Errors:\n\n* permission denied"}
 {"level":"error","ts":1795400005.0,"msg":"Reconciler error","controller":"externalsecret","ExternalSecret":{"name":"other","namespace":"external-secrets"},"error":"something else"}
+{"level":"error","ts":1795400006.0,"msg":"Reconciler error","controller":"secretstore","SecretStore":{"name":"app-config","namespace":"external-secrets"},"namespace":"external-secrets","name":"app-config","error":"store failed to log in"}
+{"level":"error","ts":1795400007.0,"msg":"Reconciler error","controller":"clustersecretstore","ClusterSecretStore":{"name":"app-config"},"name":"app-config","error":"cluster store failed to log in"}
 not json at all"#;
 
+    fn es(namespace: &str) -> LogSubject<'_> {
+        LogSubject {
+            kind: "ExternalSecret",
+            namespace: Some(namespace),
+            name: "app-config",
+        }
+    }
+
     #[test]
-    fn reconcile_errors_are_those_of_the_named_external_secret() {
-        let e = reconcile_errors(LOG, "external-secrets", "app-config");
-        assert_eq!(e.len(), 1);
+    fn reconcile_errors_are_those_of_the_named_objects() {
+        let e = reconcile_errors(LOG, &[es("external-secrets")]);
+        assert_eq!(
+            e.len(),
+            1,
+            "a store of the same name and namespace is not the ExternalSecret"
+        );
         assert!(e[0].contains("unable to log in with Kubernetes auth"));
         assert!(e[0].contains("Code: 403. Errors:\n\n* permission denied"));
-        assert!(reconcile_errors(LOG, "default", "app-config").is_empty());
+        assert!(reconcile_errors(LOG, &[es("default")]).is_empty());
+        let store = LogSubject {
+            kind: "SecretStore",
+            namespace: Some("external-secrets"),
+            name: "app-config",
+        };
+        assert_eq!(
+            reconcile_errors(LOG, &[es("external-secrets"), store]).len(),
+            2
+        );
+        let cluster_store = LogSubject {
+            kind: "ClusterSecretStore",
+            namespace: None,
+            name: "app-config",
+        };
+        assert_eq!(
+            reconcile_errors(LOG, &[cluster_store]),
+            vec!["cluster store failed to log in".to_string()]
+        );
     }
 
     #[test]
@@ -249,7 +314,7 @@ not json at all"#;
                 message: "could not get secret data from provider".into(),
             }),
             value: None,
-            controller_errors: reconcile_errors(LOG, "external-secrets", "app-config"),
+            controller_errors: reconcile_errors(LOG, &[es("external-secrets")]),
         };
         let expect_fail = EsoExpect {
             ready: false,

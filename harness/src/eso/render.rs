@@ -38,11 +38,12 @@ fn store_api_kind(kind: EsoStoreKind) -> &'static str {
 /// The ClusterSecretStore or SecretStore.
 pub fn store(s: &StoreSpec<'_>) -> Value {
     let (sa_ns, sa_name) = s.service_account;
+    // No `namespace` in the reference, also for a cluster store: ESO then resolves the service
+    // account in the ExternalSecret's namespace (which is `sa_ns`) and logs in when the
+    // ExternalSecret syncs, so a failed login is the ExternalSecret's error. A cluster store
+    // naming a namespace logs in itself while being validated, and a failure there leaves the
+    // ExternalSecret with no more than "store is not ready".
     let mut sa_ref = json!({ "name": sa_name });
-    if s.kind == EsoStoreKind::ClusterSecretStore {
-        // A cluster store must say whose service account it means.
-        sa_ref["namespace"] = json!(sa_ns);
-    }
     if let Some(aud) = s.audiences {
         sa_ref["audiences"] = json!(aud);
     }
@@ -122,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn cluster_store_names_the_service_account_namespace() {
+    fn cluster_store_resolves_the_service_account_where_the_external_secret_is() {
         let aud = vec!["vault".to_string()];
         let v = store(&spec(EsoStoreKind::ClusterSecretStore, Some(&aud)));
         assert_eq!(v["kind"], "ClusterSecretStore");
@@ -136,7 +137,7 @@ mod tests {
         assert_eq!(k["role"], "app");
         assert_eq!(
             k["serviceAccountRef"],
-            json!({"name": "vault-auth", "namespace": "external-secrets", "audiences": ["vault"]})
+            json!({"name": "vault-auth", "audiences": ["vault"]})
         );
     }
 

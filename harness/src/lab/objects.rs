@@ -125,6 +125,17 @@ pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicOb
         })
 }
 
+/// Deletes an object this harness applied (its kind, namespace and name are read from it).
+pub async fn delete_applied(client: &Client, obj: &serde_json::Value) -> Result<()> {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let target = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    delete(client, &target).await
+}
+
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
 pub async fn delete(client: &Client, spec: &str) -> Result<()> {
     let (kind, target) = spec

@@ -68,25 +68,39 @@ pub(super) async fn run(
         labels: &labels,
     };
     let started = Instant::now();
-    for obj in [
-        eso::render::store(&spec),
-        eso::render::external_secret(&spec, &key, property),
-    ] {
-        apply_when_webhook_answers(&cv.client, &obj).await?;
-        // Deleted with the trial's other objects (the target Secret is owned by the
-        // ExternalSecret and goes with it).
-        record.objects.push(obj);
-    }
-    let deadline = Instant::now() + SETTLE;
-    let (seen, mismatches) = loop {
-        let since = started.elapsed().as_secs() as i64 + 5;
-        let seen = eso::observe::observe(&cv.client, sa_ns, &name, property, since).await?;
-        let mismatches = eso::observe::judge(&expect, &seen, vars);
-        if mismatches.is_empty() || Instant::now() >= deadline {
-            break (seen, mismatches);
+    let mut applied = Vec::new();
+    let observed = async {
+        for obj in [
+            eso::render::store(&spec),
+            eso::render::external_secret(&spec, &key, property),
+        ] {
+            apply_when_webhook_answers(&cv.client, &obj).await?;
+            // Also listed with the trial's other objects, so they go even if this trial is
+            // cut short (the target Secret is owned by the ExternalSecret and goes with it).
+            record.objects.push(obj.clone());
+            applied.push(obj);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+        let store_kind = applied[0]["kind"].as_str().unwrap_or_default().to_string();
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let since = started.elapsed().as_secs() as i64 + 5;
+            let seen =
+                eso::observe::observe(&cv.client, sa_ns, &name, &store_kind, property, since)
+                    .await?;
+            let mismatches = eso::observe::judge(&expect, &seen, vars);
+            if mismatches.is_empty() || Instant::now() >= deadline {
+                return anyhow::Ok((seen, mismatches));
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    .await;
+    // Stop ESO's retries now, before the trial removes its mounts from the shared server: a
+    // store left behind would keep logging in to a mount that is gone.
+    for obj in applied.iter().rev() {
+        let _ = objects::delete_applied(&cv.client, obj).await;
+    }
+    let (seen, mismatches) = observed?;
     record.eso = Some(format!(
         "ExternalSecret {sa_ns}/{name} after {} s: {seen}\n\ncontroller errors:\n{}\n",
         started.elapsed().as_secs(),

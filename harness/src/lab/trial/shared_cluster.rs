@@ -84,16 +84,10 @@ pub(super) async fn execute_external(
     // The cluster is shared: remove what this trial applied (namespaces stay; deleting them
     // is slow and a later trial may need them again).
     for obj in record.objects.iter().rev() {
-        let kind = obj["kind"].as_str().unwrap_or_default();
-        if kind == "Namespace" {
+        if obj["kind"] == "Namespace" {
             continue;
         }
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-        let target = match obj["metadata"]["namespace"].as_str() {
-            Some(ns) => format!("{kind} {ns}/{name}"),
-            None => format!("{kind} {name}"),
-        };
-        let _ = objects::delete(&ext.client, &target).await;
+        let _ = objects::delete_applied(&ext.client, obj).await;
     }
     for spec in case.reviewer.iter().chain(std::iter::once(&case.client)) {
         if spec.token == crate::case::model::TokenKind::LegacySecret
