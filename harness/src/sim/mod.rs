@@ -72,6 +72,15 @@ fn random_token() -> String {
 impl SimCluster {
     /// Generates keys and certificates, binds the port and starts serving.
     pub async fn start(cfg: SimConfig) -> Result<SimCluster> {
+        let listener = std::net::TcpListener::bind((cfg.bind, cfg.port))
+            .with_context(|| format!("binding the sim cluster to {}:{}", cfg.bind, cfg.port))?;
+        Self::start_on(cfg, listener).await
+    }
+
+    /// As [`Self::start`], serving on `listener`, bound by the caller (who can then know the
+    /// address before the sim starts without another process taking the port meanwhile);
+    /// `cfg.bind` still decides the host in the sim's URL, `cfg.port` is not used.
+    pub async fn start_on(cfg: SimConfig, listener: std::net::TcpListener) -> Result<SimCluster> {
         let key_pem = cfg.signing_key_pkcs8_pem.clone();
         let sans = cfg.extra_sans.clone();
         let (key, pki) = tokio::task::spawn_blocking(move || -> Result<_> {
@@ -84,8 +93,6 @@ impl SimCluster {
         .await
         .context("key generation task failed")??;
 
-        let listener = std::net::TcpListener::bind((cfg.bind, cfg.port))
-            .with_context(|| format!("binding the sim cluster to {}:{}", cfg.bind, cfg.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let host = match cfg.bind {

@@ -270,7 +270,11 @@ async fn execute(
 
     // A sim cluster per trial: its own objects, settings and request log.
     let settings = &case.cluster.settings;
-    let port = free_port(&host)?;
+    // Bound now and handed to the sim, so the port in the URL (which the issuer may name) is
+    // not taken by anything else before the sim serves on it.
+    let listener = std::net::TcpListener::bind((host.as_str(), 0))
+        .with_context(|| format!("binding a port for the trial's sim cluster on {host}"))?;
+    let port = listener.local_addr()?.port();
     let url = format!("https://{host}:{port}");
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     vars.insert("cluster.url".into(), url.clone());
@@ -289,7 +293,7 @@ async fn execute(
         extra_sans: vec![host.clone()],
         signing_key_pkcs8_pem: Some(lab.sa_key().await?),
     };
-    let sim = SimCluster::start(cfg)
+    let sim = SimCluster::start_on(cfg, listener)
         .await
         .context("starting the trial's sim cluster")?;
     let view = ClusterView {
@@ -305,12 +309,6 @@ async fn execute(
     record.cluster_log = sim.request_log();
     sim.shutdown().await;
     result
-}
-
-fn free_port(host: &str) -> Result<u16> {
-    let l = std::net::TcpListener::bind((host, 0))
-        .with_context(|| format!("finding a free port on {host}"))?;
-    Ok(l.local_addr()?.port())
 }
 
 #[allow(clippy::too_many_arguments)]
