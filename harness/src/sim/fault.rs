@@ -152,6 +152,46 @@ pub fn unused_local_url() -> Result<String> {
     unused_url_on("127.0.0.1")
 }
 
+/// A local port held bound but not listening: connections to it are refused, and nothing else
+/// can take it while this lives (unlike a port found free and released).
+pub struct ClosedPort {
+    _socket: tokio::net::TcpSocket,
+    url: String,
+}
+
+impl ClosedPort {
+    /// Binds a port on `host` without listening on it.
+    pub fn on(host: &str) -> Result<ClosedPort> {
+        let ip: std::net::IpAddr = host
+            .parse()
+            .with_context(|| format!("`{host}` is not an IP address"))?;
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .context("creating a socket")?;
+        socket
+            .bind((ip, 0).into())
+            .with_context(|| format!("reserving a port on {host}"))?;
+        let port = socket.local_addr()?.port();
+        let host = if ip.is_ipv6() {
+            format!("[{ip}]")
+        } else {
+            ip.to_string()
+        };
+        Ok(ClosedPort {
+            _socket: socket,
+            url: format!("https://{host}:{port}"),
+        })
+    }
+
+    /// `https://<host>:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
 /// `https://<host>:<port>` for a free port on a local address with nothing listening.
 pub fn unused_url_on(host: &str) -> Result<String> {
     let l = std::net::TcpListener::bind((host, 0))
@@ -159,4 +199,21 @@ pub fn unused_url_on(host: &str) -> Result<String> {
     let port = l.local_addr()?.port();
     drop(l);
     Ok(format!("https://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_port_refuses_connections_and_stays_reserved() {
+        let closed = ClosedPort::on("127.0.0.1").unwrap();
+        let hostport = closed.url().trim_start_matches("https://").to_string();
+        let err = tokio::net::TcpStream::connect(&hostport).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        assert!(
+            std::net::TcpListener::bind(&hostport).is_err(),
+            "nothing else can listen on {hostport} while it is held"
+        );
+    }
 }

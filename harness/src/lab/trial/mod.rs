@@ -399,14 +399,18 @@ async fn execute_on_cluster(
     if text.contains("${other.ca}") {
         vars.insert("other.ca".into(), lab.foreign_cluster().await?.ca_pem());
     }
-    if text.contains("${unreachable.url}") {
-        let url = crate::sim::unused_url_on(&host)?;
+    // Held for the whole trial, so no other trial's listener can make it reachable.
+    let _unreachable = if text.contains("${unreachable.url}") {
+        let closed = crate::sim::ClosedPort::on(&host)?;
         vars.insert(
             "unreachable.hostport".into(),
-            url.trim_start_matches("https://").to_string(),
+            closed.url().trim_start_matches("https://").to_string(),
         );
-        vars.insert("unreachable.url".into(), url);
-    }
+        vars.insert("unreachable.url".into(), closed.url().to_string());
+        Some(closed)
+    } else {
+        None
+    };
 
     let id = format!("{}{}", lab.options().run_id, lab.next_id());
     let server = if let Some(s) = given_server {
