@@ -28,59 +28,69 @@ pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>> {
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-/// Resource plural and scope for the kinds cases use.
+/// The kinds cases use: (apiVersion, kind, resource plural, namespaced).
+const KNOWN: &[(&str, &str, &str, bool)] = &[
+    ("v1", "Namespace", "namespaces", false),
+    ("v1", "ServiceAccount", "serviceaccounts", true),
+    ("v1", "Secret", "secrets", true),
+    ("v1", "Pod", "pods", true),
+    ("v1", "ConfigMap", "configmaps", true),
+    ("v1", "Node", "nodes", false),
+    ("v1", "Service", "services", true),
+    ("apps/v1", "StatefulSet", "statefulsets", true),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+    ),
+    ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+    (
+        "external-secrets.io/v1",
+        "ClusterSecretStore",
+        "clustersecretstores",
+        false,
+    ),
+    (
+        "external-secrets.io/v1",
+        "SecretStore",
+        "secretstores",
+        true,
+    ),
+    (
+        "external-secrets.io/v1",
+        "ExternalSecret",
+        "externalsecrets",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io/v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+    ),
+];
+
+/// Resource plural and scope of a kind cases use.
 fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
-    let known: &[(&str, &str, &str, bool)] = &[
-        ("v1", "Namespace", "namespaces", false),
-        ("v1", "ServiceAccount", "serviceaccounts", true),
-        ("v1", "Secret", "secrets", true),
-        ("v1", "Pod", "pods", true),
-        ("v1", "ConfigMap", "configmaps", true),
-        ("v1", "Node", "nodes", false),
-        ("v1", "Service", "services", true),
-        ("apps/v1", "StatefulSet", "statefulsets", true),
-        (
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRole",
-            "clusterroles",
-            false,
-        ),
-        (
-            "rbac.authorization.k8s.io/v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            false,
-        ),
-        ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-        (
-            "external-secrets.io/v1",
-            "ClusterSecretStore",
-            "clustersecretstores",
-            false,
-        ),
-        (
-            "external-secrets.io/v1",
-            "SecretStore",
-            "secretstores",
-            true,
-        ),
-        (
-            "external-secrets.io/v1",
-            "ExternalSecret",
-            "externalsecrets",
-            true,
-        ),
-        (
-            "rbac.authorization.k8s.io/v1",
-            "RoleBinding",
-            "rolebindings",
-            true,
-        ),
-    ];
-    known
+    KNOWN
         .iter()
         .find(|(v, k, _, _)| *v == api_version && *k == kind)
         .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
+}
+
+/// The apiVersion of a kind cases use (each kind is known at one version).
+fn api_version_of(kind: &str) -> Option<&'static str> {
+    KNOWN
+        .iter()
+        .find(|(_, k, _, _)| *k == kind)
+        .map(|(v, ..)| *v)
 }
 
 /// The dynamic API of a kind authlab applies.
@@ -125,15 +135,20 @@ pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicOb
         })
 }
 
-/// Deletes an object this harness applied (its kind, namespace and name are read from it).
+/// Deletes an object this harness applied (its apiVersion, kind, namespace and name are read
+/// from it).
 pub async fn delete_applied(client: &Client, obj: &serde_json::Value) -> Result<()> {
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    let target = match obj["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    };
-    delete(client, &target).await
+    fn str_at(v: &serde_json::Value) -> &str {
+        v.as_str().unwrap_or_default()
+    }
+    delete_object(
+        client,
+        str_at(&obj["apiVersion"]),
+        str_at(&obj["kind"]),
+        obj["metadata"]["namespace"].as_str(),
+        str_at(&obj["metadata"]["name"]),
+    )
+    .await
 }
 
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
@@ -145,18 +160,26 @@ pub async fn delete(client: &Client, spec: &str) -> Result<()> {
         Some((ns, name)) => (Some(ns), name),
         None => (None, target),
     };
-    let api_version = match kind {
-        "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
-            "rbac.authorization.k8s.io/v1"
-        }
-        "StatefulSet" => "apps/v1",
-        "ClusterSecretStore" | "SecretStore" | "ExternalSecret" => "external-secrets.io/v1",
-        _ => "v1",
-    };
+    let api_version = api_version_of(kind).unwrap_or("v1");
+    delete_object(client, api_version, kind, ns, name).await
+}
+
+async fn delete_object(
+    client: &Client,
+    api_version: &str,
+    kind: &str,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<()> {
     let api = api_for(client, api_version, kind, ns)?;
     api.delete(name, &DeleteParams::default())
         .await
-        .with_context(|| format!("deleting {spec}"))?;
+        .with_context(|| {
+            format!(
+                "deleting {kind} {}{name}",
+                ns.map(|n| format!("{n}/")).unwrap_or_default()
+            )
+        })?;
     Ok(())
 }
 
@@ -246,6 +269,21 @@ pub async fn legacy_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deletion_finds_each_kinds_api_version() {
+        assert_eq!(api_version_of("Secret"), Some("v1"));
+        assert_eq!(api_version_of("StatefulSet"), Some("apps/v1"));
+        assert_eq!(
+            api_version_of("RoleBinding"),
+            Some("rbac.authorization.k8s.io/v1")
+        );
+        assert_eq!(
+            api_version_of("ExternalSecret"),
+            Some("external-secrets.io/v1")
+        );
+        assert_eq!(api_version_of("Deployment"), None);
+    }
 
     #[test]
     fn multi_document_yaml_parses() {
