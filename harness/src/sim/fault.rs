@@ -147,11 +147,6 @@ impl Drop for HangListener {
     }
 }
 
-/// `https://127.0.0.1:<port>` for a free loopback port with nothing listening.
-pub fn unused_local_url() -> Result<String> {
-    unused_url_on("127.0.0.1")
-}
-
 /// A local port held bound but not listening: connections to it are refused, and nothing else
 /// can take it while this lives (unlike a port found free and released).
 pub struct ClosedPort {
@@ -190,15 +185,6 @@ impl ClosedPort {
     pub fn url(&self) -> &str {
         &self.url
     }
-}
-
-/// `https://<host>:<port>` for a free port on a local address with nothing listening.
-pub fn unused_url_on(host: &str) -> Result<String> {
-    let l = std::net::TcpListener::bind((host, 0))
-        .with_context(|| format!("finding a free port on {host}"))?;
-    let port = l.local_addr()?.port();
-    drop(l);
-    Ok(format!("https://{host}:{port}"))
 }
 
 #[cfg(test)]

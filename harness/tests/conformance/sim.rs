@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use authlab::sim::{HangListener, SimCluster, SimConfig, SimMode, unused_local_url};
+use authlab::sim::{ClosedPort, HangListener, SimCluster, SimConfig, SimMode};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -196,9 +196,10 @@ pub fn connection_modes<'a>(env: &'a Env, _s: &'a Scratch) -> Fut<'a> {
             "hang listener failed fast"
         );
         drop(hang);
+        let closed = ClosedPort::on("127.0.0.1")?;
         let t = Instant::now();
         ensure!(
-            c.get(format!("{}/version", unused_local_url()?))
+            c.get(format!("{}/version", closed.url()))
                 .send()
                 .await
                 .is_err(),
