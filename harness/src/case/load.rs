@@ -534,7 +534,7 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
 fn check_eso(case: &Case, err: &ErrFn<'_>) -> Result<(), CaseError> {
     let expects_eso =
         case.expect.eso.is_some() || case.flavours.values().any(|o| o.expect.eso.is_some());
-    let Some(_) = &case.eso else {
+    if case.eso.is_none() {
         if expects_eso {
             return Err(err(
                 "expect.eso",
@@ -543,7 +543,7 @@ fn check_eso(case: &Case, err: &ErrFn<'_>) -> Result<(), CaseError> {
             ));
         }
         return Ok(());
-    };
+    }
     if !case.applies.clusters.is_empty() && !case.applies.clusters.iter().any(|c| c == "kind") {
         return Err(err(
             "applies.clusters",

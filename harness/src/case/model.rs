@@ -241,7 +241,7 @@ pub struct EsoClient {
 /// Kind of the ESO secret store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum EsoStoreKind {
-    /// A cluster-wide store naming the service account's namespace.
+    /// A cluster-wide store; the service account is resolved in the ExternalSecret's namespace.
     #[default]
     ClusterSecretStore,
     /// A store in the service account's namespace.

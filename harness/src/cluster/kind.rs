@@ -31,6 +31,7 @@ fn network_from(var: Option<String>) -> String {
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| KIND_NETWORK.to_string())
 }
+
 /// Prefix of every cluster authlab creates.
 pub const CLUSTER_PREFIX: &str = "authlab-";
 

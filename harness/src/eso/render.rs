@@ -28,7 +28,8 @@ pub struct StoreSpec<'a> {
     pub labels: &'a serde_json::Map<String, Value>,
 }
 
-fn store_api_kind(kind: EsoStoreKind) -> &'static str {
+/// The API kind of a store kind (`ClusterSecretStore`, `SecretStore`).
+pub fn store_api_kind(kind: EsoStoreKind) -> &'static str {
     match kind {
         EsoStoreKind::ClusterSecretStore => "ClusterSecretStore",
         EsoStoreKind::SecretStore => "SecretStore",

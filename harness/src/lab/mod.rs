@@ -448,7 +448,6 @@ impl Lab {
         network: Option<&str>,
     ) -> Result<ServerHandle> {
         let (engine, lab_network, _) = self.docker().await?;
-        let network = network.map(str::to_string).unwrap_or(lab_network);
         let crate::container::ServerImage {
             reference: image,
             official,
@@ -468,10 +467,9 @@ impl Lab {
             }
         );
         // A second shared server of the same version on another network needs its own name.
-        let name = if network == crate::cluster::kind::network() {
-            format!("{name}-kind")
-        } else {
-            name
+        let (name, network) = match network {
+            Some(other) if other != lab_network => (format!("{name}-{other}"), other.to_string()),
+            _ => (name, lab_network),
         };
         cleanup::register_container(name.clone());
         let opts = crate::container::ContainerServerOptions {

@@ -77,18 +77,18 @@ pub async fn wait_for(
 mod tests {
     use super::*;
 
+    /// A client that gives up on each request after 100 ms.
+    fn quick_client(addr: &str) -> VaultClient {
+        let t = Duration::from_millis(100);
+        VaultClient::with_timeouts(addr, None, t, t).unwrap()
+    }
+
     #[tokio::test]
     async fn a_silent_address_times_out_naming_the_stage_and_address() {
         // A bound listener that is never accepted from: health requests time out.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = format!("http://{}", l.local_addr().unwrap());
-        let client = VaultClient::with_timeouts(
-            &addr,
-            None,
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        )
-        .unwrap();
+        let client = quick_client(&addr);
         let deadline = Instant::now() + Duration::from_millis(300);
         let err = wait_for(
             &client,
@@ -114,13 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_server_ends_the_wait_before_the_deadline() {
-        let client = VaultClient::with_timeouts(
-            "http://127.0.0.1:9",
-            None,
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        )
-        .unwrap();
+        let client = quick_client("http://127.0.0.1:9");
         let started = Instant::now();
         let err = wait_for(
             &client,

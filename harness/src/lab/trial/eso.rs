@@ -80,13 +80,12 @@ pub(super) async fn run(
             record.objects.push(obj.clone());
             applied.push(obj);
         }
-        let store_kind = applied[0]["kind"].as_str().unwrap_or_default().to_string();
+        let store_kind = eso::render::store_api_kind(client_spec.store);
         let deadline = Instant::now() + SETTLE;
         loop {
             let since = started.elapsed().as_secs() as i64 + 5;
-            let seen =
-                eso::observe::observe(&cv.client, sa_ns, &name, &store_kind, property, since)
-                    .await?;
+            let seen = eso::observe::observe(&cv.client, sa_ns, &name, store_kind, property, since)
+                .await?;
             let mismatches = eso::observe::judge(&expect, &seen, vars);
             if mismatches.is_empty() || Instant::now() >= deadline {
                 return anyhow::Ok((seen, mismatches));
