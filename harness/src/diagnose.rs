@@ -37,11 +37,141 @@ pub struct Input {
     pub now: u64,
 }
 
+/// A cause `diagnose` can name (what case files name in `expect.diagnosis`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// No CA configured where the server needs one.
+    MissingCa,
+    /// OIDC discovery of the issuer is not allowed anonymously.
+    DiscoveryRbac,
+    /// The discovered issuer differs from the configured one.
+    DiscoveryIssuer,
+    /// The configured CA does not sign the API server's certificate.
+    WrongCa,
+    /// The API server cannot be reached from the server.
+    Unreachable,
+    /// The reviewer may not create TokenReviews (no system:auth-delegator).
+    ReviewerRbac,
+    /// The API server rejects the reviewer token.
+    ReviewerToken,
+    /// The client's service account (or bound pod) is gone or re-created.
+    ServiceAccountGone,
+    /// The client token lacks the API audience it is reviewed with as a bearer.
+    BearerAudience,
+    /// The token was invalidated (its secret or object was deleted).
+    TokenInvalidated,
+    /// The token was signed by a key this cluster does not publish.
+    ForeignToken,
+    /// The TokenReview's audiences do not intersect the token's.
+    TokenreviewAudience,
+    /// The service-account name is not bound by the role.
+    SaName,
+    /// The namespace is not bound by the role.
+    Namespace,
+    /// The token's audiences do not include the role's bound audiences.
+    Audience,
+    /// The token's audiences do not include the role's audience.
+    RoleAudience,
+    /// The client token is expired or not yet valid.
+    ClientTokenTime,
+    /// The role does not exist.
+    UnknownRole,
+    /// The token is not a JWT.
+    MalformedToken,
+    /// The token's issuer is not the configured one.
+    Issuer,
+    /// The token's subject is not bound by the role.
+    Subject,
+    /// The login succeeded but the policy does not allow the request.
+    Policy,
+}
+
+impl Cause {
+    /// Every cause, in declaration order.
+    pub const ALL: &[Cause] = &[
+        Cause::MissingCa,
+        Cause::DiscoveryRbac,
+        Cause::DiscoveryIssuer,
+        Cause::WrongCa,
+        Cause::Unreachable,
+        Cause::ReviewerRbac,
+        Cause::ReviewerToken,
+        Cause::ServiceAccountGone,
+        Cause::BearerAudience,
+        Cause::TokenInvalidated,
+        Cause::ForeignToken,
+        Cause::TokenreviewAudience,
+        Cause::SaName,
+        Cause::Namespace,
+        Cause::Audience,
+        Cause::RoleAudience,
+        Cause::ClientTokenTime,
+        Cause::UnknownRole,
+        Cause::MalformedToken,
+        Cause::Issuer,
+        Cause::Subject,
+        Cause::Policy,
+    ];
+
+    /// The stable identifier (`wrong-ca`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::MissingCa => "missing-ca",
+            Cause::DiscoveryRbac => "discovery-rbac",
+            Cause::DiscoveryIssuer => "discovery-issuer",
+            Cause::WrongCa => "wrong-ca",
+            Cause::Unreachable => "unreachable",
+            Cause::ReviewerRbac => "reviewer-rbac",
+            Cause::ReviewerToken => "reviewer-token",
+            Cause::ServiceAccountGone => "service-account-gone",
+            Cause::BearerAudience => "bearer-audience",
+            Cause::TokenInvalidated => "token-invalidated",
+            Cause::ForeignToken => "foreign-token",
+            Cause::TokenreviewAudience => "tokenreview-audience",
+            Cause::SaName => "sa-name",
+            Cause::Namespace => "namespace",
+            Cause::Audience => "audience",
+            Cause::RoleAudience => "role-audience",
+            Cause::ClientTokenTime => "client-token-time",
+            Cause::UnknownRole => "unknown-role",
+            Cause::MalformedToken => "malformed-token",
+            Cause::Issuer => "issuer",
+            Cause::Subject => "subject",
+            Cause::Policy => "policy",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Cause {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One possible cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// Stable identifier (what case files name in `expect.diagnosis`).
-    pub cause: &'static str,
+    pub cause: Cause,
     /// One-line statement of the cause.
     pub title: String,
     /// The evidence it rests on.
@@ -106,7 +236,7 @@ impl Input {
 /// Ranks the likely causes, most likely first.
 pub fn diagnose(input: &Input) -> Vec<Finding> {
     let mut out: Vec<Finding> = Vec::new();
-    let mut add = |cause: &'static str, score: u8, title: String, evidence: String, fix: &str| {
+    let mut add = |cause: Cause, score: u8, title: String, evidence: String, fix: &str| {
         out.push(Finding {
             cause,
             title,
@@ -122,7 +252,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("serviceaccount/ca.crt: no such file"))
     {
         add(
-            "missing-ca",
+            Cause::MissingCa,
             95,
             "the config has disable_local_ca_jwt=true but no kubernetes_ca_cert".into(),
             e.into(),
@@ -136,7 +266,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("cannot get path \"/openid/v1/jwks"))
     {
         add(
-            "discovery-rbac",
+            Cause::DiscoveryRbac,
             95,
             "the API server forbids anonymous access to service-account issuer discovery".into(),
             e.into(),
@@ -145,7 +275,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
     }
     if let Some(e) = input.any("issuer did not match the returned issuer") {
         add(
-            "discovery-issuer",
+            Cause::DiscoveryIssuer,
             95,
             "the discovery URL is not the issuer the discovery document names".into(),
             e.into(),
@@ -158,7 +288,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         && input.any("x509").is_none()
     {
         add(
-            "discovery-issuer",
+            Cause::DiscoveryIssuer,
             40,
             "the discovery check failed (older servers give no detail)".into(),
             input
@@ -175,7 +305,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("x509:"))
     {
         add(
-            "wrong-ca",
+            Cause::WrongCa,
             95,
             "the CA the server was given did not sign the API server's certificate".into(),
             e.into(),
@@ -193,7 +323,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
     ] {
         if let Some(e) = input.any(needle) {
             add(
-                "unreachable",
+                Cause::Unreachable,
                 90,
                 "the server cannot reach the API server at kubernetes_host".into(),
                 e.into(),
@@ -220,7 +350,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             "without token_reviewer_jwt each client's own token calls TokenReview: bind the client's service account to system:auth-delegator, or configure token_reviewer_jwt with a token of an account that has it"
         };
         add(
-            "reviewer-rbac",
+            Cause::ReviewerRbac,
             95,
             format!("{user} may not create TokenReviews"),
             e.into(),
@@ -235,10 +365,10 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             .map(DecodedJwt::audiences)
             .unwrap_or_default();
         if input.reviewer_jwt_set() {
-            add("reviewer-token", 85, "the API server rejected the reviewer JWT (401): expired, wrong audience, or from another cluster".into(), e.into(),
+            add(Cause::ReviewerToken, 85, "the API server rejected the reviewer JWT (401): expired, wrong audience, or from another cluster".into(), e.into(),
                 "issue a fresh reviewer token for the API audience (kubectl create token <sa> -n <ns>, no --audience) or a long-lived token Secret, and write it as token_reviewer_jwt");
             add(
-                "service-account-gone",
+                Cause::ServiceAccountGone,
                 40,
                 "the client's service account may have been deleted or re-created".into(),
                 e.into(),
@@ -246,7 +376,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             );
         } else if !aud.is_empty() && !aud.iter().any(|a| a == API_AUDIENCE) {
             add(
-                "bearer-audience",
+                Cause::BearerAudience,
                 90,
                 format!(
                     "with no reviewer JWT the client's token is the TokenReview bearer, but its audiences {aud:?} lack the API audience"
@@ -255,17 +385,17 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
                 "request the client token with both audiences (e.g. [vault, https://kubernetes.default.svc.cluster.local]), or configure token_reviewer_jwt",
             );
             add(
-                "service-account-gone",
+                Cause::ServiceAccountGone,
                 30,
                 "the client's service account may have been deleted or re-created".into(),
                 e.into(),
                 "re-issue the client's token after re-creating its service account",
             );
         } else {
-            add("service-account-gone", 80, "the client's token was rejected as a bearer: its service account (or bound pod) is probably gone or re-created".into(), e.into(),
+            add(Cause::ServiceAccountGone, 80, "the client's token was rejected as a bearer: its service account (or bound pod) is probably gone or re-created".into(), e.into(),
                 "re-create the service account and issue a new token; check that the token comes from this cluster");
             add(
-                "bearer-audience",
+                Cause::BearerAudience,
                 30,
                 "the client's token may lack the API audience".into(),
                 e.into(),
@@ -279,7 +409,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("does not match claim"))
     {
         add(
-            "service-account-gone",
+            Cause::ServiceAccountGone,
             95,
             "the client's service account was deleted or re-created after its token was issued"
                 .into(),
@@ -292,7 +422,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("Token has been invalidated"))
     {
         add(
-            "token-invalidated",
+            Cause::TokenInvalidated,
             95,
             "the object the token was bound to (pod or Secret) no longer exists".into(),
             e.into(),
@@ -305,12 +435,12 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("failed to verify id token signature"))
         .or_else(|| input.any("error in cryptographic primitive"))
     {
-        add("foreign-token", 95, "the token was signed by a key this cluster does not publish (another cluster, or a rotated key)".into(), e.into(),
+        add(Cause::ForeignToken, 95, "the token was signed by a key this cluster does not publish (another cluster, or a rotated key)".into(), e.into(),
             "use a token issued by this cluster; for jwt auth refresh jwt_validation_pubkeys / the JWKS source");
     }
     if let Some(e) = input.any("is invalid for the target audiences") {
         add(
-            "tokenreview-audience",
+            Cause::TokenreviewAudience,
             90,
             "TokenReview rejected the token's audiences".into(),
             e.into(),
@@ -328,7 +458,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             _ => e.to_string(),
         };
         add(
-            "sa-name",
+            Cause::SaName,
             95,
             "the token's service-account name is not in the role's bound_service_account_names"
                 .into(),
@@ -345,7 +475,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             _ => e.to_string(),
         };
         add(
-            "namespace",
+            Cause::Namespace,
             95,
             "the token's namespace is not in the role's bound_service_account_namespaces".into(),
             evidence,
@@ -361,7 +491,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         let (cause, want) =
             if input.method.as_deref() == Some("jwt") || e.starts_with("error validating token") {
                 (
-                    "audience",
+                    Cause::Audience,
                     input
                         .role
                         .as_ref()
@@ -370,7 +500,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
                 )
             } else {
                 (
-                    "role-audience",
+                    Cause::RoleAudience,
                     input
                         .role
                         .as_ref()
@@ -388,7 +518,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
     }
     if let Some(e) = input.any("audience claim found in JWT but no audiences bound") {
         add(
-            "audience",
+            Cause::Audience,
             95,
             "the token has an aud claim and the role binds no audiences".into(),
             e.into(),
@@ -412,7 +542,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
                 })
                 .unwrap_or_default();
             add(
-                "client-token-time",
+                Cause::ClientTokenTime,
                 95,
                 "the token is outside its validity window".into(),
                 format!("{e}{times}"),
@@ -426,7 +556,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("could not be found"))
     {
         add(
-            "unknown-role",
+            Cause::UnknownRole,
             95,
             "the login names a role that does not exist on this mount".into(),
             e.into(),
@@ -439,7 +569,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         .or_else(|| input.any("missing token"))
     {
         add(
-            "malformed-token",
+            Cause::MalformedToken,
             95,
             "the client sent no JWT or something that is not one".into(),
             e.into(),
@@ -453,7 +583,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             .and_then(|j| j.claims["iss"].as_str().map(str::to_string))
             .unwrap_or_default();
         add(
-            "issuer",
+            Cause::Issuer,
             95,
             format!("the token's issuer {iss:?} is not the configured bound_issuer"),
             e.into(),
@@ -467,7 +597,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             .and_then(|j| j.claims["sub"].as_str().map(str::to_string))
             .unwrap_or_default();
         add(
-            "subject",
+            Cause::Subject,
             95,
             format!("the token's subject {sub:?} is not the role's bound_subject"),
             e.into(),
@@ -483,7 +613,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             .find(|(s, e)| *s == 403 && e.contains("permission denied"))
     {
         add(
-            "policy",
+            Cause::Policy,
             80,
             "login worked, but the token's policies do not allow the path".into(),
             e.clone(),
@@ -491,7 +621,11 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         );
     }
 
-    out.sort_by(|a, b| b.score.cmp(&a.score).then(a.cause.cmp(b.cause)));
+    out.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then(a.cause.as_str().cmp(b.cause.as_str()))
+    });
     out.dedup_by(|a, b| a.cause == b.cause);
     out
 }

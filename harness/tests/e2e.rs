@@ -14,14 +14,17 @@ use std::{
 
 use authlab::{
     case::{LoadedCase, load, matrix},
-    lab::{Lab, LabOptions, cleanup, trial::Verdict},
-    report, settings,
+    cleanup,
+    lab::{Lab, LabOptions},
+    report, select, settings,
+    trial::Verdict,
 };
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
-    let trials = match select(&args) {
+    authlab::progress::init();
+    let mut trials = match select(&args) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("authlab: {e:#}");
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
     let handle = runtime.handle().clone();
     let lab: Arc<OnceLock<Result<Lab, String>>> = Arc::new(OnceLock::new());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
-    let default_cluster = match settings::cluster(None) {
+    let default_cluster = match select::cluster(None) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("authlab: {e:#}");
@@ -54,9 +57,16 @@ fn main() -> ExitCode {
         }
     };
     let cluster = Some(default_cluster);
+    // Longest first (by earlier runs), so the longest trial does not start last; a listing
+    // keeps the sorted order.
+    let history = authlab::server::binary::BinaryCache::from_env()
+        .map(|c| authlab::runner::History::load(c.root()))
+        .unwrap_or_default();
     if !args.list {
         cleanup::install_signal_handler(&handle);
+        history.longest_first(&mut trials);
     }
+    let history = Arc::new(Mutex::new(history));
 
     let tests: Vec<Trial> = trials
         .into_iter()
@@ -72,13 +82,13 @@ fn main() -> ExitCode {
                     .get_or_init(|| {
                         let mut opts = LabOptions::new(default_cluster);
                         opts.keep = settings::keep();
-                        opts.runtime = settings::runtime(None).map_err(|e| format!("{e:#}"))?;
-                        opts.artifacts_dir = Some(settings::artifacts_dir());
+                        opts.runtime = select::runtime(None).map_err(|e| format!("{e:#}"))?;
+                        opts.artifacts_dir = Some(select::artifacts_dir());
                         Lab::new(opts).map_err(|e| format!("{e:#}"))
                     })
                     .as_ref()
                     .map_err(|e| Failed::from(format!("setting up the lab: {e}")))?;
-                let outcome = handle.block_on(authlab::lab::trial::run(lab, &t));
+                let outcome = handle.block_on(authlab::runner::run_one(lab, &t));
                 let verdict = outcome.verdict.clone();
                 if let Ok(mut o) = outcomes.lock() {
                     o.push(outcome.clone());
@@ -106,14 +116,19 @@ fn main() -> ExitCode {
     if let Some(Ok(lab)) = lab.get() {
         runtime.block_on(lab.shutdown());
     }
+    if !args.list
+        && let (Ok(mut h), Ok(o)) = (history.lock(), outcomes.lock())
+    {
+        h.record(&o);
+    }
     cleanup::cleanup_now();
-    if let Ok(path) = std::env::var("AUTHLAB_JUNIT")
+    if let Some(path) = &settings::current().junit
         && !args.list
     {
         let mut o = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
         o.sort_by(|a, b| a.name.cmp(&b.name));
         let suite = format!("authlab-{}", cluster.map(|c| c.as_str()).unwrap_or("sim"));
-        if let Err(e) = report::junit::write(std::path::Path::new(&path), &suite, &o) {
+        if let Err(e) = report::junit::write(path, &suite, &o) {
             eprintln!("authlab: {e:#}");
         }
     }
@@ -122,9 +137,9 @@ fn main() -> ExitCode {
 
 /// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.
 fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
-    let cases_dir = settings::default_cases_dir();
-    let servers = settings::servers(None)?;
-    let cluster = settings::cluster(None)?;
+    let cases_dir = select::default_cases_dir();
+    let servers = select::servers(None)?;
+    let cluster = select::cluster(None)?;
     if args.exact
         && let Some(name) = &args.filter
         && let Some((case_name, _server)) = name

@@ -15,12 +15,13 @@ use std::{
 use authlab::{
     case::{load, matrix},
     evidence::{self, AuditEntry, LogLine},
-    lab::{Lab, LabOptions, trial},
+    lab::{Lab, LabOptions},
     server::{
         OPENBAO_VERSIONS, ServerSpec,
         binary::{BinaryCache, version_of},
         process::{self, ProcessOptions, RunningServer},
     },
+    trial,
     vault::VaultClient,
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -1,6 +1,7 @@
 //! Loading case files: YAML → [`Case`], with one-paragraph errors naming file, line, field and fix.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt,
     path::{Path, PathBuf},
 };
@@ -23,6 +24,25 @@ pub struct LoadedCase {
     pub case: Case,
     /// The file's text (kept for artifacts).
     pub text: String,
+    /// The placeholders the file refers to (each one [`crate::placeholders::KNOWN`]).
+    pub placeholders: BTreeSet<String>,
+    /// The objects of every manifest the case names, read and parsed once at load.
+    pub manifests: BTreeMap<String, Vec<serde_json::Value>>,
+}
+
+impl LoadedCase {
+    /// True when the case refers to placeholder `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.placeholders.contains(name)
+    }
+
+    /// The objects `obj` stands for (a manifest read at load, or one inline object).
+    pub fn objects_of(&self, obj: &ObjectSource) -> Vec<serde_json::Value> {
+        match obj {
+            ObjectSource::Path(p) => self.manifests.get(p).cloned().unwrap_or_default(),
+            ObjectSource::Inline(m) => vec![serde_json::Value::Object(m.inline.clone())],
+        }
+    }
 }
 
 /// A problem with a case file, rendered as one paragraph.
@@ -175,14 +195,19 @@ pub fn load_file(cases_dir: &Path, file: &Path) -> Result<LoadedCase, CaseError>
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    let loaded = LoadedCase {
+    let placeholders = crate::placeholders::used_in(&text);
+    let mut loaded = LoadedCase {
         name: case_name(cases_dir, file),
         path: file.to_path_buf(),
         base_dir,
         case,
         text,
+        placeholders,
+        manifests: BTreeMap::new(),
     };
     validate(&loaded)?;
+    check_placeholders(&loaded)?;
+    loaded.manifests = read_manifests(&loaded)?;
     Ok(loaded)
 }
 
@@ -485,6 +510,68 @@ fn check_object(
         }
     }
     Ok(())
+}
+
+/// Every placeholder must be one a trial fills.
+fn check_placeholders(lc: &LoadedCase) -> Result<(), CaseError> {
+    let known = |p: &String| crate::placeholders::KNOWN.iter().any(|(k, _)| k == p);
+    match lc.placeholders.iter().find(|p| !known(p)) {
+        None => Ok(()),
+        Some(p) => {
+            let needle = format!("${{{p}}}");
+            let line = lc
+                .text
+                .lines()
+                .position(|l| l.contains(&needle))
+                .map(|i| i as u32 + 1);
+            Err(CaseError {
+                file: lc.path.clone(),
+                line,
+                column: None,
+                field: None,
+                problem: format!("`${{{p}}}` is not a placeholder authlab fills."),
+                fix: format!(
+                    "use one of {}.",
+                    crate::placeholders::KNOWN
+                        .iter()
+                        .map(|(k, _)| format!("${{{k}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        }
+    }
+}
+
+/// Reads and parses every manifest the case names, once.
+fn read_manifests(lc: &LoadedCase) -> Result<BTreeMap<String, Vec<serde_json::Value>>, CaseError> {
+    let case = &lc.case;
+    let applied = case.before_login.iter().filter_map(|a| match a {
+        ClusterAction::Apply(o) => Some(o),
+        _ => None,
+    });
+    let mut out = BTreeMap::new();
+    for obj in case.cluster.objects.iter().chain(applied) {
+        let ObjectSource::Path(p) = obj else {
+            continue;
+        };
+        if out.contains_key(p) {
+            continue;
+        }
+        let objects = resolve_manifest(lc, p)
+            .ok_or_else(|| anyhow::anyhow!("not found"))
+            .and_then(|path| super::manifest::read_manifest(&path))
+            .map_err(|e| CaseError {
+                file: lc.path.clone(),
+                line: None,
+                column: None,
+                field: None,
+                problem: format!("manifest `{p}` cannot be read: {e:#}."),
+                fix: "correct the manifest (YAML documents of Kubernetes objects).".into(),
+            })?;
+        out.insert(p.clone(), objects);
+    }
+    Ok(out)
 }
 
 /// Resolves a manifest path against the repository root (the cases directory's parent), then

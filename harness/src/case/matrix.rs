@@ -6,7 +6,7 @@ use super::load::LoadedCase;
 use crate::server::ServerSpec;
 
 /// The kind of cluster a lab runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum ClusterKind {
     /// The built-in sim cluster.
     Sim,
@@ -17,6 +17,11 @@ pub enum ClusterKind {
 }
 
 impl ClusterKind {
+    /// True for the built-in sim.
+    pub fn is_sim(self) -> bool {
+        self == ClusterKind::Sim
+    }
+
     /// The name used in case files and flags.
     pub fn as_str(self) -> &'static str {
         match self {

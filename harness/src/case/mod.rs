@@ -2,6 +2,7 @@
 
 pub mod effective;
 pub mod load;
+pub mod manifest;
 pub mod matrix;
 pub mod model;
 pub mod schema;

@@ -319,7 +319,7 @@ pub struct Expect {
     pub cluster_requests: Option<ClusterRequestsExpect>,
     /// The cause `authlab diagnose` must name for this trial's evidence.
     #[serde(default)]
-    pub diagnosis: Option<String>,
+    pub diagnosis: Option<crate::diagnose::Cause>,
     /// What External Secrets Operator reports (cases with `eso`).
     #[serde(default)]
     pub eso: Option<EsoExpect>,

@@ -25,7 +25,7 @@ mod tests {
     fn committed_schema_is_current() {
         let path = repo().join("cases/schema.json");
         let want = case_schema_json();
-        if std::env::var("AUTHLAB_BLESS").is_ok_and(|v| v == "1") {
+        if crate::settings::current().bless {
             std::fs::write(&path, &want).unwrap();
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();

@@ -8,10 +8,10 @@ use anyhow::{Result, bail};
 use crate::{
     case::matrix::ClusterKind,
     lab::{
-        Lab, LabOptions, cleanup,
+        Lab, LabOptions,
         servers::{self, LabState, ServerHandle},
     },
-    settings,
+    select,
     vault::VaultClient,
 };
 
@@ -19,7 +19,7 @@ use crate::{
 pub async fn up(
     servers_flag: Option<&str>,
     timings: bool,
-    runtime: Option<&str>,
+    runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
     let path = servers::state_path();
     if let Some(s) = servers::read_state(&path) {
@@ -29,16 +29,16 @@ pub async fn up(
             path.display()
         );
     }
-    let specs = settings::servers(servers_flag)?;
+    let specs = select::servers(servers_flag)?;
     let mut opts = LabOptions::new(ClusterKind::Sim);
-    opts.runtime = settings::runtime(runtime)?;
+    opts.runtime = select::runtime(runtime)?;
     if opts.runtime == crate::lab::Runtime::Container {
         bail!(
             "`lab up` runs process servers only: trials attach to servers on loopback, and a container lab's trials need the lab's own network; use `authlab run --runtime container`"
         );
     }
     let lab = Lab::new(opts)?;
-    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    crate::cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let mut handles = Vec::new();
     for spec in &specs {
         let server = lab.start_server(spec).await?;
@@ -128,12 +128,15 @@ pub async fn status() -> Result<ExitCode> {
 
 /// Starts each selected server in the chosen runtime, prints its start-up time (spawn or
 /// container create → initialised, unsealed, active), and stops it again.
-pub async fn timings(servers_flag: Option<&str>, runtime: Option<&str>) -> Result<ExitCode> {
-    let specs = settings::servers(servers_flag)?;
+pub async fn timings(
+    servers_flag: Option<&str>,
+    runtime: Option<crate::lab::Runtime>,
+) -> Result<ExitCode> {
+    let specs = select::servers(servers_flag)?;
     let mut opts = LabOptions::new(ClusterKind::Sim);
-    opts.runtime = settings::runtime(runtime)?;
+    opts.runtime = select::runtime(runtime)?;
     let lab = Lab::new(opts)?;
-    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    crate::cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let kind = match lab.options().runtime {
         crate::lab::Runtime::Process => "process",
         crate::lab::Runtime::Container => "container",
@@ -159,12 +162,6 @@ pub async fn timings(servers_flag: Option<&str>, runtime: Option<&str>) -> Resul
             h.startup().as_millis()
         );
         h.stop().await;
-        if let Some(name) = h.container_name() {
-            cleanup::unregister_container(&name);
-        }
-        if let Some(pid) = h.pid() {
-            cleanup::unregister_pid(pid);
-        }
     }
     lab.shutdown().await;
     Ok(ExitCode::SUCCESS)

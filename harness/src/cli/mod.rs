@@ -10,10 +10,13 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     case::load,
-    lab::{Lab, LabOptions, cleanup, trial::Verdict},
-    report, runner,
+    case::matrix::ClusterKind,
+    cleanup,
+    lab::{Lab, LabOptions, Runtime},
+    report, runner, select,
     server::binary::BinaryCache,
     settings,
+    trial::Verdict,
 };
 
 fn env_help() -> String {
@@ -62,12 +65,12 @@ enum Command {
         /// Servers, e.g. openbao:2.7.2,openbao:2.6.1,vault:1.21.1.
         #[arg(long)]
         servers: Option<String>,
-        /// Cluster: sim, kind or kubeconfig.
-        #[arg(long)]
-        cluster: Option<String>,
-        /// Where shared servers run: process or container.
-        #[arg(long)]
-        runtime: Option<String>,
+        /// Cluster (default: AUTHLAB_CLUSTER, else sim).
+        #[arg(long, value_enum)]
+        cluster: Option<ClusterKind>,
+        /// Where shared servers run (default: AUTHLAB_RUNTIME, else process).
+        #[arg(long, value_enum)]
+        runtime: Option<Runtime>,
         /// Write JUnit XML here.
         #[arg(long, env = "AUTHLAB_JUNIT")]
         junit: Option<PathBuf>,
@@ -134,18 +137,18 @@ enum LabCommand {
         /// Print each server's start-up time (spawn → ready).
         #[arg(long)]
         timings: bool,
-        /// Where the servers run: process or container.
-        #[arg(long)]
-        runtime: Option<String>,
+        /// Where the servers run (default: AUTHLAB_RUNTIME, else process).
+        #[arg(long, value_enum)]
+        runtime: Option<Runtime>,
     },
     /// Start each server once, print its start-up time, stop it.
     Timings {
         /// Servers (default: the selected servers).
         #[arg(long)]
         servers: Option<String>,
-        /// process or container.
-        #[arg(long)]
-        runtime: Option<String>,
+        /// Where the servers run (default: AUTHLAB_RUNTIME, else process).
+        #[arg(long, value_enum)]
+        runtime: Option<Runtime>,
     },
     /// Stop the running lab.
     Down,
@@ -181,6 +184,7 @@ enum SimCommand {
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::progress::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -238,10 +242,10 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 servers,
                 timings,
                 runtime,
-            } => lab::up(servers.as_deref(), timings, runtime.as_deref()).await,
+            } => lab::up(servers.as_deref(), timings, runtime).await,
             LabCommand::Down => lab::down().await,
             LabCommand::Timings { servers, runtime } => {
-                lab::timings(servers.as_deref(), runtime.as_deref()).await
+                lab::timings(servers.as_deref(), runtime).await
             }
             LabCommand::Status => lab::status().await,
         },
@@ -285,7 +289,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
 }
 
 fn cases_dir(flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(settings::default_cases_dir)
+    flag.unwrap_or_else(select::default_cases_dir)
 }
 
 fn load_all(dir: &std::path::Path) -> Result<Vec<load::LoadedCase>> {
@@ -374,8 +378,8 @@ struct RunArgs {
     filter: Option<String>,
     cases: Option<PathBuf>,
     servers: Option<String>,
-    cluster: Option<String>,
-    runtime: Option<String>,
+    cluster: Option<ClusterKind>,
+    runtime: Option<Runtime>,
     junit: Option<PathBuf>,
     artifacts: Option<PathBuf>,
     keep: bool,
@@ -384,8 +388,8 @@ struct RunArgs {
 
 async fn run(a: RunArgs) -> Result<ExitCode> {
     let dir = cases_dir(a.cases);
-    let servers = settings::servers(a.servers.as_deref())?;
-    let cluster = settings::cluster(a.cluster.as_deref())?;
+    let servers = select::servers(a.servers.as_deref())?;
+    let cluster = select::cluster(a.cluster)?;
     let trials = runner::filter(
         runner::load_trials(&dir, &servers, cluster)?,
         a.filter.as_deref(),
@@ -397,9 +401,9 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         );
     }
     let mut opts = LabOptions::new(cluster);
-    opts.runtime = settings::runtime(a.runtime.as_deref())?;
+    opts.runtime = select::runtime(a.runtime)?;
     opts.keep = a.keep || settings::keep();
-    opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(settings::artifacts_dir));
+    opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(select::artifacts_dir));
     eprintln!(
         "authlab: run {} — {} trials, servers {}, cluster {}",
         opts.run_id,
@@ -434,7 +438,7 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
 }
 
 async fn provision(servers: Option<&str>) -> Result<ExitCode> {
-    let servers = settings::servers(servers)?;
+    let servers = select::servers(servers)?;
     let cache = BinaryCache::from_env()?;
     for spec in &servers {
         let progress = |line: &str| eprintln!("authlab: {spec}: {line}");

@@ -23,13 +23,16 @@ pub const KIND_NETWORK: &str = "kind";
 /// The Docker network of Kind's nodes, as the `kind` CLI chooses it: the network named by
 /// `KIND_EXPERIMENTAL_DOCKER_NETWORK`, else [`KIND_NETWORK`].
 pub fn network() -> String {
-    network_from(std::env::var("KIND_EXPERIMENTAL_DOCKER_NETWORK").ok())
+    crate::settings::current().kind_network()
 }
 
-fn network_from(var: Option<String>) -> String {
-    var.map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| KIND_NETWORK.to_string())
+/// [`network`] from the variable's value.
+pub fn network_from(var: Option<String>) -> String {
+    crate::settings::Settings {
+        kind_docker_network: var,
+        ..Default::default()
+    }
+    .kind_network()
 }
 
 /// Prefix of every cluster authlab creates.
@@ -134,7 +137,12 @@ pub fn internal_server(name: &str) -> String {
 
 /// The `kind` executable, or an error saying how to install it.
 pub fn kind_binary() -> Result<PathBuf> {
-    find_kind(&std::env::var("AUTHLAB_KIND_BIN").unwrap_or_else(|_| "kind".into()))
+    find_kind(
+        crate::settings::current()
+            .kind_bin
+            .as_deref()
+            .unwrap_or("kind"),
+    )
 }
 
 fn find_kind(exe: &str) -> Result<PathBuf> {
@@ -152,8 +160,8 @@ pub(crate) fn which(exe: &str) -> Option<PathBuf> {
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
+    crate::settings::current().path.as_ref().and_then(|paths| {
+        std::env::split_paths(paths)
             .map(|d| d.join(exe))
             .find(|c| c.is_file())
     })
@@ -213,7 +221,7 @@ pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Re
         );
     }
     if !exists {
-        eprintln!("authlab: creating Kind cluster {name} ({image}); this takes a minute or two");
+        tracing::info!("creating Kind cluster {name} ({image}); this takes a minute or two");
         run_kind(&create_args(
             name.as_str(),
             image,
@@ -222,7 +230,7 @@ pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Re
             Duration::from_secs(300),
         ))?;
     } else {
-        eprintln!("authlab: reusing Kind cluster {name}");
+        tracing::info!("reusing Kind cluster {name}");
     }
     std::fs::write(&kubeconfig, run_kind(&kubeconfig_args(&name, false))?)
         .with_context(|| format!("writing {}", kubeconfig.display()))?;

@@ -1,5 +1,10 @@
-//! Clusters other than the built-in sim: Kind (through the `kind` CLI) and existing clusters
-//! from a kubeconfig.
+//! Clusters: the client side of every cluster a trial runs on — Kind (through the `kind` CLI),
+//! existing clusters from a kubeconfig, the objects applied to them and the tokens obtained
+//! from them. (The sim cluster itself is the `authlab-sim` crate, re-exported as
+//! [`crate::sim`].)
 
+pub mod external;
 pub mod kind;
 pub mod kubeconfig;
+pub mod objects;
+pub mod tokens;

@@ -84,9 +84,11 @@ fn managed_filter() -> HashMap<String, Vec<String>> {
 impl Engine {
     /// Connects (honouring `DOCKER_HOST`), agrees on an API version and pings, all bounded.
     pub async fn connect() -> Result<Engine> {
-        let how = std::env::var("DOCKER_HOST")
+        let how = crate::settings::current()
+            .docker_host
+            .as_ref()
             .map(|h| format!("DOCKER_HOST={h}"))
-            .unwrap_or_else(|_| "the local socket /var/run/docker.sock".into());
+            .unwrap_or_else(|| "the local socket /var/run/docker.sock".into());
         let fix = "start Docker (or set DOCKER_HOST), or use the process runtime (AUTHLAB_RUNTIME=process)";
         let attempt = async {
             let docker = Docker::connect_with_defaults()?.negotiate_version().await?;

@@ -123,7 +123,7 @@ pub fn write_build_context(
 
 /// Whether `AUTHLAB_PULL` asks for pulling official images.
 fn pull_from_env() -> bool {
-    std::env::var("AUTHLAB_PULL").is_ok_and(|v| v == "1" || v == "true")
+    crate::settings::current().pull
 }
 
 /// The image for `spec`: the official image when it is present locally (or pulled, when

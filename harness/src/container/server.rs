@@ -364,7 +364,7 @@ impl Drop for ContainerServer {
         }
         self.removed = true;
         if let Err(e) = Engine::remove_container_blocking(&self.name) {
-            eprintln!("authlab: {e:#}");
+            tracing::warn!("{e:#}");
         }
     }
 }

@@ -35,13 +35,13 @@ pub enum ChartSource {
 
 impl ChartSource {
     /// From `AUTHLAB_ESO_CHART` (a local chart) or `AUTHLAB_ESO_VERSION` (default pinned).
-    pub fn from_env() -> ChartSource {
-        match std::env::var("AUTHLAB_ESO_CHART") {
-            Ok(p) if !p.is_empty() => ChartSource::Local(PathBuf::from(p)),
-            _ => ChartSource::Repo {
-                version: std::env::var("AUTHLAB_ESO_VERSION")
-                    .ok()
-                    .filter(|v| !v.is_empty())
+    pub fn from_settings(s: &crate::settings::Settings) -> ChartSource {
+        match &s.eso_chart {
+            Some(p) => ChartSource::Local(p.clone()),
+            None => ChartSource::Repo {
+                version: s
+                    .eso_version
+                    .clone()
                     .unwrap_or_else(|| DEFAULT_CHART_VERSION.into()),
             },
         }
@@ -79,8 +79,8 @@ pub fn helm_args(source: &ChartSource, kubeconfig: &Path, wait: Duration) -> Vec
 
 /// The `helm` executable (`AUTHLAB_HELM_BIN`, else `helm` on PATH), or an error saying how to
 /// install it.
-pub fn helm_binary() -> Result<PathBuf> {
-    find_helm(&std::env::var("AUTHLAB_HELM_BIN").unwrap_or_else(|_| "helm".into()))
+pub fn helm_binary(s: &crate::settings::Settings) -> Result<PathBuf> {
+    find_helm(s.helm_bin.as_deref().unwrap_or("helm"))
 }
 
 fn find_helm(exe: &str) -> Result<PathBuf> {

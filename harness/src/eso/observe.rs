@@ -1,8 +1,5 @@
 //! Reading what ESO reports: the ExternalSecret's `Ready` condition, the value it synced, and
-//! the controller's reconcile errors for it (controller-runtime's JSON `Reconciler error` lines),
-//! and judging them against a case's `expect.eso`.
-
-use std::collections::BTreeMap;
+//! the controller's reconcile errors for it (controller-runtime's JSON `Reconciler error` lines).
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -13,53 +10,11 @@ use kube::{
 use serde_json::Value;
 
 use super::NAMESPACE;
-use crate::{case::model::EsoExpect, lab::verdict::text_matches};
 
 /// Label selector of the ESO controller pods (not the webhook or cert-controller).
 pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=external-secrets";
 
-/// The `Ready` condition of an ExternalSecret.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Condition {
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Machine-readable reason.
-    pub reason: String,
-    /// Human-readable message.
-    pub message: String,
-}
-
-/// Everything observed of one ExternalSecret.
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    /// Its `Ready` condition, once it has one.
-    pub ready: Option<Condition>,
-    /// The synced value (the target Secret's key), when the Secret exists.
-    pub value: Option<String>,
-    /// `error` fields of the controller's reconcile errors for it, oldest first.
-    pub controller_errors: Vec<String>,
-}
-
-impl std::fmt::Display for Observed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.ready {
-            Some(c) => write!(
-                f,
-                "Ready={} reason={} message={:?}",
-                c.status, c.reason, c.message
-            )?,
-            None => f.write_str("no Ready condition yet")?,
-        }
-        match &self.value {
-            Some(_) => f.write_str("; target Secret synced")?,
-            None => f.write_str("; no target Secret")?,
-        }
-        match self.controller_errors.last() {
-            Some(e) => write!(f, "; last controller error: {e:?}"),
-            None => f.write_str("; no controller error logged"),
-        }
-    }
-}
+pub use crate::evidence::{EsoCondition as Condition, EsoObserved as Observed};
 
 /// The `Ready` condition in an ExternalSecret's `status.conditions`.
 pub fn ready_condition(es: &Value) -> Option<Condition> {
@@ -109,48 +64,6 @@ pub fn reconcile_errors(log: &str, subjects: &[LogSubject<'_>]) -> Vec<String> {
         .collect()
 }
 
-/// Mismatches between `expect` and what was observed (empty: the expectation holds).
-pub fn judge(expect: &EsoExpect, seen: &Observed, vars: &BTreeMap<String, String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let want = if expect.ready { "True" } else { "False" };
-    match &seen.ready {
-        Some(c) if c.status == want => {}
-        Some(c) => out.push(format!(
-            "eso: expected the ExternalSecret's Ready condition {want}, got {} ({}: {})",
-            c.status, c.reason, c.message
-        )),
-        None => out.push(format!(
-            "eso: expected the ExternalSecret's Ready condition {want}, but it has none"
-        )),
-    }
-    if expect.ready && seen.value.is_none() {
-        out.push(
-            "eso: the ExternalSecret is expected to sync, but its target Secret holds no value"
-                .into(),
-        );
-    }
-    if let Some(m) = &expect.reason {
-        let got = seen.ready.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
-        if !text_matches(m, got, vars) {
-            out.push(format!("eso.reason: expected {m:?}, got {got:?}"));
-        }
-    }
-    if let Some(m) = &expect.controller_error
-        && !seen
-            .controller_errors
-            .iter()
-            .any(|e| text_matches(m, e, vars))
-    {
-        out.push(match seen.controller_errors.last() {
-            Some(e) => format!("eso.controller_error: expected {m:?}; the controller logged {e:?}"),
-            None => format!(
-                "eso.controller_error: expected {m:?}, but the controller logged no reconcile error for this ExternalSecret"
-            ),
-        });
-    }
-    out
-}
-
 /// Reads the ExternalSecret `namespace/name`, its target Secret's `key`, and the controller's
 /// reconcile errors since `since_seconds` ago for it and for its store (`store_kind`, same
 /// name): a SecretStore logs in itself when it is validated.
@@ -162,7 +75,7 @@ pub async fn observe(
     key: &str,
     since_seconds: i64,
 ) -> Result<Observed> {
-    let es_api = crate::lab::objects::api_for(
+    let es_api = crate::cluster::objects::api_for(
         client,
         "external-secrets.io/v1",
         "ExternalSecret",
@@ -236,7 +149,11 @@ pub async fn controller_log(client: &kube::Client, since_seconds: i64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::case::model::{PatternMatch, TextMatch};
+    use crate::{
+        case::model::{EsoExpect, PatternMatch, TextMatch},
+        placeholders::Vars,
+        verdict::check_eso as judge,
+    };
 
     /// Controller lines in the shape ESO logs a 403 at login, shortened to the fields read here.
     const LOG: &str = r#"{"level":"info","ts":1795400000.1,"msg":"Starting workers","controller":"externalsecret","worker count":1}
@@ -306,7 +223,7 @@ not json at all"#;
 
     #[test]
     fn judging() {
-        let vars = BTreeMap::new();
+        let vars = Vars::new();
         let failed = Observed {
             ready: Some(Condition {
                 status: "False".into(),

@@ -1,9 +1,57 @@
-//! Evidence readers: the file audit device's JSON lines and the server's hclog output, each
-//! sliced per trial (by mount path and accessor) so parallel trials never see each other's
-//! entries.
+//! Evidence: what a trial observed — client answers, the login's audit entry, the mount's
+//! server-log lines, the requests the cluster answered, what ESO reported, and the diagnosis
+//! of all that — and the readers that slice audit and server logs per trial (by mount path and
+//! accessor) so parallel trials never see each other's entries.
 
 mod audit;
+mod eso;
 mod serverlog;
+mod wait;
 
 pub use audit::{AuditEntry, audit_for_mount, parse_audit_log};
+pub use eso::{EsoCondition, EsoEvidence, EsoObserved};
 pub use serverlog::{LogLine, log_for_accessor, parse_server_log};
+pub use wait::wait_for;
+
+use crate::{diagnose::Finding, sim::RequestRecord};
+
+/// What a client request returned, reduced to what expectations look at.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Observed {
+    /// HTTP status.
+    pub status: u16,
+    /// The `errors` array.
+    pub errors: Vec<String>,
+}
+
+impl From<&crate::vault::ApiResponse> for Observed {
+    fn from(r: &crate::vault::ApiResponse) -> Self {
+        Observed {
+            status: r.status,
+            errors: r.errors(),
+        }
+    }
+}
+
+/// Everything a trial collected, judged as a whole by [`crate::verdict::judge`].
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// Config write response.
+    pub config: Option<Observed>,
+    /// Login response.
+    pub login: Option<Observed>,
+    /// Audit response entry of the login.
+    pub audit_login: Option<AuditEntry>,
+    /// Server-log lines of the trial's mount.
+    pub server_log: Vec<LogLine>,
+    /// Cluster requests answered during the login (see `cluster_requests_recorded`).
+    pub cluster_requests: Vec<RequestRecord>,
+    /// Whether the cluster records the requests it answers (only the sim does).
+    pub cluster_requests_recorded: bool,
+    /// Responses to follow-up steps.
+    pub steps: Vec<Observed>,
+    /// What External Secrets Operator reported (cases with an `eso` client).
+    pub eso: EsoEvidence,
+    /// Ranked causes `authlab diagnose` names from the rest of this evidence.
+    pub diagnosis: Vec<Finding>,
+}

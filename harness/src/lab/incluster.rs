@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::{Api, api::LogParams};
 use serde_json::Value;
 
-use super::{objects, servers::ServerInfo};
+use super::servers::ServerInfo;
+use crate::cluster::objects;
 use crate::{
     server::{ServerSpec, process::initialise},
     vault::VaultClient,

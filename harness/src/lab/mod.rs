@@ -1,14 +1,9 @@
-//! The lab: one per run, shared by every trial — the binary cache, one server per
-//! (flavour, version), the service-account signing key, scratch space — and the trial executor.
+//! The lab: the run's shared state — the binary cache, one server per (flavour, version), the
+//! service-account signing key, Docker, the shared cluster, scratch space. Trials
+//! ([`crate::trial`]) run in it.
 
-pub mod cleanup;
-pub mod external;
 pub mod incluster;
-pub mod objects;
 pub mod servers;
-pub mod tokens;
-pub mod trial;
-pub mod verdict;
 
 use std::{
     collections::HashMap,
@@ -24,14 +19,17 @@ use tokio::sync::OnceCell;
 
 use crate::{
     case::matrix::ClusterKind,
+    cleanup,
+    cluster::external,
     container::Engine,
     lab::servers::ServerHandle,
     server::{ServerSpec, binary::BinaryCache, process::RunningServer},
+    settings::Settings,
     sim::{SimCluster, SimConfig},
 };
 
 /// Where shared servers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Runtime {
     /// Local processes.
     Process,
@@ -68,6 +66,8 @@ pub struct LabOptions {
     pub keep: bool,
     /// Identifier of this run (labels processes and scratch files).
     pub run_id: String,
+    /// The environment's settings (default: this process's).
+    pub settings: Settings,
 }
 
 impl LabOptions {
@@ -80,6 +80,7 @@ impl LabOptions {
             artifacts_dir: None,
             keep: false,
             run_id: new_run_id(),
+            settings: crate::settings::current().clone(),
         }
     }
 }
@@ -185,6 +186,11 @@ impl Lab {
         &self.opts
     }
 
+    /// The environment's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.opts.settings
+    }
+
     /// Scratch directory of this run.
     pub fn workdir(&self) -> &std::path::Path {
         &self.workdir
@@ -207,10 +213,7 @@ impl Lab {
         let res = cell
             .get_or_init(|| async {
                 if let Some(h) = servers::attach(spec).await {
-                    eprintln!(
-                        "authlab: {spec}: using the running lab's server at {}",
-                        h.addr()
-                    );
+                    tracing::info!("{spec}: using the running lab's server at {}", h.addr());
                     return Ok(Arc::new(h));
                 }
                 let started = match self.opts.runtime {
@@ -225,7 +228,7 @@ impl Lab {
 
     /// Starts a server process for `spec` (binary provisioned on demand).
     pub async fn start_server(&self, spec: &ServerSpec) -> Result<RunningServer> {
-        let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+        let progress = |line: &str| tracing::info!("{spec}: {line}");
         let bin = self.cache.ensure(spec, &progress).await?;
         let dir = self
             .workdir
@@ -239,8 +242,8 @@ impl Lab {
         if let Some(pid) = server.pid() {
             cleanup::register_pid(pid);
         }
-        eprintln!(
-            "authlab: {spec} ready at {} in {} ms",
+        tracing::info!(
+            "{spec} ready at {} in {} ms",
             server.addr(),
             server.startup().as_millis()
         );
@@ -278,7 +281,7 @@ impl Lab {
                 if let Ok(n) = engine.reap_orphans().await
                     && n > 0
                 {
-                    eprintln!("authlab: removed {n} container(s)/network(s) left by killed runs");
+                    tracing::info!("removed {n} container(s)/network(s) left by killed runs");
                 }
                 let name = format!("authlab-{}", self.opts.run_id);
                 engine
@@ -331,7 +334,7 @@ impl Lab {
                         .clone()
                         .context("the in-cluster server needs a Kind cluster (its image is loaded into the nodes)")?;
                     let image = self.server_image(spec).await?.reference;
-                    eprintln!("authlab: {spec}: loading {image} into Kind cluster {}", kc.name);
+                    tracing::info!("{spec}: loading {image} into Kind cluster {}", kc.name);
                     let img = image.clone();
                     tokio::task::spawn_blocking(move || kc.load_image(&img))
                         .await
@@ -342,8 +345,8 @@ impl Lab {
                         .workdir
                         .join(format!("in-cluster-{}-{}.log", spec.flavour, spec.version));
                     let info = incluster::start(&ext.client, &manifest, spec, &image, &log).await?;
-                    eprintln!(
-                        "authlab: {spec} ready inside the cluster at {} in {} ms",
+                    tracing::info!(
+                        "{spec} ready inside the cluster at {} in {} ms",
                         info.addr, info.startup_ms
                     );
                     Ok::<_, anyhow::Error>(Arc::new(ServerHandle::attached(info)))
@@ -362,7 +365,7 @@ impl Lab {
         let cell = cell_for(&self.kind_network, spec);
         let res = cell
             .get_or_init(|| async {
-                let network = crate::cluster::kind::network();
+                let network = self.settings().kind_network();
                 self.start_container_on(spec, None, None, Some(&network))
                     .await
                     .map(Arc::new)
@@ -381,9 +384,9 @@ impl Lab {
     ) -> Result<()> {
         self.eso
             .get_or_init(|| async move {
-                let source = crate::eso::install::ChartSource::from_env();
-                eprintln!(
-                    "authlab: installing External Secrets Operator ({source:?}) with helm; waiting up to 300 s for its deployments"
+                let source = crate::eso::install::ChartSource::from_settings(self.settings());
+                tracing::info!(
+                    "installing External Secrets Operator ({source:?}) with helm; waiting up to 300 s for its deployments"
                 );
                 let started = std::time::Instant::now();
                 let res = tokio::task::spawn_blocking(move || {
@@ -398,8 +401,8 @@ impl Lab {
                 .map_err(|e| format!("the helm task failed: {e}"))
                 .and_then(|r| r.map_err(|e| format!("{e:#}")));
                 if res.is_ok() {
-                    eprintln!(
-                        "authlab: External Secrets Operator ready in {} s",
+                    tracing::info!(
+                        "External Secrets Operator ready in {} s",
                         started.elapsed().as_secs()
                     );
                 }
@@ -416,7 +419,7 @@ impl Lab {
         cell.get_or_init(|| async {
             let res = async {
                 let (engine, ..) = self.docker().await?;
-                let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
+                let progress = |line: &str| tracing::info!("{spec}: {line}");
                 let bin = self.cache.ensure(spec, &progress).await?;
                 crate::container::ensure_server_image(&engine, spec, &bin, &progress).await
             }
@@ -488,8 +491,8 @@ impl Lab {
         };
         match crate::container::ContainerServer::start(&engine, opts).await {
             Ok(server) => {
-                eprintln!(
-                    "authlab: {spec} ready in container {name} at {} in {} ms",
+                tracing::info!(
+                    "{spec} ready in container {name} at {} in {} ms",
                     server.addr(),
                     server.startup().as_millis()
                 );
@@ -542,16 +545,15 @@ impl Lab {
         if let Some(Ok(ext)) = self.external.get()
             && let Some(kc) = &ext.kind
         {
-            let keep = self.opts.keep
-                || std::env::var("AUTHLAB_KEEP_CLUSTER").is_ok_and(|v| v == "1" || v == "true");
+            let keep = self.opts.keep || self.settings().keep_cluster;
             if let Err(e) = kc.down(keep) {
-                eprintln!("authlab: {e:#}");
+                tracing::warn!("{e:#}");
             }
         }
         if let Some(Ok((engine, network, _))) = self.docker.get()
             && let Err(e) = engine.remove_network(network).await
         {
-            eprintln!("authlab: {e:#}");
+            tracing::warn!("{e:#}");
         }
         if !self.opts.keep {
             let _ = std::fs::remove_dir_all(&self.workdir);

@@ -154,14 +154,20 @@ impl ServerHandle {
         Duration::from_millis(self.info.startup_ms)
     }
 
-    /// Stops the server if this process owns it.
+    /// Stops the server if this process owns it, and takes it off the cleanup registry.
     pub async fn stop(&mut self) {
         match self.owned.as_mut() {
-            Some(Owned::Process(s)) => s.stop().await,
+            Some(Owned::Process(s)) => {
+                s.stop().await;
+                if let Some(pid) = self.info.pid {
+                    crate::cleanup::unregister_pid(pid);
+                }
+            }
             Some(Owned::Container(c)) => {
                 if let Err(e) = c.remove().await {
-                    eprintln!("authlab: {e:#}");
+                    tracing::warn!("{e:#}");
                 }
+                crate::cleanup::unregister_container(c.name());
             }
             None => {}
         }
@@ -181,9 +187,10 @@ pub struct LabState {
 
 /// Where `authlab lab up` writes its state (`AUTHLAB_LAB_STATE`, else in the cache directory).
 pub fn state_path() -> PathBuf {
-    std::env::var("AUTHLAB_LAB_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
+    crate::settings::current()
+        .lab_state
+        .clone()
+        .unwrap_or_else(|| {
             crate::server::binary::BinaryCache::from_env()
                 .map(|c| c.root().join("lab.json"))
                 .unwrap_or_else(|_| std::env::temp_dir().join("authlab-lab.json"))

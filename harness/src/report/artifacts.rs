@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::{
     case::matrix::Trial,
     jwt,
-    lab::trial::{TrialRecord, Verdict},
+    trial::{TrialRecord, Verdict},
 };
 
 /// Writes the artifacts of `trial` under `root/<trial name>/` and returns that folder.

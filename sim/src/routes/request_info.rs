@@ -1,6 +1,6 @@
 //! Parsing a request path into the authorizer's view of it (kube `RequestInfoFactory`).
 
-use crate::sim::rbac::Attributes;
+use crate::rbac::Attributes;
 
 /// A parsed API path.
 #[derive(Debug, Clone, Default, PartialEq)]

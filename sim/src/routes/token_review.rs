@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, Reply};
-use crate::sim::{
+use crate::{
     authn::{self, UserInfo},
     core::Core,
     log::ReviewRecord,

@@ -1,6 +1,14 @@
 //! The inside topology on the sim: the server as a pod, emulated in a container.
 
-use super::*;
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::{
+    case::matrix::Trial,
+    cluster::{objects, tokens},
+    lab::Lab,
+    sim::SimCluster,
+};
 
 /// Starts the trial's server as a pod would run: a container with the projected token of its
 /// service account (bound to a Pod object, 3607 s, as kubelet requests it), the cluster CA and

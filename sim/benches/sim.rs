@@ -1,5 +1,5 @@
 //! Sim cluster benchmark: start-up time, TokenReview and TokenRequest latency.
-//! Run with `cargo bench -p harness --bench sim`.
+//! Run with `cargo bench -p authlab-sim --bench sim`.
 
 use std::{
     process::ExitCode,
@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use authlab::sim::{SimCluster, SimConfig};
+use authlab_sim::{SimCluster, SimConfig};
 use serde_json::{Value, json};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

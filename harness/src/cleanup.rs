@@ -119,7 +119,7 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        eprintln!("authlab: interrupted; stopping servers and removing scratch files");
+        tracing::info!("interrupted; stopping servers and removing scratch files");
         cleanup_now();
         std::process::exit(130);
     });

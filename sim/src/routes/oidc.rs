@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::Reply;
-use crate::sim::{core::Core, keys::Jwk, status::ApiError};
+use crate::{core::Core, keys::Jwk, status::ApiError};
 
 #[derive(Serialize)]
 struct Configuration<'a> {

@@ -1,6 +1,6 @@
 //! Applying, deleting and re-creating Kubernetes objects for a trial (kube-rs, server-side apply).
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -14,19 +14,7 @@ use kube::{
 /// Field manager name used for server-side apply.
 pub const FIELD_MANAGER: &str = "authlab";
 
-/// Reads a manifest file (one or more YAML documents) into JSON objects.
-pub fn read_manifest(path: &Path) -> Result<Vec<serde_json::Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading manifest {}", path.display()))?;
-    parse_documents(&text).with_context(|| format!("parsing manifest {}", path.display()))
-}
-
-/// Parses multi-document YAML into JSON values, skipping empty documents.
-pub fn parse_documents(text: &str) -> Result<Vec<serde_json::Value>> {
-    let docs: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| anyhow!("{e}"))?;
-    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
-}
+pub use crate::case::manifest::{parse_documents, read_manifest};
 
 /// The kinds cases use: (apiVersion, kind, resource plural, namespaced).
 const KNOWN: &[(&str, &str, &str, bool)] = &[

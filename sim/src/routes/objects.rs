@@ -8,7 +8,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, Reply, request_info::query_value};
-use crate::sim::{
+use crate::{
     core::{self, Core, SA_NAME_ANNOTATION, SA_TOKEN_TYPE},
     status::{ApiError, Details, success_status},
     store::{Kind, Store, meta_str},

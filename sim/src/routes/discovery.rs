@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Reply;
-use crate::sim::{core::Core, status::ApiError, store::RESOURCES};
+use crate::{core::Core, status::ApiError, store::RESOURCES};
 
 /// The Kubernetes version the sim reports.
 pub(crate) const GIT_VERSION: &str = "v1.33.1";

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, Reply};
-use crate::sim::{
+use crate::{
     core::Core,
     status::ApiError,
     store::{Kind, meta_str},

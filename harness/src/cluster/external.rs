@@ -36,22 +36,21 @@ impl std::fmt::Debug for ExternalCluster {
 
 /// Connects to the cluster in `AUTHLAB_KUBECONFIG` (context `AUTHLAB_KUBE_CONTEXT`).
 pub async fn from_kubeconfig() -> Result<ExternalCluster> {
-    let path = std::env::var("AUTHLAB_KUBECONFIG").map(PathBuf::from).context(
+    let s = crate::settings::current();
+    let path = s.kubeconfig.clone().context(
         "the kubeconfig cluster needs AUTHLAB_KUBECONFIG=<path to a kubeconfig> (and optionally AUTHLAB_KUBE_CONTEXT)",
     )?;
-    let context = std::env::var("AUTHLAB_KUBE_CONTEXT").ok();
+    let context = s.kube_context.clone();
     connect(&path, context.as_deref(), None).await
 }
 
 /// Creates or reuses the Kind cluster `authlab-<AUTHLAB_KIND_NAME or "lab">`.
 pub async fn from_kind(workdir: PathBuf) -> Result<ExternalCluster> {
-    let name = std::env::var("AUTHLAB_KIND_NAME").unwrap_or_else(|_| "lab".into());
-    let image = kind::node_image(
-        std::env::var("KIND_NODE_IMAGE").ok().as_deref(),
-        std::env::var("K8S_VERSION").ok().as_deref(),
-    );
+    let s = crate::settings::current();
+    let name = s.kind_name.clone().unwrap_or_else(|| "lab".into());
+    let image = kind::node_image(s.kind_node_image.as_deref(), s.k8s_version.as_deref());
     let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/kind/cluster.yaml");
-    let reuse = std::env::var("AUTHLAB_KIND_REUSE").is_ok_and(|v| v == "1" || v == "true");
+    let reuse = s.kind_reuse;
     let kc = tokio::task::spawn_blocking(move || kind::up(&name, &image, &config, &workdir, reuse))
         .await
         .context("the kind task failed")??;

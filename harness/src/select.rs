@@ -1,0 +1,129 @@
+//! What a run selects — servers, cluster, runtime, the cases and artifacts directories — from
+//! flags, else the settings, else the defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    case::matrix::ClusterKind,
+    lab::Runtime,
+    server::{DEFAULT_VAULT_VERSION, Flavour, OPENBAO_VERSIONS, ServerSpec},
+    settings::{self, Settings},
+};
+
+/// The default case directory: `AUTHLAB_CASES`, else `./cases` when it exists, else the
+/// repository's.
+pub fn default_cases_dir() -> PathBuf {
+    if let Some(d) = &settings::current().cases {
+        return d.clone();
+    }
+    let here = PathBuf::from("cases");
+    if here.is_dir() {
+        return here;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases")
+}
+
+/// Parses a comma list of server specs (`openbao:2.7.2,vault:1.21.1`).
+pub fn parse_servers(list: &str) -> Result<Vec<ServerSpec>> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let spec: ServerSpec = item.parse().with_context(|| {
+            format!("server `{item}` in the server list: write flavour:version, e.g. openbao:2.7.2 or vault:{DEFAULT_VAULT_VERSION}")
+        })?;
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    if out.is_empty() {
+        bail!("the server list is empty: give at least one, e.g. openbao:2.7.2");
+    }
+    Ok(out)
+}
+
+/// Servers selected by `--servers`, then `AUTHLAB_SERVERS`, then `OPENBAO_VERSION` /
+/// `VAULT_VERSION`, else every supported OpenBao version.
+pub fn servers(flag: Option<&str>) -> Result<Vec<ServerSpec>> {
+    servers_from(settings::current(), flag)
+}
+
+/// [`servers`] from given settings.
+pub fn servers_from(s: &Settings, flag: Option<&str>) -> Result<Vec<ServerSpec>> {
+    if let Some(f) = flag {
+        return parse_servers(f);
+    }
+    if let Some(list) = &s.servers {
+        return parse_servers(list).context("reading AUTHLAB_SERVERS");
+    }
+    let mut out = Vec::new();
+    if let Some(v) = &s.openbao_version {
+        out.push(ServerSpec {
+            flavour: Flavour::OpenBao,
+            version: v.clone(),
+        });
+    }
+    if let Some(v) = &s.vault_version {
+        out.push(ServerSpec {
+            flavour: Flavour::Vault,
+            version: v.clone(),
+        });
+    }
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    Ok(OPENBAO_VERSIONS
+        .iter()
+        .map(|v| ServerSpec {
+            flavour: Flavour::OpenBao,
+            version: (*v).to_string(),
+        })
+        .collect())
+}
+
+/// The cluster kind from a flag or `AUTHLAB_CLUSTER` (default sim).
+pub fn cluster(flag: Option<ClusterKind>) -> Result<ClusterKind> {
+    match (flag, &settings::current().cluster) {
+        (Some(k), _) => Ok(k),
+        (None, Some(s)) => s.parse(),
+        (None, None) => Ok(ClusterKind::Sim),
+    }
+}
+
+/// Default artifacts directory.
+pub fn artifacts_dir() -> PathBuf {
+    settings::current().artifacts.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
+    })
+}
+
+/// The server runtime from a flag or `AUTHLAB_RUNTIME` (default process).
+pub fn runtime(flag: Option<Runtime>) -> Result<Runtime> {
+    match (flag, &settings::current().runtime) {
+        (Some(r), _) => Ok(r),
+        (None, Some(s)) => s.parse(),
+        (None, None) => Ok(Runtime::Process),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_from_versions_and_lists() {
+        let s = Settings::from_lookup(|k| match k {
+            "OPENBAO_VERSION" => Some("2.7.2".into()),
+            "VAULT_VERSION" => Some("1.21.1".into()),
+            _ => None,
+        });
+        let servers = servers_from(&s, None).unwrap();
+        assert_eq!(
+            servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            ["openbao:2.7.2", "vault:1.21.1"]
+        );
+        let flag = servers_from(&s, Some("openbao:2.6.1,openbao:2.6.1")).unwrap();
+        assert_eq!(flag.len(), 1);
+        assert!(servers_from(&s, Some(",")).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Stage 3: the case's cluster changes before login, the login itself, and the follow-up
+//! requests made with the token it returned.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use super::{Run, apply::Setup, prepare::Env};
+use crate::{
+    case::model::ClusterAction,
+    cluster::{objects, tokens},
+    evidence::Observed,
+    sim::RequestRecord,
+};
+
+/// What `act` returns.
+pub(super) struct Acted {
+    /// The login's answer (None: the config write failed, so no login was made).
+    pub login: Option<Observed>,
+    /// Requests the cluster answered during the login.
+    pub cluster_requests: Vec<RequestRecord>,
+    /// Answers to the follow-up steps.
+    pub steps: Vec<Observed>,
+    /// Where the audit log stood before the login.
+    pub audit_offset: u64,
+}
+
+pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<Acted> {
+    change_cluster(run, env).await?;
+    let audit_offset = super::apply::file_len(&setup.server.audit_log_path());
+    let mut acted = Acted {
+        login: None,
+        cluster_requests: Vec::new(),
+        steps: Vec::new(),
+        audit_offset,
+    };
+    let mut client_token = None;
+    if setup.config.status < 300 {
+        let sim = env.cluster.sim.as_ref();
+        let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
+        let anon = setup.root.with_token(None);
+        let login = anon
+            .login(&env.names.mount, &env.names.login_role, &setup.client_jwt)
+            .await?;
+        acted.cluster_requests = sim
+            .map(|s| s.request_log().split_off(before))
+            .unwrap_or_default();
+        acted.login = Some(Observed::from(&login));
+        client_token = login.body["auth"]["client_token"]
+            .as_str()
+            .map(str::to_string);
+        run.record.login_body = Some(login.body);
+    }
+    run.timer.lap("login");
+    acted.steps = steps(run, setup, client_token.as_deref(), &env.names.kv).await?;
+    run.timer.lap("steps");
+    Ok(acted)
+}
+
+/// `before_login`: deletions, re-creations and further objects.
+async fn change_cluster(run: &Run<'_>, env: &Env) -> Result<()> {
+    let kube = &env.cluster.client;
+    for action in &run.trial.case.case.before_login {
+        match action {
+            ClusterAction::Delete(what) => objects::delete(kube, what).await?,
+            ClusterAction::RecreateServiceAccount(sa) => {
+                let (ns, name) = tokens::split_sa(sa)?;
+                objects::recreate_service_account(kube, ns, name).await?;
+            }
+            ClusterAction::Apply(obj) => {
+                for o in run.trial.case.objects_of(obj) {
+                    objects::apply(kube, &o).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The follow-up KV requests, made with the client token (each recorded as no answer when the
+/// login gave none).
+async fn steps(
+    run: &Run<'_>,
+    setup: &Setup,
+    token: Option<&str>,
+    kv: &str,
+) -> Result<Vec<Observed>> {
+    let mut out = Vec::new();
+    for step in &run.trial.case.case.steps {
+        let Some(token) = token else {
+            out.push(Observed::default());
+            continue;
+        };
+        let c = setup.root.with_token(Some(token.to_string()));
+        let r = if let Some(p) = &step.kv_read {
+            c.read(&format!("{kv}/data/{p}")).await?
+        } else if let Some(p) = &step.kv_write {
+            let body: Value = json!({"data": {"written_by": "authlab-client"}});
+            c.write(&format!("{kv}/data/{p}"), &body).await?
+        } else {
+            continue;
+        };
+        out.push(Observed::from(&r));
+    }
+    Ok(out)
+}

@@ -1,0 +1,189 @@
+//! Stage 2: the case's objects, its tokens, the server pod (inside topology on the sim), and
+//! the trial's auth mount, config, role, policy and KV mount on the server.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::{Run, prepare::Env, teardown::Mounts};
+use crate::{
+    case::effective,
+    cluster::{objects, tokens},
+    evidence::{Observed, wait_for},
+    lab::servers::ServerHandle,
+    placeholders::{Vars, substitute, substitute_value},
+    vault::VaultClient,
+};
+
+/// What `apply` returns.
+pub(super) struct Setup {
+    /// The server the trial logs in to.
+    pub server: Arc<ServerHandle>,
+    /// Its root client.
+    pub root: VaultClient,
+    /// The client's JWT (secret).
+    pub client_jwt: String,
+    /// The mount's accessor.
+    pub accessor: String,
+    /// The answer to the config write.
+    pub config: Observed,
+    /// Where the server log stood before the mount existed.
+    pub log_offset: u64,
+    /// Placeholder values, now with the reviewer token and the accessor.
+    pub vars: Vars,
+}
+
+pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
+    let kube = &env.cluster.client;
+    for obj in &run.trial.case.case.cluster.objects {
+        for o in run.trial.case.objects_of(obj) {
+            objects::apply(kube, &o).await?;
+            run.record.objects.push(o);
+        }
+    }
+    run.timer.lap("objects");
+    let mut vars = env.vars.clone();
+    let client_jwt = obtain_tokens(run, env, &mut vars).await?;
+    run.timer.lap("tokens");
+    let server = match &env.server {
+        Some(s) => s.clone(),
+        None => {
+            let sim = env.cluster.sim.as_ref().ok_or_else(|| {
+                super::NotAvailable::err(
+                    "in-cluster server",
+                    "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
+                )
+            })?;
+            let s = Arc::new(super::pod::pod_server(run.lab, run.trial, sim, kube).await?);
+            run.record.server_config = s.config_text();
+            run.made.pod_server = Some(s.clone());
+            run.timer.lap("pod");
+            s
+        }
+    };
+    let log_offset = file_len(&server.server_log_path());
+    let root = server.client();
+    let (accessor, config) = configure(run, env, &root, &mut vars).await?;
+    run.timer.lap("configure");
+    Ok(Setup {
+        server,
+        root,
+        client_jwt,
+        accessor,
+        config,
+        log_offset,
+        vars,
+    })
+}
+
+/// The reviewer token (into `${reviewer.jwt}`) and the client token.
+async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<String> {
+    let case = &run.trial.case.case;
+    let foreign =
+        if case.client.foreign_key || case.reviewer.as_ref().is_some_and(|r| r.foreign_key) {
+            Some(run.lab.foreign_cluster().await?)
+        } else {
+            None
+        };
+    let signers = tokens::Signers {
+        cluster: env.cluster.sim.as_ref(),
+        foreign,
+    };
+    let kube = &env.cluster.client;
+    if let Some(r) = &case.reviewer {
+        let jwt = tokens::obtain(kube, r, &signers)
+            .await
+            .context("obtaining the reviewer token")?;
+        vars.insert("reviewer.jwt".into(), jwt.clone());
+        run.record.reviewer_jwt = Some(jwt);
+    }
+    let client_jwt = tokens::obtain(kube, &case.client, &signers)
+        .await
+        .context("obtaining the client token")?;
+    run.record.client_jwt = Some(client_jwt.clone());
+    Ok(client_jwt)
+}
+
+/// The auth mount (tuned), its config and role, the policy and a seeded KV v2 mount.
+async fn configure(
+    run: &mut Run<'_>,
+    env: &Env,
+    root: &VaultClient,
+    vars: &mut Vars,
+) -> Result<(String, Observed)> {
+    let case = &run.trial.case.case;
+    let n = &env.names;
+    run.made.mounts = Some(Mounts {
+        root: root.clone(),
+        auth: n.mount.clone(),
+        kv: n.kv.clone(),
+        policy: n.policy.clone(),
+    });
+    root.enable_auth(&n.mount, n.kind).await?;
+    let accessor = root.auth_accessor(&n.mount).await?;
+    run.record.accessor = accessor.clone();
+    vars.insert("accessor".into(), accessor.clone());
+    if !case.server.tune.is_empty() {
+        root.tune_auth(&n.mount, &Value::Object(case.server.tune.clone()))
+            .await?;
+    }
+    root.enable_kv2(&n.kv).await?;
+    let policy = substitute(&effective::policy(case), vars);
+    root.put_policy(&n.policy, &policy).await?;
+    run.record.policy = policy;
+    for path in ["allowed/config", "denied/config"] {
+        seed(root, &n.kv, path).await?;
+    }
+    let config = substitute_value(&Value::Object(effective::config(case)), vars);
+    run.record.auth_config = config.clone();
+    let config_resp = root
+        .write(&format!("auth/{}/config", n.mount), &config)
+        .await?;
+    let role = substitute_value(&Value::Object(effective::role(case, &n.policy)), vars);
+    run.record.role = role.clone();
+    let role_resp = root
+        .write(&format!("auth/{}/role/{}", n.mount, n.role), &role)
+        .await?;
+    anyhow::ensure!(
+        role_resp.is_success(),
+        "writing role {} failed: {} {:?} (role: {role})",
+        n.role,
+        role_resp.status,
+        role_resp.errors()
+    );
+    Ok((accessor, Observed::from(&config_resp)))
+}
+
+/// Writes one secret into a fresh KV v2 mount, which upgrades its storage first and refuses
+/// writes meanwhile (up to 15 s).
+async fn seed(root: &VaultClient, kv: &str, path: &str) -> Result<()> {
+    let body = json!({"data": {"username": "app", "written_by": "authlab"}});
+    let upgrading = |r: &crate::vault::ApiResponse| {
+        r.errors()
+            .iter()
+            .any(|e| e.contains("Upgrading from non-versioned"))
+    };
+    let r = wait_for(
+        Duration::from_secs(15),
+        Duration::from_millis(20),
+        || {
+            let path = format!("{kv}/data/{path}");
+            let body = &body;
+            async move { root.write(&path, body).await }
+        },
+        |r| !upgrading(r),
+    )
+    .await?;
+    anyhow::ensure!(
+        r.is_success(),
+        "seeding {kv}/{path} failed: {} {:?} (waited up to 15 s for the KV v2 mount to finish upgrading)",
+        r.status,
+        r.errors()
+    );
+    Ok(())
+}
+
+pub(super) fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}

@@ -1,0 +1,121 @@
+//! Stage 4: the evidence — the login's audit entry and the mount's server-log lines (waiting
+//! for a line the case expects, which the server may write after it answered), what ESO
+//! reported, and the diagnosis of all that.
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::{Run, act::Acted, apply::Setup, prepare::Env};
+use crate::{
+    case::model::AuthMethod,
+    evidence::{self, EsoEvidence, Evidence, Observed},
+    matching::find_log_line,
+};
+
+/// How long a log line the case expects may take to appear.
+const LOG_WAIT: Duration = Duration::from_secs(3);
+
+pub(super) async fn collect(
+    run: &mut Run<'_>,
+    env: &Env,
+    setup: &Setup,
+    acted: Acted,
+) -> Result<Evidence> {
+    let mount = &env.names.mount;
+    let audit_text = read_from(&setup.server.audit_log_path(), acted.audit_offset);
+    let entries = evidence::parse_audit_log(&audit_text);
+    let prefix = format!("auth/{mount}/");
+    let mine = evidence::audit_for_mount(&entries, &prefix, Some(&setup.accessor));
+    run.record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
+    let login_path = format!("auth/{mount}/login");
+    let audit_login = mine
+        .iter()
+        .rev()
+        .find(|e| e.kind == "response" && e.path == login_path)
+        .cloned();
+    let log_path = setup.server.server_log_path();
+    let server_log = evidence::wait_for(
+        LOG_WAIT,
+        Duration::from_millis(25),
+        || async {
+            let lines = evidence::parse_server_log(&read_from(&log_path, setup.log_offset));
+            Ok(evidence::log_for_accessor(&lines, &setup.accessor))
+        },
+        |lines| {
+            env.expect
+                .server_log
+                .as_ref()
+                .is_none_or(|l| find_log_line(l, lines, &setup.vars).is_some())
+        },
+    )
+    .await?;
+    run.timer.lap("evidence");
+    let mut ev = Evidence {
+        config: Some(setup.config.clone()),
+        login: acted.login,
+        audit_login,
+        server_log,
+        cluster_requests: acted.cluster_requests,
+        cluster_requests_recorded: env.cluster.sim.is_some(),
+        steps: acted.steps,
+        eso: EsoEvidence::NoClient,
+        diagnosis: Vec::new(),
+    };
+    ev.eso = super::eso::observe(run, env, setup).await?;
+    run.record.eso = ev.eso.report();
+    let input = diagnosis_input(run, &ev);
+    ev.diagnosis = crate::diagnose::diagnose(&input);
+    run.record.diagnosis = crate::diagnose::render(&input, &ev.diagnosis);
+    Ok(ev)
+}
+
+fn read_from(p: &std::path::Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(p) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// What `authlab diagnose` would be given for this trial: the trial's own evidence.
+fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
+    let record = &run.record;
+    let first = |o: &Observed| (o.status, o.errors.first().cloned().unwrap_or_default());
+    crate::diagnose::Input {
+        method: Some(match run.trial.case.case.auth {
+            AuthMethod::Kubernetes => "kubernetes".into(),
+            AuthMethod::Jwt => "jwt".into(),
+        }),
+        jwt: record
+            .client_jwt
+            .as_deref()
+            .and_then(|t| crate::jwt::decode_unverified(t).ok()),
+        jwt_text: None,
+        role: Some(record.role.clone()),
+        config: Some(record.auth_config.clone()),
+        config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),
+        login: ev.login.as_ref().map(first),
+        audit_error: ev
+            .audit_login
+            .as_ref()
+            .and_then(|a| a.error.clone().or_else(|| a.data_error.clone())),
+        log: ev
+            .server_log
+            .iter()
+            .filter(|l| l.level != "TRACE" && l.level != "INFO")
+            .map(|l| {
+                let fields: Vec<String> =
+                    l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} {}", l.message, fields.join(" "))
+            })
+            .collect(),
+        steps: ev.steps.iter().map(first).collect(),
+        now: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    }
+}

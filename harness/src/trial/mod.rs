@@ -1,0 +1,202 @@
+//! Running one trial as a pipeline of typed stages, each taking what the one before returned:
+//!
+//! `prepare` (cluster, server, names, placeholders) → `apply` (objects, tokens, mounts) →
+//! `act` (cluster changes, login, steps) → `collect` (audit entry, server-log lines, ESO,
+//! diagnosis: the [`Evidence`]) → [`crate::verdict::judge`], then `teardown` of everything the
+//! trial created, whatever happened.
+
+mod act;
+mod apply;
+mod collect;
+mod eso;
+mod pod;
+mod prepare;
+mod teardown;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub use crate::verdict::Verdict;
+use crate::{
+    case::matrix::Trial, evidence::Evidence, lab::Lab, placeholders::Vars, verdict::Judgement,
+};
+
+/// The result of one trial.
+#[derive(Debug, Clone)]
+pub struct TrialOutcome {
+    /// Trial name.
+    pub name: String,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Expectations this cluster could not observe (reported, never counted as passed).
+    pub not_checked: Vec<String>,
+    /// Time spent per phase.
+    pub phases: Vec<(&'static str, Duration)>,
+    /// Total wall time.
+    pub total: Duration,
+    /// Artifacts folder, when one was written.
+    pub artifacts: Option<PathBuf>,
+    /// For an ignored trial: the requirement that was missing.
+    pub requirement: Option<&'static str>,
+}
+
+/// What a trial made and saw, for artifacts and tests.
+#[derive(Debug, Default)]
+pub struct TrialRecord {
+    /// Rendered server config of the server.
+    pub server_config: String,
+    /// Objects applied to the cluster.
+    pub objects: Vec<Value>,
+    /// Auth mount path.
+    pub mount: String,
+    /// Auth mount accessor.
+    pub accessor: String,
+    /// Config written to `auth/<mount>/config` (holds secrets).
+    pub auth_config: Value,
+    /// Role written.
+    pub role: Value,
+    /// Policy HCL.
+    pub policy: String,
+    /// Client JWT (secret).
+    pub client_jwt: Option<String>,
+    /// Reviewer JWT (secret).
+    pub reviewer_jwt: Option<String>,
+    /// Login response body (holds the client token).
+    pub login_body: Option<Value>,
+    /// Evidence collected.
+    pub evidence: Evidence,
+    /// Audit entries of the mount (raw JSON).
+    pub audit_raw: Vec<Value>,
+    /// Cluster request log for the whole trial.
+    pub cluster_log: Vec<crate::sim::RequestRecord>,
+    /// Placeholder values (may hold secrets).
+    pub vars: Vars,
+    /// The rendered diagnosis.
+    pub diagnosis: String,
+    /// What ESO reported (cases with an `eso` client).
+    pub eso: Option<String>,
+}
+
+/// A requirement of the trial that this machine lacks (reported as ignored, not failed, unless
+/// the requirement is required: see [`crate::settings::Settings::required`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct NotAvailable {
+    /// The requirement: `docker`, `kind`, `kubeconfig`, `cluster`, `helm`.
+    pub what: &'static str,
+    /// Why it is not available.
+    pub reason: String,
+}
+
+impl NotAvailable {
+    fn err(what: &'static str, reason: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(NotAvailable {
+            what,
+            reason: reason.into(),
+        })
+    }
+}
+
+/// Per-phase wall times of one trial.
+#[derive(Debug)]
+struct Timer {
+    phases: Vec<(&'static str, Duration)>,
+    at: Instant,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            phases: Vec::new(),
+            at: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.phases.push((name, now - self.at));
+        self.at = now;
+    }
+}
+
+/// One trial under way: what every stage needs, and what the trial made (so that `teardown`
+/// can remove it and the artifacts can show it, whatever stage failed).
+struct Run<'a> {
+    lab: &'a Lab,
+    trial: &'a Trial,
+    timer: Timer,
+    record: TrialRecord,
+    made: teardown::Made<'a>,
+}
+
+/// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].
+pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
+    run_recorded(lab, trial).await.0
+}
+
+/// Runs one trial and also returns everything it recorded (evidence, config, tokens).
+pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecord) {
+    let start = Instant::now();
+    let mut run = Run {
+        lab,
+        trial,
+        timer: Timer::new(),
+        record: TrialRecord::default(),
+        made: teardown::Made::default(),
+    };
+    let mut requirement = None;
+    let mut not_checked = Vec::new();
+    let verdict = if let Some(reason) = &trial.not_applicable {
+        Verdict::Ignored(reason.clone())
+    } else {
+        let result = pipeline(&mut run).await;
+        teardown::teardown(&mut run).await;
+        match result {
+            Ok(judged) => {
+                not_checked = judged.not_checked.clone();
+                judged.verdict()
+            }
+            Err(e) => match e.downcast_ref::<NotAvailable>() {
+                Some(na) => {
+                    requirement = Some(na.what);
+                    Verdict::Ignored(na.reason.clone())
+                }
+                None => Verdict::Error(format!("{e:#}")),
+            },
+        }
+    };
+    let outcome = TrialOutcome {
+        name: trial.name.clone(),
+        verdict,
+        not_checked,
+        requirement,
+        phases: run.timer.phases,
+        total: start.elapsed(),
+        artifacts: None,
+    };
+    (outcome, run.record)
+}
+
+/// prepare → apply → act → collect → judge.
+async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<Judgement> {
+    let env = prepare::prepare(run).await?;
+    let setup = apply::apply(run, &env).await?;
+    let acted = act::act(run, &env, &setup).await?;
+    let evidence = collect::collect(run, &env, &setup, acted).await?;
+    let steps: Vec<_> = run
+        .trial
+        .case
+        .case
+        .steps
+        .iter()
+        .map(|s| s.expect.clone())
+        .collect();
+    let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &env.vars);
+    run.record.vars = env.vars.clone();
+    run.record.evidence = evidence;
+    Ok(judged)
+}

@@ -1,0 +1,324 @@
+//! Stage 1: the trial's cluster (a sim of its own, or the shared Kind/kubeconfig cluster, one
+//! trial at a time), its server, the names of its mounts, and the placeholder values known
+//! before anything is applied (fault endpoints included).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::{NotAvailable, Run};
+use crate::{
+    case::{
+        matrix::ClusterKind,
+        model::{AuthMethod, Expect, Topology},
+    },
+    cluster::external::ExternalCluster,
+    lab::{Runtime, servers::ServerHandle},
+    placeholders::{Vars, substitute},
+    sim::{ClosedPort, HangListener, SimCluster, SimConfig},
+};
+
+/// What a trial needs of its cluster.
+pub(super) struct ClusterView {
+    /// The sim, when the cluster is one (it signs hand-made tokens and logs requests).
+    pub sim: Option<SimCluster>,
+    /// The shared cluster, when the trial runs on one.
+    pub ext: Option<ExternalCluster>,
+    /// Admin client.
+    pub client: kube::Client,
+    /// API server URL as the server reaches it.
+    pub url: String,
+    /// Cluster CA (PEM).
+    pub ca_pem: String,
+    /// Service-account issuer.
+    pub issuer: String,
+    /// Service-account public key (PEM), when known.
+    pub pubkey: Option<String>,
+    /// The server's address as the cluster's pods reach it (shared clusters only).
+    pub server_from_pods: Option<String>,
+}
+
+/// Names of what the trial creates on the server.
+pub(super) struct Names {
+    /// Auth method type (`kubernetes`, `jwt`).
+    pub kind: &'static str,
+    /// Auth mount path.
+    pub mount: String,
+    /// KV v2 mount path.
+    pub kv: String,
+    /// ACL policy name.
+    pub policy: String,
+    /// Role written.
+    pub role: String,
+    /// Role the client logs in with.
+    pub login_role: String,
+}
+
+/// Endpoints that fail the way networks do, held for the whole trial so no other listener
+/// can take their ports.
+#[derive(Default)]
+pub(super) struct Faults {
+    _hang: Option<HangListener>,
+    _unreachable: Option<ClosedPort>,
+}
+
+/// What `prepare` returns.
+pub(super) struct Env {
+    /// The cluster.
+    pub cluster: ClusterView,
+    /// The shared server (None: the trial's own pod server, started once objects exist).
+    pub server: Option<Arc<ServerHandle>>,
+    /// Names on the server.
+    pub names: Names,
+    /// Placeholder values known so far.
+    pub vars: Vars,
+    /// The expectations for this server.
+    pub expect: Expect,
+    _faults: Faults,
+}
+
+pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
+    let (cluster, server) = match run.trial.cluster {
+        ClusterKind::Sim => sim_cluster(run).await?,
+        _ => shared_cluster(run).await?,
+    };
+    let mut vars = cluster_vars(run, &cluster)?;
+    let faults = faults(run, &cluster, &mut vars).await?;
+    let names = names(run);
+    vars.insert("mount".into(), names.mount.clone());
+    vars.insert("kv".into(), names.kv.clone());
+    run.record.mount = names.mount.clone();
+    let spec = &run.trial.server;
+    let expect = run
+        .trial
+        .case
+        .case
+        .expect_for(&spec.flavour.to_string(), &spec.version)
+        .clone();
+    Ok(Env {
+        cluster,
+        server,
+        names,
+        vars,
+        expect,
+        _faults: faults,
+    })
+}
+
+/// A sim cluster of the trial's own: its own objects, settings and request log. Inside the
+/// cluster (and with the container runtime) the server is a container on the lab's network, so
+/// the sim listens on that network's gateway.
+async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
+    let lab = run.lab;
+    let case = &run.trial.case.case;
+    let inside = case.topology == Topology::Inside;
+    let host = if inside || lab.options().runtime == Runtime::Container {
+        let (_, _, gateway) = lab.docker().await.map_err(|e| {
+            NotAvailable::err(
+                "docker",
+                format!("the inside topology needs Docker for pod emulation: {e:#}"),
+            )
+        })?;
+        gateway
+    } else {
+        "127.0.0.1".to_string()
+    };
+    let server = if inside {
+        None
+    } else {
+        let s = lab.server(&run.trial.server).await?;
+        run.record.server_config = s.config_text();
+        Some(s)
+    };
+    run.timer.lap("server");
+    // Bound now and handed to the sim, so the port in the URL (which the issuer may name) is
+    // not taken by anything else before the sim serves on it.
+    let listener = std::net::TcpListener::bind((host.as_str(), 0))
+        .with_context(|| format!("binding a port for the trial's sim cluster on {host}"))?;
+    let port = listener.local_addr()?.port();
+    let url_vars = url_vars(&format!("https://{host}:{port}"));
+    let settings = &case.cluster.settings;
+    let cfg = SimConfig {
+        issuer: settings
+            .issuer
+            .as_ref()
+            .map(|i| substitute(i, &url_vars))
+            .unwrap_or(SimConfig::default().issuer),
+        api_audiences: settings.api_audiences.clone(),
+        anonymous_auth: settings.anonymous_auth.unwrap_or(true),
+        max_token_expiration: settings.max_token_expiration,
+        port,
+        bind: host.parse().context("the sim's listen address")?,
+        extra_sans: vec![host.clone()],
+        signing_key_pkcs8_pem: Some(lab.sa_key().await?),
+    };
+    let sim = SimCluster::start_on(cfg, listener)
+        .await
+        .context("starting the trial's sim cluster")?;
+    run.made.sim = Some(sim.clone());
+    let view = ClusterView {
+        client: sim.kube_client()?,
+        url: sim.url(),
+        ca_pem: sim.ca_pem(),
+        issuer: sim.issuer(),
+        pubkey: Some(sim.public_key_pem()),
+        server_from_pods: None,
+        ext: None,
+        sim: Some(sim),
+    };
+    Ok((view, server))
+}
+
+/// The lab's Kind or kubeconfig cluster, shared by every trial of the run: trials take turns
+/// and delete what they applied.
+async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
+    let (lab, trial) = (run.lab, run.trial);
+    let ext = lab.external_cluster(trial.cluster).await.map_err(|e| {
+        let what = trial.cluster.as_str();
+        NotAvailable::err(what, format!("the {what} cluster is not available: {e:#}"))
+    })?;
+    let inside = trial.case.case.topology == Topology::Inside;
+    let kind = ext.kind.as_ref();
+    // Inside: the server pod. Outside a Kind cluster: a container on the `kind` network, so the
+    // cluster's pods can reach it too. Outside any other cluster: the lab's shared server.
+    let server = if inside {
+        lab.in_cluster_server(&trial.server, &ext).await?
+    } else if kind.is_some() {
+        lab.kind_network_server(&trial.server).await?
+    } else {
+        lab.server(&trial.server).await?
+    };
+    run.record.server_config = server.config_text();
+    run.timer.lap("server");
+    run.made.exclusive = Some(lab.exclusive.lock().await);
+    run.timer.lap("queue");
+    run.made.shared = Some(ext.client.clone());
+    // The API server as the server reaches it, and the server as pods reach it.
+    let (url, server_from_pods) = if inside {
+        (
+            "https://kubernetes.default.svc".to_string(),
+            Some(format!(
+                "http://openbao.{}.svc:8200",
+                crate::lab::incluster::namespace(&trial.server)
+            )),
+        )
+    } else if let Some(kc) = kind {
+        let network = lab.settings().kind_network();
+        let ip = server
+            .container_server()
+            .and_then(|c| c.container_ip(&network));
+        (
+            crate::cluster::kind::internal_server(&kc.name),
+            ip.map(|ip| format!("http://{ip}:8200")),
+        )
+    } else {
+        (ext.url.clone(), None)
+    };
+    let view = ClusterView {
+        sim: None,
+        client: ext.client.clone(),
+        url,
+        ca_pem: ext.ca_pem.clone(),
+        issuer: ext.issuer.clone(),
+        pubkey: ext.pubkey.clone(),
+        server_from_pods,
+        ext: Some(ext),
+    };
+    Ok((view, Some(server)))
+}
+
+fn url_vars(url: &str) -> Vars {
+    let mut vars = Vars::new();
+    vars.insert("cluster.url".into(), url.to_string());
+    vars.insert(
+        "cluster.hostport".into(),
+        url.trim_start_matches("https://").to_string(),
+    );
+    vars
+}
+
+fn cluster_vars(run: &Run<'_>, cv: &ClusterView) -> Result<Vars> {
+    let mut vars = url_vars(&cv.url);
+    vars.insert("cluster.ca".into(), cv.ca_pem.clone());
+    vars.insert("cluster.issuer".into(), cv.issuer.clone());
+    vars.insert(
+        "cluster.jwks_url".into(),
+        format!("{}/openid/v1/jwks", cv.url),
+    );
+    match &cv.pubkey {
+        Some(k) => {
+            vars.insert("cluster.pubkey".into(), k.clone());
+        }
+        None if run.trial.case.uses("cluster.pubkey") => {
+            return Err(NotAvailable::err(
+                "cluster",
+                "the cluster's service-account public key could not be read from its JWKS",
+            ));
+        }
+        None => {}
+    }
+    Ok(vars)
+}
+
+/// Fault endpoints and CAs, made only when the case refers to them, where the server can reach
+/// them (the sim's own address).
+async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faults> {
+    let lc = &run.trial.case;
+    let host = match &cv.sim {
+        Some(sim) => sim
+            .url()
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        None => "127.0.0.1".into(),
+    };
+    let mut faults = Faults::default();
+    if lc.uses("hang.url") {
+        let h = HangListener::bind_on(&host).await?;
+        vars.insert("hang.url".into(), h.url());
+        faults._hang = Some(h);
+    }
+    if lc.uses("unrelated.ca") {
+        vars.insert("unrelated.ca".into(), run.lab.unrelated_ca()?);
+    }
+    if lc.uses("other.ca") {
+        vars.insert("other.ca".into(), run.lab.foreign_cluster().await?.ca_pem());
+    }
+    if lc.uses("unreachable.url") || lc.uses("unreachable.hostport") {
+        let closed = ClosedPort::on(&host)?;
+        vars.insert(
+            "unreachable.hostport".into(),
+            closed.url().trim_start_matches("https://").to_string(),
+        );
+        vars.insert("unreachable.url".into(), closed.url().to_string());
+        faults._unreachable = Some(closed);
+    }
+    Ok(faults)
+}
+
+fn names(run: &Run<'_>) -> Names {
+    let case = &run.trial.case.case;
+    let id = format!("{}{}", run.lab.options().run_id, run.lab.next_id());
+    let (kind, prefix) = match case.auth {
+        AuthMethod::Kubernetes => ("kubernetes", "k8s"),
+        AuthMethod::Jwt => ("jwt", "jwt"),
+    };
+    let role = case
+        .server
+        .role_name
+        .clone()
+        .unwrap_or_else(|| "app".into());
+    Names {
+        kind,
+        mount: format!("{prefix}-{id}"),
+        kv: format!("kv-{id}"),
+        policy: format!("authlab-{id}"),
+        login_role: case
+            .server
+            .login_role
+            .clone()
+            .unwrap_or_else(|| role.clone()),
+        role,
+    }
+}

@@ -1,0 +1,383 @@
+//! The verdict: the one place a trial's evidence is judged against the case's expectations.
+//! Everything that did not hold is a mismatch; an expectation this cluster cannot observe is
+//! reported as not checked, never passed silently.
+
+use crate::{
+    case::model::{ClusterRequestsExpect, EsoExpect, Expect, ResponseExpect},
+    diagnose::Cause,
+    evidence::{EsoEvidence, EsoObserved, Evidence, Observed},
+    matching::{describe, find_log_line, text_matches},
+    placeholders::{Vars, substitute},
+    sim::RequestRecord,
+};
+
+/// How a trial ended.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Every expectation held.
+    Passed,
+    /// Expectations did not hold (one line each).
+    Failed(Vec<String>),
+    /// The trial could not run here (reason).
+    Ignored(String),
+    /// The lab could not carry the trial out (setup error).
+    Error(String),
+}
+
+/// The outcome of judging: what did not hold, and what could not be checked here.
+#[derive(Debug, Clone, Default)]
+pub struct Judgement {
+    /// Expectations that did not hold (empty: passed).
+    pub mismatches: Vec<String>,
+    /// Expectations this cluster cannot observe, with why.
+    pub not_checked: Vec<String>,
+}
+
+impl Judgement {
+    /// The verdict: passed when nothing mismatched.
+    pub fn verdict(&self) -> Verdict {
+        if self.mismatches.is_empty() {
+            Verdict::Passed
+        } else {
+            Verdict::Failed(self.mismatches.clone())
+        }
+    }
+}
+
+fn check_response(
+    what: &str,
+    want: &ResponseExpect,
+    got: Option<&Observed>,
+    vars: &Vars,
+    out: &mut Vec<String>,
+) {
+    let Some(got) = got else {
+        out.push(format!("{what}: no response was recorded"));
+        return;
+    };
+    if got.status != want.status {
+        out.push(format!(
+            "{what}.status: expected {}, got {} (errors: {:?})",
+            want.status, got.status, got.errors
+        ));
+    }
+    if let Some(m) = &want.error {
+        let first = got.errors.first().map(String::as_str).unwrap_or("");
+        if !text_matches(m, first, vars) {
+            out.push(format!(
+                "{what}.error: expected {}, got {:?}",
+                describe(m, vars),
+                first
+            ));
+        }
+    }
+}
+
+/// Judges the evidence of a trial against its expectations (`steps`: those of the follow-up
+/// requests, in order).
+pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Vars) -> Judgement {
+    let mut out = Vec::new();
+    let mut not_checked = Vec::new();
+    match &expect.config {
+        Some(c) => check_response("config", c, ev.config.as_ref(), vars, &mut out),
+        None => {
+            if let Some(c) = &ev.config
+                && c.status >= 300
+            {
+                out.push(format!(
+                    "config: the auth config write failed with {} {:?}, and the case expects it to succeed",
+                    c.status, c.errors
+                ));
+            }
+        }
+    }
+    if let Some(l) = &expect.login {
+        check_response("login", l, ev.login.as_ref(), vars, &mut out);
+    }
+    if let Some(a) = &expect.audit {
+        match &ev.audit_login {
+            None => {
+                out.push("audit: no response entry for the login was found in the audit log".into())
+            }
+            Some(entry) => {
+                for (field, m, actual) in [
+                    ("error", &a.error, &entry.error),
+                    ("data_error", &a.data_error, &entry.data_error),
+                ] {
+                    if let Some(m) = m {
+                        let actual = actual.as_deref().unwrap_or("");
+                        if !text_matches(m, actual, vars) {
+                            out.push(format!(
+                                "audit.{field}: expected {}, got {actual:?}",
+                                describe(m, vars)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(l) = &expect.server_log
+        && find_log_line(l, &ev.server_log, vars).is_none()
+    {
+        let seen: Vec<String> = ev
+            .server_log
+            .iter()
+            .filter(|x| x.level != "TRACE")
+            .map(|x| x.raw.clone())
+            .collect();
+        out.push(format!(
+            "server_log: no line of the mount has message {}{}; lines seen: {seen:?}",
+            describe(&l.message, vars),
+            if l.fields.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " with {}",
+                    l.fields
+                        .iter()
+                        .map(|(k, v)| format!("{k} {}", describe(v, vars)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ));
+    }
+    match &expect.cluster_requests {
+        Some(c) if ev.cluster_requests_recorded => {
+            check_cluster(c, &ev.cluster_requests, vars, &mut out)
+        }
+        Some(_) => not_checked.push(
+            "expect.cluster_requests: only the sim cluster records the requests it answers".into(),
+        ),
+        None => {}
+    }
+    match (&expect.eso, &ev.eso) {
+        (
+            Some(want),
+            EsoEvidence::Seen {
+                external_secret,
+                settle_secs,
+                observed,
+                ..
+            },
+        ) => {
+            let m = check_eso(want, observed, vars);
+            if !m.is_empty() {
+                out.extend(m);
+                out.push(format!(
+                    "eso: still not as expected after waiting {settle_secs} s for ExternalSecret {external_secret} ({observed})"
+                ));
+            }
+        }
+        (Some(_), EsoEvidence::NotRun(why)) => not_checked.push(format!("expect.eso: {why}")),
+        (Some(_), EsoEvidence::NoClient) | (None, _) => {}
+    }
+    if let Some(want) = expect.diagnosis {
+        let got: Vec<Cause> = ev.diagnosis.iter().map(|f| f.cause).collect();
+        if got.first() != Some(&want) {
+            out.push(format!(
+                "diagnosis: expected the top cause {:?}, got {:?}",
+                want.as_str(),
+                got.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
+    for (i, want) in steps.iter().enumerate() {
+        check_response(
+            &format!("steps[{i}]"),
+            want,
+            ev.steps.get(i),
+            vars,
+            &mut out,
+        );
+    }
+    Judgement {
+        mismatches: out,
+        not_checked,
+    }
+}
+
+fn check_cluster(
+    c: &ClusterRequestsExpect,
+    reqs: &[RequestRecord],
+    vars: &Vars,
+    out: &mut Vec<String>,
+) {
+    let summary = || {
+        reqs.iter()
+            .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
+            .collect::<Vec<_>>()
+    };
+    if c.none && !reqs.is_empty() {
+        out.push(format!(
+            "cluster_requests.none: expected no request to reach the cluster during login, got {:?}",
+            summary()
+        ));
+    }
+    let review = reqs.iter().find(|r| r.path.contains("/tokenreviews"));
+    if c.tokenreview_status.is_some()
+        || c.tokenreview_user.is_some()
+        || c.tokenreview_audiences.is_some()
+    {
+        let Some(r) = review else {
+            out.push(format!(
+                "cluster_requests: expected a TokenReview during login, got {:?}",
+                summary()
+            ));
+            return;
+        };
+        if let Some(s) = c.tokenreview_status
+            && r.status != s
+        {
+            out.push(format!(
+                "cluster_requests.tokenreview_status: expected {s}, got {} ({:?})",
+                r.status, r.error
+            ));
+        }
+        if let Some(m) = &c.tokenreview_user {
+            let user = r.user.as_deref().unwrap_or("");
+            if !text_matches(m, user, vars) {
+                out.push(format!(
+                    "cluster_requests.tokenreview_user: expected {}, got {user:?}",
+                    describe(m, vars)
+                ));
+            }
+        }
+        if let Some(a) = &c.tokenreview_audiences {
+            let got = r
+                .review
+                .as_ref()
+                .map(|x| x.audiences.clone())
+                .unwrap_or_default();
+            let want: Vec<String> = a.iter().map(|s| substitute(s, vars)).collect();
+            if got != want {
+                out.push(format!(
+                    "cluster_requests.tokenreview_audiences: expected {want:?}, got {got:?}"
+                ));
+            }
+        }
+    }
+}
+
+/// Mismatches between `expect.eso` and what ESO reported (empty: the expectation holds).
+pub fn check_eso(expect: &EsoExpect, seen: &EsoObserved, vars: &Vars) -> Vec<String> {
+    let mut out = Vec::new();
+    let want = if expect.ready { "True" } else { "False" };
+    match &seen.ready {
+        Some(c) if c.status == want => {}
+        Some(c) => out.push(format!(
+            "eso: expected the ExternalSecret's Ready condition {want}, got {} ({}: {})",
+            c.status, c.reason, c.message
+        )),
+        None => out.push(format!(
+            "eso: expected the ExternalSecret's Ready condition {want}, but it has none"
+        )),
+    }
+    if expect.ready && seen.value.is_none() {
+        out.push(
+            "eso: the ExternalSecret is expected to sync, but its target Secret holds no value"
+                .into(),
+        );
+    }
+    if let Some(m) = &expect.reason {
+        let got = seen.ready.as_ref().map(|c| c.reason.as_str()).unwrap_or("");
+        if !text_matches(m, got, vars) {
+            out.push(format!("eso.reason: expected {m:?}, got {got:?}"));
+        }
+    }
+    if let Some(m) = &expect.controller_error
+        && !seen
+            .controller_errors
+            .iter()
+            .any(|e| text_matches(m, e, vars))
+    {
+        out.push(match seen.controller_errors.last() {
+            Some(e) => format!("eso.controller_error: expected {m:?}; the controller logged {e:?}"),
+            None => format!(
+                "eso.controller_error: expected {m:?}, but the controller logged no reconcile error for this ExternalSecret"
+            ),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::case::model::TextMatch;
+
+    #[test]
+    fn status_mismatch_is_reported() {
+        let expect = Expect {
+            login: Some(ResponseExpect {
+                status: 403,
+                error: Some(TextMatch::Exact("permission denied".into())),
+            }),
+            ..Default::default()
+        };
+        let ev = Evidence {
+            login: Some(Observed {
+                status: 200,
+                errors: vec![],
+            }),
+            ..Default::default()
+        };
+        let m = judge(&expect, &[], &ev, &Vars::new()).mismatches;
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m[0].contains("expected 403, got 200"));
+    }
+
+    #[test]
+    fn what_the_cluster_cannot_observe_is_not_checked() {
+        let expect = Expect {
+            login: Some(ResponseExpect {
+                status: 200,
+                error: None,
+            }),
+            cluster_requests: Some(ClusterRequestsExpect {
+                none: true,
+                ..Default::default()
+            }),
+            eso: Some(EsoExpect::default()),
+            ..Default::default()
+        };
+        let ev = Evidence {
+            login: Some(Observed {
+                status: 200,
+                errors: vec![],
+            }),
+            eso: EsoEvidence::NotRun("ESO runs on Kind only".into()),
+            ..Default::default()
+        };
+        let j = judge(&expect, &[], &ev, &Vars::new());
+        assert!(j.mismatches.is_empty(), "{:?}", j.mismatches);
+        assert_eq!(j.not_checked.len(), 2, "{:?}", j.not_checked);
+        assert!(matches!(j.verdict(), Verdict::Passed));
+    }
+
+    #[test]
+    fn the_diagnosis_is_judged_with_the_rest() {
+        let expect = Expect {
+            login: Some(ResponseExpect {
+                status: 403,
+                error: None,
+            }),
+            diagnosis: Some(Cause::WrongCa),
+            ..Default::default()
+        };
+        let ev = Evidence {
+            login: Some(Observed {
+                status: 403,
+                errors: vec![],
+            }),
+            ..Default::default()
+        };
+        let m = judge(&expect, &[], &ev, &Vars::new()).mismatches;
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert!(
+            m[0].starts_with("diagnosis: expected the top cause \"wrong-ca\""),
+            "{m:?}"
+        );
+    }
+}
