@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 const SPEC: &str = "openbao:2.7.2";
 
 fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    authlab::settings::current().ci
 }
 
 /// Skips the test (returns None after saying why), or fails it under `CI=true`.

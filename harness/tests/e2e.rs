@@ -32,8 +32,13 @@ fn main() -> ExitCode {
         }
     };
     if args.test_threads.is_none() {
-        // Trials mostly wait on servers; more than one per core keeps both cores busy.
-        args.test_threads = Some(8);
+        // Trials mostly wait on servers; more than one per core keeps both cores busy. Those
+        // that only wait out a server's timeout get a thread each on top.
+        let waiting = trials
+            .iter()
+            .filter(|t| authlab::runner::only_waits(t))
+            .count();
+        args.test_threads = Some(8 + waiting);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

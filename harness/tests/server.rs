@@ -52,7 +52,7 @@ fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> Option<PathBuf
     });
     match res {
         Ok(p) => Some(p),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{e:#}"),
+        Err(e) if authlab::settings::current().ci => panic!("{e:#}"),
         Err(e) => {
             eprintln!("skipped: {e:#}");
             None
@@ -665,7 +665,7 @@ fn pod_emulation_container() {
     let docker_ok = rt.block_on(authlab::container::Engine::connect());
     let engine = match docker_ok {
         Ok(e) => e,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{e:#}"),
+        Err(e) if authlab::settings::current().ci => panic!("{e:#}"),
         Err(e) => {
             eprintln!("skipped: {e:#}");
             return;
