@@ -195,7 +195,7 @@ pub async fn ensure_local_image(
 ) -> Result<ImageOutcome> {
     let sha = {
         let path = binary.to_path_buf();
-        tokio::task::spawn_blocking(move || crate::server::binary::sha256_file(&path))
+        tokio::task::spawn_blocking(move || crate::server::binary::binary_sha256(&path))
             .await
             .context("hashing the server binary")??
     };

@@ -124,8 +124,29 @@ pub fn new_run_id() -> String {
     format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
-type ImageCell = Arc<OnceCell<Result<crate::container::ServerImage, String>>>;
-type ServerCell = Arc<OnceCell<Result<Arc<ServerHandle>, String>>>;
+/// A value made once per run and shared; a failure is kept too (so every trial that needs a
+/// missing Docker or a Kind cluster that could not be created is told, without retrying).
+type Once<T> = OnceCell<Result<T, SharedError>>;
+type ImageCell = Arc<Once<crate::container::ServerImage>>;
+type ServerCell = Arc<Once<Arc<ServerHandle>>>;
+
+/// An error kept in a [`Once`] cell, shown with its whole chain of causes.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SharedError(Arc<str>);
+
+/// The value of `cell`, made by `init` on first use.
+async fn once<T: Clone>(
+    cell: &Once<T>,
+    init: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    // Boxed: the futures that start servers and clusters are large.
+    let init = Box::pin(init);
+    cell.get_or_init(|| async { init.await.map_err(|e| SharedError(format!("{e:#}").into())) })
+        .await
+        .clone()
+        .map_err(anyhow::Error::new)
+}
 
 /// State shared by all trials of a run.
 pub struct Lab {
@@ -138,9 +159,9 @@ pub struct Lab {
     sa_key: OnceCell<String>,
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
-    docker: OnceCell<Result<(Engine, String, String), String>>,
-    external: OnceCell<Result<external::ExternalCluster, String>>,
-    eso: OnceCell<Result<(), String>>,
+    docker: Once<(Engine, String, String)>,
+    external: Once<external::ExternalCluster>,
+    eso: Once<()>,
     /// Trials on a shared (non-sim) cluster run one at a time.
     pub(crate) exclusive: tokio::sync::Mutex<()>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
@@ -210,20 +231,18 @@ impl Lab {
     /// else started on first use and shared afterwards.
     pub async fn server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
         let cell = cell_for(&self.servers, spec);
-        let res = cell
-            .get_or_init(|| async {
-                if let Some(h) = servers::attach(spec).await {
-                    tracing::info!("{spec}: using the running lab's server at {}", h.addr());
-                    return Ok(Arc::new(h));
-                }
-                let started = match self.opts.runtime {
-                    Runtime::Process => self.start_server(spec).await.map(ServerHandle::owned),
-                    Runtime::Container => self.start_container(spec, None, None).await,
-                };
-                started.map(Arc::new).map_err(|e| format!("{e:#}"))
-            })
-            .await;
-        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
+        once(&cell, async {
+            if let Some(h) = servers::attach(spec).await {
+                tracing::info!("{spec}: using the running lab's server at {}", h.addr());
+                return Ok(Arc::new(h));
+            }
+            let started = match self.opts.runtime {
+                Runtime::Process => self.start_server(spec).await.map(ServerHandle::owned),
+                Runtime::Container => self.start_container(spec, None, None).await,
+            };
+            started.map(Arc::new)
+        })
+        .await
     }
 
     /// Starts a server process for `spec` (binary provisioned on demand).
@@ -275,48 +294,35 @@ impl Lab {
     /// Docker for this lab: the engine, the lab's network and its gateway address (the host's
     /// address on it, where sim clusters listen for containers). Connected once.
     pub async fn docker(&self) -> Result<(Engine, String, String)> {
-        self.docker
-            .get_or_init(|| async {
-                let engine = Engine::connect().await.map_err(|e| format!("{e:#}"))?;
-                if let Ok(n) = engine.reap_orphans().await
-                    && n > 0
-                {
-                    tracing::info!("removed {n} container(s)/network(s) left by killed runs");
-                }
-                let name = format!("authlab-{}", self.opts.run_id);
-                engine
-                    .create_network(&name, &self.opts.run_id)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
-                cleanup::register_network(name.clone());
-                let gw = engine
-                    .network_gateway(&name)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?;
-                Ok((engine, name, gw))
-            })
-            .await
-            .clone()
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        once(&self.docker, async {
+            let engine = Engine::connect().await?;
+            if let Ok(n) = engine.reap_orphans().await
+                && n > 0
+            {
+                tracing::info!("removed {n} container(s)/network(s) left by killed runs");
+            }
+            let name = format!("authlab-{}", self.opts.run_id);
+            engine.create_network(&name, &self.opts.run_id).await?;
+            cleanup::register_network(name.clone());
+            let gw = engine.network_gateway(&name).await?;
+            Ok((engine, name, gw))
+        })
+        .await
     }
 
     /// The lab's Kind or kubeconfig cluster, connected (and for Kind created or reused) once.
     pub async fn external_cluster(&self, kind: ClusterKind) -> Result<external::ExternalCluster> {
-        self.external
-            .get_or_init(|| async {
-                let res = match kind {
-                    ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
-                    ClusterKind::Kubeconfig => match &self.opts.kubeconfig {
-                        Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,
-                        None => external::from_kubeconfig().await,
-                    },
-                    ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
-                };
-                res.map_err(|e| format!("{e:#}"))
-            })
-            .await
-            .clone()
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        once(&self.external, async {
+            match kind {
+                ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
+                ClusterKind::Kubeconfig => match &self.opts.kubeconfig {
+                    Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,
+                    None => external::from_kubeconfig().await,
+                },
+                ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
+            }
+        })
+        .await
     }
 
     /// The server for `spec` inside the lab's Kind cluster (applied, loaded and started once).
@@ -326,36 +332,30 @@ impl Lab {
         ext: &external::ExternalCluster,
     ) -> Result<Arc<ServerHandle>> {
         let cell = cell_for(&self.in_cluster, spec);
-        let res = cell
-            .get_or_init(|| async {
-                let res = async {
-                    let kc = ext
-                        .kind
-                        .clone()
-                        .context("the in-cluster server needs a Kind cluster (its image is loaded into the nodes)")?;
-                    let image = self.server_image(spec).await?.reference;
-                    tracing::info!("{spec}: loading {image} into Kind cluster {}", kc.name);
-                    let img = image.clone();
-                    tokio::task::spawn_blocking(move || kc.load_image(&img))
-                        .await
-                        .context("the kind task failed")??;
-                    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                        .join("../manifests/in-cluster/openbao.yaml");
-                    let log = self
-                        .workdir
-                        .join(format!("in-cluster-{}-{}.log", spec.flavour, spec.version));
-                    let info = incluster::start(&ext.client, &manifest, spec, &image, &log).await?;
-                    tracing::info!(
-                        "{spec} ready inside the cluster at {} in {} ms",
-                        info.addr, info.startup_ms
-                    );
-                    Ok::<_, anyhow::Error>(Arc::new(ServerHandle::attached(info)))
-                }
-                .await;
-                res.map_err(|e| format!("{e:#}"))
-            })
-            .await;
-        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
+        once(&cell, async {
+            let kc = ext.kind.clone().context(
+                "the in-cluster server needs a Kind cluster (its image is loaded into the nodes)",
+            )?;
+            let image = self.server_image(spec).await?.reference;
+            tracing::info!("{spec}: loading {image} into Kind cluster {}", kc.name);
+            let img = image.clone();
+            tokio::task::spawn_blocking(move || kc.load_image(&img))
+                .await
+                .context("the kind task failed")??;
+            let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../manifests/in-cluster/openbao.yaml");
+            let log = self
+                .workdir
+                .join(format!("in-cluster-{}-{}.log", spec.flavour, spec.version));
+            let info = incluster::start(&ext.client, &manifest, spec, &image, &log).await?;
+            tracing::info!(
+                "{spec} ready inside the cluster at {} in {} ms",
+                info.addr,
+                info.startup_ms
+            );
+            Ok(Arc::new(ServerHandle::attached(info)))
+        })
+        .await
     }
 
     /// The server for `spec` outside a Kind cluster: a container on the `kind` Docker network, so
@@ -363,16 +363,13 @@ impl Lab {
     /// and pods reach it at its address on that network. Started once per run.
     pub async fn kind_network_server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
         let cell = cell_for(&self.kind_network, spec);
-        let res = cell
-            .get_or_init(|| async {
-                let network = self.settings().kind_network();
-                self.start_container_on(spec, None, None, Some(&network))
-                    .await
-                    .map(Arc::new)
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .await;
-        res.clone().map_err(|e| anyhow::anyhow!("{e}"))
+        once(&cell, async {
+            let network = self.settings().kind_network();
+            self.start_container_on(spec, None, None, Some(&network))
+                .await
+                .map(Arc::new)
+        })
+        .await
     }
 
     /// External Secrets Operator installed in the cluster of `kubeconfig` with `helm` (once per
@@ -382,8 +379,7 @@ impl Lab {
         helm: std::path::PathBuf,
         kubeconfig: std::path::PathBuf,
     ) -> Result<()> {
-        self.eso
-            .get_or_init(|| async move {
+        once(&self.eso, async move {
                 let source = crate::eso::install::ChartSource::from_settings(self.settings());
                 tracing::info!(
                     "installing External Secrets Operator ({source:?}) with helm; waiting up to 300 s for its deployments"
@@ -398,8 +394,8 @@ impl Lab {
                     )
                 })
                 .await
-                .map_err(|e| format!("the helm task failed: {e}"))
-                .and_then(|r| r.map_err(|e| format!("{e:#}")));
+                .context("the helm task failed")
+                .and_then(|r| r);
                 if res.is_ok() {
                     tracing::info!(
                         "External Secrets Operator ready in {} s",
@@ -407,28 +403,20 @@ impl Lab {
                     );
                 }
                 res
-            })
-            .await
-            .clone()
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        })
+        .await
     }
 
     /// The local server image for `spec`, built once per run when missing or stale.
     pub async fn server_image(&self, spec: &ServerSpec) -> Result<crate::container::ServerImage> {
         let cell = cell_for(&self.images, spec);
-        cell.get_or_init(|| async {
-            let res = async {
-                let (engine, ..) = self.docker().await?;
-                let progress = |line: &str| tracing::info!("{spec}: {line}");
-                let bin = self.cache.ensure(spec, &progress).await?;
-                crate::container::ensure_server_image(&engine, spec, &bin, &progress).await
-            }
-            .await;
-            res.map_err(|e| format!("{e:#}"))
+        once(&cell, async {
+            let (engine, ..) = self.docker().await?;
+            let progress = |line: &str| tracing::info!("{spec}: {line}");
+            let bin = self.cache.ensure(spec, &progress).await?;
+            crate::container::ensure_server_image(&engine, spec, &bin, &progress).await
         })
         .await
-        .clone()
-        .map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Starts a server container on the lab's network; `pod` makes it a pod (its token, CA and
@@ -528,20 +516,13 @@ impl Lab {
             let mut map = map.lock().expect("server map lock");
             cells.extend(map.drain().map(|(_, v)| v));
         }
-        for cell in cells {
-            if let Some(Ok(server)) = Arc::into_inner(cell).and_then(|c| c.into_inner())
-                && let Some(mut server) = Arc::into_inner(server)
-            {
-                let pid = server.pid();
-                server.stop().await;
-                if let Some(pid) = pid {
-                    cleanup::unregister_pid(pid);
-                }
-                if let Some(name) = server.container_name() {
-                    cleanup::unregister_container(&name);
-                }
-            }
-        }
+        // Stopped together: each waits for its server to exit.
+        let stops = cells.into_iter().filter_map(|cell| {
+            let server = Arc::into_inner(cell)?.into_inner()?.ok()?;
+            let mut server = Arc::into_inner(server)?;
+            Some(async move { server.stop().await })
+        });
+        futures_util::future::join_all(stops).await;
         if let Some(Ok(ext)) = self.external.get()
             && let Some(kc) = &ext.kind
         {

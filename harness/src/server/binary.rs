@@ -558,6 +558,24 @@ fn failure(spec: &ServerSpec, tried: &[String]) -> anyhow::Error {
     )
 }
 
+/// The hex sha256 of a cached binary: the one its `manifest.json` recorded when it was
+/// installed (checked then), as long as the binary has not changed since; else computed.
+pub fn binary_sha256(path: &Path) -> Result<String> {
+    let recorded = path
+        .parent()
+        .map(|d| d.join("manifest.json"))
+        .and_then(|m| {
+            let bin = std::fs::metadata(path).ok()?.modified().ok()?;
+            let written = std::fs::metadata(&m).ok()?.modified().ok()?;
+            let manifest: Manifest = serde_json::from_slice(&std::fs::read(&m).ok()?).ok()?;
+            (written >= bin && !manifest.sha256.is_empty()).then_some(manifest.sha256)
+        });
+    match recorded {
+        Some(sha) => Ok(sha),
+        None => sha256_file(path),
+    }
+}
+
 /// The hex sha256 of a file, read in chunks.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

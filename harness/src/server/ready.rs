@@ -45,6 +45,9 @@ impl Liveness for AssumeAlive {
     }
 }
 
+/// How often a wait asks whether the server still runs.
+const LIVENESS_EVERY: Duration = Duration::from_millis(200);
+
 /// Polls `client`'s `sys/health` every `poll` until `stage` is reached. Between polls `alive`
 /// is asked whether the server still runs (its error ends the wait); past `deadline` the wait
 /// fails naming what it waited for and where.
@@ -55,13 +58,19 @@ pub async fn wait_for(
     poll: Duration,
     alive: &mut (impl Liveness + Send),
 ) -> Result<()> {
+    // Asking whether the server still runs costs more than a health probe (a container
+    // inspect), so it is asked at most every LIVENESS_EVERY.
+    let mut checked: Option<Instant> = None;
     loop {
         if let Ok(r) = client.health().await
             && stage.reached(r.status)
         {
             return Ok(());
         }
-        alive.check().await?;
+        if checked.is_none_or(|at| at.elapsed() >= LIVENESS_EVERY) {
+            alive.check().await?;
+            checked = Some(Instant::now());
+        }
         if Instant::now() >= deadline {
             bail!(
                 "timed out waiting for {} at {}/v1/sys/health",

@@ -153,7 +153,8 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     let verdict = if let Some(reason) = &trial.not_applicable {
         Verdict::Ignored(reason.clone())
     } else {
-        let result = pipeline(&mut run).await;
+        // Boxed: the pipeline's future is large, and trials may run on small test threads.
+        let result = Box::pin(pipeline(&mut run)).await;
         teardown::teardown(&mut run).await;
         match result {
             Ok(judged) => {
