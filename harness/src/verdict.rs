@@ -152,6 +152,25 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
         ),
         None => {}
     }
+    for (i, want) in steps.iter().enumerate() {
+        check_response(
+            &format!("steps[{i}]"),
+            want,
+            ev.steps.get(i),
+            vars,
+            &mut out,
+        );
+    }
+    if let Some(want) = expect.diagnosis {
+        let got: Vec<Cause> = ev.diagnosis.iter().map(|f| f.cause).collect();
+        if got.first() != Some(&want) {
+            out.push(format!(
+                "diagnosis: expected the top cause {:?}, got {:?}",
+                want.as_str(),
+                got.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+            ));
+        }
+    }
     match (&expect.eso, &ev.eso) {
         (
             Some(want),
@@ -172,25 +191,6 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
         }
         (Some(_), EsoEvidence::NotRun(why)) => not_checked.push(format!("expect.eso: {why}")),
         (Some(_), EsoEvidence::NoClient) | (None, _) => {}
-    }
-    if let Some(want) = expect.diagnosis {
-        let got: Vec<Cause> = ev.diagnosis.iter().map(|f| f.cause).collect();
-        if got.first() != Some(&want) {
-            out.push(format!(
-                "diagnosis: expected the top cause {:?}, got {:?}",
-                want.as_str(),
-                got.iter().map(|c| c.as_str()).collect::<Vec<_>>()
-            ));
-        }
-    }
-    for (i, want) in steps.iter().enumerate() {
-        check_response(
-            &format!("steps[{i}]"),
-            want,
-            ev.steps.get(i),
-            vars,
-            &mut out,
-        );
     }
     Judgement {
         mismatches: out,

@@ -1,17 +1,14 @@
 //! The service-account signing key: RSA generation or import, PEM forms, `kid`, JWK and RS256.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use aws_lc_rs::{
     digest,
     encoding::AsDer,
     rand::SystemRandom,
-    rsa::{KeyPair, KeySize},
+    rsa::{KeyPair, KeySize, PublicKeyComponents},
     signature::{self, KeyPair as _, RSA_PKCS1_SHA256, UnparsedPublicKey},
 };
-use base64::{
-    Engine,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 /// An RSA key that signs service-account tokens, with its derived public forms.
@@ -64,8 +61,7 @@ impl SigningKey {
             .as_der()
             .map_err(|_| anyhow!("encoding the public key as SubjectPublicKeyInfo"))?;
         let public_pkcs1 = public.as_ref().to_vec();
-        let (n, e) =
-            rsa_public_numbers(&public_pkcs1).context("reading the RSA modulus and exponent")?;
+        let PublicKeyComponents { n, e } = PublicKeyComponents::<Vec<u8>>::from(public);
         let kid = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, spki.as_ref()));
         Ok(SigningKey {
             pkcs8_pem: pem_encode("PRIVATE KEY", pkcs8.as_ref()),
@@ -124,78 +120,18 @@ impl SigningKey {
 
 /// PEM armour with 64-character lines.
 pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
 /// The DER inside the first PEM block with the given label.
-pub(crate) fn pem_decode(pem: &str, label: &str) -> Result<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem
-        .find(&begin)
-        .with_context(|| format!("no `{begin}` block"))?
-        + begin.len();
-    let stop = pem[start..]
-        .find(&end)
-        .with_context(|| format!("no `{end}` line"))?
-        + start;
-    let b64: String = pem[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    STANDARD.decode(b64).context("PEM body is not base64")
-}
-
-/// Reads one DER TLV at `at`, returning (tag, content range end, content start).
-fn der_tlv(der: &[u8], at: usize) -> Result<(u8, usize, usize)> {
-    let tag = *der.get(at).context("DER truncated")?;
-    let first = *der.get(at + 1).context("DER truncated")? as usize;
-    let (len, start) = if first < 0x80 {
-        (first, at + 2)
-    } else {
-        let count = first & 0x7f;
-        if count == 0 || count > 4 {
-            bail!("unsupported DER length");
-        }
-        let mut len = 0usize;
-        for i in 0..count {
-            len = (len << 8) | *der.get(at + 2 + i).context("DER truncated")? as usize;
-        }
-        (len, at + 2 + count)
-    };
-    let end = start.checked_add(len).context("DER length overflow")?;
-    if end > der.len() {
-        bail!("DER truncated");
-    }
-    Ok((tag, end, start))
-}
-
-/// (n, e) as big-endian bytes without leading zeros, from PKCS#1 `RSAPublicKey`.
-fn rsa_public_numbers(pkcs1: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let (tag, _, inner) = der_tlv(pkcs1, 0)?;
-    if tag != 0x30 {
-        bail!("RSAPublicKey is not a SEQUENCE");
-    }
-    let (tag, n_end, n_start) = der_tlv(pkcs1, inner)?;
-    if tag != 0x02 {
-        bail!("modulus is not an INTEGER");
-    }
-    let (tag, e_end, e_start) = der_tlv(pkcs1, n_end)?;
-    if tag != 0x02 {
-        bail!("exponent is not an INTEGER");
-    }
-    let strip = |b: &[u8]| {
-        let skip = b.iter().take_while(|x| **x == 0).count();
-        b[skip..].to_vec()
-    };
-    Ok((strip(&pkcs1[n_start..n_end]), strip(&pkcs1[e_start..e_end])))
+pub(crate) fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>> {
+    let blocks = pem::parse_many(text).context("the text is not PEM")?;
+    blocks
+        .into_iter()
+        .find(|b| b.tag() == label)
+        .map(pem::Pem::into_contents)
+        .with_context(|| format!("no `-----BEGIN {label}-----` block"))
 }
 
 #[cfg(test)]

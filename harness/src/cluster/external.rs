@@ -102,39 +102,6 @@ async fn get_json(client: &kube::Client, path: &str) -> Result<serde_json::Value
     serde_json::from_str(&text).with_context(|| format!("GET {path} did not return JSON"))
 }
 
-fn der_len(n: usize) -> Vec<u8> {
-    if n < 0x80 {
-        vec![n as u8]
-    } else {
-        let bytes: Vec<u8> = n
-            .to_be_bytes()
-            .iter()
-            .copied()
-            .skip_while(|b| *b == 0)
-            .collect();
-        let mut v = vec![0x80 | bytes.len() as u8];
-        v.extend(bytes);
-        v
-    }
-}
-
-fn der(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    v.extend(der_len(content.len()));
-    v.extend_from_slice(content);
-    v
-}
-
-fn der_uint(bytes: &[u8]) -> Vec<u8> {
-    let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
-    let mut content = Vec::new();
-    if trimmed.first().is_some_and(|b| b & 0x80 != 0) {
-        content.push(0);
-    }
-    content.extend(trimmed);
-    der(0x02, &content)
-}
-
 /// SPKI PEM of an RSA public key given as JWK `n` and `e` (base64url).
 pub fn rsa_pem(n: &str, e: &str) -> Result<String> {
     let n = URL_SAFE_NO_PAD
@@ -143,40 +110,31 @@ pub fn rsa_pem(n: &str, e: &str) -> Result<String> {
     let e = URL_SAFE_NO_PAD
         .decode(e.trim_end_matches('='))
         .context("JWK e is not base64url")?;
-    if n.is_empty() || e.is_empty() {
-        bail!("empty RSA key component");
-    }
-    let spki = rsa_spki_der(&n, &e);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(spki);
-    let body: Vec<String> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    Ok(format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        body.join("\n")
+    let spki = rsa_spki_der(&n, &e)?;
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    Ok(pem::encode_config(
+        &pem::Pem::new("PUBLIC KEY", spki),
+        config,
     ))
 }
 
-/// The DER `SubjectPublicKeyInfo` of an RSA public key (big-endian modulus and exponent).
-pub fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    let rsa_key = der(0x30, &[der_uint(n), der_uint(e)].concat());
-    // AlgorithmIdentifier: rsaEncryption (1.2.840.113549.1.1.1), NULL.
-    let alg = der(
-        0x30,
-        &[
-            der(
-                0x06,
-                &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
-            ),
-            vec![0x05, 0x00],
-        ]
-        .concat(),
-    );
-    let mut bits = vec![0u8];
-    bits.extend(rsa_key);
-    der(0x30, &[alg, der(0x03, &bits)].concat())
+/// The DER `SubjectPublicKeyInfo` of an RSA public key (big-endian modulus and exponent,
+/// leading zero bytes allowed).
+pub fn rsa_spki_der(n: &[u8], e: &[u8]) -> Result<Vec<u8>> {
+    use aws_lc_rs::encoding::AsDer;
+    let trim = |b: &[u8]| {
+        b.iter()
+            .position(|x| *x != 0)
+            .map_or(Vec::new(), |i| b[i..].to_vec())
+    };
+    let (n, e) = (trim(n), trim(e));
+    if n.is_empty() || e.is_empty() {
+        bail!("empty RSA key component");
+    }
+    let der = aws_lc_rs::rsa::PublicKeyComponents { n, e }
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("the modulus and exponent do not form an RSA public key"))?;
+    Ok(der.as_ref().to_vec())
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
             .map(|s| s.request_log().split_off(before))
             .unwrap_or_default();
         acted.login = Some(Observed::from(&login));
+        run.record.evidence.login = acted.login.clone();
+        run.record.evidence.cluster_requests = acted.cluster_requests.clone();
         client_token = login.body["auth"]["client_token"]
             .as_str()
             .map(str::to_string);
@@ -52,6 +54,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     }
     run.timer.lap("login");
     acted.steps = steps(run, setup, client_token.as_deref(), &env.names.kv).await?;
+    run.record.evidence.steps = acted.steps.clone();
     run.timer.lap("steps");
     Ok(acted)
 }

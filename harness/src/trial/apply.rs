@@ -114,6 +114,7 @@ async fn configure(
 ) -> Result<(String, Observed)> {
     let case = &run.trial.case.case;
     let n = &env.names;
+    run.record.mount = n.mount.clone();
     run.made.mounts = Some(Mounts {
         root: root.clone(),
         auth: n.mount.clone(),
@@ -140,6 +141,7 @@ async fn configure(
     let config_resp = root
         .write(&format!("auth/{}/config", n.mount), &config)
         .await?;
+    run.record.evidence.config = Some(Observed::from(&config_resp));
     let role = substitute_value(&Value::Object(effective::role(case, &n.policy)), vars);
     run.record.role = role.clone();
     let role_resp = root

@@ -62,11 +62,13 @@ pub(super) async fn collect(
         eso: EsoEvidence::NoClient,
         diagnosis: Vec::new(),
     };
-    ev.eso = super::eso::observe(run, env, setup).await?;
-    run.record.eso = ev.eso.report();
     let input = diagnosis_input(run, &ev);
     ev.diagnosis = crate::diagnose::diagnose(&input);
     run.record.diagnosis = crate::diagnose::render(&input, &ev.diagnosis);
+    // Kept as it is now, in case ESO fails the trial.
+    run.record.evidence = ev.clone();
+    ev.eso = super::eso::observe(run, env, setup).await?;
+    run.record.eso = ev.eso.report();
     Ok(ev)
 }
 

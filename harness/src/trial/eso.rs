@@ -20,17 +20,31 @@ use crate::{
 /// How long ESO gets to report the expected state (it retries failed syncs with backoff).
 const SETTLE: Duration = Duration::from_secs(120);
 
+/// ESO's evidence when it is not run for this trial: the case has no ESO client, or the
+/// trial is not on Kind.
+pub(super) fn not_run(trial: &crate::case::matrix::Trial) -> Option<EsoEvidence> {
+    match &trial.case.case.eso {
+        None => Some(EsoEvidence::NoClient),
+        Some(_) if trial.cluster != ClusterKind::Kind => Some(EsoEvidence::NotRun(format!(
+            "ESO is checked on Kind clusters only (this trial ran on {:?})",
+            trial.cluster
+        ))),
+        Some(_) => None,
+    }
+}
+
 /// ESO's evidence for this trial: run on Kind, recorded as not run elsewhere.
 pub(super) async fn observe(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<EsoEvidence> {
-    let Some(client) = &run.trial.case.case.eso else {
-        return Ok(EsoEvidence::NoClient);
-    };
-    if run.trial.cluster != ClusterKind::Kind {
-        return Ok(EsoEvidence::NotRun(format!(
-            "ESO is checked on Kind clusters only (this trial ran on {:?})",
-            run.trial.cluster
-        )));
+    if let Some(ev) = not_run(run.trial) {
+        return Ok(ev);
     }
+    let client = run
+        .trial
+        .case
+        .case
+        .eso
+        .as_ref()
+        .context("the case has no `eso` client")?;
     observe_on_kind(run, env, setup, client).await
 }
 
@@ -63,8 +77,11 @@ async fn observe_on_kind(
     let server = env.cluster.server_from_pods.as_deref().context(
         "the server's address as the cluster's pods reach it is unknown (a server outside the cluster must be a container on the kind network)",
     )?;
-    let (sa_ns, sa_name) = crate::cluster::tokens::split_sa(&case.client.service_account)
-        .context("client.service_account")?;
+    let (sa_ns, sa_name) = case
+        .client
+        .service_account
+        .split_once('/')
+        .context("client.service_account is not <namespace>/<name>")?;
     let mut labels = serde_json::Map::new();
     labels.insert("app.kubernetes.io/managed-by".into(), json!("authlab"));
     labels.insert("authlab.run".into(), json!(run.lab.options().run_id));

@@ -196,8 +196,8 @@ async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<Judgement> {
         .iter()
         .map(|s| s.expect.clone())
         .collect();
-    let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &env.vars);
-    run.record.vars = env.vars.clone();
+    let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &setup.vars);
+    run.record.vars = setup.vars.clone();
     run.record.evidence = evidence;
     Ok(judged)
 }

@@ -74,20 +74,20 @@ pub(super) struct Env {
     pub vars: Vars,
     /// The expectations for this server.
     pub expect: Expect,
-    _faults: Faults,
 }
 
 pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
+    // Known before anything runs, so the artifacts say it whatever happens next.
+    run.record.eso = super::eso::not_run(run.trial).and_then(|e| e.report());
     let (cluster, server) = match run.trial.cluster {
         ClusterKind::Sim => sim_cluster(run).await?,
         _ => shared_cluster(run).await?,
     };
     let mut vars = cluster_vars(run, &cluster)?;
-    let faults = faults(run, &cluster, &mut vars).await?;
+    run.made.faults = faults(run, &cluster, &mut vars).await?;
     let names = names(run);
     vars.insert("mount".into(), names.mount.clone());
     vars.insert("kv".into(), names.kv.clone());
-    run.record.mount = names.mount.clone();
     let spec = &run.trial.server;
     let expect = run
         .trial
@@ -101,7 +101,6 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
         names,
         vars,
         expect,
-        _faults: faults,
     })
 }
 

@@ -35,6 +35,8 @@ pub(super) struct Made<'a> {
     pub mounts: Option<Mounts>,
     /// The trial's own server pod (inside topology on the sim).
     pub pod_server: Option<Arc<ServerHandle>>,
+    /// Fault endpoints, held until the trial is over.
+    pub faults: super::prepare::Faults,
 }
 
 pub(super) async fn teardown(run: &mut Run<'_>) {
@@ -68,6 +70,7 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
         run.record.cluster_log = sim.request_log();
         sim.shutdown().await;
     }
+    drop(made.faults);
     drop(made.exclusive);
 }
 

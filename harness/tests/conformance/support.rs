@@ -506,7 +506,7 @@ pub fn spki_from_jwk(jwk: &Value) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().context("no n")?)?;
     let e = URL_SAFE_NO_PAD.decode(jwk["e"].as_str().context("no e")?)?;
     // The library's encoder, not the sim's: the sim's published key is what is under test.
-    Ok((authlab::cluster::external::rsa_spki_der(&n, &e), n, e))
+    Ok((authlab::cluster::external::rsa_spki_der(&n, &e)?, n, e))
 }
 
 /// `kid` as Kubernetes computes it: b64url(SHA-256(SPKI DER)).
