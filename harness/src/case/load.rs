@@ -385,24 +385,6 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         }
         check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err)?;
     }
-    for f in &case.applies.flavours {
-        if f != "openbao" && f != "vault" {
-            return Err(err(
-                "applies.flavours",
-                format!("unknown flavour `{f}`; expected `openbao` or `vault`."),
-                "list only `openbao` and/or `vault`.",
-            ));
-        }
-    }
-    for c in &case.applies.clusters {
-        if !matches!(c.as_str(), "sim" | "kind" | "kubeconfig") {
-            return Err(err(
-                "applies.clusters",
-                format!("unknown cluster kind `{c}`; expected sim, kind or kubeconfig."),
-                "list only `sim`, `kind` and/or `kubeconfig`.",
-            ));
-        }
-    }
     check_expect("expect", &case.expect, &err)?;
     let sim_only = case.client.token == TokenKind::HandMade
         || case
@@ -410,7 +392,13 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             .as_ref()
             .is_some_and(|r| r.token == TokenKind::HandMade)
         || case.cluster.settings != Default::default();
-    if sim_only && case.applies.clusters.iter().any(|c| c != "sim") {
+    if sim_only
+        && case
+            .applies
+            .clusters
+            .iter()
+            .any(|c| *c != super::matrix::ClusterKind::Sim)
+    {
         return Err(err(
             "applies.clusters",
             "hand-made tokens and cluster settings need the sim cluster, but the case also lists another cluster.".into(),
@@ -631,7 +619,12 @@ fn check_eso(case: &Case, err: &ErrFn<'_>) -> Result<(), CaseError> {
         }
         return Ok(());
     }
-    if !case.applies.clusters.is_empty() && !case.applies.clusters.iter().any(|c| c == "kind") {
+    if !case.applies.clusters.is_empty()
+        && !case
+            .applies
+            .clusters
+            .contains(&super::matrix::ClusterKind::Kind)
+    {
         return Err(err(
             "applies.clusters",
             "the `eso` client runs only on a Kind cluster (ESO is installed into it with helm), but the case excludes kind.".into(),

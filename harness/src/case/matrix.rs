@@ -6,7 +6,19 @@ use super::load::LoadedCase;
 use crate::server::ServerSpec;
 
 /// The kind of cluster a lab runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum ClusterKind {
     /// The built-in sim cluster.
     Sim,
@@ -78,7 +90,7 @@ pub fn expand(
         for server in servers {
             let flavour = server.flavour.to_string();
             let c = &case.case;
-            let not_applicable = if !c.applies_to_flavour(&flavour) {
+            let not_applicable = if !c.applies_to_flavour(server.flavour) {
                 Some(format!(
                     "not applicable to {flavour}: {}",
                     c.applies
@@ -86,12 +98,15 @@ pub fn expand(
                         .as_deref()
                         .unwrap_or("the case lists other flavours")
                 ))
-            } else if !c.applies.clusters.is_empty()
-                && !c.applies.clusters.iter().any(|k| k == cluster.as_str())
-            {
+            } else if !c.applies.clusters.is_empty() && !c.applies.clusters.contains(&cluster) {
                 Some(format!(
                     "needs cluster {}: {}",
-                    c.applies.clusters.join("/"),
+                    c.applies
+                        .clusters
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join("/"),
                     c.applies
                         .reason
                         .as_deref()

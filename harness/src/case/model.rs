@@ -99,10 +99,10 @@ pub enum Topology {
 pub struct Applies {
     /// Flavours the case applies to (`openbao`, `vault`); empty means all.
     #[serde(default)]
-    pub flavours: Vec<String>,
+    pub flavours: Vec<crate::server::Flavour>,
     /// Cluster kinds the case needs (`sim`, `kind`, `kubeconfig`); empty means all.
     #[serde(default)]
-    pub clusters: Vec<String>,
+    pub clusters: Vec<crate::case::matrix::ClusterKind>,
     /// Why the case is limited, shown when a trial is not applicable.
     #[serde(default)]
     pub reason: Option<String>,
@@ -435,9 +435,9 @@ impl Case {
         failed(&self.expect) || self.flavours.values().any(|o| failed(&o.expect))
     }
 
-    /// Whether the case applies to a flavour name.
-    pub fn applies_to_flavour(&self, flavour: &str) -> bool {
-        self.applies.flavours.is_empty() || self.applies.flavours.iter().any(|f| f == flavour)
+    /// Whether the case applies to a flavour.
+    pub fn applies_to_flavour(&self, flavour: crate::server::Flavour) -> bool {
+        self.applies.flavours.is_empty() || self.applies.flavours.contains(&flavour)
     }
 }
 

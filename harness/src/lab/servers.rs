@@ -48,6 +48,13 @@ enum Owned {
 pub struct ServerHandle {
     info: ServerInfo,
     owned: Option<Owned>,
+    /// Built once: its connection pool is shared by every trial on this server.
+    root: VaultClient,
+}
+
+fn root_client(info: &ServerInfo) -> VaultClient {
+    VaultClient::new(&info.addr, Some(info.root_token.clone()))
+        .expect("a client for a loopback address builds")
 }
 
 impl ServerHandle {
@@ -64,6 +71,7 @@ impl ServerHandle {
             startup_ms: server.startup().as_millis() as u64,
         };
         ServerHandle {
+            root: root_client(&info),
             info,
             owned: Some(Owned::Process(Box::new(server))),
         }
@@ -82,6 +90,7 @@ impl ServerHandle {
             startup_ms: server.startup().as_millis() as u64,
         };
         ServerHandle {
+            root: root_client(&info),
             info,
             owned: Some(Owned::Container(Box::new(server))),
         }
@@ -89,7 +98,11 @@ impl ServerHandle {
 
     /// A server of a long-lived lab (not stopped by this process).
     pub fn attached(info: ServerInfo) -> Self {
-        ServerHandle { info, owned: None }
+        ServerHandle {
+            root: root_client(&info),
+            info,
+            owned: None,
+        }
     }
 
     /// Its description (for state files).
@@ -125,8 +138,7 @@ impl ServerHandle {
 
     /// Client with the root token.
     pub fn client(&self) -> VaultClient {
-        VaultClient::new(&self.info.addr, Some(self.info.root_token.clone()))
-            .expect("a client for a loopback address builds")
+        self.root.clone()
     }
 
     /// Audit log file.

@@ -10,7 +10,20 @@ use std::{fmt, str::FromStr};
 use anyhow::{Result, bail};
 
 /// Server flavour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Flavour {
     /// OpenBao (`bao`).
     OpenBao,
