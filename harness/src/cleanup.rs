@@ -1,8 +1,9 @@
-//! Cleanup on every exit path: a process-wide registry of what the harness started, emptied on
-//! normal shutdown and by the Ctrl-C handler.
+//! Cleanup on every exit path, in one place: a process-wide registry of what this run started
+//! (emptied on normal shutdown and by the Ctrl-C handler), the reaping of what killed runs left
+//! behind, and `authlab clean`.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
 };
 
@@ -123,4 +124,155 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
         cleanup_now();
         std::process::exit(130);
     });
+}
+
+/// Removes scratch directories of runs whose process is gone (killed runs), keeping those of
+/// live runs and of runs that asked to keep them (no `pid` file).
+pub fn reap_orphaned_workdirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in rd.flatten().map(|e| e.path()) {
+        let is_run = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"));
+        let Some(pid) = is_run
+            .then(|| std::fs::read_to_string(dir.join("pid")).ok())
+            .flatten()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+        if !alive {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// Removes containers and networks of runs that were killed (their labels name a run whose
+/// process is gone).
+pub async fn reap_orphaned_containers(engine: &crate::container::Engine) {
+    if let Ok(n) = engine.reap_orphans().await
+        && n > 0
+    {
+        tracing::info!("removed {n} container(s)/network(s) left by killed runs");
+    }
+}
+
+/// What authlab runs left on this machine, for `authlab clean`.
+pub struct Leftovers {
+    procs: Vec<(u32, String)>,
+    dirs: Vec<PathBuf>,
+    docker: Option<(
+        crate::container::Engine,
+        Vec<crate::container::ManagedObject>,
+    )>,
+    kind_clusters: Vec<String>,
+}
+
+impl Leftovers {
+    /// Finds labelled processes, scratch directories, Docker objects (images only with
+    /// `images`: they are a build cache) and `authlab-*` Kind clusters.
+    pub async fn find(images: bool) -> anyhow::Result<Leftovers> {
+        let procs = crate::server::process::find_leftover_processes();
+        let dirs = scratch_dirs(&std::env::temp_dir());
+        let docker = match crate::container::Engine::connect().await {
+            Ok(engine) => {
+                let objs: Vec<_> = engine
+                    .list_managed()
+                    .await?
+                    .into_iter()
+                    .filter(|o| images || o.kind != "image")
+                    .collect();
+                Some((engine, objs))
+            }
+            Err(_) => None,
+        };
+        let kind_clusters = crate::cluster::kind::kind_binary()
+            .ok()
+            .and_then(|_| crate::cluster::kind::clusters().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
+            .collect();
+        Ok(Leftovers {
+            procs,
+            dirs,
+            docker,
+            kind_clusters,
+        })
+    }
+
+    /// One line per leftover.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (pid, run) in &self.procs {
+            out.push(format!("process {pid} (run {run})"));
+        }
+        for d in &self.dirs {
+            out.push(format!("directory {}", d.display()));
+        }
+        if let Some((_, objs)) = &self.docker {
+            for o in objs {
+                out.push(format!(
+                    "{} {} (run {})",
+                    o.kind,
+                    o.name,
+                    o.run_id.as_deref().unwrap_or("-")
+                ));
+            }
+        }
+        for c in &self.kind_clusters {
+            out.push(format!("kind cluster {c}"));
+        }
+        out
+    }
+
+    /// Removes them all (containers before networks: networks in use cannot be removed).
+    pub async fn remove(&self) {
+        for (pid, _) in &self.procs {
+            crate::server::process::kill_process(*pid);
+        }
+        for d in &self.dirs {
+            if let Err(e) = std::fs::remove_dir_all(d) {
+                tracing::warn!("could not remove {}: {e}", d.display());
+            }
+        }
+        if let Some((engine, objs)) = &self.docker {
+            let mut ordered = objs.clone();
+            ordered.sort_by_key(|o| match o.kind.as_str() {
+                "container" => 0,
+                "network" => 1,
+                _ => 2,
+            });
+            for o in &ordered {
+                if let Err(e) = engine.remove_managed(o).await {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        }
+        for c in &self.kind_clusters {
+            if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(c)) {
+                tracing::warn!("{e:#}");
+            }
+        }
+    }
+}
+
+/// The scratch directories of runs (`authlab-r*`) in `tmp`.
+fn scratch_dirs(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -471,88 +471,12 @@ fn explain(token: &str) -> Result<ExitCode> {
 }
 
 async fn clean(dry_run: bool, images: bool) -> Result<ExitCode> {
-    let procs = crate::server::process::find_leftover_processes();
-    let dirs: Vec<PathBuf> = std::fs::read_dir(std::env::temp_dir())
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir()
-                        && p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // Docker objects, when Docker is here; images are a build cache and go only with --images.
-    let docker = match crate::container::Engine::connect().await {
-        Ok(engine) => {
-            let objs: Vec<_> = engine
-                .list_managed()
-                .await?
-                .into_iter()
-                .filter(|o| images || o.kind != "image")
-                .collect();
-            Some((engine, objs))
-        }
-        Err(_) => None,
-    };
-    // Kind clusters, when kind is installed.
-    let kind_clusters: Vec<String> = crate::cluster::kind::kind_binary()
-        .ok()
-        .and_then(|_| crate::cluster::kind::clusters().ok())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
-        .collect();
-    for (pid, run) in &procs {
-        println!("process {pid} (run {run})");
+    let found = cleanup::Leftovers::find(images).await?;
+    for line in found.describe() {
+        println!("{line}");
     }
-    for d in &dirs {
-        println!("directory {}", d.display());
-    }
-    if let Some((_, objs)) = &docker {
-        for o in objs {
-            println!(
-                "{} {} (run {})",
-                o.kind,
-                o.name,
-                o.run_id.as_deref().unwrap_or("-")
-            );
-        }
-    }
-    for c in &kind_clusters {
-        println!("kind cluster {c}");
-    }
-    if dry_run {
-        return Ok(ExitCode::SUCCESS);
-    }
-    for (pid, _) in &procs {
-        crate::server::process::kill_process(*pid);
-    }
-    for d in &dirs {
-        if let Err(e) = std::fs::remove_dir_all(d) {
-            eprintln!("authlab: could not remove {}: {e}", d.display());
-        }
-    }
-    if let Some((engine, objs)) = &docker {
-        // Containers first: networks in use cannot be removed.
-        let mut ordered = objs.clone();
-        ordered.sort_by_key(|o| match o.kind.as_str() {
-            "container" => 0,
-            "network" => 1,
-            _ => 2,
-        });
-        for o in &ordered {
-            if let Err(e) = engine.remove_managed(o).await {
-                eprintln!("authlab: {e:#}");
-            }
-        }
-    }
-    for c in &kind_clusters {
-        if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(c)) {
-            eprintln!("authlab: {e:#}");
-        }
+    if !dry_run {
+        found.remove().await;
     }
     Ok(ExitCode::SUCCESS)
 }

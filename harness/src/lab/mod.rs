@@ -85,31 +85,6 @@ impl LabOptions {
     }
 }
 
-/// Removes scratch directories of runs whose process is gone (killed runs), keeping those of
-/// live runs and of runs that asked to keep them (no `pid` file).
-fn reap_orphaned_workdirs() {
-    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for dir in rd.flatten().map(|e| e.path()) {
-        let is_run = dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"));
-        let Some(pid) = is_run
-            .then(|| std::fs::read_to_string(dir.join("pid")).ok())
-            .flatten()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
-        if !alive {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-}
-
 /// The once-per-run cell for `spec` in a per-server map (created empty on first use).
 fn cell_for<T>(
     map: &Mutex<HashMap<ServerSpec, Arc<OnceCell<T>>>>,
@@ -173,7 +148,7 @@ impl Lab {
     pub fn new(opts: LabOptions) -> Result<Lab> {
         let cache = BinaryCache::from_env()?;
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
-        reap_orphaned_workdirs();
+        cleanup::reap_orphaned_workdirs();
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
         if !opts.keep {
@@ -296,11 +271,7 @@ impl Lab {
     pub async fn docker(&self) -> Result<(Engine, String, String)> {
         once(&self.docker, async {
             let engine = Engine::connect().await?;
-            if let Ok(n) = engine.reap_orphans().await
-                && n > 0
-            {
-                tracing::info!("removed {n} container(s)/network(s) left by killed runs");
-            }
+            cleanup::reap_orphaned_containers(&engine).await;
             let name = format!("authlab-{}", self.opts.run_id);
             engine.create_network(&name, &self.opts.run_id).await?;
             cleanup::register_network(name.clone());
