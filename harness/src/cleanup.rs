@@ -13,6 +13,17 @@ struct Registry {
     dirs: Vec<PathBuf>,
     containers: Vec<String>,
     networks: Vec<String>,
+    files: Vec<PathBuf>,
+    /// Set once cleanup has run: what registers after that is removed at once.
+    closed: bool,
+}
+
+/// Set when the run is interrupted: no further trial starts.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once Ctrl-C or SIGTERM has been received.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -23,7 +34,11 @@ fn registry() -> &'static Mutex<Registry> {
 /// Remembers a child process to kill if the run is interrupted.
 pub fn register_pid(pid: u32) {
     if let Ok(mut r) = registry().lock() {
-        r.pids.push(pid);
+        if r.closed {
+            crate::server::process::kill_process(pid);
+        } else {
+            r.pids.push(pid);
+        }
     }
 }
 
@@ -37,14 +52,34 @@ pub fn unregister_pid(pid: u32) {
 /// Remembers a scratch directory to remove if the run is interrupted.
 pub fn register_dir(dir: PathBuf) {
     if let Ok(mut r) = registry().lock() {
-        r.dirs.push(dir);
+        if r.closed {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            r.dirs.push(dir);
+        }
+    }
+}
+
+/// Remembers a file to remove when the run ends, however it ends (e.g. `lab up`'s state file,
+/// which holds root tokens).
+pub fn register_file(path: PathBuf) {
+    if let Ok(mut r) = registry().lock() {
+        r.files.push(path);
     }
 }
 
 /// Remembers a container to remove if the run is interrupted.
 pub fn register_container(name: String) {
-    if let Ok(mut r) = registry().lock() {
-        r.containers.push(name);
+    let closed = match registry().lock() {
+        Ok(mut r) if !r.closed => {
+            r.containers.push(name.clone());
+            false
+        }
+        _ => true,
+    };
+    if closed {
+        // Cleanup already ran: a container that starts now is removed at once.
+        let _ = crate::container::Engine::remove_container_blocking(&name);
     }
 }
 
@@ -64,15 +99,22 @@ pub fn register_network(name: String) {
 
 /// Kills every registered process, removes every registered container, network and directory.
 pub fn cleanup_now() {
-    let (pids, dirs, containers, networks) = match registry().lock() {
+    let (pids, dirs, containers, networks, files) = match registry().lock() {
         Ok(mut r) => (
             std::mem::take(&mut r.pids),
             std::mem::take(&mut r.dirs),
             std::mem::take(&mut r.containers),
             std::mem::take(&mut r.networks),
+            std::mem::take(&mut r.files),
         ),
         Err(_) => return,
     };
+    if let Ok(mut r) = registry().lock() {
+        r.closed = true;
+    }
+    for file in files {
+        let _ = std::fs::remove_file(file);
+    }
     if !containers.is_empty() || !networks.is_empty() {
         // A fresh runtime on its own thread: this may run from a signal handler task or after
         // the main runtime is gone.
@@ -105,7 +147,8 @@ pub fn cleanup_now() {
     }
 }
 
-/// Installs a Ctrl-C / SIGTERM handler on the runtime: it cleans up, then exits with 130.
+/// Installs a Ctrl-C / SIGTERM handler on the runtime: no further trial starts, everything the
+/// run registered is removed, and the process exits with 130 (SIGINT) or 143 (SIGTERM).
 ///
 /// Exiting from the handler is deliberate: an interrupted run has no conclusion to return, and
 /// everything it started is gone once [`cleanup_now`] has run.
@@ -116,13 +159,15 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
                 Ok(s) => s,
                 Err(_) => return,
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        // 128 + the signal's number, as shells report it.
+        let code = tokio::select! {
+            _ = tokio::signal::ctrl_c() => 130,
+            _ = term.recv() => 143,
+        };
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         tracing::info!("interrupted; stopping servers and removing scratch files");
         cleanup_now();
-        std::process::exit(130);
+        std::process::exit(code);
     });
 }
 

@@ -159,6 +159,10 @@ pub async fn run_all(
                 Some(sem) => Some(sem.acquire_owned().await),
                 None => None,
             };
+            if crate::cleanup::interrupted() {
+                // Interrupted while waiting for a slot: never started.
+                std::future::pending::<()>().await;
+            }
             run_one(&lab, &t).await
         });
     }

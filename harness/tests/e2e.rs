@@ -83,6 +83,9 @@ fn main() -> ExitCode {
             // Trials on Kind are opt-in (`--ignored`) in a default run on the sim.
             let opt_in = t.cluster != default_cluster;
             Trial::ignorable_test(name, move || {
+                if cleanup::interrupted() {
+                    return Err("interrupted before it started".into());
+                }
                 let lab = lab
                     .get_or_init(|| {
                         let mut opts = LabOptions::new(default_cluster);

@@ -101,19 +101,96 @@ pub fn find_case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     Ok(out)
 }
 
+/// How deep case directories may nest.
+const MAX_DEPTH: usize = 16;
+/// The largest case file read.
+pub const MAX_CASE_BYTES: u64 = 1 << 20;
+
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    walk_from(dir, 0, &mut seen, out)
+}
+
+/// Walks `dir`, following symbolic links but never into a directory twice (a link loop) nor
+/// deeper than [`MAX_DEPTH`]. Every `*.yaml`/`*.yml` entry is listed, whatever it is: loading
+/// then refuses what is not a regular file.
+fn walk_from(
+    dir: &Path,
+    depth: usize,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    if depth > MAX_DEPTH || !seen.insert((meta.dev(), meta.ino())) {
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if matches!(
+        let is_case = matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        ) {
-            out.push(path);
+        );
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk_from(&path, depth + 1, seen, out)?,
+            _ if is_case => out.push(path),
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Reads a case file: a regular file (not a FIFO, device or directory), at most
+/// [`MAX_CASE_BYTES`], UTF-8.
+fn read_case_text(file: &Path) -> Result<String, CaseError> {
+    use std::io::Read;
+    let err = |problem: String, fix: &str| CaseError {
+        file: file.to_path_buf(),
+        line: None,
+        column: None,
+        field: None,
+        problem,
+        fix: fix.into(),
+    };
+    let meta = std::fs::metadata(file).map_err(|e| {
+        err(
+            format!("cannot read the file: {e}."),
+            "check the path and its permissions (a symbolic link must point at a file).",
+        )
+    })?;
+    if !meta.is_file() {
+        return Err(err(
+            "this is not a regular file (a FIFO, device, socket or directory named like a case)."
+                .into(),
+            "remove it from the cases directory, or rename it so it does not end in .yaml.",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CASE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| {
+            err(
+                format!("cannot read the file: {e}."),
+                "check the path and its permissions.",
+            )
+        })?;
+    if bytes.len() as u64 > MAX_CASE_BYTES {
+        return Err(err(
+            format!("the file is larger than {} KiB.", MAX_CASE_BYTES / 1024),
+            "a case is a short YAML document; split it, or move large objects into manifests.",
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() as u32 + 1;
+        CaseError {
+            line: Some(line),
+            ..err(
+                format!("the file is not UTF-8 text (invalid byte at offset {at})."),
+                "save the file as UTF-8.",
+            )
+        }
+    })
 }
 
 /// Derives the case name from its path under `cases_dir`: `kubernetes/client-token/x.yaml` →
@@ -173,6 +250,23 @@ pub fn load_dir(cases_dir: &Path) -> Result<Vec<LoadedCase>, Vec<CaseError>> {
             Err(e) => errors.push(e),
         }
     }
+    let mut by_name: BTreeMap<&str, &Path> = BTreeMap::new();
+    for c in &cases {
+        if let Some(first) = by_name.insert(&c.name, &c.path) {
+            errors.push(CaseError {
+                file: c.path.clone(),
+                line: None,
+                column: None,
+                field: None,
+                problem: format!(
+                    "its case name `{}` is also the name of {} (`-`, `.` and ` ` read as `_`).",
+                    c.name,
+                    first.display()
+                ),
+                fix: "rename one of the two files.".into(),
+            });
+        }
+    }
     if errors.is_empty() {
         Ok(cases)
     } else {
@@ -182,17 +276,11 @@ pub fn load_dir(cases_dir: &Path) -> Result<Vec<LoadedCase>, Vec<CaseError>> {
 
 /// Loads and validates one case file.
 pub fn load_file(cases_dir: &Path, file: &Path) -> Result<LoadedCase, CaseError> {
-    let text = std::fs::read_to_string(file).map_err(|e| CaseError {
-        file: file.to_path_buf(),
-        line: None,
-        column: None,
-        field: None,
-        problem: format!("cannot read the file: {e}."),
-        fix: "check the path and its permissions.".into(),
-    })?;
+    let text = read_case_text(file)?;
     let case = parse(file, &text)?;
     let base_dir = cases_dir
         .parent()
+        .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let placeholders = crate::placeholders::used_in(&text);
@@ -462,8 +550,33 @@ fn check_token(
             "use 600 or more, or a hand-made token with `time_shift` for an expired token.",
         ));
     }
+    if let Some(exp) = t.expiration_seconds
+        && exp > MAX_TOKEN_SECONDS
+    {
+        return Err(err(
+            &format!("{field}.expiration_seconds"),
+            format!(
+                "{exp} is more than the {MAX_TOKEN_SECONDS} seconds (about 136 years) a token can last here."
+            ),
+            "use a realistic lifetime, e.g. 3600.",
+        ));
+    }
+    if let Some(shift) = t.time_shift
+        && shift.unsigned_abs() > MAX_TOKEN_SECONDS
+    {
+        return Err(err(
+            &format!("{field}.time_shift"),
+            format!(
+                "{shift} moves the token's times by more than {MAX_TOKEN_SECONDS} seconds (about 136 years)."
+            ),
+            "use e.g. `time_shift: -7200` for a token that expired an hour ago.",
+        ));
+    }
     Ok(())
 }
+
+/// The longest token lifetime or time shift a case may ask for (2^32 s, about 136 years).
+const MAX_TOKEN_SECONDS: u64 = 1 << 32;
 
 fn check_object(
     lc: &LoadedCase,
@@ -477,7 +590,7 @@ fn check_object(
                 return Err(err(
                     field,
                     format!(
-                        "manifest `{p}` was not found (looked in {} and beside the case file).",
+                        "manifest `{p}` was not found (looked in {} and beside the case file; a manifest is a relative `.yaml`, `.yml` or `.json` path that stays inside them).",
                         lc.base_dir.display()
                     ),
                     "correct the path (e.g. `manifests/sa/internal-app.yaml`) or inline the object.",
@@ -486,6 +599,24 @@ fn check_object(
         }
         ObjectSource::Inline(obj) => {
             let map = &obj.inline;
+            if let Some(problem) =
+                super::manifest::check_object(&serde_json::Value::Object(map.clone()), 1).filter(
+                    |_| {
+                        ["apiVersion", "kind", "metadata"]
+                            .iter()
+                            .all(|k| map.contains_key(*k))
+                    },
+                )
+            {
+                return Err(err(
+                    field,
+                    format!(
+                        "the inline object: {}.",
+                        problem.trim_start_matches("document 1 ")
+                    ),
+                    "use one of the kinds listed, with apiVersion, kind and metadata.name.",
+                ));
+            }
             for key in ["apiVersion", "kind", "metadata"] {
                 if !map.contains_key(key) {
                     return Err(err(
@@ -498,6 +629,13 @@ fn check_object(
         }
     }
     Ok(())
+}
+
+/// The 1-based line where `needle` first appears.
+fn line_of_text(text: &str, needle: &str) -> Option<u32> {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i as u32 + 1)
 }
 
 /// Every placeholder must be one a trial fills.
@@ -549,13 +687,23 @@ fn read_manifests(lc: &LoadedCase) -> Result<BTreeMap<String, Vec<serde_json::Va
         let objects = resolve_manifest(lc, p)
             .ok_or_else(|| anyhow::anyhow!("not found"))
             .and_then(|path| super::manifest::read_manifest(&path))
+            .and_then(|objs| {
+                match objs
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, o)| super::manifest::check_object(o, i + 1))
+                {
+                    Some(problem) => Err(anyhow::anyhow!("{problem}")),
+                    None => Ok(objs),
+                }
+            })
             .map_err(|e| CaseError {
                 file: lc.path.clone(),
-                line: None,
+                line: line_of_text(&lc.text, p),
                 column: None,
                 field: None,
-                problem: format!("manifest `{p}` cannot be read: {e:#}."),
-                fix: "correct the manifest (YAML documents of Kubernetes objects).".into(),
+                problem: format!("manifest `{p}` cannot be used: {e:#}."),
+                fix: "correct the manifest (YAML documents of Kubernetes objects of the kinds listed).".into(),
             })?;
         out.insert(p.clone(), objects);
     }
@@ -564,12 +712,31 @@ fn read_manifests(lc: &LoadedCase) -> Result<BTreeMap<String, Vec<serde_json::Va
 
 /// Resolves a manifest path against the repository root (the cases directory's parent), then
 /// against the case file's directory.
+/// Only relative paths that stay inside the repository root (or the case's directory) and end
+/// in `.yaml`, `.yml` or `.json` are manifests.
 pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
-    let candidates = [
-        lc.base_dir.join(p),
-        lc.path.parent().map(|d| d.join(p)).unwrap_or_default(),
+    let rel = Path::new(p);
+    let yaml = matches!(
+        rel.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    );
+    if rel.is_absolute() || !yaml {
+        return None;
+    }
+    let roots = [
+        lc.base_dir.clone(),
+        lc.path.parent().map(Path::to_path_buf).unwrap_or_default(),
     ];
-    candidates.into_iter().find(|c| c.is_file())
+    roots.into_iter().find_map(|root| {
+        let root = if root.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            root
+        };
+        let root = root.canonicalize().ok()?;
+        let found = root.join(rel).canonicalize().ok()?;
+        (found.starts_with(&root) && found.is_file()).then_some(found)
+    })
 }
 
 fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseError> {
@@ -840,5 +1007,77 @@ client:",
         let e = err_of(&OK.replace("status: 200 }", "status: 200 }\n  eso: { ready: false }"));
         assert_eq!(e.field.as_deref(), Some("expect.eso"), "{e}");
         assert!(e.to_string().contains("without an `eso` client"), "{e}");
+    }
+
+    /// Every file of `tests/bad-cases` is refused with the error its first line names.
+    #[test]
+    fn the_bad_case_corpus_is_refused_file_by_file() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-cases");
+        let mut n = 0;
+        for file in find_case_files(&dir).unwrap() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let want = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# expect: "))
+                .unwrap_or_else(|| panic!("{}: no `# expect:` line", file.display()));
+            let err = load_file(&dir, &file).expect_err(&file.display().to_string());
+            let shown = err.to_string();
+            assert!(shown.contains(want), "{}: {shown}", file.display());
+            assert!(shown.contains("Fix:"), "{shown}");
+            n += 1;
+        }
+        assert!(n >= 9, "{n} corpus files");
+    }
+
+    /// What hangs or exhausts a naive loader: a FIFO, a link loop, a link to /dev/zero, a huge
+    /// file, non-UTF-8 text, two files with one case name. Each is refused, quickly.
+    #[test]
+    fn hostile_case_directories_are_refused_without_hanging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("cases");
+        std::fs::create_dir_all(d.join("sub")).unwrap();
+        let ok = "about: x\nauth: kubernetes\nmode: client-token\nclient:\n  service_account: default/app\nexpect:\n  login: { status: 200 }\n";
+        std::fs::write(d.join("a-b.yaml"), ok).unwrap();
+        std::fs::write(d.join("a_b.yaml"), ok).unwrap();
+        std::fs::write(d.join("latin1.yaml"), b"about: caf\xe9\n").unwrap();
+        std::fs::write(d.join("huge.yaml"), vec![b'#'; 2 << 20]).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero.yaml")).unwrap();
+        std::os::unix::fs::symlink(&d, d.join("sub/loop")).unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(d.join("fifo.yaml"))
+            .status()
+            .is_ok_and(|s| s.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(load_dir(&dir));
+        });
+        let errs = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("loading did not finish within 20 s")
+            .expect_err("every file here is bad");
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let has = |file: &str, text: &str| {
+            assert!(
+                all.iter().any(|e| e.contains(file) && e.contains(text)),
+                "{file}: {text:?} not in {all:#?}"
+            )
+        };
+        has("a_b.yaml", "is also the name of");
+        has("latin1.yaml", "is not UTF-8 text");
+        has("huge.yaml", "larger than 1024 KiB");
+        has("zero.yaml", "not a regular file");
+        if fifo {
+            has("fifo.yaml", "not a regular file");
+        }
+        // The loop is walked once: the two good files are not listed twice.
+        assert_eq!(
+            all.iter()
+                .filter(|e| e.contains("is also the name of"))
+                .count(),
+            1,
+            "{all:#?}"
+        );
     }
 }

@@ -49,6 +49,7 @@ pub async fn up(
         pid: std::process::id(),
         servers: handles.iter().map(|h| h.info().clone()).collect(),
     };
+    crate::cleanup::register_file(path.clone());
     servers::write_state(&path, &state)?;
     if timings {
         println!("{:<16} {:>10}  address", "server", "ready (ms)");

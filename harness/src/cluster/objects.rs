@@ -16,54 +16,7 @@ pub const FIELD_MANAGER: &str = "authlab";
 
 pub use crate::case::manifest::{parse_documents, read_manifest};
 
-/// The kinds cases use: (apiVersion, kind, resource plural, namespaced).
-const KNOWN: &[(&str, &str, &str, bool)] = &[
-    ("v1", "Namespace", "namespaces", false),
-    ("v1", "ServiceAccount", "serviceaccounts", true),
-    ("v1", "Secret", "secrets", true),
-    ("v1", "Pod", "pods", true),
-    ("v1", "ConfigMap", "configmaps", true),
-    ("v1", "Node", "nodes", false),
-    ("v1", "Service", "services", true),
-    ("apps/v1", "StatefulSet", "statefulsets", true),
-    (
-        "rbac.authorization.k8s.io/v1",
-        "ClusterRole",
-        "clusterroles",
-        false,
-    ),
-    (
-        "rbac.authorization.k8s.io/v1",
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        false,
-    ),
-    ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
-    (
-        "external-secrets.io/v1",
-        "ClusterSecretStore",
-        "clustersecretstores",
-        false,
-    ),
-    (
-        "external-secrets.io/v1",
-        "SecretStore",
-        "secretstores",
-        true,
-    ),
-    (
-        "external-secrets.io/v1",
-        "ExternalSecret",
-        "externalsecrets",
-        true,
-    ),
-    (
-        "rbac.authorization.k8s.io/v1",
-        "RoleBinding",
-        "rolebindings",
-        true,
-    ),
-];
+use crate::case::manifest::KINDS as KNOWN;
 
 /// Resource plural and scope of a kind cases use.
 fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {

@@ -1,7 +1,9 @@
 //! Artifacts of a failed trial: everything needed to understand it without re-running.
 //!
-//! Files whose names contain `.secret.` hold tokens (client/reviewer JWTs, raw audit entries, the auth config with
-//! `token_reviewer_jwt`); the folder carries a `CONTAINS-SECRETS` marker.
+//! Files whose names contain `.secret.` hold tokens (client/reviewer JWTs, the login response
+//! with the client token, raw audit entries, the auth config with `token_reviewer_jwt`); no other
+//! file does. The folder carries a `CONTAINS-SECRETS` marker; it is readable by its owner only
+//! (0700, files 0600).
 
 use std::path::{Path, PathBuf};
 
@@ -16,9 +18,34 @@ use crate::{
 /// Writes the artifacts of `trial` under `root/<trial name>/` and returns that folder.
 pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -> Result<PathBuf> {
     let dir = root.join(trial.name.replace("::", "."));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    write_record(&dir, trial, rec, verdict)?;
+    Ok(dir)
+}
+
+/// Writes the artifacts into `dir`, owner-only.
+fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))?;
     let put = |name: &str, text: &str| -> Result<()> {
-        std::fs::write(dir.join(name), text).with_context(|| format!("writing {name}"))
+        use std::io::Write;
+        let path = dir.join(name);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {name}"))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {name}"))?;
+        f.write_all(text.as_bytes())
+            .with_context(|| format!("writing {name}"))
     };
     let verdict_text = match verdict {
         Verdict::Failed(m) => format!("FAILED\n{}\n", m.join("\n")),
@@ -67,11 +94,16 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
         &serde_json::to_string_pretty(&serde_json::json!({
             "config_write": ev.config,
             "login": ev.login,
-            "login_body": rec.login_body,
             "steps": ev.steps,
         }))
         .unwrap_or_default(),
     )?;
+    if let Some(body) = &rec.login_body {
+        put(
+            "login-response.secret.json",
+            &serde_json::to_string_pretty(body).unwrap_or_default(),
+        )?;
+    }
     put(
         "audit.secret.jsonl",
         &rec.audit_raw
@@ -113,7 +145,70 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
     }
     put(
         "CONTAINS-SECRETS",
-        "Files named *.secret.* hold service-account tokens, auth config with reviewer tokens, and raw audit entries (log_raw: tokens in clear text).\nThey come from a throwaway lab, but treat them as secrets.\n",
+        "Files named *.secret.* hold service-account tokens, the login response with the client token, auth config with reviewer tokens, and raw audit entries (log_raw: tokens in clear text).\nThey come from a throwaway lab, but treat them as secrets.\n",
     )?;
-    Ok(dir)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{os::unix::fs::PermissionsExt, sync::Arc};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{case::matrix, server::ServerSpec};
+
+    /// No file but `*.secret.*` holds a token, and only the owner can read any of them.
+    #[test]
+    fn tokens_stay_in_secret_files_and_files_are_private() {
+        let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let file = cases.join("kubernetes/client-token/works.yaml");
+        let case = Arc::new(crate::case::load::load_file(&cases, &file).unwrap());
+        let spec: ServerSpec = "openbao:2.7.2".parse().unwrap();
+        let trial = matrix::expand(&[case], &[spec], matrix::ClusterKind::Sim).remove(0);
+        let (client, reviewer, token) = (
+            "eyJclient.SENTINEL1",
+            "eyJreviewer.SENTINEL2",
+            "s.SENTINEL3",
+        );
+        let rec = TrialRecord {
+            client_jwt: Some(client.into()),
+            reviewer_jwt: Some(reviewer.into()),
+            auth_config: json!({"token_reviewer_jwt": reviewer}),
+            login_body: Some(json!({"auth": {"client_token": token}})),
+            audit_raw: vec![
+                json!({"request": {"data": {"jwt": client}}, "auth": {"client_token": token}}),
+            ],
+            ..Default::default()
+        };
+        let root = tempfile::tempdir().unwrap();
+        let dir = write(
+            root.path(),
+            &trial,
+            &rec,
+            &Verdict::Failed(vec!["x".into()]),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let mut secret_files = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            if name.contains(".secret.") {
+                secret_files += 1;
+                continue;
+            }
+            for t in [client, reviewer, token, "SENTINEL"] {
+                assert!(!text.contains(t), "{name} holds a token");
+            }
+        }
+        assert!(secret_files >= 5, "{secret_files}");
+    }
 }
