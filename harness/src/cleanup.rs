@@ -2,6 +2,7 @@
 //! (emptied on normal shutdown and by the Ctrl-C handler), the reaping of what killed runs left
 //! behind, and `authlab clean`.
 
+use crate::runlock::Owner;
 use std::{
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
@@ -174,26 +175,21 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
 /// Removes scratch directories of runs whose process is gone (killed runs), keeping those of
 /// live runs and of runs that asked to keep them (no `pid` file).
 pub fn reap_orphaned_workdirs() {
-    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for dir in rd.flatten().map(|e| e.path()) {
-        let is_run = dir
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with("authlab-r"));
-        let Some(pid) = is_run
-            .then(|| std::fs::read_to_string(dir.join("pid")).ok())
-            .flatten()
-            .and_then(|p| p.trim().parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
-        if !alive {
+    for dir in scratch_dirs(&std::env::temp_dir()) {
+        // Only a run whose lock is free is provably over; one that asked to keep its files
+        // has no `pid` file.
+        if owner_of_dir(&dir) == Owner::Gone && dir.join("pid").exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// The owner of a scratch directory `authlab-<run id>`.
+fn owner_of_dir(dir: &Path) -> Owner {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("authlab-"))
+        .map_or(Owner::Unknown, crate::runlock::owner)
 }
 
 /// Removes containers and networks of runs that were killed (their labels name a run whose
@@ -215,14 +211,34 @@ pub struct Leftovers {
         Vec<crate::container::ManagedObject>,
     )>,
     kind_clusters: Vec<String>,
+    /// Runs that are alive, whose objects are kept.
+    live: Vec<String>,
 }
 
 impl Leftovers {
     /// Finds labelled processes, scratch directories, Docker objects (images only with
     /// `images`: they are a build cache) and `authlab-*` Kind clusters.
-    pub async fn find(images: bool) -> anyhow::Result<Leftovers> {
-        let procs = crate::server::process::find_leftover_processes();
-        let dirs = scratch_dirs(&std::env::temp_dir());
+    /// Objects of live runs are left alone unless `force`.
+    pub async fn find(images: bool, force: bool) -> anyhow::Result<Leftovers> {
+        let mut live = std::collections::BTreeSet::new();
+        let mut keep = |run: &str| {
+            let alive = !force && crate::runlock::owner(run) == Owner::Live;
+            if alive {
+                live.insert(run.to_string());
+            }
+            !alive
+        };
+        let procs = crate::server::process::find_leftover_processes()
+            .into_iter()
+            .filter(|(_, run)| keep(run))
+            .collect();
+        let dirs = scratch_dirs(&std::env::temp_dir())
+            .into_iter()
+            .filter(|d| {
+                let run = d.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                keep(run.trim_start_matches("authlab-"))
+            })
+            .collect();
         let docker = match crate::container::Engine::connect().await {
             Ok(engine) => {
                 let objs: Vec<_> = engine
@@ -230,6 +246,7 @@ impl Leftovers {
                     .await?
                     .into_iter()
                     .filter(|o| images || o.kind != "image")
+                    .filter(|o| o.run_id.as_deref().is_none_or(&mut keep))
                     .collect();
                 Some((engine, objs))
             }
@@ -247,6 +264,7 @@ impl Leftovers {
             dirs,
             docker,
             kind_clusters,
+            live: live.into_iter().collect(),
         })
     }
 
@@ -271,6 +289,11 @@ impl Leftovers {
         }
         for c in &self.kind_clusters {
             out.push(format!("kind cluster {c}"));
+        }
+        for run in &self.live {
+            out.push(format!(
+                "run {run} is live: its processes, containers and files are kept (--force removes them)"
+            ));
         }
         out
     }

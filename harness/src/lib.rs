@@ -20,6 +20,7 @@ pub mod matching;
 pub mod placeholders;
 pub mod progress;
 pub mod report;
+pub mod runlock;
 pub mod runner;
 pub mod select;
 pub mod server;

@@ -117,6 +117,9 @@ enum Command {
         /// Also remove the server images authlab built (a cache; rebuilt when needed).
         #[arg(long)]
         images: bool,
+        /// Also remove what live runs and labs own (they are left alone otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Print the JSON Schema of case files.
     Schema,
@@ -266,7 +269,11 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
         }
         Command::Explain { token } => explain(&token),
         Command::Diagnose(a) => diagnose::run(a).await,
-        Command::Clean { dry_run, images } => clean(dry_run, images).await,
+        Command::Clean {
+            dry_run,
+            images,
+            force,
+        } => clean(dry_run, images, force).await,
         Command::Export {
             command: ExportCommand::Terraform { case, cases },
         } => {
@@ -470,8 +477,8 @@ fn explain(token: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn clean(dry_run: bool, images: bool) -> Result<ExitCode> {
-    let found = cleanup::Leftovers::find(images).await?;
+async fn clean(dry_run: bool, images: bool, force: bool) -> Result<ExitCode> {
+    let found = cleanup::Leftovers::find(images, force).await?;
     for line in found.describe() {
         println!("{line}");
     }

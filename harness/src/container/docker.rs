@@ -47,17 +47,13 @@ pub struct ManagedObject {
 }
 
 impl ManagedObject {
-    /// True when the process that created it has exited (a killed run's leftover).
+    /// True when the run that created it is provably over (its run lock is free): a killed
+    /// run's leftover. Objects of live runs, and of runs whose lock is not visible here (another
+    /// machine's or container's run sharing the engine), are not.
     pub fn orphaned(&self) -> bool {
-        self.pid.is_some_and(|p| {
-            // Gone, or a zombie waiting for its parent to reap it.
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .map(|s| {
-                    s.rsplit_once(") ")
-                        .is_some_and(|(_, rest)| rest.starts_with('Z'))
-                })
-                .unwrap_or(true)
-        })
+        self.run_id
+            .as_deref()
+            .is_some_and(|r| crate::runlock::owner(r) == crate::runlock::Owner::Gone)
     }
 }
 

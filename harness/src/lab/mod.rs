@@ -141,12 +141,16 @@ pub struct Lab {
     pub(crate) exclusive: tokio::sync::Mutex<()>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
     counter: AtomicU64,
+    /// Held while the lab lives: proves the run alive to other runs and `authlab clean`.
+    _lock: crate::runlock::RunLock,
 }
 
 impl Lab {
     /// Creates a lab (starts nothing yet: servers start on first use).
     pub fn new(opts: LabOptions) -> Result<Lab> {
         let cache = BinaryCache::from_env()?;
+        let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
+        crate::runlock::remove_stale();
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
         cleanup::reap_orphaned_workdirs();
         std::fs::create_dir_all(&workdir)
@@ -174,6 +178,7 @@ impl Lab {
             exclusive: tokio::sync::Mutex::new(()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
+            _lock: lock,
         })
     }
 

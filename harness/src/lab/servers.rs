@@ -213,9 +213,8 @@ pub fn state_path() -> PathBuf {
 pub fn read_state(path: &Path) -> Option<LabState> {
     let text = std::fs::read_to_string(path).ok()?;
     let state: LabState = serde_json::from_str(&text).ok()?;
-    Path::new(&format!("/proc/{}", state.pid))
-        .exists()
-        .then_some(state)
+    // The lab's run lock, not its process id (which may have been reused), says it is alive.
+    (crate::runlock::owner(&state.run_id) == crate::runlock::Owner::Live).then_some(state)
 }
 
 /// Writes a lab state file (mode 0600: it holds root tokens).
