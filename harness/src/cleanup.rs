@@ -20,11 +20,9 @@ struct Registry {
 }
 
 /// Set when the run is interrupted: no further trial starts.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// True once Ctrl-C or SIGTERM has been received.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+    crate::runlock::stopping()
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -134,7 +132,13 @@ pub fn cleanup_now() {
                     let _ = engine.remove_container(&c).await;
                 }
                 for n in networks {
-                    let _ = engine.remove_network(&n).await;
+                    // A container that was removed a moment ago may still hold the network.
+                    for _ in 0..25 {
+                        if engine.remove_network(&n).await.is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    }
                 }
             });
         })
@@ -165,8 +169,14 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
             _ = tokio::signal::ctrl_c() => 130,
             _ = term.recv() => 143,
         };
-        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        crate::runlock::set_stopping();
         tracing::info!("interrupted; stopping servers and removing scratch files");
+        // Containers being created now are finished (and removed by their creator) first.
+        if !crate::runlock::wait_for_creations(std::time::Duration::from_secs(15)) {
+            tracing::warn!(
+                "a container was still being created after 15 s; `authlab clean` removes it"
+            );
+        }
         cleanup_now();
         std::process::exit(code);
     });

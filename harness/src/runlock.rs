@@ -1,6 +1,53 @@
 //! Whether a run is still alive: every run holds an exclusive lock on its own lock file for as
 //! long as it lives, so a lock that can be taken proves its owner gone (a killed run's lock is
-//! released by the kernel), where a process id could have been reused.
+//! released by the kernel), where a process id could have been reused. And whether this run is
+//! stopping: then nothing new may be created, and what is being created is waited for.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static CREATING: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks this run as stopping (Ctrl-C, SIGTERM).
+pub fn set_stopping() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
+
+/// True once this run is stopping.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
+/// Held while an external resource (a container) is being created, so that cleanup waits for
+/// it instead of missing it.
+#[derive(Debug)]
+pub struct Creating(());
+
+impl Creating {
+    /// Counts one creation under way.
+    pub fn start() -> Creating {
+        CREATING.fetch_add(1, Ordering::SeqCst);
+        Creating(())
+    }
+}
+
+impl Drop for Creating {
+    fn drop(&mut self) {
+        CREATING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (at most `timeout`) until no creation is under way; false if some still are.
+pub fn wait_for_creations(timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while CREATING.load(Ordering::SeqCst) > 0 {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
+}
 
 use std::{
     fs::File,

@@ -394,6 +394,8 @@ struct RunArgs {
 }
 
 async fn run(a: RunArgs) -> Result<ExitCode> {
+    // First: a signal from here on takes the ordered way out (and exits 130/143).
+    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let dir = cases_dir(a.cases);
     let servers = select::servers(a.servers.as_deref())?;
     let cluster = select::cluster(a.cluster)?;
@@ -423,7 +425,6 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         cluster.as_str()
     );
     let lab = Arc::new(Lab::new(opts)?);
-    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let started = Instant::now();
     let outcomes = runner::run_all(lab.clone(), trials, a.jobs).await;
     let wall = started.elapsed();

@@ -169,7 +169,17 @@ impl ContainerServer {
             }),
             ..Default::default()
         };
+        let creating = crate::runlock::Creating::start();
+        if crate::runlock::stopping() {
+            bail!("the run is stopping: container {} not created", opts.name);
+        }
         engine.create_container(&opts.name, body).await?;
+        if crate::runlock::stopping() {
+            // Cleanup may have run while the engine created it.
+            let _ = engine.remove_container(&opts.name).await;
+            bail!("the run is stopping: container {} removed", opts.name);
+        }
+        drop(creating);
         let mut server = ContainerServer {
             engine: engine.clone(),
             name: opts.name.clone(),

@@ -1,0 +1,198 @@
+//! Exit paths: real `authlab run`s interrupted with SIGINT or SIGTERM, sent to the process or
+//! to its whole group (what a terminal's Ctrl-C does), at several moments, in both runtimes.
+//! Each must exit with 128 + the signal and leave nothing of its run behind: no process, no
+//! container or network, no scratch directory.
+//!
+//! `AUTHLAB_FAULT_REPEAT=N` repeats every combination N times (default 1).
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// Where in a run the signal arrives.
+#[derive(Debug, Clone, Copy)]
+enum Moment {
+    /// While the servers start.
+    Startup,
+    /// Once trials have finished and others are under way (pod containers among them).
+    Trials,
+}
+
+fn repeat() -> usize {
+    std::env::var("AUTHLAB_FAULT_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+fn docker() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// What is left of `run`: processes labelled with it, its containers and networks, its
+/// scratch directory.
+fn leftovers(run: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let needle = format!("AUTHLAB_RUN_ID={run}");
+    for pid in std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+        if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            out.push(format!("process {pid}"));
+        }
+    }
+    if docker() {
+        for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..]] {
+            let o = Command::new("docker")
+                .args(what)
+                .args(["--filter", &format!("label=authlab.run-id={run}")])
+                .output()
+                .unwrap();
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                out.push(format!("docker {} {id}", what[0]));
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("authlab-{run}"));
+    if dir.exists() {
+        out.push(format!("directory {}", dir.display()));
+    }
+    out
+}
+
+/// Starts a run, signals it at `moment`, and checks how it ended and what it left.
+fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
+    let artifacts = tempfile::tempdir().unwrap();
+    let mut child = std::os::unix::process::CommandExt::process_group(
+        Command::new(env!("CARGO_BIN_EXE_authlab")).args([
+            "run",
+            "kubernetes::",
+            "--servers",
+            "openbao:2.7.2",
+            "--runtime",
+            runtime,
+            "--jobs",
+            "4",
+        ]),
+        0,
+    )
+    .env("AUTHLAB_ARTIFACTS", artifacts.path())
+    .env_remove("CI")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut run = None;
+    let mut lines = Vec::new();
+    // Wait for the moment (bounded): the run id first, then the first finished trial.
+    while started.elapsed() < Duration::from_secs(120) {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if run.is_none() {
+            run = line
+                .strip_prefix("authlab: run ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_string);
+        }
+        let trial_done = line.starts_with('[');
+        lines.push(line);
+        match moment {
+            Moment::Startup if run.is_some() => break,
+            Moment::Trials if trial_done => break,
+            _ => {}
+        }
+    }
+    let run = run.unwrap_or_else(|| panic!("no run id in {lines:#?}"));
+    let target = if group {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    let sig = if signal == 2 { "-INT" } else { "-TERM" };
+    assert!(
+        Command::new("kill")
+            .args([sig, "--", &target])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run} did not exit within 60 s of {sig}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let what = format!(
+        "{runtime} run {run}, {sig} to the {}, at {moment:?}",
+        if group { "group" } else { "process" }
+    );
+    assert_eq!(status.code(), Some(128 + signal), "{what}: {status:?}");
+    // Removal of containers is asynchronous in the engine: give it a moment.
+    let mut left = leftovers(&run);
+    let settle = Instant::now() + Duration::from_secs(10);
+    while !left.is_empty() && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(200));
+        left = leftovers(&run);
+    }
+    assert!(left.is_empty(), "{what} left {left:?}");
+}
+
+fn each(runtime: &str) {
+    for _ in 0..repeat() {
+        for (signal, group) in [(2, true), (2, false), (15, true), (15, false)] {
+            for moment in [Moment::Startup, Moment::Trials] {
+                interrupt(runtime, signal, group, moment);
+            }
+        }
+    }
+}
+
+#[test]
+fn interrupted_process_runs_leave_nothing() {
+    each("process");
+}
+
+#[test]
+fn interrupted_container_runs_leave_nothing() {
+    if !docker() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "Docker is required under CI for this test"
+        );
+        eprintln!("skipped: Docker is not reachable");
+        return;
+    }
+    each("container");
+}
