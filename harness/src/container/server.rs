@@ -111,6 +111,11 @@ pub const AUDIT_FILE: &str = "/openbao/audit/audit.log";
 impl ContainerServer {
     /// Creates, fills, starts, waits for, initialises and unseals the container.
     pub async fn start(engine: &Engine, opts: ContainerServerOptions) -> Result<ContainerServer> {
+        // Until the container exists (cleanup on a signal waits for this).
+        let creating = crate::runlock::Creating::start();
+        if crate::runlock::stopping() {
+            bail!("the run is stopping: container {} not created", opts.name);
+        }
         std::fs::create_dir_all(&opts.host_dir)
             .with_context(|| format!("creating {}", opts.host_dir.display()))?;
         let audit_dir = opts.host_dir.join("audit");
@@ -169,10 +174,6 @@ impl ContainerServer {
             }),
             ..Default::default()
         };
-        let creating = crate::runlock::Creating::start();
-        if crate::runlock::stopping() {
-            bail!("the run is stopping: container {} not created", opts.name);
-        }
         engine.create_container(&opts.name, body).await?;
         if crate::runlock::stopping() {
             // Cleanup may have run while the engine created it.

@@ -153,6 +153,9 @@ impl Lab {
         crate::runlock::remove_stale();
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
         cleanup::reap_orphaned_workdirs();
+        // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing.
+        let creating = crate::runlock::Creating::start();
+        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
         if !opts.keep {
@@ -162,6 +165,7 @@ impl Lab {
         if !opts.keep {
             cleanup::register_dir(workdir.clone());
         }
+        drop(creating);
         Ok(Lab {
             opts,
             workdir,
@@ -229,6 +233,9 @@ impl Lab {
     pub async fn start_server(&self, spec: &ServerSpec) -> Result<RunningServer> {
         let progress = |line: &str| tracing::info!("{spec}: {line}");
         let bin = self.cache.ensure(spec, &progress).await?;
+        // Until the process is registered for cleanup (see `Lab::new`).
+        let creating = crate::runlock::Creating::start();
+        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         let dir = self
             .workdir
             .join(format!("{}-{}", spec.flavour, spec.version));
@@ -241,6 +248,7 @@ impl Lab {
         if let Some(pid) = server.pid() {
             cleanup::register_pid(pid);
         }
+        drop(creating);
         tracing::info!(
             "{spec} ready at {} in {} ms",
             server.addr(),
@@ -278,8 +286,12 @@ impl Lab {
             let engine = Engine::connect().await?;
             cleanup::reap_orphaned_containers(&engine).await;
             let name = format!("authlab-{}", self.opts.run_id);
+            // Until the network is registered for cleanup (see `Lab::new`).
+            let creating = crate::runlock::Creating::start();
+            anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
             engine.create_network(&name, &self.opts.run_id).await?;
             cleanup::register_network(name.clone());
+            drop(creating);
             let gw = engine.network_gateway(&name).await?;
             Ok((engine, name, gw))
         })

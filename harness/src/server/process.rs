@@ -124,7 +124,7 @@ fn free_port() -> Result<u16> {
 
 /// Kills the child if the harness dies (Linux `PR_SET_PDEATHSIG`).
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut std::process::Command) {
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
     // async-signal-safe; it touches no memory shared with the parent.
@@ -154,6 +154,24 @@ fn signal(pid: u32, sig: i32) {
 /// SIGKILLs a process (cleanup of leftovers).
 pub fn kill_process(pid: u32) {
     signal(pid, libc::SIGKILL);
+}
+
+/// SIGKILLs a whole process group (a child started with its own group, and what it forked).
+pub fn kill_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid > 1 {
+        signal_group(pgid);
+    }
+}
+
+#[allow(unsafe_code)]
+fn signal_group(pgid: i32) {
+    // SAFETY: kill(2) with a negative pid (a process group) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
 }
 
 /// SIGTERMs a process.

@@ -32,7 +32,9 @@ use release::{ReleaseAsset, checksum_for};
 use super::{Flavour, ServerSpec};
 
 /// How long one pip download may take.
-const PIP_TIMEOUT: Duration = Duration::from_secs(900);
+const PIP_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a silent pip is reported as still running.
+const PIP_REPORT_EVERY: Duration = Duration::from_secs(30);
 /// How long one release-archive download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
 

