@@ -196,3 +196,72 @@ fn interrupted_container_runs_leave_nothing() {
     }
     each("container");
 }
+
+/// `clean` beside a live lab leaves it serving; `lab down` with a stale state file (naming an
+/// unrelated process) signals nothing.
+#[test]
+fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
+    let bin = env!("CARGO_BIN_EXE_authlab");
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("lab.json");
+    // A stale state file naming an unrelated process.
+    let mut sleeper = Command::new("sleep").arg("60").spawn().unwrap();
+    std::fs::write(
+        &state,
+        format!(
+            r#"{{"run_id":"rdeadbeef","pid":{},"servers":[]}}"#,
+            sleeper.id()
+        ),
+    )
+    .unwrap();
+    let down = Command::new(bin)
+        .args(["lab", "down"])
+        .env("AUTHLAB_LAB_STATE", &state)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "lab down signalled a process that is not the lab"
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    // A live lab survives `clean`.
+    let mut lab = Command::new(bin)
+        .args(["lab", "up", "--servers", "openbao:2.7.2"])
+        .env("AUTHLAB_LAB_STATE", &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "the lab did not come up in 60 s");
+        assert!(lab.try_wait().unwrap().is_none(), "the lab exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let clean = Command::new(bin).arg("clean").output().unwrap();
+    assert!(clean.status.success(), "{clean:?}");
+    assert!(
+        String::from_utf8_lossy(&clean.stdout).contains("is live"),
+        "{clean:?}"
+    );
+    let status = Command::new(bin)
+        .args(["lab", "status"])
+        .env("AUTHLAB_LAB_STATE", &state)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("health 200"),
+        "the lab stopped serving after clean: {status:?}"
+    );
+    let down = Command::new(bin)
+        .args(["lab", "down"])
+        .env("AUTHLAB_LAB_STATE", &state)
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    let code = lab.wait().unwrap().code();
+    assert_eq!(code, Some(143), "the lab stops on SIGTERM");
+    assert!(!state.exists(), "the state file is removed");
+}

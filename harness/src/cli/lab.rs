@@ -92,7 +92,8 @@ pub async fn down() -> Result<ExitCode> {
     };
     crate::server::process::terminate_process(state.pid);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while std::path::Path::new(&format!("/proc/{}", state.pid)).exists() {
+    // Stopped once its lock is free (its files are closed even while it is a zombie).
+    while crate::runlock::owner(&state.run_id) == crate::runlock::Owner::Live {
         if tokio::time::Instant::now() >= deadline {
             bail!(
                 "lab process {} did not stop within 15 s after SIGTERM; `authlab clean` kills its servers",
