@@ -96,6 +96,13 @@ pub fn register_network(name: String) {
     }
 }
 
+/// Forgets a network that was removed normally.
+pub fn unregister_network(name: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.networks.retain(|n| n != name);
+    }
+}
+
 /// Kills every registered process, removes every registered container, network and directory.
 pub fn cleanup_now() {
     let (pids, dirs, containers, networks, files) = match registry().lock() {
@@ -134,10 +141,14 @@ pub fn cleanup_now() {
                 for n in networks {
                     // A container that was removed a moment ago may still hold the network.
                     for _ in 0..25 {
-                        if engine.remove_network(&n).await.is_ok() {
-                            break;
+                        match engine.remove_network(&n).await {
+                            Ok(()) => break,
+                            // Already gone.
+                            Err(e) if format!("{e:#}").contains("404") => break,
+                            Err(_) => {
+                                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                            }
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     }
                 }
             });

@@ -520,10 +520,11 @@ impl Lab {
                 tracing::warn!("{e:#}");
             }
         }
-        if let Some(Ok((engine, network, _))) = self.docker.get()
-            && let Err(e) = engine.remove_network(network).await
-        {
-            tracing::warn!("{e:#}");
+        if let Some(Ok((engine, network, _))) = self.docker.get() {
+            match engine.remove_network(network).await {
+                Ok(()) => cleanup::unregister_network(network),
+                Err(e) => tracing::warn!("{e:#}"),
+            }
         }
         if !self.opts.keep {
             let _ = std::fs::remove_dir_all(&self.workdir);
