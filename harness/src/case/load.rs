@@ -599,14 +599,17 @@ fn check_object(
         }
         ObjectSource::Inline(obj) => {
             let map = &obj.inline;
+            for key in ["apiVersion", "kind", "metadata"] {
+                if !map.contains_key(key) {
+                    return Err(err(
+                        field,
+                        format!("the inline object has no `{key}`."),
+                        "give every inline object apiVersion, kind and metadata.name.",
+                    ));
+                }
+            }
             if let Some(problem) =
-                super::manifest::check_object(&serde_json::Value::Object(map.clone()), 1).filter(
-                    |_| {
-                        ["apiVersion", "kind", "metadata"]
-                            .iter()
-                            .all(|k| map.contains_key(*k))
-                    },
-                )
+                super::manifest::check_object(&serde_json::Value::Object(map.clone()), 1)
             {
                 return Err(err(
                     field,
@@ -616,15 +619,6 @@ fn check_object(
                     ),
                     "use one of the kinds listed, with apiVersion, kind and metadata.name.",
                 ));
-            }
-            for key in ["apiVersion", "kind", "metadata"] {
-                if !map.contains_key(key) {
-                    return Err(err(
-                        field,
-                        format!("the inline object has no `{key}`."),
-                        "give every inline object apiVersion, kind and metadata.name.",
-                    ));
-                }
             }
         }
     }

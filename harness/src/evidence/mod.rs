@@ -15,6 +15,19 @@ pub use wait::wait_for;
 
 use crate::{diagnose::Finding, sim::RequestRecord};
 
+/// The text of the file at `path` from byte `offset` on (empty when it cannot be read): what a
+/// log gained since `offset`.
+pub fn read_from(path: &std::path::Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut buf = Vec::new();
+    if let Ok(mut f) = std::fs::File::open(path)
+        && f.seek(SeekFrom::Start(offset)).is_ok()
+    {
+        let _ = f.read_to_end(&mut buf);
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
 /// What a client request returned, reduced to what expectations look at.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Observed {

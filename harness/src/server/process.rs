@@ -256,18 +256,6 @@ pub async fn measure_startup(
     Ok(out)
 }
 
-/// The file's text from byte `offset` on (lossy UTF-8; empty when unreadable).
-fn read_from(path: &Path, offset: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut buf = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path)
-        && f.seek(SeekFrom::Start(offset)).is_ok()
-    {
-        let _ = f.read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 /// Byte offset of the last line in `text` that starts an entry (entries start with their
 /// timestamp; continuation and banner lines do not start with a digit).
 fn last_entry_start(text: &str) -> usize {
@@ -587,7 +575,7 @@ impl RunningServer {
         // still gain continuation lines).
         let mut from = 0u64;
         loop {
-            let chunk = read_from(&self.server_log, from);
+            let chunk = crate::evidence::read_from(&self.server_log, from);
             let complete = chunk.rfind('\n').map_or(0, |i| i + 1);
             let text = &chunk[..complete];
             if let Some(l) = crate::evidence::parse_server_log(text)
@@ -644,8 +632,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
         std::fs::write(&p, t).unwrap();
-        assert_eq!(read_from(&p, at as u64), &t[at..]);
-        assert_eq!(read_from(&dir.path().join("missing"), 0), "");
+        assert_eq!(crate::evidence::read_from(&p, at as u64), &t[at..]);
+        assert_eq!(
+            crate::evidence::read_from(&dir.path().join("missing"), 0),
+            ""
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::Result;
 use super::{Run, act::Acted, apply::Setup, prepare::Env};
 use crate::{
     case::model::AuthMethod,
-    evidence::{self, EsoEvidence, Evidence, Observed},
+    evidence::{self, EsoEvidence, Evidence, Observed, read_from},
     matching::find_log_line,
 };
 
@@ -70,16 +70,6 @@ pub(super) async fn collect(
     ev.eso = super::eso::observe(run, env, setup).await?;
     run.record.eso = ev.eso.report();
     Ok(ev)
-}
-
-fn read_from(p: &std::path::Path, offset: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut buf = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(p) {
-        let _ = f.seek(SeekFrom::Start(offset));
-        let _ = f.read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// What `authlab diagnose` would be given for this trial: the trial's own evidence.
