@@ -30,11 +30,12 @@ fn registry() -> &'static Mutex<Registry> {
     R.get_or_init(Default::default)
 }
 
-/// Remembers a child process to kill if the run is interrupted.
+/// Remembers a child process to kill if the run is interrupted: one that leads its own
+/// process group, killed with everything it forked.
 pub fn register_pid(pid: u32) {
     if let Ok(mut r) = registry().lock() {
         if r.closed {
-            crate::server::process::kill_process(pid);
+            crate::server::process::kill_group(pid);
         } else {
             r.pids.push(pid);
         }
@@ -54,6 +55,7 @@ pub fn register_dir(dir: PathBuf) {
         if r.closed {
             let _ = std::fs::remove_dir_all(&dir);
         } else {
+            crate::watchdog::remove_on_death(&dir, true);
             r.dirs.push(dir);
         }
     }
@@ -63,6 +65,7 @@ pub fn register_dir(dir: PathBuf) {
 /// which holds root tokens).
 pub fn register_file(path: PathBuf) {
     if let Ok(mut r) = registry().lock() {
+        crate::watchdog::remove_on_death(&path, false);
         r.files.push(path);
     }
 }
@@ -141,14 +144,11 @@ pub fn cleanup_now() {
                 for n in networks {
                     // A container that was removed a moment ago may still hold the network.
                     for _ in 0..25 {
-                        match engine.remove_network(&n).await {
-                            Ok(()) => break,
-                            // Already gone.
-                            Err(e) if format!("{e:#}").contains("404") => break,
-                            Err(_) => {
-                                tokio::time::sleep(std::time::Duration::from_millis(200)).await
-                            }
+                        // Ok also when it is already gone.
+                        if engine.remove_network(&n).await.is_ok() {
+                            break;
                         }
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                     }
                 }
             });
@@ -156,7 +156,7 @@ pub fn cleanup_now() {
         .join();
     }
     for pid in pids {
-        crate::server::process::kill_process(pid);
+        crate::server::process::kill_group(pid);
     }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
@@ -189,6 +189,7 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
             );
         }
         cleanup_now();
+        crate::watchdog::all_done();
         std::process::exit(code);
     });
 }

@@ -29,3 +29,4 @@ pub use authlab_sim as sim;
 pub mod trial;
 pub mod vault;
 pub mod verdict;
+pub mod watchdog;

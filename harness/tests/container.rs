@@ -564,7 +564,10 @@ fn nothing_is_left_after_removal_or_drop() {
             .await
             .expect("removing the network");
         assert_eq!(leftovers(&engine, &run).await, Vec::<String>::new());
-        let again = engine.remove_network(&net).await;
-        assert!(again.is_err(), "a removed network is gone");
+        // Removal is idempotent: a network already gone counts as removed.
+        engine
+            .remove_network(&net)
+            .await
+            .expect("removing a network already gone");
     });
 }

@@ -1,7 +1,8 @@
-//! Exit paths: real `authlab run`s interrupted with SIGINT or SIGTERM, sent to the process or
-//! to its whole group (what a terminal's Ctrl-C does), at several moments, in both runtimes.
-//! Each must exit with 128 + the signal and leave nothing of its run behind: no process, no
-//! container or network, no scratch directory.
+//! Exit paths: real `authlab run`s interrupted with SIGINT or SIGTERM, or killed with SIGKILL,
+//! sent to the process or to its whole group (what a terminal's Ctrl-C does), at several
+//! moments, in both runtimes. Each must exit with 128 + the signal (or die of SIGKILL) and
+//! leave nothing of its run behind: no process, no container or network, no scratch directory.
+//! After SIGKILL that is the run's watchdog's work, done without another run.
 //!
 //! `AUTHLAB_FAULT_REPEAT=N` repeats every combination N times (default 1).
 
@@ -77,6 +78,17 @@ fn leftovers(run: &str) -> Vec<String> {
 
 /// Starts a run, signals it at `moment`, and checks how it ended and what it left.
 fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
+    interrupt_with(runtime, signal, group, moment, &[]);
+}
+
+/// [`interrupt`], with extra environment for the run.
+fn interrupt_with(
+    runtime: &str,
+    signal: i32,
+    group: bool,
+    moment: Moment,
+    env: &[(&str, &std::path::Path)],
+) {
     let artifacts = tempfile::tempdir().unwrap();
     let mut child = std::os::unix::process::CommandExt::process_group(
         Command::new(env!("CARGO_BIN_EXE_authlab")).args([
@@ -92,6 +104,7 @@ fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
         0,
     )
     .env("AUTHLAB_ARTIFACTS", artifacts.path())
+    .envs(env.iter().copied())
     .env_remove("CI")
     .stdout(Stdio::null())
     .stderr(Stdio::piped())
@@ -135,7 +148,11 @@ fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
     } else {
         pid.to_string()
     };
-    let sig = if signal == 2 { "-INT" } else { "-TERM" };
+    let sig = match signal {
+        2 => "-INT",
+        9 => "-KILL",
+        _ => "-TERM",
+    };
     assert!(
         Command::new("kill")
             .args([sig, "--", &target])
@@ -158,8 +175,14 @@ fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
         "{runtime} run {run}, {sig} to the {}, at {moment:?}",
         if group { "group" } else { "process" }
     );
-    assert_eq!(status.code(), Some(128 + signal), "{what}: {status:?}");
-    // Removal of containers is asynchronous in the engine: give it a moment.
+    if signal == 9 {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{what}: {status:?}");
+    } else {
+        assert_eq!(status.code(), Some(128 + signal), "{what}: {status:?}");
+    }
+    // Removal of containers is asynchronous in the engine (and after SIGKILL the watchdog's
+    // work): give it a moment.
     let mut left = leftovers(&run);
     let settle = Instant::now() + Duration::from_secs(10);
     while !left.is_empty() && Instant::now() < settle {
@@ -171,7 +194,14 @@ fn interrupt(runtime: &str, signal: i32, group: bool, moment: Moment) {
 
 fn each(runtime: &str) {
     for _ in 0..repeat() {
-        for (signal, group) in [(2, true), (2, false), (15, true), (15, false)] {
+        for (signal, group) in [
+            (2, true),
+            (2, false),
+            (15, true),
+            (15, false),
+            (9, true),
+            (9, false),
+        ] {
             for moment in [Moment::Startup, Moment::Trials] {
                 interrupt(runtime, signal, group, moment);
             }
@@ -195,6 +225,113 @@ fn interrupted_container_runs_leave_nothing() {
         return;
     }
     each("container");
+}
+
+/// A server binary given as a wrapper script that forks the server (no `exec`): what it forked
+/// is stopped with it, after a run that ends normally and after one killed mid-run.
+#[test]
+fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(["provision", "--servers", "openbao:2.7.2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let bao = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("openbao:2.7.2\t"))
+        .unwrap_or_else(|| panic!("no binary path in {stdout}"));
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("bao-wrapper");
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{bao} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // Ends normally: the run's leftovers are checked by run id.
+    let artifacts = tempfile::tempdir().unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args([
+            "run",
+            "kubernetes::client_token::outside",
+            "--servers",
+            "openbao:2.7.2",
+        ])
+        .env("AUTHLAB_OPENBAO_BIN", &wrapper)
+        .env("AUTHLAB_ARTIFACTS", artifacts.path())
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("authlab: run "))
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run id in {stderr}"));
+    let mut left = leftovers(id);
+    let settle = Instant::now() + Duration::from_secs(10);
+    while !left.is_empty() && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(200));
+        left = leftovers(id);
+    }
+    assert!(left.is_empty(), "a run with a wrapper binary left {left:?}");
+    // Killed mid-run.
+    for group in [false, true] {
+        interrupt_with(
+            "process",
+            9,
+            group,
+            Moment::Trials,
+            &[("AUTHLAB_OPENBAO_BIN", &wrapper)],
+        );
+    }
+}
+
+/// A lab killed with SIGKILL leaves neither its servers nor its state file (root tokens).
+#[test]
+fn a_killed_lab_leaves_no_server_and_no_state_file() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("lab.json");
+    let mut lab = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(["lab", "up", "--servers", "openbao:2.7.2"])
+        .env("AUTHLAB_LAB_STATE", &state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "the lab did not come up in 60 s");
+        assert!(lab.try_wait().unwrap().is_none(), "the lab exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The file appears before it is written: read it once it parses.
+    let run = loop {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            break v["run_id"]
+                .as_str()
+                .expect("run_id in the state file")
+                .to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the state file never parsed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    lab.kill().unwrap();
+    let _ = lab.wait();
+    let settle = Instant::now() + Duration::from_secs(10);
+    let mut left = leftovers(&run);
+    while (state.exists() || !left.is_empty()) && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(100));
+        left = leftovers(&run);
+    }
+    assert!(left.is_empty(), "a killed lab left {left:?}");
+    assert!(!state.exists(), "a killed lab left its state file");
 }
 
 /// `clean` beside a live lab leaves it serving; `lab down` with a stale state file (naming an

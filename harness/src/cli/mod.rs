@@ -123,6 +123,9 @@ enum Command {
     },
     /// Print the JSON Schema of case files.
     Schema,
+    /// The watchdog a run starts for itself (removes what the run leaves if it is killed).
+    #[command(name = "__watch", hide = true)]
+    Watch,
     /// Export a case's server-side configuration.
     Export {
         #[command(subcommand)]
@@ -286,6 +289,10 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             })?;
             let lc = load::load_file(&dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
             print!("{}", crate::export::terraform(&lc.name, &lc.case)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Watch => {
+            crate::watchdog::serve().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {

@@ -57,6 +57,16 @@ impl ManagedObject {
     }
 }
 
+/// Removal is idempotent: an object that is already gone (404) counts as removed.
+fn gone_is_removed(r: Result<(), bollard::errors::Error>) -> Result<(), bollard::errors::Error> {
+    match r {
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        other => other,
+    }
+}
+
 /// A file as a stream of 1 MiB chunks (for request bodies).
 fn chunks<B: From<Vec<u8>>>(
     file: tokio::fs::File,
@@ -246,9 +256,7 @@ impl Engine {
 
     /// Removes a network.
     pub async fn remove_network(&self, name: &str) -> Result<()> {
-        self.docker
-            .remove_network(name)
-            .await
+        gone_is_removed(self.docker.remove_network(name).await)
             .with_context(|| format!("removing network {name}"))
     }
 
@@ -367,7 +375,8 @@ impl Engine {
 
     /// Force-removes a container and its anonymous volumes.
     pub async fn remove_container(&self, container: &str) -> Result<()> {
-        self.docker
+        let removed = self
+            .docker
             .remove_container(
                 container,
                 Some(
@@ -377,8 +386,8 @@ impl Engine {
                         .build(),
                 ),
             )
-            .await
-            .with_context(|| format!("removing container {container}"))
+            .await;
+        gone_is_removed(removed).with_context(|| format!("removing container {container}"))
     }
 
     /// Force-removes a container from synchronous code (e.g. a `Drop`): on a thread of its own,

@@ -150,6 +150,8 @@ impl Lab {
     pub fn new(opts: LabOptions) -> Result<Lab> {
         let cache = BinaryCache::from_env()?;
         let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
+        // Removes what this run leaves if it is killed (SIGKILL) or aborts.
+        crate::watchdog::watch(&opts.run_id);
         crate::runlock::remove_stale();
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
         cleanup::reap_orphaned_workdirs();
@@ -285,6 +287,7 @@ impl Lab {
     pub async fn docker(&self) -> Result<(Engine, String, String)> {
         once(&self.docker, async {
             let engine = Engine::connect().await?;
+            crate::watchdog::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
             let name = format!("authlab-{}", self.opts.run_id);
             // Until the network is registered for cleanup (see `Lab::new`).
@@ -529,5 +532,6 @@ impl Lab {
         if !self.opts.keep {
             let _ = std::fs::remove_dir_all(&self.workdir);
         }
+        crate::watchdog::done(&self.opts.run_id);
     }
 }

@@ -158,19 +158,20 @@ pub fn kill_process(pid: u32) {
 
 /// SIGKILLs a whole process group (a child started with its own group, and what it forked).
 pub fn kill_group(pgid: u32) {
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return;
-    };
-    if pgid > 1 {
-        signal_group(pgid);
-    }
+    signal_group(pgid, libc::SIGKILL);
 }
 
 #[allow(unsafe_code)]
-fn signal_group(pgid: i32) {
+fn signal_group(pgid: u32, sig: i32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
     // SAFETY: kill(2) with a negative pid (a process group) has no memory-safety preconditions.
     unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+        libc::kill(-pgid, sig);
     }
 }
 
@@ -232,6 +233,9 @@ fn server_command(
         .env("AUTHLAB_RUN_ID", &opts.run_id)
         .env("BAO_LOG_LEVEL", "debug")
         .env("VAULT_LOG_LEVEL", "debug");
+    // Its own process group, stopped as a whole: a wrapper script given as the binary, and
+    // what it forks, go with it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     die_with_parent(&mut cmd);
     Ok(cmd)
 }
@@ -597,14 +601,17 @@ impl RunningServer {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        terminate_process(child.id());
+        // The server leads its own group: what a wrapper forked is stopped with it.
+        signal_group(child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
+                kill_group(child.id());
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        kill_group(child.id());
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -613,6 +620,7 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }

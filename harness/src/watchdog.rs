@@ -1,0 +1,238 @@
+//! The run's watchdog: a small process of its own (`authlab __watch`) that outlives a run
+//! killed with SIGKILL, or one that aborted, and then removes what the run left at once,
+//! instead of leaving it for the next run to reap.
+//!
+//! The run holds the write end of the watchdog's standard input for its whole life and sends
+//! it one line per fact: a run it owns (`run <id>`), a file or directory to remove if the run
+//! dies (`file <path>`, `dir <path>`), a run that cleaned up after itself (`done <id>`).
+//! End of input without `done` means the run died: the watchdog then kills the processes
+//! labelled with its runs, removes their containers and networks, and the files and
+//! directories it was told of. It sits in its own process group, so a Ctrl-C to the run's
+//! group reaches the run (which cleans up) and not the watchdog.
+
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{ChildStdin, Command, Stdio},
+    sync::{Mutex, OnceLock},
+};
+
+/// The hidden subcommand the watchdog runs as.
+pub const SUBCOMMAND: &str = "__watch";
+
+/// The pipe to this process's watchdog, once [`watch`] has started it (None inside: it could
+/// not be started, or it is gone).
+static PIPE: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
+
+/// The `authlab` binary: this one, or for a test binary (`target/<profile>/deps/<name>`) the
+/// one cargo built beside it.
+fn program() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    if exe.file_name().is_some_and(|n| n == "authlab") {
+        return Some(exe);
+    }
+    let sibling = exe.parent()?.parent()?.join("authlab");
+    sibling.is_file().then_some(sibling)
+}
+
+fn spawn() -> Option<ChildStdin> {
+    let Some(program) = program() else {
+        tracing::debug!(
+            "no authlab binary found for the watchdog: a killed run is reaped by the next run"
+        );
+        return None;
+    };
+    let mut cmd = Command::new(&program);
+    cmd.arg(SUBCOMMAND)
+        .env("AUTHLAB_MANAGED", "1")
+        .env("AUTHLAB_RUN_ID", format!("watchdog-{}", std::process::id()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    match cmd.spawn() {
+        Ok(mut child) => child.stdin.take(),
+        Err(e) => {
+            tracing::warn!(
+                "could not start the watchdog ({}): {e}; a killed run is reaped by the next run",
+                program.display()
+            );
+            None
+        }
+    }
+}
+
+/// Tells the watchdog one line, if this process has one.
+fn send(line: &str) {
+    if let Some(pipe) = PIPE.get()
+        && let Ok(mut p) = pipe.lock()
+        && let Some(w) = p.as_mut()
+        && w.write_all(format!("{line}\n").as_bytes()).is_err()
+    {
+        // The watchdog is gone (killed by someone): nothing more to tell it.
+        *p = None;
+    }
+}
+
+/// Starts watching run `run_id` (the watchdog is started on first use).
+pub fn watch(run_id: &str) {
+    PIPE.get_or_init(|| Mutex::new(spawn()));
+    send(&format!("run {run_id}"));
+}
+
+/// This process uses Docker: the watchdog looks for containers and networks of its runs.
+pub fn uses_docker() {
+    send("docker");
+}
+
+/// A path (file or directory) the watchdog removes if this process dies without cleaning up.
+pub fn remove_on_death(path: &Path, dir: bool) {
+    // Paths are sent as one line; one that is not plain UTF-8 without a newline is not.
+    if let Some(p) = path.to_str().filter(|p| !p.contains('\n')) {
+        send(&format!("{} {p}", if dir { "dir" } else { "file" }));
+    }
+}
+
+/// Run `run_id` has cleaned up after itself: the watchdog forgets it.
+pub fn done(run_id: &str) {
+    send(&format!("done {run_id}"));
+}
+
+/// Every run of this process has cleaned up after itself (the exit after a signal).
+pub fn all_done() {
+    send("done *");
+}
+
+/// What the watchdog was told.
+#[derive(Debug, Default, PartialEq)]
+struct Told {
+    runs: BTreeSet<String>,
+    paths: Vec<(PathBuf, bool)>,
+    docker: bool,
+}
+
+impl Told {
+    fn line(&mut self, line: &str) {
+        match line.split_once(' ') {
+            Some(("run", id)) => {
+                self.runs.insert(id.to_string());
+            }
+            Some(("done", id)) => {
+                if id == "*" {
+                    self.runs.clear();
+                }
+                self.runs.remove(id);
+                if self.runs.is_empty() {
+                    // Every run cleaned up after itself, its files included.
+                    *self = Told::default();
+                }
+            }
+            Some(("file", p)) => self.paths.push((PathBuf::from(p), false)),
+            Some(("dir", p)) => self.paths.push((PathBuf::from(p), true)),
+            _ if line == "docker" => self.docker = true,
+            _ => {}
+        }
+    }
+}
+
+/// The watchdog itself: reads what the run tells it until the run is gone, then removes what
+/// the run left. Returns when done.
+pub async fn serve() {
+    let told = tokio::task::spawn_blocking(|| {
+        use std::io::BufRead;
+        let mut told = Told::default();
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            told.line(&line);
+        }
+        told
+    })
+    .await
+    .unwrap_or_default();
+    if told.runs.is_empty() {
+        return;
+    }
+    reap(&told).await;
+}
+
+/// Removes what the runs in `told` left: their processes, containers and networks, and the
+/// paths noted for them.
+async fn reap(told: &Told) {
+    for (pid, run) in crate::server::process::find_leftover_processes() {
+        if told.runs.contains(&run) {
+            crate::server::process::kill_process(pid);
+        }
+    }
+    if told.docker
+        && let Ok(engine) = crate::container::Engine::connect().await
+    {
+        // A creation the run had asked for may complete in the engine after it died: look
+        // again a second later, until a look finds nothing (at most 5 looks).
+        for pass in 0..5 {
+            if pass > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            if remove_docker_objects(&engine, &told.runs).await == 0 && pass > 0 {
+                break;
+            }
+        }
+    }
+    for (path, dir) in &told.paths {
+        let _ = if *dir {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+    }
+    crate::runlock::remove_stale();
+}
+
+/// Removes the containers and networks labelled with one of `runs`; how many there were.
+async fn remove_docker_objects(
+    engine: &crate::container::Engine,
+    runs: &BTreeSet<String>,
+) -> usize {
+    let Ok(objs) = engine.list_managed().await else {
+        return 0;
+    };
+    let mut objs: Vec<_> = objs
+        .into_iter()
+        .filter(|o| o.kind != "image")
+        .filter(|o| o.run_id.as_ref().is_some_and(|r| runs.contains(r)))
+        .collect();
+    // Containers first: a network in use cannot be removed.
+    objs.sort_by_key(|o| o.kind != "container");
+    for o in &objs {
+        for _ in 0..25 {
+            if engine.remove_managed(o).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    objs.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn done_forgets_a_run_and_its_paths() {
+        let mut t = Told::default();
+        for l in ["run r1", "run r2", "dir /tmp/authlab-r1", "docker", "junk"] {
+            t.line(l);
+        }
+        assert_eq!(t.runs.len(), 2);
+        assert_eq!(t.paths.len(), 1);
+        assert!(t.docker);
+        t.line("done r1");
+        assert_eq!(t.paths.len(), 1, "r2 may still die");
+        t.line("file /tmp/state");
+        t.line("done r2");
+        assert_eq!(t, Told::default());
+        t.line("run r3");
+        t.line("done *");
+        assert_eq!(t, Told::default());
+    }
+}
