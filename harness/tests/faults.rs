@@ -463,3 +463,77 @@ fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|s| !s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
 }
+
+/// Peak memory (KiB) and exit status of `cmd`, which must finish within `limit`.
+// The child is reaped with wait4(2), which also reports its peak memory.
+#[allow(unsafe_code, clippy::zombie_processes)]
+fn peak_kib(mut cmd: Command, limit: Duration) -> (i64, std::process::ExitStatus, String) {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut stderr = child.stderr.unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value; wait4 writes into the two locals.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child; the pointers are to live locals.
+        unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let _ = tx.send((
+            usage.ru_maxrss,
+            std::os::unix::process::ExitStatusExt::from_raw(status),
+            text,
+        ));
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+    }
+}
+
+/// What hangs or exhausts a naive loader (a FIFO, a link loop, a link to /dev/zero, a 2 MiB
+/// file, non-UTF-8 text) and the malformed-case corpus: `check`, `list` and `run` each refuse
+/// them within 20 s, naming the file, in under 100 MB.
+#[test]
+fn bad_input_neither_hangs_nor_exceeds_100_mb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("cases");
+    std::fs::create_dir_all(d.join("sub")).unwrap();
+    std::fs::write(d.join("latin1.yaml"), b"about: caf\xe9\n").unwrap();
+    std::fs::write(d.join("huge.yaml"), vec![b'#'; 2 << 20]).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.yaml")).unwrap();
+    std::os::unix::fs::symlink(&d, d.join("sub/loop")).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(d.join("fifo.yaml"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-cases");
+    for (args, dir, names) in [
+        (&["check"][..], &d, "zero.yaml"),
+        (&["list"][..], &d, "fifo.yaml"),
+        (&["run", "--servers", "openbao:2.7.2"][..], &d, "huge.yaml"),
+        (&["check"][..], &corpus, "unknown-placeholder.yaml"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authlab"));
+        cmd.args(args).arg("--cases").arg(dir).env_remove("CI");
+        let (kib, status, stderr) = peak_kib(cmd, Duration::from_secs(20));
+        let what = format!("authlab {} --cases {}", args.join(" "), dir.display());
+        assert!(!status.success(), "{what} accepted bad input");
+        assert!(stderr.contains(names), "{what}: {stderr}");
+        assert!(kib < 100 * 1024, "{what} peaked at {} MiB", kib / 1024);
+        eprintln!("{what}: refused, peak {} MiB", kib / 1024);
+    }
+}
