@@ -245,6 +245,9 @@ pub struct Leftovers {
     kind_clusters: Vec<String>,
     /// Runs that are alive, whose objects are kept.
     live: Vec<String>,
+    /// Runs whose containers and networks are in the engine but whose lock is not visible
+    /// here (another machine, container or temp directory sharing the engine): kept.
+    unseen: Vec<String>,
 }
 
 impl Leftovers {
@@ -271,6 +274,7 @@ impl Leftovers {
                 keep(run.trim_start_matches("authlab-"))
             })
             .collect();
+        let mut unseen = std::collections::BTreeSet::new();
         let docker = match crate::container::Engine::connect().await {
             Ok(engine) => {
                 let objs: Vec<_> = engine
@@ -278,7 +282,18 @@ impl Leftovers {
                     .await?
                     .into_iter()
                     .filter(|o| images || o.kind != "image")
-                    .filter(|o| o.run_id.as_deref().is_none_or(&mut keep))
+                    .filter(|o| {
+                        let Some(run) = o.run_id.as_deref() else {
+                            return true;
+                        };
+                        // The engine may be shared with runs whose locks this machine cannot
+                        // see: not provably over, so not ours to remove.
+                        if !force && crate::runlock::owner(run) == Owner::Unknown {
+                            unseen.insert(run.to_string());
+                            return false;
+                        }
+                        keep(run)
+                    })
                     .collect();
                 Some((engine, objs))
             }
@@ -297,6 +312,7 @@ impl Leftovers {
             docker,
             kind_clusters,
             live: live.into_iter().collect(),
+            unseen: unseen.into_iter().collect(),
         })
     }
 
@@ -325,6 +341,12 @@ impl Leftovers {
         for run in &self.live {
             out.push(format!(
                 "run {run} is live: its processes, containers and files are kept (--force removes them)"
+            ));
+        }
+        for run in &self.unseen {
+            out.push(format!(
+                "run {run} has containers or networks but no lock visible here (another machine, \
+                 container or temp directory using this Docker engine?): kept (--force removes them)"
             ));
         }
         out

@@ -119,7 +119,17 @@ fn owner_at(path: &Path) -> Owner {
     }
 }
 
-/// Removes the lock files of runs that are gone.
+/// Removes the lock file of `run_id` if the run is gone (its leftovers reaped).
+pub fn remove_if_gone(run_id: &str) {
+    let path = path_of(run_id);
+    if owner_at(&path) == Owner::Gone {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Removes the lock files of runs that are gone. Only after their leftovers of every kind
+/// (processes, scratch directories, containers) were reaped: the lock is what proves them
+/// orphans.
 pub fn remove_stale() {
     let Ok(rd) = std::fs::read_dir(dir()) else {
         return;

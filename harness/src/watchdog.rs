@@ -184,7 +184,9 @@ async fn reap(told: &Told) {
             std::fs::remove_file(path)
         };
     }
-    crate::runlock::remove_stale();
+    for run in &told.runs {
+        crate::runlock::remove_if_gone(run);
+    }
 }
 
 /// Removes the containers and networks labelled with one of `runs`; how many there were.

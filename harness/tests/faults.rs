@@ -537,3 +537,60 @@ fn bad_input_neither_hangs_nor_exceeds_100_mb() {
         eprintln!("{what}: refused, peak {} MiB", kib / 1024);
     }
 }
+
+/// A network whose run has no lock visible here (another machine or container sharing the
+/// engine) is not `clean`'s to remove: it is named and kept; `--force` would remove it (asked
+/// with `--dry-run`: a forced clean would also stop the other tests' live runs).
+#[test]
+fn clean_keeps_what_runs_it_cannot_see_own() {
+    if !docker() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "Docker is required under CI for this test"
+        );
+        eprintln!("skipped: Docker is not reachable");
+        return;
+    }
+    let run = format!("rforeign{}", std::process::id());
+    let net = format!("authlab-{run}");
+    let made = Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--label",
+            "authlab.managed=true",
+            "--label",
+        ])
+        .arg(format!("authlab.run-id={run}"))
+        .arg(&net)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let bin = env!("CARGO_BIN_EXE_authlab");
+    let clean = Command::new(bin).arg("clean").output().unwrap();
+    let said = String::from_utf8_lossy(&clean.stdout).into_owned();
+    let kept = leftovers(&run);
+    let force = Command::new(bin)
+        .args(["clean", "--force", "--dry-run"])
+        .output()
+        .unwrap();
+    let _ = Command::new("docker")
+        .args(["network", "rm", &net])
+        .output();
+    assert!(clean.status.success(), "{clean:?}");
+    assert!(
+        said.contains(&format!("run {run} has containers or networks but no lock")),
+        "{said}"
+    );
+    assert_eq!(
+        kept.len(),
+        1,
+        "clean removed a network it cannot tell is orphaned"
+    );
+    assert!(force.status.success(), "{force:?}");
+    let forced = String::from_utf8_lossy(&force.stdout);
+    assert!(
+        forced.contains(&format!("network {net} (run {run})")),
+        "clean --force would not remove it: {forced}"
+    );
+}

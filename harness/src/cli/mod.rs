@@ -492,6 +492,8 @@ async fn clean(dry_run: bool, images: bool, force: bool) -> Result<ExitCode> {
     }
     if !dry_run {
         found.remove().await;
+        // What the locks of killed runs proved orphaned is gone now.
+        crate::runlock::remove_stale();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -152,7 +152,6 @@ impl Lab {
         let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
         // Removes what this run leaves if it is killed (SIGKILL) or aborts.
         crate::watchdog::watch(&opts.run_id);
-        crate::runlock::remove_stale();
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
         cleanup::reap_orphaned_workdirs();
         cleanup::reap_orphaned_processes();
@@ -289,6 +288,9 @@ impl Lab {
             let engine = Engine::connect().await?;
             crate::watchdog::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
+            // Killed runs' processes and directories were reaped in `Lab::new`, their
+            // containers now: their locks have served.
+            crate::runlock::remove_stale();
             let name = format!("authlab-{}", self.opts.run_id);
             // Until the network is registered for cleanup (see `Lab::new`).
             let creating = crate::runlock::Creating::start();
