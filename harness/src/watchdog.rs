@@ -36,7 +36,9 @@ fn program() -> Option<PathBuf> {
     sibling.is_file().then_some(sibling)
 }
 
-fn spawn() -> Option<ChildStdin> {
+/// Starts the watchdog, labelled with the first run it watches (so that `authlab clean`
+/// leaves it alone while that run lives).
+fn spawn(run_id: &str) -> Option<ChildStdin> {
     let Some(program) = program() else {
         tracing::debug!(
             "no authlab binary found for the watchdog: a killed run is reaped by the next run"
@@ -46,7 +48,7 @@ fn spawn() -> Option<ChildStdin> {
     let mut cmd = Command::new(&program);
     cmd.arg(SUBCOMMAND)
         .env("AUTHLAB_MANAGED", "1")
-        .env("AUTHLAB_RUN_ID", format!("watchdog-{}", std::process::id()))
+        .env("AUTHLAB_RUN_ID", run_id)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -77,7 +79,7 @@ fn send(line: &str) {
 
 /// Starts watching run `run_id` (the watchdog is started on first use).
 pub fn watch(run_id: &str) {
-    PIPE.get_or_init(|| Mutex::new(spawn()));
+    PIPE.get_or_init(|| Mutex::new(spawn(run_id)));
     send(&format!("run {run_id}"));
 }
 
@@ -158,38 +160,70 @@ pub async fn serve() {
 /// Removes what the runs in `told` left: their processes, containers and networks, and the
 /// paths noted for them.
 async fn reap(told: &Told) {
-    for (pid, run) in crate::server::process::find_leftover_processes() {
-        if told.runs.contains(&run) {
+    let ours = || {
+        crate::server::process::find_leftover_processes()
+            .into_iter()
+            .filter(|(_, run)| told.runs.contains(run))
+            .map(|(pid, _)| pid)
+            .collect::<Vec<_>>()
+    };
+    // Killed, then waited for (at most 5 s): a dying server may still write into the scratch
+    // directory removed below.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = ours();
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        for pid in left {
             crate::server::process::kill_process(pid);
         }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    remove_paths(told).await;
     if told.docker
         && let Ok(engine) = crate::container::Engine::connect().await
     {
         // A creation the run had asked for may complete in the engine after it died: look
-        // again a second later, until a look finds nothing (at most 5 looks).
-        for pass in 0..5 {
+        // again a moment later, until a look finds nothing (at most 10 looks).
+        for pass in 0..10 {
             if pass > 0 {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
             if remove_docker_objects(&engine, &told.runs).await == 0 && pass > 0 {
                 break;
             }
         }
-    }
-    for (path, dir) in &told.paths {
-        let _ = if *dir {
-            std::fs::remove_dir_all(path)
-        } else {
-            std::fs::remove_file(path)
-        };
+        // Containers wrote into their bind-mounted directories until they were removed.
+        remove_paths(told).await;
     }
     for run in &told.runs {
         crate::runlock::remove_if_gone(run);
     }
 }
 
-/// Removes the containers and networks labelled with one of `runs`; how many there were.
+/// Removes the files and directories the run noted (a directory still being written to is
+/// tried again, for at most 2 s).
+async fn remove_paths(told: &Told) {
+    for (path, dir) in &told.paths {
+        for _ in 0..10 {
+            let removed = if *dir {
+                std::fs::remove_dir_all(path)
+            } else {
+                std::fs::remove_file(path)
+            };
+            match removed {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// Removes the containers labelled with one of `runs` (all at once), then their networks (a
+/// network still in use is left for the next look); how many objects there were.
 async fn remove_docker_objects(
     engine: &crate::container::Engine,
     runs: &BTreeSet<String>,
@@ -197,22 +231,16 @@ async fn remove_docker_objects(
     let Ok(objs) = engine.list_managed().await else {
         return 0;
     };
-    let mut objs: Vec<_> = objs
+    let (containers, networks): (Vec<_>, Vec<_>) = objs
         .into_iter()
         .filter(|o| o.kind != "image")
         .filter(|o| o.run_id.as_ref().is_some_and(|r| runs.contains(r)))
-        .collect();
-    // Containers first: a network in use cannot be removed.
-    objs.sort_by_key(|o| o.kind != "container");
-    for o in &objs {
-        for _ in 0..25 {
-            if engine.remove_managed(o).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
+        .partition(|o| o.kind == "container");
+    futures_util::future::join_all(containers.iter().map(|o| engine.remove_managed(o))).await;
+    for n in &networks {
+        let _ = engine.remove_managed(n).await;
     }
-    objs.len()
+    containers.len() + networks.len()
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! leave nothing of its run behind: no process, no container or network, no scratch directory.
 //! After SIGKILL that is the run's watchdog's work, done without another run.
 //!
-//! `AUTHLAB_FAULT_REPEAT=N` repeats every combination N times (default 1).
+//! `AUTHLAB_FAULT_REPEAT=N` repeats every combination, and every other test of a killed or
+//! stopped process, N times (default 1).
 
 use std::{
     io::{BufRead, BufReader},
@@ -182,14 +183,18 @@ fn interrupt_with(
         assert_eq!(status.code(), Some(128 + signal), "{what}: {status:?}");
     }
     // Removal of containers is asynchronous in the engine (and after SIGKILL the watchdog's
-    // work): give it a moment.
+    // work, with both cores busy): give it a bounded while.
     let mut left = leftovers(&run);
-    let settle = Instant::now() + Duration::from_secs(10);
+    let settle = Instant::now() + Duration::from_secs(20);
     while !left.is_empty() && Instant::now() < settle {
         std::thread::sleep(Duration::from_millis(200));
         left = leftovers(&run);
     }
     assert!(left.is_empty(), "{what} left {left:?}");
+    eprintln!(
+        "{what}: exited, nothing left {} ms later",
+        (Instant::now() + Duration::from_secs(20) - settle).as_millis()
+    );
 }
 
 fn each(runtime: &str) {
@@ -231,6 +236,12 @@ fn interrupted_container_runs_leave_nothing() {
 /// is stopped with it, after a run that ends normally and after one killed mid-run.
 #[test]
 fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run() {
+    for _ in 0..repeat() {
+        servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once();
+    }
+}
+
+fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once() {
     let out = Command::new(env!("CARGO_BIN_EXE_authlab"))
         .args(["provision", "--servers", "openbao:2.7.2"])
         .output()
@@ -292,6 +303,12 @@ fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run() {
 /// A lab killed with SIGKILL leaves neither its servers nor its state file (root tokens).
 #[test]
 fn a_killed_lab_leaves_no_server_and_no_state_file() {
+    for _ in 0..repeat() {
+        a_killed_lab_leaves_no_server_and_no_state_file_once();
+    }
+}
+
+fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("lab.json");
     let mut lab = Command::new(env!("CARGO_BIN_EXE_authlab"))
@@ -338,6 +355,12 @@ fn a_killed_lab_leaves_no_server_and_no_state_file() {
 /// unrelated process) signals nothing.
 #[test]
 fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
+    for _ in 0..repeat() {
+        clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once();
+    }
+}
+
+fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once() {
     let bin = env!("CARGO_BIN_EXE_authlab");
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("lab.json");
@@ -407,6 +430,12 @@ fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
 /// pip is stood in for by an interpreter that never answers, as with a silent package index.
 #[test]
 fn pip_does_not_outlive_the_run() {
+    for _ in 0..repeat() {
+        pip_does_not_outlive_the_run_once();
+    }
+}
+
+fn pip_does_not_outlive_the_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("python3");
     std::fs::write(&fake, "#!/bin/sh\nexec sleep 300\n").unwrap();

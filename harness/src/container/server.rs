@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
 
 use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, LABEL_TRIAL};
 use crate::{
@@ -168,7 +168,15 @@ impl ContainerServer {
                         host_port: Some(String::new()),
                     }]),
                 )])),
-                binds: Some(vec![format!("{}:/openbao/audit", audit_dir.display())]),
+                // A bind mount whose source must exist: the engine never creates it (a
+                // `binds` entry would re-create a scratch directory already removed, when
+                // the run is killed while the container is being created).
+                mounts: Some(vec![Mount {
+                    target: Some("/openbao/audit".into()),
+                    source: Some(audit_dir.display().to_string()),
+                    typ: Some(MountType::BIND),
+                    ..Default::default()
+                }]),
                 network_mode: opts.network.clone(),
                 ..Default::default()
             }),

@@ -158,14 +158,15 @@ impl Lab {
         // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing.
         let creating = crate::runlock::Creating::start();
         anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
+        if !opts.keep {
+            // Before it exists: a kill at any moment from here on leaves nothing.
+            cleanup::register_dir(workdir.clone());
+        }
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
         if !opts.keep {
             std::fs::write(workdir.join("pid"), std::process::id().to_string())
                 .with_context(|| format!("writing {}", workdir.join("pid").display()))?;
-        }
-        if !opts.keep {
-            cleanup::register_dir(workdir.clone());
         }
         drop(creating);
         Ok(Lab {

@@ -63,6 +63,14 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration) -> String {
         wall.as_secs_f64(),
         outcomes.len() as f64 / wall.as_secs_f64().max(0.001)
     ));
+    if let Some(longest) = outcomes.iter().max_by_key(|o| o.total) {
+        // No schedule finishes the run sooner than its longest trial.
+        out.push_str(&format!(
+            "longest trial {:.1}s ({}): the floor under any schedule\n",
+            longest.total.as_secs_f64(),
+            longest.name
+        ));
+    }
     if !phase_totals.is_empty() {
         out.push_str("time per phase (summed over trials): ");
         out.push_str(
