@@ -15,7 +15,8 @@ use std::{
 use authlab::{
     container::{
         AUDIT_FILE, ContainerServer, ContainerServerOptions, Engine, ImageOutcome, LABEL_BINARY,
-        LABEL_MANAGED, LABEL_RUN, PodIdentity, SA_DIR, ensure_local_image, ensure_server_image,
+        LABEL_MANAGED, LABEL_RUN, POD_PORTS, PodIdentity, PodNetwork, SA_DIR, SharedNetns,
+        ensure_local_image, ensure_server_image,
     },
     server::{
         Flavour, ServerSpec,
@@ -99,6 +100,7 @@ fn options(
         run_id: run.to_string(),
         trial: Some(name.to_string()),
         network: Some(network.to_string()),
+        shared: None,
         config_hcl: render(&cfg),
         env: vec![("AUTHLAB_TEST".into(), run.to_string())],
         pod: None,
@@ -569,5 +571,90 @@ fn nothing_is_left_after_removal_or_drop() {
             .remove_network(&net)
             .await
             .expect("removing a network already gone");
+    });
+}
+
+/// Emulated pods share one network namespace, as a pod's containers share its sandbox's: two
+/// servers join the holder's, each on a port of its own published by the holder, both serve;
+/// a port is free again once its server is gone, and nothing is left after the holder.
+#[test]
+fn pods_share_one_network_namespace() {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let Some((engine, bin)) = prerequisites().await else {
+            return;
+        };
+        let spec: ServerSpec = SPEC.parse().expect("a valid spec");
+        let image = ensure_server_image(&engine, &spec, &bin, &progress)
+            .await
+            .expect("the server image");
+        let run = run_id();
+        let net = format!("authlab-{run}");
+        let holder = format!("authlab-{run}-pods");
+        let dir = tempfile::tempdir().expect("a scratch dir");
+        engine
+            .create_network(&net, &run)
+            .await
+            .expect("the network");
+        let served = async {
+            let pods =
+                PodNetwork::create(&engine, &holder, &run, &net, &image, Flavour::OpenBao).await?;
+            let mut servers = Vec::new();
+            for name in ["pod-a", "pod-b"] {
+                let slot = pods.slot().await?;
+                let port = slot.port;
+                let mut opts = options(
+                    (image.reference.clone(), image.official),
+                    &run,
+                    name,
+                    &net,
+                    dir.path(),
+                );
+                opts.config_hcl = render(&ServerConfig {
+                    listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+                    audit_file: AUDIT_FILE.into(),
+                    log_level: "debug".into(),
+                    flavour: Flavour::OpenBao,
+                });
+                opts.shared = Some(Arc::new(SharedNetns {
+                    holder: holder.clone(),
+                    slot,
+                }));
+                servers.push(ContainerServer::start(&engine, opts).await?);
+            }
+            let http = reqwest::Client::new();
+            let mut addrs = Vec::new();
+            for s in &servers {
+                let (status, _) = call(&http, s, reqwest::Method::GET, "sys/health", None).await;
+                addrs.push((s.addr(), status));
+            }
+            // Every port taken: the next waits; one comes back with its server.
+            let held: Vec<_> = {
+                let mut v = Vec::new();
+                for _ in 2..POD_PORTS {
+                    v.push(pods.slot().await?);
+                }
+                v
+            };
+            let waiting = tokio::time::timeout(Duration::from_millis(300), pods.slot()).await;
+            servers.remove(0).stop_and_remove().await?;
+            let again = tokio::time::timeout(Duration::from_secs(5), pods.slot()).await;
+            drop(held);
+            for s in servers {
+                s.stop_and_remove().await?;
+            }
+            engine.remove_container(&holder).await?;
+            anyhow::Ok((addrs, waiting.is_err(), again.is_ok()))
+        }
+        .await;
+        let _ = engine.remove_container(&holder).await;
+        let _ = engine.remove_network(&net).await;
+        let (addrs, waited, freed) = served.expect("two pods in one namespace");
+        assert_eq!(addrs.len(), 2);
+        assert_ne!(addrs[0].0, addrs[1].0, "each pod its own published port");
+        assert!(addrs.iter().all(|(_, s)| *s == 200), "{addrs:?}");
+        assert!(waited, "a slot was handed out with every port taken");
+        assert!(freed, "a removed pod's port did not come back");
+        assert_eq!(leftovers(&engine, &run).await, Vec::<String>::new());
     });
 }

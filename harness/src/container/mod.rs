@@ -7,6 +7,7 @@
 
 mod docker;
 mod image;
+mod podnet;
 mod server;
 
 pub use docker::{Engine, ManagedObject};
@@ -14,7 +15,10 @@ pub use image::{
     ImageOutcome, ServerImage, build_local_image, ensure_local_image, ensure_server_image,
     image_tag, official_tag, resolve_image, write_build_context,
 };
-pub use server::{AUDIT_FILE, ContainerServer, ContainerServerOptions, PodIdentity, SA_DIR};
+pub use podnet::{POD_PORTS, PodNetwork, PortSlot};
+pub use server::{
+    AUDIT_FILE, ContainerServer, ContainerServerOptions, PORT, PodIdentity, SA_DIR, SharedNetns,
+};
 
 /// Marks every object authlab creates.
 pub const LABEL_MANAGED: &str = "authlab.managed";

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -69,6 +70,17 @@ pub struct ContainerServerOptions {
     pub host_dir: PathBuf,
     /// Bound on start → ready.
     pub ready_timeout: Duration,
+    /// Join the pods' network namespace (listening on the slot's port) instead of `network`.
+    pub shared: Option<Arc<SharedNetns>>,
+}
+
+/// A place in the pods' network namespace: its holder and the port held.
+#[derive(Debug)]
+pub struct SharedNetns {
+    /// The holder container.
+    pub holder: String,
+    /// The port this server listens on, and where it is published.
+    pub slot: super::PortSlot,
 }
 
 /// A running, initialised and unsealed server container.
@@ -87,6 +99,8 @@ pub struct ContainerServer {
     /// Address on each joined network, read back after start.
     ips: HashMap<String, String>,
     removed: bool,
+    /// Held until the container is gone (then another pod may listen on its port).
+    _shared: Option<Arc<SharedNetns>>,
 }
 
 fn tar_of(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
@@ -145,6 +159,21 @@ impl ContainerServer {
             ));
         }
         let port_key = format!("{PORT}/tcp");
+        // In the pods' namespace: no namespace, interface or port proxy of its own.
+        let (exposed_ports, port_bindings, network_mode) = match &opts.shared {
+            Some(sh) => (None, None, Some(format!("container:{}", sh.holder))),
+            None => (
+                Some(vec![port_key.clone()]),
+                Some(HashMap::from([(
+                    port_key.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".into()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])),
+                opts.network.clone(),
+            ),
+        };
         let exe = match opts.flavour {
             Flavour::OpenBao => "bao",
             Flavour::Vault => "vault",
@@ -159,15 +188,9 @@ impl ContainerServer {
             user: opts.official.then(|| "0:0".to_string()),
             env: Some(env),
             labels: Some(labels),
-            exposed_ports: Some(vec![port_key.clone()]),
+            exposed_ports,
             host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    port_key.clone(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )])),
+                port_bindings,
                 // A bind mount whose source must exist: the engine never creates it (a
                 // `binds` entry would re-create a scratch directory already removed, when
                 // the run is killed while the container is being created).
@@ -177,7 +200,7 @@ impl ContainerServer {
                     typ: Some(MountType::BIND),
                     ..Default::default()
                 }]),
-                network_mode: opts.network.clone(),
+                network_mode,
                 ..Default::default()
             }),
             ..Default::default()
@@ -201,6 +224,7 @@ impl ContainerServer {
             listening: Duration::ZERO,
             ips: HashMap::new(),
             removed: false,
+            _shared: opts.shared.clone(),
         };
         let res = server.bring_up(&opts, started).await;
         if let Err(e) = res {
@@ -259,12 +283,17 @@ impl ContainerServer {
             .into_iter()
             .filter_map(|(net, ep)| Some((net, ep.ip_address.filter(|ip| !ip.is_empty())?)))
             .collect();
-        let port = settings
-            .ports
-            .and_then(|p| p.get(&format!("{PORT}/tcp")).cloned().flatten())
-            .and_then(|b| b.into_iter().find_map(|b| b.host_port))
-            .and_then(|p| p.parse::<u16>().ok())
-            .ok_or_else(|| anyhow!("port {PORT} of container {} was not published", self.name))?;
+        let port = match &opts.shared {
+            Some(sh) => sh.slot.host_port,
+            None => settings
+                .ports
+                .and_then(|p| p.get(&format!("{PORT}/tcp")).cloned().flatten())
+                .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(|| {
+                    anyhow!("port {PORT} of container {} was not published", self.name)
+                })?,
+        };
         self.addr = format!("http://127.0.0.1:{port}");
         // Short per-request bounds while waiting: a probe stuck in Docker's port proxy must not
         // eat the whole wait.

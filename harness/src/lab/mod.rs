@@ -137,6 +137,8 @@ pub struct Lab {
     docker: Once<(Engine, String, String)>,
     external: Once<external::ExternalCluster>,
     eso: Once<()>,
+    /// The network namespace the emulated pods share (created with the first pod).
+    pod_network: Once<Arc<crate::container::PodNetwork>>,
     /// Trials on a shared (non-sim) cluster run one at a time.
     pub(crate) exclusive: tokio::sync::Mutex<()>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
@@ -182,6 +184,7 @@ impl Lab {
             docker: OnceCell::new(),
             external: OnceCell::new(),
             eso: OnceCell::new(),
+            pod_network: OnceCell::new(),
             exclusive: tokio::sync::Mutex::new(()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
@@ -434,12 +437,29 @@ impl Lab {
         network: Option<&str>,
     ) -> Result<ServerHandle> {
         let (engine, lab_network, _) = self.docker().await?;
+        let server_image = self.server_image(spec).await?;
+        // A pod on the lab's network joins the pods' namespace and listens on a port of its.
+        let shared = match (&pod, network) {
+            (Some(_), None) => {
+                let net = self
+                    .pod_network(&engine, &lab_network, &server_image, spec)
+                    .await?;
+                Some(Arc::new(crate::container::SharedNetns {
+                    holder: net.holder().to_string(),
+                    slot: net.slot().await?,
+                }))
+            }
+            _ => None,
+        };
         let crate::container::ServerImage {
             reference: image,
             official,
-        } = self.server_image(spec).await?;
+        } = server_image;
+        let port = shared
+            .as_ref()
+            .map_or(crate::container::PORT, |sh| sh.slot.port);
         let cfg = crate::server::config::ServerConfig {
-            listen: "0.0.0.0:8200".parse()?,
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
             audit_file: crate::container::AUDIT_FILE.into(),
             log_level: "debug".into(),
             flavour: spec.flavour,
@@ -471,6 +491,7 @@ impl Lab {
             pod,
             host_dir: self.workdir.join(&name),
             ready_timeout: std::time::Duration::from_secs(60),
+            shared,
         };
         match crate::container::ContainerServer::start(&engine, opts).await {
             Ok(server) => {
@@ -486,6 +507,43 @@ impl Lab {
                 Err(e)
             }
         }
+    }
+
+    /// The pods' network namespace: its holder is created once per run (from the first pod's
+    /// image), on the lab's network, and removed at shutdown.
+    async fn pod_network(
+        &self,
+        engine: &Engine,
+        network: &str,
+        image: &crate::container::ServerImage,
+        spec: &ServerSpec,
+    ) -> Result<Arc<crate::container::PodNetwork>> {
+        once(&self.pod_network, async {
+            let name = format!("authlab-{}-pods", self.opts.run_id);
+            let creating = crate::runlock::Creating::start();
+            anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
+            cleanup::register_container(name.clone());
+            let made = crate::container::PodNetwork::create(
+                engine,
+                &name,
+                &self.opts.run_id,
+                network,
+                image,
+                spec.flavour,
+            )
+            .await
+            .with_context(|| format!("creating the pods' network holder {name}"));
+            drop(creating);
+            match made {
+                Ok(net) => Ok(Arc::new(net)),
+                Err(e) => {
+                    let _ = engine.remove_container(&name).await;
+                    cleanup::unregister_container(&name);
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     /// PEM of a CA that has nothing to do with any cluster (another name, another key).
@@ -527,6 +585,12 @@ impl Lab {
             }
         }
         if let Some(Ok((engine, network, _))) = self.docker.get() {
+            if let Some(Ok(pods)) = self.pod_network.get() {
+                match engine.remove_container(pods.holder()).await {
+                    Ok(()) => cleanup::unregister_container(pods.holder()),
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
+            }
             match engine.remove_network(network).await {
                 Ok(()) => cleanup::unregister_network(network),
                 Err(e) => tracing::warn!("{e:#}"),

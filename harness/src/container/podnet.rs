@@ -1,0 +1,158 @@
+//! The pods' network namespace: one holder container per run, whose network namespace the
+//! emulated pods' server containers join, as a pod's containers join its sandbox's. Creating a
+//! namespace, its interface and a port proxy is most of what a container costs the engine;
+//! joining one costs little. The holder publishes a fixed set of ports on loopback; each pod
+//! server listens on one it holds for its life ([`PortSlot`]).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+
+use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, ServerImage};
+use crate::server::Flavour;
+
+/// Pod servers at once (ports the holder publishes).
+pub const POD_PORTS: u16 = 8;
+/// The first of them inside the namespace; they are two apart, as a server also listens on
+/// the port after its own (its cluster listener). The holder's dev server takes 8199–8200.
+const FIRST_PORT: u16 = 8201;
+/// How long a pod server waits for a free port.
+const SLOT_WAIT: Duration = Duration::from_secs(180);
+
+/// The holder and its free ports.
+#[derive(Debug)]
+pub struct PodNetwork {
+    holder: String,
+    free: Arc<Mutex<Vec<(u16, u16)>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A port of the pods' namespace, held by one pod server; returned when dropped.
+#[derive(Debug)]
+pub struct PortSlot {
+    /// The port inside the namespace.
+    pub port: u16,
+    /// Where it is published on loopback.
+    pub host_port: u16,
+    free: Arc<Mutex<Vec<(u16, u16)>>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for PortSlot {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.free.lock() {
+            f.push((self.port, self.host_port));
+        }
+    }
+}
+
+impl PodNetwork {
+    /// Creates and starts the holder `name` on `network` (an idle dev-mode server on a port
+    /// no pod uses), publishing [`POD_PORTS`] ports on loopback.
+    pub async fn create(
+        engine: &Engine,
+        name: &str,
+        run_id: &str,
+        network: &str,
+        image: &ServerImage,
+        flavour: Flavour,
+    ) -> Result<PodNetwork> {
+        let ports: Vec<u16> = (0..POD_PORTS).map(|i| FIRST_PORT + 2 * i).collect();
+        let key = |p: u16| format!("{p}/tcp");
+        let exe = match flavour {
+            Flavour::OpenBao => "bao",
+            Flavour::Vault => "vault",
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.reference.clone()),
+            entrypoint: image.official.then(|| vec![exe.to_string()]),
+            cmd: Some(vec![
+                "server".into(),
+                "-dev".into(),
+                "-dev-listen-address=127.0.0.1:8199".into(),
+            ]),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_RUN.to_string(), run_id.to_string()),
+                (LABEL_PID.to_string(), std::process::id().to_string()),
+            ])),
+            exposed_ports: Some(ports.iter().map(|p| key(*p)).collect()),
+            host_config: Some(HostConfig {
+                port_bindings: Some(
+                    ports
+                        .iter()
+                        .map(|p| {
+                            let loopback = PortBinding {
+                                host_ip: Some("127.0.0.1".into()),
+                                host_port: Some(String::new()),
+                            };
+                            (key(*p), Some(vec![loopback]))
+                        })
+                        .collect(),
+                ),
+                network_mode: Some(network.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        engine.create_container(name, body).await?;
+        engine.start(name).await?;
+        let published = engine
+            .inspect(name)
+            .await?
+            .network_settings
+            .and_then(|s| s.ports)
+            .unwrap_or_default();
+        let mut free = Vec::new();
+        for p in ports {
+            let host = published
+                .get(&key(p))
+                .cloned()
+                .flatten()
+                .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+                .and_then(|h| h.parse::<u16>().ok())
+                .ok_or_else(|| anyhow!("port {p} of the pods' holder {name} was not published"))?;
+            free.push((p, host));
+        }
+        Ok(PodNetwork {
+            holder: name.to_string(),
+            slots: Arc::new(tokio::sync::Semaphore::new(free.len())),
+            free: Arc::new(Mutex::new(free)),
+        })
+    }
+
+    /// The holder's name (`container:<name>` is the pods' network mode).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// A free port, waiting (at most 180 s) while every one is held.
+    pub async fn slot(&self) -> Result<PortSlot> {
+        let permit = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "no free port in the pods' network after {} s ({POD_PORTS} pod servers at once)",
+                    SLOT_WAIT.as_secs()
+                )
+            })?
+            .context("the pods' network is closed")?;
+        let (port, host_port) = self
+            .free
+            .lock()
+            .map_err(|_| anyhow!("pod port list poisoned"))?
+            .pop()
+            .context("a permit without a free port")?;
+        Ok(PortSlot {
+            port,
+            host_port,
+            free: self.free.clone(),
+            _permit: permit,
+        })
+    }
+}
