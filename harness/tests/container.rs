@@ -101,6 +101,7 @@ fn options(
         trial: Some(name.to_string()),
         network: Some(network.to_string()),
         shared: None,
+        host_binary: None,
         config_hcl: render(&cfg),
         env: vec![("AUTHLAB_TEST".into(), run.to_string())],
         pod: None,

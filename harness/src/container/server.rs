@@ -72,6 +72,10 @@ pub struct ContainerServerOptions {
     pub ready_timeout: Duration,
     /// Join the pods' network namespace (listening on the slot's port) instead of `network`.
     pub shared: Option<Arc<SharedNetns>>,
+    /// The host's copy of the image's binary (a local image only), mounted read-only over the
+    /// image's: the same bytes, read through the host's page cache instead of the image's
+    /// filesystem at every start.
+    pub host_binary: Option<PathBuf>,
 }
 
 /// A place in the pods' network namespace: its holder and the port held.
@@ -178,6 +182,24 @@ impl ContainerServer {
             Flavour::OpenBao => "bao",
             Flavour::Vault => "vault",
         };
+        // Bind mounts whose source must exist: the engine never creates one (a `binds` entry
+        // would re-create a scratch directory already removed, when the run is killed while
+        // the container is being created).
+        let mut mounts = vec![Mount {
+            target: Some("/openbao/audit".into()),
+            source: Some(audit_dir.display().to_string()),
+            typ: Some(MountType::BIND),
+            ..Default::default()
+        }];
+        if let Some(bin) = opts.host_binary.as_ref().filter(|_| !opts.official) {
+            mounts.push(Mount {
+                target: Some(format!("/bin/{exe}")),
+                source: Some(bin.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
         let body = ContainerCreateBody {
             image: Some(opts.image.clone()),
             entrypoint: opts.official.then(|| vec![exe.to_string()]),
@@ -194,12 +216,7 @@ impl ContainerServer {
                 // A bind mount whose source must exist: the engine never creates it (a
                 // `binds` entry would re-create a scratch directory already removed, when
                 // the run is killed while the container is being created).
-                mounts: Some(vec![Mount {
-                    target: Some("/openbao/audit".into()),
-                    source: Some(audit_dir.display().to_string()),
-                    typ: Some(MountType::BIND),
-                    ..Default::default()
-                }]),
+                mounts: Some(mounts),
                 network_mode,
                 ..Default::default()
             }),

@@ -438,6 +438,11 @@ impl Lab {
     ) -> Result<ServerHandle> {
         let (engine, lab_network, _) = self.docker().await?;
         let server_image = self.server_image(spec).await?;
+        // The binary the local image was built from (cached: no download here).
+        let host_binary = match server_image.official {
+            true => None,
+            false => Some(self.cache.ensure(spec, &|_| {}).await?),
+        };
         // A pod on the lab's network joins the pods' namespace and listens on a port of its.
         let shared = match (&pod, network) {
             (Some(_), None) => {
@@ -492,6 +497,7 @@ impl Lab {
             host_dir: self.workdir.join(&name),
             ready_timeout: std::time::Duration::from_secs(60),
             shared,
+            host_binary,
         };
         match crate::container::ContainerServer::start(&engine, opts).await {
             Ok(server) => {

@@ -105,7 +105,8 @@ async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<
     Ok(client_jwt)
 }
 
-/// The auth mount (tuned), its config and role, the policy and a seeded KV v2 mount.
+/// The auth mount (tuned), its config and role, the policy and, for a trial whose steps read
+/// or write secrets, a seeded KV v2 mount.
 async fn configure(
     run: &mut Run<'_>,
     env: &Env,
@@ -114,11 +115,19 @@ async fn configure(
 ) -> Result<(String, Observed)> {
     let case = &run.trial.case.case;
     let n = &env.names;
+    // A KV mount costs the server a mount and its storage upgrade: made only where steps,
+    // ESO or the case's own text (`${kv}`) use it.
+    let needs_kv = case
+        .steps
+        .iter()
+        .any(|s| s.kv_read.is_some() || s.kv_write.is_some())
+        || case.eso.is_some()
+        || run.trial.case.uses("kv");
     run.record.mount = n.mount.clone();
     run.made.mounts = Some(Mounts {
         root: root.clone(),
         auth: n.mount.clone(),
-        kv: n.kv.clone(),
+        kv: needs_kv.then(|| n.kv.clone()),
         policy: n.policy.clone(),
     });
     root.enable_auth(&n.mount, n.kind).await?;
@@ -129,12 +138,16 @@ async fn configure(
         root.tune_auth(&n.mount, &Value::Object(case.server.tune.clone()))
             .await?;
     }
-    root.enable_kv2(&n.kv).await?;
+    if needs_kv {
+        root.enable_kv2(&n.kv).await?;
+    }
     let policy = substitute(&effective::policy(case), vars);
     root.put_policy(&n.policy, &policy).await?;
     run.record.policy = policy;
-    for path in ["allowed/config", "denied/config"] {
-        seed(root, &n.kv, path).await?;
+    if needs_kv {
+        for path in ["allowed/config", "denied/config"] {
+            seed(root, &n.kv, path).await?;
+        }
     }
     let config = substitute_value(&Value::Object(effective::config(case)), vars);
     run.record.auth_config = config.clone();

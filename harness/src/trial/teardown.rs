@@ -16,8 +16,8 @@ pub(super) struct Mounts {
     pub root: VaultClient,
     /// Auth mount path.
     pub auth: String,
-    /// KV mount path.
-    pub kv: String,
+    /// KV mount path, when the trial made one (its steps read or write secrets).
+    pub kv: Option<String>,
     /// Policy name.
     pub policy: String,
 }
@@ -43,14 +43,12 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
     let made = std::mem::take(&mut run.made);
     if let Some(m) = made.mounts {
         let _ = m.root.disable_auth(&m.auth).await;
-        let _ = m
-            .root
-            .request(
-                reqwest::Method::DELETE,
-                &format!("sys/mounts/{}", m.kv),
-                None,
-            )
-            .await;
+        if let Some(kv) = &m.kv {
+            let _ = m
+                .root
+                .request(reqwest::Method::DELETE, &format!("sys/mounts/{kv}"), None)
+                .await;
+        }
         let _ = m
             .root
             .request(
