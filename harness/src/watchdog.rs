@@ -181,24 +181,35 @@ async fn reap(told: &Told) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     remove_paths(told).await;
-    if told.docker
-        && let Ok(engine) = crate::container::Engine::connect().await
-    {
-        // A creation the run had asked for may complete in the engine after it died: look
-        // again a moment later, until a look finds nothing (at most 10 looks).
-        for pass in 0..10 {
-            if pass > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            if remove_docker_objects(&engine, &told.runs).await == 0 && pass > 0 {
-                break;
+    let mut all_gone = true;
+    if told.docker {
+        all_gone = false;
+        if let Ok(engine) = crate::container::Engine::connect().await {
+            // A creation the run had asked for may complete in the engine after it died, and
+            // a network keeps the endpoints of removed containers for a while: look again
+            // every half second until a look finds nothing (at most 60 s).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            let mut pass = 0;
+            while std::time::Instant::now() < deadline {
+                if pass > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                if remove_docker_objects(&engine, &told.runs).await == 0 && pass > 0 {
+                    all_gone = true;
+                    break;
+                }
+                pass += 1;
             }
         }
         // Containers wrote into their bind-mounted directories until they were removed.
         remove_paths(told).await;
     }
-    for run in &told.runs {
-        crate::runlock::remove_if_gone(run);
+    // The lock of a run proves its leftovers orphaned: kept while any may remain, so that the
+    // next run or `authlab clean` reaps them.
+    if all_gone {
+        for run in &told.runs {
+            crate::runlock::remove_if_gone(run);
+        }
     }
 }
 

@@ -42,11 +42,13 @@ pub fn default_config(case: &Case) -> Map<String, Value> {
 /// The default role fields; `policy` is the name of the policy the role grants.
 pub fn default_role(case: &Case, policy: &str) -> Map<String, Value> {
     let mut m = Map::new();
-    if case.auth == AuthMethod::Kubernetes
-        && let Some((ns, name)) = case.client.service_account.split_once('/')
-    {
-        m.insert("bound_service_account_names".into(), json!([name]));
-        m.insert("bound_service_account_namespaces".into(), json!([ns]));
+    if case.auth == AuthMethod::Kubernetes {
+        let sa = &case.client.service_account;
+        m.insert("bound_service_account_names".into(), json!([sa.name]));
+        m.insert(
+            "bound_service_account_namespaces".into(),
+            json!([sa.namespace]),
+        );
     }
     if case.auth == AuthMethod::Jwt {
         m.insert("role_type".into(), json!("jwt"));

@@ -346,6 +346,8 @@ fn first_line(s: &str) -> String {
 fn fix_for(message: &str) -> String {
     if message.contains("unknown field") {
         "remove the field or correct its spelling; cases/README.md lists every field.".into()
+    } else if message.contains(crate::case::sa_ref::NOT_A_REF) {
+        "write the service account as `<namespace>/<name>`, e.g. `default/internal-app`.".into()
     } else if message.contains("unknown variant") {
         "use one of the listed values.".into()
     } else if message.contains("missing field") {
@@ -439,15 +441,8 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
                     ));
                 }
             }
-            ClusterAction::RecreateServiceAccount(sa) => {
-                if sa.split_once('/').is_none() {
-                    return Err(err(
-                        &field,
-                        format!("`{sa}` is not `<namespace>/<name>`."),
-                        "write e.g. `recreate_service_account: default/internal-app`.",
-                    ));
-                }
-            }
+            // Parsed as a `ServiceAccountRef` at load.
+            ClusterAction::RecreateServiceAccount(_) => {}
         }
     }
     for (i, step) in case.steps.iter().enumerate() {
@@ -513,16 +508,6 @@ fn check_token(
     err: &ErrFn<'_>,
 ) -> Result<(), CaseError> {
     let _ = lc;
-    if t.service_account
-        .split_once('/')
-        .is_none_or(|(ns, n)| ns.is_empty() || n.is_empty())
-    {
-        return Err(err(
-            &format!("{field}.service_account"),
-            format!("`{}` is not `<namespace>/<name>`.", t.service_account),
-            "write e.g. `service_account: default/internal-app`.",
-        ));
-    }
     let hand_made_only = !t.claims.is_empty() || t.time_shift.is_some() || t.foreign_key;
     if hand_made_only && t.token != TokenKind::HandMade {
         return Err(err(

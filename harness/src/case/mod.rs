@@ -5,6 +5,7 @@ pub mod load;
 pub mod manifest;
 pub mod matrix;
 pub mod model;
+pub mod sa_ref;
 pub mod schema;
 
 pub use load::{CaseError, LoadedCase};

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::sa_ref::ServiceAccountRef;
+
 /// One scenario: cluster objects, server configuration, client, follow-up steps and expectations.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +183,7 @@ pub struct ServerSide {
     /// The server pod's service account (`namespace/name`) when the server runs inside the
     /// cluster (default `vault/vault-auth`); its pod token is what local-token mode reviews with.
     #[serde(default)]
-    pub pod_service_account: Option<String>,
+    pub pod_service_account: Option<ServiceAccountRef>,
     /// Mount tuning (`sys/auth/<mount>/tune`).
     #[serde(default)]
     pub tune: serde_json::Map<String, serde_json::Value>,
@@ -192,7 +194,7 @@ pub struct ServerSide {
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// `namespace/name` of the service account.
-    pub service_account: String,
+    pub service_account: ServiceAccountRef,
     /// Token kind.
     #[serde(default)]
     pub token: TokenKind,
@@ -268,7 +270,7 @@ pub enum ClusterAction {
     /// Delete an object: `Kind namespace/name` or `Kind name`.
     Delete(String),
     /// Delete then re-create a service account (`namespace/name`): new UID.
-    RecreateServiceAccount(String),
+    RecreateServiceAccount(ServiceAccountRef),
     /// Apply an object (path or inline).
     Apply(ObjectSource),
 }

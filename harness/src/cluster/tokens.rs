@@ -15,12 +15,6 @@ use crate::{
     sim::SimCluster,
 };
 
-/// Splits `namespace/name`.
-pub fn split_sa(s: &str) -> Result<(&str, &str)> {
-    s.split_once('/')
-        .with_context(|| format!("`{s}` is not `<namespace>/<name>`"))
-}
-
 /// Where a token is signed for hand-made tokens.
 pub struct Signers<'a> {
     /// The trial's cluster (sim).
@@ -34,7 +28,10 @@ pub async fn obtain(client: &Client, spec: &TokenSpec, signers: &Signers<'_>) ->
     if let Some(lit) = &spec.literal {
         return Ok(lit.clone());
     }
-    let (ns, name) = split_sa(&spec.service_account)?;
+    let (ns, name) = (
+        spec.service_account.namespace.as_str(),
+        spec.service_account.name.as_str(),
+    );
     match spec.token {
         TokenKind::Projected => projected(client, ns, name, spec).await,
         TokenKind::LegacySecret => {

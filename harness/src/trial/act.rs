@@ -5,12 +5,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{Run, apply::Setup, prepare::Env};
-use crate::{
-    case::model::ClusterAction,
-    cluster::{objects, tokens},
-    evidence::Observed,
-    sim::RequestRecord,
-};
+use crate::{case::model::ClusterAction, cluster::objects, evidence::Observed, sim::RequestRecord};
 
 /// What `act` returns.
 pub(super) struct Acted {
@@ -66,8 +61,7 @@ async fn change_cluster(run: &Run<'_>, env: &Env) -> Result<()> {
         match action {
             ClusterAction::Delete(what) => objects::delete(kube, what).await?,
             ClusterAction::RecreateServiceAccount(sa) => {
-                let (ns, name) = tokens::split_sa(sa)?;
-                objects::recreate_service_account(kube, ns, name).await?;
+                objects::recreate_service_account(kube, &sa.namespace, &sa.name).await?;
             }
             ClusterAction::Apply(obj) => {
                 for o in run.trial.case.objects_of(obj) {

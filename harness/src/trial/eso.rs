@@ -77,11 +77,8 @@ async fn observe_on_kind(
     let server = env.cluster.server_from_pods.as_deref().context(
         "the server's address as the cluster's pods reach it is unknown (a server outside the cluster must be a container on the kind network)",
     )?;
-    let (sa_ns, sa_name) = case
-        .client
-        .service_account
-        .split_once('/')
-        .context("client.service_account is not <namespace>/<name>")?;
+    let sa = &case.client.service_account;
+    let (sa_ns, sa_name) = (sa.namespace.as_str(), sa.name.as_str());
     let mut labels = serde_json::Map::new();
     labels.insert("app.kubernetes.io/managed-by".into(), json!("authlab"));
     labels.insert("authlab.run".into(), json!(run.lab.options().run_id));

@@ -24,8 +24,8 @@ pub(super) async fn pod_server(
         .server
         .pod_service_account
         .clone()
-        .unwrap_or_else(|| "vault/vault-auth".into());
-    let (ns, name) = tokens::split_sa(&sa)?;
+        .unwrap_or_else(|| crate::case::model::ServiceAccountRef::new("vault", "vault-auth"));
+    let (ns, name) = (sa.namespace.as_str(), sa.name.as_str());
     let pod_name = format!("{}-0", trial.server.flavour);
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",

@@ -83,14 +83,13 @@ async fn delete_applied(run: &Run<'_>, client: &kube::Client) {
     }
     let case = &run.trial.case.case;
     for spec in case.reviewer.iter().chain(std::iter::once(&case.client)) {
-        if spec.token == TokenKind::LegacySecret
-            && let Some((ns, name)) = spec.service_account.split_once('/')
-        {
+        if spec.token == TokenKind::LegacySecret {
+            let sa = &spec.service_account;
             let secret = spec
                 .secret_name
                 .clone()
-                .unwrap_or_else(|| format!("{name}-token"));
-            let _ = objects::delete(client, &format!("Secret {ns}/{secret}")).await;
+                .unwrap_or_else(|| format!("{}-token", sa.name));
+            let _ = objects::delete(client, &format!("Secret {}/{secret}", sa.namespace)).await;
         }
     }
 }
