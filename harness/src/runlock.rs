@@ -128,8 +128,8 @@ pub fn remove_if_gone(run_id: &str) {
 }
 
 /// Removes the lock files of runs that are gone. Only after their leftovers of every kind
-/// (processes, scratch directories, containers) were reaped: the lock is what proves them
-/// orphans.
+/// (processes, scratch directories, containers) were reaped (`authlab clean`): the lock is
+/// what proves them orphans. A run's watchdog removes its own once it has reaped it.
 pub fn remove_stale() {
     let Ok(rd) = std::fs::read_dir(dir()) else {
         return;

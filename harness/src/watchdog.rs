@@ -187,18 +187,17 @@ async fn reap(told: &Told) {
         if let Ok(engine) = crate::container::Engine::connect().await {
             // A creation the run had asked for may complete in the engine after it died, and
             // a network keeps the endpoints of removed containers for a while: look again
-            // every half second until a look finds nothing (at most 60 s).
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            let mut pass = 0;
-            while std::time::Instant::now() < deadline {
-                if pass > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
-                if remove_docker_objects(&engine, &told.runs).await == 0 && pass > 0 {
+            // every half second until nothing was found for 5 s (at most 60 s in all).
+            let start = std::time::Instant::now();
+            let mut last_found = start;
+            while start.elapsed() < std::time::Duration::from_secs(60) {
+                if remove_docker_objects(&engine, &told.runs).await > 0 {
+                    last_found = std::time::Instant::now();
+                } else if last_found.elapsed() >= std::time::Duration::from_secs(5) {
                     all_gone = true;
                     break;
                 }
-                pass += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
         }
         // Containers wrote into their bind-mounted directories until they were removed.

@@ -292,9 +292,6 @@ impl Lab {
             let engine = Engine::connect().await?;
             crate::watchdog::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
-            // Killed runs' processes and directories were reaped in `Lab::new`, their
-            // containers now: their locks have served.
-            crate::runlock::remove_stale();
             let name = format!("authlab-{}", self.opts.run_id);
             // Until the network is registered for cleanup (see `Lab::new`).
             let creating = crate::runlock::Creating::start();
