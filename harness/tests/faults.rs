@@ -39,6 +39,19 @@ fn docker() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// True when Docker is reachable; otherwise says the test is skipped (a failure under `CI`).
+fn docker_or_skip() -> bool {
+    if docker() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "Docker is required under CI for this test"
+    );
+    eprintln!("skipped: Docker is not reachable");
+    false
+}
+
 /// What is left of `run`: processes labelled with it, its containers and networks, its
 /// scratch directory.
 fn leftovers(run: &str) -> Vec<String> {
@@ -221,12 +234,7 @@ fn interrupted_process_runs_leave_nothing() {
 
 #[test]
 fn interrupted_container_runs_leave_nothing() {
-    if !docker() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "Docker is required under CI for this test"
-        );
-        eprintln!("skipped: Docker is not reachable");
+    if !docker_or_skip() {
         return;
     }
     each("container");
@@ -300,6 +308,25 @@ fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once() {
     }
 }
 
+/// Starts `authlab lab up` with its state file at `state` and waits (at most 60 s) until the
+/// file exists.
+fn lab_up(state: &std::path::Path) -> std::process::Child {
+    let mut lab = Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(["lab", "up", "--servers", "openbao:2.7.2"])
+        .env("AUTHLAB_LAB_STATE", state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "the lab did not come up in 60 s");
+        assert!(lab.try_wait().unwrap().is_none(), "the lab exited");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab
+}
+
 /// A lab killed with SIGKILL leaves neither its servers nor its state file (root tokens).
 #[test]
 fn a_killed_lab_leaves_no_server_and_no_state_file() {
@@ -311,19 +338,8 @@ fn a_killed_lab_leaves_no_server_and_no_state_file() {
 fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
     let state_dir = tempfile::tempdir().unwrap();
     let state = state_dir.path().join("lab.json");
-    let mut lab = Command::new(env!("CARGO_BIN_EXE_authlab"))
-        .args(["lab", "up", "--servers", "openbao:2.7.2"])
-        .env("AUTHLAB_LAB_STATE", &state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut lab = lab_up(&state);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !state.exists() {
-        assert!(Instant::now() < deadline, "the lab did not come up in 60 s");
-        assert!(lab.try_wait().unwrap().is_none(), "the lab exited");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // The file appears before it is written: read it once it parses.
     let run = loop {
         let text = std::fs::read_to_string(&state).unwrap_or_default();
@@ -387,19 +403,7 @@ fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     // A live lab survives `clean`.
-    let mut lab = Command::new(bin)
-        .args(["lab", "up", "--servers", "openbao:2.7.2"])
-        .env("AUTHLAB_LAB_STATE", &state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !state.exists() {
-        assert!(Instant::now() < deadline, "the lab did not come up in 60 s");
-        assert!(lab.try_wait().unwrap().is_none(), "the lab exited");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut lab = lab_up(&state);
     let clean = Command::new(bin).arg("clean").output().unwrap();
     assert!(clean.status.success(), "{clean:?}");
     assert!(
@@ -572,12 +576,7 @@ fn bad_input_neither_hangs_nor_exceeds_100_mb() {
 /// with `--dry-run`: a forced clean would also stop the other tests' live runs).
 #[test]
 fn clean_keeps_what_runs_it_cannot_see_own() {
-    if !docker() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "Docker is required under CI for this test"
-        );
-        eprintln!("skipped: Docker is not reachable");
+    if !docker_or_skip() {
         return;
     }
     let run = format!("rforeign{}", std::process::id());

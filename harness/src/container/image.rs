@@ -44,14 +44,6 @@ pub fn image_tag(spec: &ServerSpec) -> String {
     format!("authlab/{}:{}", spec.flavour, spec.version)
 }
 
-/// The executable's name inside the image.
-fn exe_name(flavour: Flavour) -> &'static str {
-    match flavour {
-        Flavour::OpenBao => "bao",
-        Flavour::Vault => "vault",
-    }
-}
-
 /// The Dockerfile of a local image.
 fn dockerfile(exe: &str, sha: &str) -> String {
     format!(
@@ -87,7 +79,7 @@ pub fn write_build_context(
     binary: &Path,
     sha: &str,
 ) -> Result<()> {
-    let exe = exe_name(flavour);
+    let exe = flavour.exe();
     let mut b = tar::Builder::new(out);
     let df = dockerfile(exe, sha);
     b.append_data(

@@ -64,10 +64,7 @@ impl PodNetwork {
     ) -> Result<PodNetwork> {
         let ports: Vec<u16> = (0..POD_PORTS).map(|i| FIRST_PORT + 2 * i).collect();
         let key = |p: u16| format!("{p}/tcp");
-        let exe = match flavour {
-            Flavour::OpenBao => "bao",
-            Flavour::Vault => "vault",
-        };
+        let exe = flavour.exe();
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
             entrypoint: image.official.then(|| vec![exe.to_string()]),

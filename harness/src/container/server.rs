@@ -178,10 +178,7 @@ impl ContainerServer {
                 opts.network.clone(),
             ),
         };
-        let exe = match opts.flavour {
-            Flavour::OpenBao => "bao",
-            Flavour::Vault => "vault",
-        };
+        let exe = opts.flavour.exe();
         // Bind mounts whose source must exist: the engine never creates one (a `binds` entry
         // would re-create a scratch directory already removed, when the run is killed while
         // the container is being created).

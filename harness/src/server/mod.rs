@@ -31,6 +31,16 @@ pub enum Flavour {
     Vault,
 }
 
+impl Flavour {
+    /// The executable's name (`bao`, `vault`).
+    pub fn exe(self) -> &'static str {
+        match self {
+            Flavour::OpenBao => "bao",
+            Flavour::Vault => "vault",
+        }
+    }
+}
+
 impl fmt::Display for Flavour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

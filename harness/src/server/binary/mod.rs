@@ -66,13 +66,6 @@ fn python_from_env() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
-fn exe_name(f: Flavour) -> &'static str {
-    match f {
-        Flavour::OpenBao => "bao",
-        Flavour::Vault => "vault",
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -122,7 +115,7 @@ impl BinaryCache {
     /// The cached binary, if present (no network).
     pub fn cached(&self, spec: &ServerSpec) -> Option<PathBuf> {
         let dir = self.dir(spec);
-        let bin = dir.join(exe_name(spec.flavour));
+        let bin = dir.join(spec.flavour.exe());
         (bin.is_file() && dir.join("manifest.json").is_file()).then_some(bin)
     }
 
@@ -242,7 +235,7 @@ impl BinaryCache {
     ) -> Result<PathBuf> {
         let staged = scratch.join("staged");
         std::fs::create_dir_all(&staged)?;
-        let name = exe_name(spec.flavour);
+        let name = spec.flavour.exe();
         std::fs::rename(bin, staged.join(name)).context("staging the binary")?;
         std::fs::write(
             staged.join("manifest.json"),

@@ -91,7 +91,7 @@ impl BinaryCache {
         }
         progress(&format!(
             "extracting {} from {}",
-            exe_name(spec.flavour),
+            spec.flavour.exe(),
             release.archive
         ));
         let out = scratch.join("bin.part");
@@ -146,7 +146,7 @@ pub(super) fn checksum_for(sums: &str, archive: &str) -> Option<String> {
 
 /// Extracts the server binary from a verified release archive; returns its hex sha256.
 fn extract_from_release(flavour: Flavour, archive: &Path, out: &Path) -> Result<String> {
-    let name = exe_name(flavour);
+    let name = flavour.exe();
     let file =
         std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     match flavour {
