@@ -19,12 +19,6 @@ struct Registry {
     closed: bool,
 }
 
-/// Set when the run is interrupted: no further trial starts.
-/// True once Ctrl-C or SIGTERM has been received.
-pub fn interrupted() -> bool {
-    crate::runlock::stopping()
-}
-
 fn registry() -> &'static Mutex<Registry> {
     static R: OnceLock<Mutex<Registry>> = OnceLock::new();
     R.get_or_init(Default::default)

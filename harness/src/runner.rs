@@ -159,7 +159,7 @@ pub async fn run_all(
                 Some(sem) => Some(sem.acquire_owned().await),
                 None => None,
             };
-            if crate::cleanup::interrupted() {
+            if crate::runlock::stopping() {
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
             }

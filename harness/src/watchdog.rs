@@ -46,9 +46,8 @@ fn spawn(run_id: &str) -> Option<ChildStdin> {
         return None;
     };
     let mut cmd = Command::new(&program);
+    crate::server::process::label(&mut cmd, run_id);
     cmd.arg(SUBCOMMAND)
-        .env("AUTHLAB_MANAGED", "1")
-        .env("AUTHLAB_RUN_ID", run_id)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -188,14 +187,21 @@ async fn reap(told: &Told) {
             // A creation the run had asked for may complete in the engine after it died, and
             // a network keeps the endpoints of removed containers for a while: look again
             // every half second until nothing was found for 5 s (at most 60 s in all).
+            let ours = |o: &crate::container::ManagedObject| {
+                o.run_id.as_ref().is_some_and(|r| told.runs.contains(r))
+            };
             let start = std::time::Instant::now();
             let mut last_found = start;
             while start.elapsed() < std::time::Duration::from_secs(60) {
-                if remove_docker_objects(&engine, &told.runs).await > 0 {
-                    last_found = std::time::Instant::now();
-                } else if last_found.elapsed() >= std::time::Duration::from_secs(5) {
-                    all_gone = true;
-                    break;
+                match engine.remove_where(ours).await {
+                    Ok((0, _)) if last_found.elapsed() >= std::time::Duration::from_secs(5) => {
+                        all_gone = true;
+                        break;
+                    }
+                    Ok((0, _)) => {}
+                    Ok(_) => last_found = std::time::Instant::now(),
+                    // The engine did not answer: that proves nothing either way.
+                    Err(_) => last_found = std::time::Instant::now(),
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
@@ -230,27 +236,6 @@ async fn remove_paths(told: &Told) {
             }
         }
     }
-}
-
-/// Removes the containers labelled with one of `runs` (all at once), then their networks (a
-/// network still in use is left for the next look); how many objects there were.
-async fn remove_docker_objects(
-    engine: &crate::container::Engine,
-    runs: &BTreeSet<String>,
-) -> usize {
-    let Ok(objs) = engine.list_managed().await else {
-        return 0;
-    };
-    let (containers, networks): (Vec<_>, Vec<_>) = objs
-        .into_iter()
-        .filter(|o| o.kind != "image")
-        .filter(|o| o.run_id.as_ref().is_some_and(|r| runs.contains(r)))
-        .partition(|o| o.kind == "container");
-    futures_util::future::join_all(containers.iter().map(|o| engine.remove_managed(o))).await;
-    for n in &networks {
-        let _ = engine.remove_managed(n).await;
-    }
-    containers.len() + networks.len()
 }
 
 #[cfg(test)]

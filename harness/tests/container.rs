@@ -75,7 +75,8 @@ async fn server_image(engine: &Engine, bin: &Path) -> (String, bool) {
     let img = ensure_server_image(engine, &spec, bin, &progress)
         .await
         .expect("the server image");
-    (img.reference, img.official)
+    let official = img.official();
+    (img.reference, official)
 }
 
 /// Options for a debug-level OpenBao server whose audit log is `AUDIT_FILE`.
@@ -605,7 +606,7 @@ fn pods_share_one_network_namespace() {
                 let slot = pods.slot().await?;
                 let port = slot.port;
                 let mut opts = options(
-                    (image.reference.clone(), image.official),
+                    (image.reference.clone(), image.official()),
                     &run,
                     name,
                     &net,

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             // Trials on Kind are opt-in (`--ignored`) in a default run on the sim.
             let opt_in = t.cluster != default_cluster;
             Trial::ignorable_test(name, move || {
-                if cleanup::interrupted() {
+                if authlab::runlock::stopping() {
                     return Err("interrupted before it started".into());
                 }
                 let lab = lab

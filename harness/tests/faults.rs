@@ -39,6 +39,25 @@ fn docker() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Runs `once` `AUTHLAB_FAULT_REPEAT` times.
+fn repeated(once: fn()) {
+    for _ in 0..repeat() {
+        once();
+    }
+}
+
+/// What is left of `run` once nothing is, or `bound` has passed (also waiting while `pending`
+/// holds), and how long that took.
+fn settled(run: &str, bound: Duration, pending: impl Fn() -> bool) -> (Vec<String>, Duration) {
+    let start = Instant::now();
+    let mut left = leftovers(run);
+    while (pending() || !left.is_empty()) && start.elapsed() < bound {
+        std::thread::sleep(Duration::from_millis(100));
+        left = leftovers(run);
+    }
+    (left, start.elapsed())
+}
+
 /// True when Docker is reachable; otherwise says the test is skipped (a failure under `CI`).
 fn docker_or_skip() -> bool {
     if docker() {
@@ -65,9 +84,7 @@ fn leftovers(run: &str) -> Vec<String> {
         let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
-        if !zombie && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+        if alive(pid) && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
             out.push(format!("process {pid}"));
         }
     }
@@ -197,17 +214,9 @@ fn interrupt_with(
     }
     // Removal of containers is asynchronous in the engine (and after SIGKILL the watchdog's
     // work, with both cores busy): give it a bounded while.
-    let mut left = leftovers(&run);
-    let settle = Instant::now() + Duration::from_secs(20);
-    while !left.is_empty() && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(200));
-        left = leftovers(&run);
-    }
+    let (left, took) = settled(&run, Duration::from_secs(20), || false);
     assert!(left.is_empty(), "{what} left {left:?}");
-    eprintln!(
-        "{what}: exited, nothing left {} ms later",
-        (Instant::now() + Duration::from_secs(20) - settle).as_millis()
-    );
+    eprintln!("{what}: exited, nothing left {} ms later", took.as_millis());
 }
 
 fn each(runtime: &str) {
@@ -244,9 +253,7 @@ fn interrupted_container_runs_leave_nothing() {
 /// is stopped with it, after a run that ends normally and after one killed mid-run.
 #[test]
 fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run() {
-    for _ in 0..repeat() {
-        servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once();
-    }
+    repeated(servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once);
 }
 
 fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once() {
@@ -289,12 +296,7 @@ fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once() {
         .find_map(|l| l.strip_prefix("authlab: run "))
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("no run id in {stderr}"));
-    let mut left = leftovers(id);
-    let settle = Instant::now() + Duration::from_secs(10);
-    while !left.is_empty() && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(200));
-        left = leftovers(id);
-    }
+    let (left, _) = settled(id, Duration::from_secs(10), || false);
     assert!(left.is_empty(), "a run with a wrapper binary left {left:?}");
     // Killed mid-run.
     for group in [false, true] {
@@ -330,9 +332,7 @@ fn lab_up(state: &std::path::Path) -> std::process::Child {
 /// A lab killed with SIGKILL leaves neither its servers nor its state file (root tokens).
 #[test]
 fn a_killed_lab_leaves_no_server_and_no_state_file() {
-    for _ in 0..repeat() {
-        a_killed_lab_leaves_no_server_and_no_state_file_once();
-    }
+    repeated(a_killed_lab_leaves_no_server_and_no_state_file_once);
 }
 
 fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
@@ -357,12 +357,7 @@ fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
     };
     lab.kill().unwrap();
     let _ = lab.wait();
-    let settle = Instant::now() + Duration::from_secs(10);
-    let mut left = leftovers(&run);
-    while (state.exists() || !left.is_empty()) && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(100));
-        left = leftovers(&run);
-    }
+    let (left, _) = settled(&run, Duration::from_secs(10), || state.exists());
     assert!(left.is_empty(), "a killed lab left {left:?}");
     assert!(!state.exists(), "a killed lab left its state file");
 }
@@ -371,9 +366,7 @@ fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
 /// unrelated process) signals nothing.
 #[test]
 fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
-    for _ in 0..repeat() {
-        clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once();
-    }
+    repeated(clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once);
 }
 
 fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once() {
@@ -434,9 +427,7 @@ fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once() {
 /// pip is stood in for by an interpreter that never answers, as with a silent package index.
 #[test]
 fn pip_does_not_outlive_the_run() {
-    for _ in 0..repeat() {
-        pip_does_not_outlive_the_run_once();
-    }
+    repeated(pip_does_not_outlive_the_run_once);
 }
 
 fn pip_does_not_outlive_the_run_once() {

@@ -223,11 +223,7 @@ impl Engine {
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([
-                (LABEL_MANAGED.to_string(), "true".to_string()),
-                (LABEL_RUN.to_string(), run_id.to_string()),
-                (LABEL_PID.to_string(), std::process::id().to_string()),
-            ])),
+            labels: Some(super::run_labels(run_id)),
             ..Default::default()
         };
         let r = self
@@ -486,23 +482,37 @@ impl Engine {
         Ok(out)
     }
 
-    /// Removes containers and networks whose creating process is gone (killed runs), so one
-    /// crash does not leak into the next run. Returns how many were removed.
+    /// Removes containers and networks of killed runs (their run's lock is free); how many
+    /// were removed.
     pub async fn reap_orphans(&self) -> Result<usize> {
-        let mut objs: Vec<_> = self
+        Ok(self.remove_where(ManagedObject::orphaned).await?.1)
+    }
+
+    /// Removes the managed containers and networks `which` selects: the containers all at
+    /// once, then the networks (one still in use is left as it is). Returns how many were
+    /// found and how many removed.
+    pub async fn remove_where(
+        &self,
+        which: impl Fn(&ManagedObject) -> bool,
+    ) -> Result<(usize, usize)> {
+        let (containers, networks): (Vec<_>, Vec<_>) = self
             .list_managed()
             .await?
             .into_iter()
-            .filter(|o| o.kind != "image" && o.orphaned())
-            .collect();
-        objs.sort_by_key(|o| o.kind != "container");
-        let mut n = 0;
-        for o in &objs {
-            if self.remove_managed(o).await.is_ok() {
-                n += 1;
+            .filter(|o| o.kind != "image" && which(o))
+            .partition(|o| o.kind == "container");
+        let mut removed =
+            futures_util::future::join_all(containers.iter().map(|o| self.remove_managed(o)))
+                .await
+                .iter()
+                .filter(|r| r.is_ok())
+                .count();
+        for n in &networks {
+            if self.remove_managed(n).await.is_ok() {
+                removed += 1;
             }
         }
-        Ok(n)
+        Ok((containers.len() + networks.len(), removed))
     }
 
     /// Removes one managed object.

@@ -4,7 +4,7 @@
 
 use std::{
     io::{Read, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
@@ -18,8 +18,16 @@ use crate::server::{Flavour, ServerSpec};
 pub struct ServerImage {
     /// Image reference.
     pub reference: String,
+    /// The host binary a local build holds (None for an official image): its host copy is
+    /// what the image's containers run.
+    pub binary: Option<PathBuf>,
+}
+
+impl ServerImage {
     /// An official `openbao/openbao` or `hashicorp/vault` image.
-    pub official: bool,
+    pub fn official(&self) -> bool {
+        self.binary.is_none()
+    }
 }
 
 /// What [`ensure_local_image`] did.
@@ -141,7 +149,7 @@ pub async fn resolve_image(
     if engine.image_labels(&official).await?.is_some() {
         return Ok(ServerImage {
             reference: official,
-            official: true,
+            binary: None,
         });
     }
     if pull {
@@ -149,7 +157,7 @@ pub async fn resolve_image(
             Ok(()) => {
                 return Ok(ServerImage {
                     reference: official,
-                    official: true,
+                    binary: None,
                 });
             }
             Err(e) => progress(&format!("{e:#}; building a local image instead")),
@@ -158,7 +166,7 @@ pub async fn resolve_image(
     let tag = build_local_image(engine, spec, binary, progress).await?;
     Ok(ServerImage {
         reference: tag,
-        official: false,
+        binary: Some(binary.to_path_buf()),
     })
 }
 

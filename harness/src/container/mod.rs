@@ -30,3 +30,37 @@ pub const LABEL_TRIAL: &str = "authlab.trial";
 pub const LABEL_PID: &str = "authlab.pid";
 /// SHA-256 of the binary an image was built from.
 pub const LABEL_BINARY: &str = "authlab.binary-sha256";
+
+/// The labels of a container or network of run `run_id`.
+fn run_labels(run_id: &str) -> std::collections::HashMap<String, String> {
+    std::collections::HashMap::from([
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+        (LABEL_RUN.to_string(), run_id.to_string()),
+        (LABEL_PID.to_string(), std::process::id().to_string()),
+    ])
+}
+
+/// `ports` exposed and published on loopback, each at a port the engine chooses.
+fn publish_on_loopback(ports: &[u16]) -> (Vec<String>, bollard::models::PortMap) {
+    let bindings = ports
+        .iter()
+        .map(|p| {
+            let loopback = bollard::models::PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            };
+            (format!("{p}/tcp"), Some(vec![loopback]))
+        })
+        .collect();
+    (ports.iter().map(|p| format!("{p}/tcp")).collect(), bindings)
+}
+
+/// Where the engine published container port `port` (read back after start).
+fn published_port(ports: &bollard::models::PortMap, port: u16) -> Option<u16> {
+    ports
+        .get(&format!("{port}/tcp"))
+        .cloned()
+        .flatten()
+        .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+        .and_then(|p| p.parse().ok())
+}

@@ -5,15 +5,14 @@
 //! server listens on one it holds for its life ([`PortSlot`]).
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig};
 
-use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, ServerImage};
+use super::{Engine, ServerImage};
 use crate::server::Flavour;
 
 /// Pod servers at once (ports the holder publishes).
@@ -63,35 +62,20 @@ impl PodNetwork {
         flavour: Flavour,
     ) -> Result<PodNetwork> {
         let ports: Vec<u16> = (0..POD_PORTS).map(|i| FIRST_PORT + 2 * i).collect();
-        let key = |p: u16| format!("{p}/tcp");
+        let (exposed, bindings) = super::publish_on_loopback(&ports);
         let exe = flavour.exe();
         let body = ContainerCreateBody {
             image: Some(image.reference.clone()),
-            entrypoint: image.official.then(|| vec![exe.to_string()]),
+            entrypoint: image.official().then(|| vec![exe.to_string()]),
             cmd: Some(vec![
                 "server".into(),
                 "-dev".into(),
                 "-dev-listen-address=127.0.0.1:8199".into(),
             ]),
-            labels: Some(HashMap::from([
-                (LABEL_MANAGED.to_string(), "true".to_string()),
-                (LABEL_RUN.to_string(), run_id.to_string()),
-                (LABEL_PID.to_string(), std::process::id().to_string()),
-            ])),
-            exposed_ports: Some(ports.iter().map(|p| key(*p)).collect()),
+            labels: Some(super::run_labels(run_id)),
+            exposed_ports: Some(exposed),
             host_config: Some(HostConfig {
-                port_bindings: Some(
-                    ports
-                        .iter()
-                        .map(|p| {
-                            let loopback = PortBinding {
-                                host_ip: Some("127.0.0.1".into()),
-                                host_port: Some(String::new()),
-                            };
-                            (key(*p), Some(vec![loopback]))
-                        })
-                        .collect(),
-                ),
+                port_bindings: Some(bindings),
                 network_mode: Some(network.to_string()),
                 ..Default::default()
             }),
@@ -107,12 +91,7 @@ impl PodNetwork {
             .unwrap_or_default();
         let mut free = Vec::new();
         for p in ports {
-            let host = published
-                .get(&key(p))
-                .cloned()
-                .flatten()
-                .and_then(|b| b.into_iter().find_map(|b| b.host_port))
-                .and_then(|h| h.parse::<u16>().ok())
+            let host = super::published_port(&published, p)
                 .ok_or_else(|| anyhow!("port {p} of the pods' holder {name} was not published"))?;
             free.push((p, host));
         }

@@ -10,9 +10,9 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, PortBinding};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use super::{Engine, LABEL_MANAGED, LABEL_PID, LABEL_RUN, LABEL_TRIAL};
+use super::{Engine, LABEL_TRIAL};
 use crate::{
     server::{
         Flavour,
@@ -139,11 +139,7 @@ impl ContainerServer {
         let audit_dir = opts.host_dir.join("audit");
         std::fs::create_dir_all(&audit_dir)?;
         let started = Instant::now();
-        let mut labels = HashMap::from([
-            (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_RUN.to_string(), opts.run_id.clone()),
-            (LABEL_PID.to_string(), std::process::id().to_string()),
-        ]);
+        let mut labels = super::run_labels(&opts.run_id);
         if let Some(t) = &opts.trial {
             labels.insert(LABEL_TRIAL.to_string(), t.clone());
         }
@@ -162,21 +158,13 @@ impl ContainerServer {
                 p.kubernetes_service_port
             ));
         }
-        let port_key = format!("{PORT}/tcp");
         // In the pods' namespace: no namespace, interface or port proxy of its own.
         let (exposed_ports, port_bindings, network_mode) = match &opts.shared {
             Some(sh) => (None, None, Some(format!("container:{}", sh.holder))),
-            None => (
-                Some(vec![port_key.clone()]),
-                Some(HashMap::from([(
-                    port_key.clone(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(String::new()),
-                    }]),
-                )])),
-                opts.network.clone(),
-            ),
+            None => {
+                let (exposed, bindings) = super::publish_on_loopback(&[PORT]);
+                (Some(exposed), Some(bindings), opts.network.clone())
+            }
         };
         let exe = opts.flavour.exe();
         // Bind mounts whose source must exist: the engine never creates one (a `binds` entry
@@ -188,7 +176,7 @@ impl ContainerServer {
             typ: Some(MountType::BIND),
             ..Default::default()
         }];
-        if let Some(bin) = opts.host_binary.as_ref().filter(|_| !opts.official) {
+        if let Some(bin) = &opts.host_binary {
             mounts.push(Mount {
                 target: Some(format!("/bin/{exe}")),
                 source: Some(bin.display().to_string()),
@@ -301,9 +289,7 @@ impl ContainerServer {
             Some(sh) => sh.slot.host_port,
             None => settings
                 .ports
-                .and_then(|p| p.get(&format!("{PORT}/tcp")).cloned().flatten())
-                .and_then(|b| b.into_iter().find_map(|b| b.host_port))
-                .and_then(|p| p.parse::<u16>().ok())
+                .and_then(|p| super::published_port(&p, PORT))
                 .ok_or_else(|| {
                     anyhow!("port {PORT} of container {} was not published", self.name)
                 })?,

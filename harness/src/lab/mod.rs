@@ -435,11 +435,6 @@ impl Lab {
     ) -> Result<ServerHandle> {
         let (engine, lab_network, _) = self.docker().await?;
         let server_image = self.server_image(spec).await?;
-        // The binary the local image was built from (cached: no download here).
-        let host_binary = match server_image.official {
-            true => None,
-            false => Some(self.cache.ensure(spec, &|_| {}).await?),
-        };
         // A pod on the lab's network joins the pods' namespace and listens on a port of its.
         let shared = match (&pod, network) {
             (Some(_), None) => {
@@ -453,9 +448,10 @@ impl Lab {
             }
             _ => None,
         };
+        let official = server_image.official();
         let crate::container::ServerImage {
             reference: image,
-            official,
+            binary: host_binary,
         } = server_image;
         let port = shared
             .as_ref()

@@ -180,6 +180,13 @@ pub fn terminate_process(pid: u32) {
     signal(pid, libc::SIGTERM);
 }
 
+/// Labels a child as run `run_id`'s (in its environment, inherited by what it forks), for
+/// [`find_leftover_processes`].
+pub(crate) fn label(cmd: &mut std::process::Command, run_id: &str) {
+    cmd.env("AUTHLAB_MANAGED", "1")
+        .env("AUTHLAB_RUN_ID", run_id);
+}
+
 /// Processes started by authlab that are still running: (pid, run id).
 pub fn find_leftover_processes() -> Vec<(u32, String)> {
     let me = std::process::id();
@@ -229,9 +236,8 @@ fn server_command(
     for k in &crate::settings::current().server_env {
         cmd.env_remove(k);
     }
-    cmd.env("AUTHLAB_MANAGED", "1")
-        .env("AUTHLAB_RUN_ID", &opts.run_id)
-        .env("BAO_LOG_LEVEL", "debug")
+    label(&mut cmd, &opts.run_id);
+    cmd.env("BAO_LOG_LEVEL", "debug")
         .env("VAULT_LOG_LEVEL", "debug");
     // Its own process group, stopped as a whole: a wrapper script given as the binary, and
     // what it forks, go with it.

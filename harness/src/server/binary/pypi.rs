@@ -45,11 +45,10 @@ impl BinaryCache {
             .args(["--timeout", "30", "--retries", "2", "-d"])
             .arg(scratch)
             .arg(&requirement)
-            .env("AUTHLAB_MANAGED", "1")
-            .env("AUTHLAB_RUN_ID", "provision")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        crate::server::process::label(&mut cmd, "provision");
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         crate::server::process::die_with_parent(&mut cmd);
         let mut child = tokio::process::Command::from(cmd)
