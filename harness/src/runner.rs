@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Result, anyhow};
@@ -17,7 +17,10 @@ use crate::{
         matrix::{self, ClusterKind, Trial},
     },
     lab::Lab,
-    report::{artifacts, summary},
+    report::{
+        artifacts,
+        summary::{self, Style},
+    },
     server::ServerSpec,
     trial::{self, TrialOutcome, Verdict},
 };
@@ -46,17 +49,69 @@ pub fn load_cases(cases_dir: &Path) -> Result<Vec<Arc<LoadedCase>>> {
     Ok(cases.into_iter().map(Arc::new).collect())
 }
 
-/// Keeps the trials whose name contains `filter` (all when None).
-pub fn filter(trials: Vec<Trial>, filter: Option<&str>) -> Vec<Trial> {
-    match filter {
-        None => trials,
-        Some(f) => trials.into_iter().filter(|t| t.name.contains(f)).collect(),
+/// Which trials a run takes, the way libtest selects tests: a trial is kept when its name
+/// contains any of `patterns` (equals one, with `exact`; all trials when there are none), it
+/// contains none of `skip`, and its case has the auth method, mode and topology asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Substrings (or, with `exact`, whole names) of trial names.
+    pub patterns: Vec<String>,
+    /// Match whole names.
+    pub exact: bool,
+    /// Trials whose name contains one of these are left out.
+    pub skip: Vec<String>,
+    /// Auth method (`kubernetes`, `jwt`).
+    pub auth: Option<String>,
+    /// Kubernetes auth mode (`local-token`, `client-token`, `reviewer-jwt`).
+    pub mode: Option<String>,
+    /// Topology (`outside`, `inside`).
+    pub topology: Option<String>,
+}
+
+impl Filter {
+    /// Whether `t` is selected.
+    pub fn keeps(&self, t: &Trial) -> bool {
+        let word = |v: serde_json::Result<serde_json::Value>| {
+            v.ok().and_then(|v| v.as_str().map(str::to_string))
+        };
+        let c = &t.case.case;
+        let named = self.patterns.is_empty()
+            || self.patterns.iter().any(|p| {
+                if self.exact {
+                    t.name == *p
+                } else {
+                    t.name.contains(p.as_str())
+                }
+            });
+        named
+            && !self.skip.iter().any(|s| t.name.contains(s.as_str()))
+            && self
+                .auth
+                .as_ref()
+                .is_none_or(|a| word(serde_json::to_value(c.auth)).as_ref() == Some(a))
+            && self.mode.as_ref().is_none_or(|m| {
+                c.mode.and_then(|x| word(serde_json::to_value(x))).as_ref() == Some(m)
+            })
+            && self
+                .topology
+                .as_ref()
+                .is_none_or(|p| word(serde_json::to_value(c.topology)).as_ref() == Some(p))
+    }
+
+    /// The trials it keeps.
+    pub fn apply(&self, trials: Vec<Trial>) -> Vec<Trial> {
+        trials.into_iter().filter(|t| self.keeps(t)).collect()
     }
 }
 
 /// Runs one trial and, when it failed and the lab keeps artifacts, writes them.
 pub async fn run_one(lab: &Lab, t: &Trial) -> TrialOutcome {
     let (mut outcome, record) = trial::run_recorded(lab, t).await;
+    if !matches!(outcome.verdict, Verdict::Passed | Verdict::Ignored(_))
+        && !record.diagnosis.is_empty()
+    {
+        outcome.diagnosis = Some(record.diagnosis.clone());
+    }
     if let (Verdict::Failed(_) | Verdict::Error(_), Some(dir)) =
         (&outcome.verdict, &lab.options().artifacts_dir)
     {
@@ -137,12 +192,18 @@ pub fn only_waits(t: &Trial) -> bool {
     t.not_applicable.is_none() && t.case.uses("hang.url")
 }
 
+/// How often the trials still running are named while nothing finishes.
+const STILL_RUNNING_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs `trials` with at most `concurrency` at once, longest first (by `history`), printing a
-/// progress line per trial to stderr. Outcomes come back sorted by name.
+/// progress line per trial to stderr (with `style.quiet`, only for trials that did not pass)
+/// and, while trials take longer than 5 s, which ones and for how long. Outcomes come back
+/// sorted by name.
 pub async fn run_all(
     lab: Arc<Lab>,
     mut trials: Vec<Trial>,
     concurrency: usize,
+    style: Style,
 ) -> Vec<TrialOutcome> {
     let mut history = History::load(lab.cache().root());
     history.longest_first(&mut trials);
@@ -150,8 +211,10 @@ pub async fn run_all(
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
     let started = Instant::now();
+    let running: Running = Arc::default();
     for t in trials {
         let lab = lab.clone();
+        let running = running.clone();
         // A trial that only waits out a server's timeout takes no slot from the others.
         let sem = (!only_waits(&t)).then(|| sem.clone());
         set.spawn(async move {
@@ -163,11 +226,36 @@ pub async fn run_all(
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
             }
-            run_one(&lab, &t).await
+            let bound = only_waits(&t)
+                .then_some("waits out the server's 10 s TLS handshake timeout for an endpoint that never answers");
+            if let Ok(mut r) = running.lock() {
+                r.insert(t.name.clone(), (Instant::now(), bound));
+            }
+            let o = run_one(&lab, &t).await;
+            if let Ok(mut r) = running.lock() {
+                r.remove(&t.name);
+            }
+            o
         });
     }
     let mut out = Vec::with_capacity(total);
-    while let Some(res) = set.join_next().await {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + STILL_RUNNING_EVERY,
+        STILL_RUNNING_EVERY,
+    );
+    loop {
+        let res = tokio::select! {
+            r = set.join_next() => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = tick.tick() => {
+                if !style.quiet && let Some(line) = still_running(&running) {
+                    eprintln!("authlab: still running: {line} [{:.1}s]", started.elapsed().as_secs_f64());
+                }
+                continue;
+            }
+        };
         let o = match res {
             Ok(o) => o,
             Err(e) => {
@@ -181,10 +269,18 @@ pub async fn run_all(
             .map(|(p, d)| format!("{p} {}ms", d.as_millis()))
             .collect::<Vec<_>>()
             .join(", ");
-        eprintln!(
-            "[{:>3}/{total}] {:<7} {} ({} ms{}) [{:.1}s]",
-            out.len() + 1,
+        if style.quiet && matches!(o.verdict, Verdict::Passed | Verdict::Ignored(_)) {
+            out.push(o);
+            continue;
+        }
+        let w = format!("{:<7}", summary::word(&o.verdict)).replacen(
             summary::word(&o.verdict),
+            &style.word(&o.verdict),
+            1,
+        );
+        eprintln!(
+            "[{:>3}/{total}] {w} {} ({} ms{}) [{:.1}s]",
+            out.len() + 1,
             o.name,
             o.total.as_millis(),
             if phases.is_empty() {
@@ -199,4 +295,35 @@ pub async fn run_all(
     history.record(&out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// Trials under way: when each started and, for one that waits out a known bound, which.
+type Running = Arc<std::sync::Mutex<BTreeMap<String, (Instant, Option<&'static str>)>>>;
+
+/// The trials running for longer than [`STILL_RUNNING_EVERY`], longest first (three at most).
+fn still_running(running: &Running) -> Option<String> {
+    let r = running.lock().ok()?;
+    let mut long: Vec<(Duration, &str, Option<&str>)> = r
+        .iter()
+        .map(|(n, (at, bound))| (at.elapsed(), n.as_str(), *bound))
+        .filter(|(d, _, _)| *d >= STILL_RUNNING_EVERY)
+        .collect();
+    if long.is_empty() {
+        return None;
+    }
+    long.sort_by_key(|l| std::cmp::Reverse(l.0));
+    let more = long.len().saturating_sub(3);
+    let mut text = long
+        .iter()
+        .take(3)
+        .map(|(d, n, bound)| match bound {
+            Some(b) => format!("{n} ({} s; {b})", d.as_secs()),
+            None => format!("{n} ({} s)", d.as_secs()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    Some(text)
 }

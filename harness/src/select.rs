@@ -90,11 +90,13 @@ pub fn cluster(flag: Option<ClusterKind>) -> Result<ClusterKind> {
     }
 }
 
-/// Default artifacts directory.
+/// The artifacts directory: `AUTHLAB_ARTIFACTS`, else `authlab-artifacts` in the current
+/// directory.
 pub fn artifacts_dir() -> PathBuf {
-    settings::current().artifacts.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
-    })
+    settings::current()
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("authlab-artifacts"))
 }
 
 /// The server runtime from a flag or `AUTHLAB_RUNTIME` (default process).

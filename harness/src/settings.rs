@@ -81,13 +81,25 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_ARTIFACTS",
-        "directory for artifacts of failed trials (default: target/authlab-artifacts)",
+        "directory for artifacts of failed trials (default: authlab-artifacts in the current directory; target/authlab-artifacts under cargo test)",
     ),
     (
         "AUTHLAB_KEEP",
         "1 keeps scratch files (server data and logs) after the run",
     ),
     ("AUTHLAB_JUNIT", "write JUnit XML of the run to this file"),
+    (
+        "AUTHLAB_REPORT",
+        "write the matrix report (matrix.json, matrix.md, index.html) of the run into this directory",
+    ),
+    (
+        "NEXTEST_RUN_ID",
+        "set by cargo nextest: its per-test processes add their trials to one AUTHLAB_JUNIT file",
+    ),
+    (
+        "NO_COLOR",
+        "any value turns colour off (colour is on only when standard error is a terminal)",
+    ),
     (
         "AUTHLAB_REQUIRE",
         "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, helm, all (CI=true requires all but kind, kubeconfig and helm)",
@@ -181,6 +193,12 @@ pub struct Settings {
     pub keep: bool,
     /// `AUTHLAB_JUNIT`.
     pub junit: Option<PathBuf>,
+    /// `AUTHLAB_REPORT`.
+    pub report: Option<PathBuf>,
+    /// `NEXTEST_RUN_ID`.
+    pub nextest_run_id: Option<String>,
+    /// `NO_COLOR` is set (to anything).
+    pub no_color: bool,
     /// `AUTHLAB_REQUIRE`, split at commas.
     pub require: Vec<String>,
     /// `CI=true`.
@@ -256,6 +274,9 @@ impl Settings {
             artifacts: path("AUTHLAB_ARTIFACTS"),
             keep: flag("AUTHLAB_KEEP"),
             junit: path("AUTHLAB_JUNIT"),
+            report: path("AUTHLAB_REPORT"),
+            nextest_run_id: text("NEXTEST_RUN_ID"),
+            no_color: text("NO_COLOR").is_some(),
             require: get("AUTHLAB_REQUIRE")
                 .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
                 .unwrap_or_default(),

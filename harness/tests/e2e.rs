@@ -23,7 +23,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
-    authlab::progress::init();
+    authlab::progress::init(None);
     let mut trials = match select(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     let handle = runtime.handle().clone();
     let lab: Arc<OnceLock<Result<Lab, String>>> = Arc::new(OnceLock::new());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let started_at = std::time::SystemTime::now();
     let default_cluster = match select::cluster(None) {
         Ok(c) => c,
         Err(e) => {
@@ -91,7 +92,7 @@ fn main() -> ExitCode {
                         let mut opts = LabOptions::new(default_cluster);
                         opts.keep = settings::keep();
                         opts.runtime = select::runtime(None).map_err(|e| format!("{e:#}"))?;
-                        opts.artifacts_dir = Some(select::artifacts_dir());
+                        opts.artifacts_dir = Some(artifacts_dir());
                         Lab::new(opts).map_err(|e| format!("{e:#}"))
                     })
                     .as_ref()
@@ -136,11 +137,56 @@ fn main() -> ExitCode {
         let mut o = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
         o.sort_by(|a, b| a.name.cmp(&b.name));
         let suite = format!("authlab-{}", cluster.map(|c| c.as_str()).unwrap_or("sim"));
-        if let Err(e) = report::junit::write(path, &suite, &o) {
+        let shared = settings::current().nextest_run_id.as_deref();
+        if let Err(e) = report::junit::write(path, &suite, &o, shared) {
             eprintln!("authlab: {e:#}");
         }
     }
+    if let Some(dir) = &settings::current().report
+        && !args.list
+    {
+        let mut o = outcomes.lock().map(|o| o.clone()).unwrap_or_default();
+        o.sort_by(|a, b| a.name.cmp(&b.name));
+        if settings::current().nextest_run_id.is_some() {
+            eprintln!(
+                "authlab: AUTHLAB_REPORT is not written under nextest (a process per trial); use `authlab run --report` or `cargo test`"
+            );
+        } else {
+            let run = report::matrix::RunInfo {
+                run_id: authlab::lab::new_run_id(),
+                started: rfc3339(started_at),
+                wall_ms: started_at
+                    .elapsed()
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                servers: select::servers(None)
+                    .map(|s| s.iter().map(|x| x.to_string()).collect())
+                    .unwrap_or_default(),
+                cluster: default_cluster.as_str().to_string(),
+            };
+            if let Err(e) = report::matrix::Matrix::of_run(run, &o).write(dir) {
+                eprintln!("authlab: {e}");
+            }
+        }
+    }
     conclusion.exit_code()
+}
+
+/// The artifacts directory: `AUTHLAB_ARTIFACTS`, else the workspace's `target/authlab-artifacts`.
+fn artifacts_dir() -> std::path::PathBuf {
+    settings::current().artifacts.clone().unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
+    })
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|d| d.to_rfc3339())
+        .unwrap_or_default()
 }
 
 /// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.

@@ -37,6 +37,9 @@ pub use kubeconfig::CONTEXT as KUBECONFIG_CONTEXT;
 pub use log::{RequestRecord, ReviewRecord};
 pub use serve::serve_foreground;
 
+/// The Kubernetes version the sim models (what its `/version` answers).
+pub const KUBERNETES_VERSION: &str = routes::discovery::GIT_VERSION;
+
 use self::core::{Core, Settings};
 use fault::{FaultAcceptor, ModeSwitch};
 use keys::SigningKey;

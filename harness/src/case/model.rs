@@ -420,12 +420,19 @@ impl Case {
     /// The expectations that apply to a server: the most specific `flavours` key that matches
     /// (`openbao:2.6.1` over `openbao:2.6` over `openbao`), else `expect`.
     pub fn expect_for(&self, flavour: &str, version: &str) -> &Expect {
-        self.flavours
-            .iter()
-            .filter(|(key, _)| override_matches(key, flavour, version))
-            .max_by_key(|(key, _)| key.len())
-            .map(|(_, o)| &o.expect)
+        self.expect_key_for(flavour, version)
+            .and_then(|k| self.flavours.get(k))
+            .map(|o| &o.expect)
             .unwrap_or(&self.expect)
+    }
+
+    /// The `flavours` key [`Case::expect_for`] takes for a server (None: the case's `expect`).
+    pub fn expect_key_for(&self, flavour: &str, version: &str) -> Option<&str> {
+        self.flavours
+            .keys()
+            .filter(|key| override_matches(key, flavour, version))
+            .max_by_key(|key| key.len())
+            .map(String::as_str)
     }
 
     /// True when the case expects the login to fail.

@@ -166,7 +166,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
         probe(&mut input).await?;
     }
     let findings = diagnose::diagnose(&input);
-    print!("{}", diagnose::render(&input, &findings));
+    out!("{}", diagnose::render(&input, &findings));
     Ok(if findings.is_empty() {
         ExitCode::from(1)
     } else {
@@ -197,10 +197,10 @@ async fn probe(input: &mut diagnose::Input) -> Result<()> {
     }
     let http = builder.build()?;
     match http.get(format!("{host}/version")).send().await {
-        Ok(r) => println!("probe: GET {host}/version -> {}", r.status().as_u16()),
+        Ok(r) => outln!("probe: GET {host}/version -> {}", r.status().as_u16()),
         Err(e) => {
             let chain = format!("{:#}", anyhow::Error::new(e));
-            println!("probe: GET {host}/version failed: {chain}");
+            outln!("probe: GET {host}/version failed: {chain}");
             input.log.push(format!("probe: {chain}"));
             return Ok(());
         }
@@ -228,7 +228,7 @@ async fn probe(input: &mut diagnose::Input) -> Result<()> {
                 .context("posting the TokenReview")?;
             let status = r.status().as_u16();
             let text = r.text().await.unwrap_or_default();
-            println!("probe: TokenReview with the client's token as bearer -> {status}");
+            outln!("probe: TokenReview with the client's token as bearer -> {status}");
             match status {
                 401 => input.log.push("probe: service account unauthorized; this could mean it has been deleted or recreated with a new token".into()),
                 403 => input.log.push(format!("probe: {}", text.trim())),
@@ -240,8 +240,8 @@ async fn probe(input: &mut diagnose::Input) -> Result<()> {
                 }
             }
         }
-        (None, false) => println!("probe: give --jwt to reproduce the TokenReview"),
-        (_, true) => println!(
+        (None, false) => outln!("probe: give --jwt to reproduce the TokenReview"),
+        (_, true) => outln!(
             "probe: a reviewer JWT is configured; the server does not return it, so its TokenReview cannot be reproduced here"
         ),
     }

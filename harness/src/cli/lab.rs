@@ -52,9 +52,9 @@ pub async fn up(
     crate::cleanup::register_file(path.clone());
     servers::write_state(&path, &state)?;
     if timings {
-        println!("{:<16} {:>10}  address", "server", "ready (ms)");
+        outln!("{:<16} {:>10}  address", "server", "ready (ms)");
         for h in &handles {
-            println!(
+            outln!(
                 "{:<16} {:>10}  {}",
                 h.info().spec,
                 h.startup().as_millis(),
@@ -111,10 +111,10 @@ pub async fn down() -> Result<ExitCode> {
 pub async fn status() -> Result<ExitCode> {
     let path = servers::state_path();
     let Some(state) = servers::read_state(&path) else {
-        println!("no lab is running");
+        outln!("no lab is running");
         return Ok(ExitCode::from(1));
     };
-    println!("lab {} (process {})", state.run_id, state.pid);
+    outln!("lab {} (process {})", state.run_id, state.pid);
     for s in &state.servers {
         let health = match VaultClient::new(&s.addr, None) {
             Ok(c) => match c.health().await {
@@ -123,7 +123,7 @@ pub async fn status() -> Result<ExitCode> {
             },
             Err(e) => format!("{e:#}"),
         };
-        println!("  {:<16} {}  {}", s.spec, s.addr, health);
+        outln!("  {:<16} {}  {}", s.spec, s.addr, health);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -151,13 +151,13 @@ pub async fn timings(
             lab.server_image(spec).await?;
         }
     }
-    println!("{:<16} {:<10} {:>10}", "server", "runtime", "ready (ms)");
+    outln!("{:<16} {:<10} {:>10}", "server", "runtime", "ready (ms)");
     for spec in &specs {
         let mut h = match lab.options().runtime {
             crate::lab::Runtime::Process => ServerHandle::owned(lab.start_server(spec).await?),
             crate::lab::Runtime::Container => lab.start_container(spec, None, None).await?,
         };
-        println!(
+        outln!(
             "{:<16} {:<10} {:>10}",
             spec.to_string(),
             kind,

@@ -1,11 +1,13 @@
 //! The `authlab` command line.
 
+#[macro_use]
+mod output;
 pub mod diagnose;
 pub mod lab;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -13,7 +15,8 @@ use crate::{
     case::matrix::ClusterKind,
     cleanup,
     lab::{Lab, LabOptions, Runtime},
-    report, runner, select,
+    report::{self, summary::Style},
+    runner, select,
     server::binary::BinaryCache,
     settings,
     trial::Verdict,
@@ -31,9 +34,31 @@ fn env_help() -> String {
 #[derive(Parser, Debug)]
 #[command(name = "authlab", version, about, after_help = env_help())]
 pub struct Cli {
+    /// Print less: only trials that did not pass, and no "still running" lines.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more: debug lines of what authlab does (-vv: trace). AUTHLAB_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
+
+/// What `--format` prints on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+enum Format {
+    /// Text for people.
+    #[default]
+    Human,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Exit codes of `authlab run` (and of the other commands where they apply).
+const EXIT_HELP: &str = "Exit codes: 0 every trial that ran passed; 1 a trial failed or errored, or a required \
+requirement was missing (CI=true, AUTHLAB_REQUIRE); 2 bad input (flags, case files, servers); \
+4 no trial ran (none matched, or every one was ignored) unless --allow-empty; 130/143 interrupted \
+by SIGINT/SIGTERM.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -48,42 +73,22 @@ enum Command {
         /// Only cases whose login is expected to pass or to fail.
         #[arg(long, value_parser = ["pass", "fail"])]
         expected: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
     /// Validate case files without running them.
     Check {
         /// Case directory.
         #[arg(long, env = "AUTHLAB_CASES")]
         cases: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
     },
-    /// Run the matrix (or the trials whose name contains FILTER).
-    Run {
-        /// Substring of trial names to run.
-        filter: Option<String>,
-        /// Case directory.
-        #[arg(long, env = "AUTHLAB_CASES")]
-        cases: Option<PathBuf>,
-        /// Servers, e.g. openbao:2.7.2,openbao:2.6.1,vault:1.21.1.
-        #[arg(long)]
-        servers: Option<String>,
-        /// Cluster (default: AUTHLAB_CLUSTER, else sim).
-        #[arg(long, value_enum)]
-        cluster: Option<ClusterKind>,
-        /// Where shared servers run (default: AUTHLAB_RUNTIME, else process).
-        #[arg(long, value_enum)]
-        runtime: Option<Runtime>,
-        /// Write JUnit XML here.
-        #[arg(long, env = "AUTHLAB_JUNIT")]
-        junit: Option<PathBuf>,
-        /// Write artifacts of failed trials under this directory.
-        #[arg(long, env = "AUTHLAB_ARTIFACTS")]
-        artifacts: Option<PathBuf>,
-        /// Keep scratch files (server data and logs).
-        #[arg(long)]
-        keep: bool,
-        /// Trials at once.
-        #[arg(long, default_value_t = 8)]
-        jobs: usize,
-    },
+    /// Run the matrix, or the trials whose name contains one of FILTERS.
+    #[command(after_help = EXIT_HELP)]
+    Run(RunArgs),
     /// Download (or verify) server binaries into the cache.
     Provision {
         /// Servers, e.g. openbao:2.7.2 (default: the selected servers).
@@ -120,6 +125,21 @@ enum Command {
         /// Also remove what live runs and labs own (they are left alone otherwise).
         #[arg(long)]
         force: bool,
+    },
+    /// Merge the reports of several runs (the folders `run --report` wrote, or their
+    /// matrix.json files) into one matrix report.
+    Report {
+        /// Report folders or matrix.json files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Where to write the merged report.
+        #[arg(long, short, default_value = "authlab-report")]
+        out: PathBuf,
+    },
+    /// Print a shell completion script (e.g. `authlab completions bash > ~/.local/share/bash-completion/completions/authlab`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Print the JSON Schema of case files.
     Schema,
@@ -190,7 +210,13 @@ enum SimCommand {
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::progress::init();
+    crate::progress::init(match cli.verbose {
+        0 if cli.quiet => Some("warn"),
+        0 => None,
+        1 => Some("debug"),
+        _ => Some("trace"),
+    });
+    let style = output::style(cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -202,7 +228,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, style)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("authlab: {e:#}");
@@ -211,37 +237,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command) -> Result<ExitCode> {
+async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
     match cmd {
         Command::List {
             cases,
             names,
             expected,
-        } => list(cases, names, expected.as_deref()),
-        Command::Check { cases } => check(cases),
-        Command::Run {
-            filter,
-            cases,
-            servers,
-            cluster,
-            runtime,
-            junit,
-            artifacts,
-            keep,
-            jobs,
-        } => {
-            run(RunArgs {
-                filter,
-                cases,
-                servers,
-                cluster,
-                runtime,
-                junit,
-                artifacts,
-                keep,
-                jobs,
-            })
-            .await
+            format,
+        } => list(cases, names, expected.as_deref(), format),
+        Command::Check { cases, format } => check(cases, format),
+        Command::Run(a) => run(a, style).await,
+        Command::Report { inputs, out } => merge_reports(&inputs, &out),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "authlab", &mut buf);
+            out!("{}", String::from_utf8_lossy(&buf));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => match command {
             LabCommand::Up {
@@ -288,7 +300,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
                 )
             })?;
             let lc = load::load_file(&dir, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
-            print!("{}", crate::export::terraform(&lc.name, &lc.case)?);
+            out!("{}", crate::export::terraform(&lc.name, &lc.case)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch => {
@@ -296,7 +308,7 @@ async fn dispatch(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
-            print!("{}", crate::case::schema::case_schema_json());
+            out!("{}", crate::case::schema::case_schema_json());
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -319,7 +331,20 @@ fn load_all(dir: &std::path::Path) -> Result<Vec<load::LoadedCase>> {
     })
 }
 
-fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<ExitCode> {
+/// A case's value as the word case files use (`client-token`, `outside`).
+fn word<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn list(
+    cases: Option<PathBuf>,
+    names: bool,
+    expected: Option<&str>,
+    format: Format,
+) -> Result<ExitCode> {
     let dir = cases_dir(cases);
     let all = load_all(&dir)?;
     let selected: Vec<_> = all
@@ -330,16 +355,40 @@ fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<E
             _ => true,
         })
         .collect();
+    if format == Format::Json {
+        let rows: Vec<serde_json::Value> = selected
+            .iter()
+            .map(|c| {
+                let k = &c.case;
+                serde_json::json!({
+                    "name": c.name,
+                    "file": c.path.display().to_string(),
+                    "auth": word(k.auth),
+                    "mode": k.mode.map(word),
+                    "topology": word(k.topology),
+                    "expect": if k.expects_failure() { "fail" } else { "pass" },
+                    "observed_on": k.observed_on,
+                    "about": k.about.split_whitespace().collect::<Vec<_>>().join(" "),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if names {
         for c in &selected {
-            println!("{}", c.name);
+            outln!("{}", c.name);
         }
         return Ok(ExitCode::SUCCESS);
     }
     let width = selected.iter().map(|c| c.name.len()).max().unwrap_or(4);
-    println!(
+    outln!(
         "{:<width$}  {:<10} {:<13} {:<8} {:<6} about",
-        "case", "auth", "mode", "topology", "expect"
+        "case",
+        "auth",
+        "mode",
+        "topology",
+        "expect"
     );
     for c in &selected {
         let k = &c.case;
@@ -350,7 +399,7 @@ fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<E
             .unwrap_or_else(|| "-".into());
         let about: String = k.about.split_whitespace().collect::<Vec<_>>().join(" ");
         let about: String = about.chars().take(70).collect();
-        println!(
+        outln!(
             "{:<width$}  {:<10} {:<13} {:<8} {:<6} {}",
             c.name,
             format!("{:?}", k.auth).to_lowercase(),
@@ -361,7 +410,7 @@ fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<E
         );
     }
     let failing = selected.iter().filter(|c| c.case.expects_failure()).count();
-    println!(
+    outln!(
         "\n{} cases ({} expected to fail, {} to pass) in {}",
         selected.len(),
         failing,
@@ -371,9 +420,26 @@ fn list(cases: Option<PathBuf>, names: bool, expected: Option<&str>) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(cases: Option<PathBuf>) -> Result<ExitCode> {
+fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
     let dir = cases_dir(cases);
-    match load::load_dir(&dir) {
+    let result = load::load_dir(&dir);
+    if format == Format::Json {
+        let (valid, errors) = match &result {
+            Ok(all) => (all.len(), Vec::new()),
+            Err(errs) => (0, errs.iter().map(|e| e.to_string()).collect()),
+        };
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "directory": dir.display().to_string(),
+                "valid": errors.is_empty(),
+                "cases": valid,
+                "errors": errors,
+            }))?
+        );
+        return Ok(ExitCode::from(if errors.is_empty() { 0 } else { 1 }));
+    }
+    match result {
         Ok(all) => {
             eprintln!("{} case files are valid ({})", all.len(), dir.display());
             Ok(ExitCode::SUCCESS)
@@ -388,38 +454,100 @@ fn check(cases: Option<PathBuf>) -> Result<ExitCode> {
     }
 }
 
+/// The flags of `authlab run`.
+#[derive(clap::Args, Debug)]
 struct RunArgs {
-    filter: Option<String>,
+    /// Substrings of trial names to run (any of them; all trials when none).
+    filters: Vec<String>,
+    /// Filters are whole trial names.
+    #[arg(long)]
+    exact: bool,
+    /// Leave out trials whose name contains this (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    skip: Vec<String>,
+    /// Only cases of this auth method.
+    #[arg(long, value_parser = ["kubernetes", "jwt"])]
+    auth: Option<String>,
+    /// Only cases of this Kubernetes auth mode.
+    #[arg(long, value_parser = ["local-token", "client-token", "reviewer-jwt"])]
+    mode: Option<String>,
+    /// Only cases of this topology.
+    #[arg(long, value_parser = ["outside", "inside"])]
+    topology: Option<String>,
+    /// Succeed when no trial ran (none matched, or all were ignored), as nextest's
+    /// `--no-tests=pass`.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Write the matrix report (matrix.json, matrix.md, index.html) into this directory.
+    #[arg(long, env = "AUTHLAB_REPORT", value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Output format of the summary on standard output (json: the matrix.json document).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Case directory.
+    #[arg(long, env = "AUTHLAB_CASES")]
     cases: Option<PathBuf>,
+    /// Servers, e.g. openbao:2.7.2,openbao:2.6.1,vault:1.21.1.
+    #[arg(long)]
     servers: Option<String>,
+    /// Cluster (default: AUTHLAB_CLUSTER, else sim).
+    #[arg(long, value_enum)]
     cluster: Option<ClusterKind>,
+    /// Where shared servers run (default: AUTHLAB_RUNTIME, else process).
+    #[arg(long, value_enum)]
     runtime: Option<Runtime>,
+    /// Write JUnit XML here.
+    #[arg(long, env = "AUTHLAB_JUNIT")]
     junit: Option<PathBuf>,
+    /// Write artifacts of failed trials under this directory (default: ./authlab-artifacts).
+    #[arg(long, env = "AUTHLAB_ARTIFACTS")]
     artifacts: Option<PathBuf>,
+    /// Keep scratch files (server data and logs).
+    #[arg(long)]
     keep: bool,
+    /// Trials at once.
+    #[arg(long, default_value_t = 8)]
     jobs: usize,
 }
 
-async fn run(a: RunArgs) -> Result<ExitCode> {
+/// Exit code of a run in which no trial ran.
+const NO_TRIAL_RAN: u8 = 4;
+
+async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
+    let filter = runner::Filter {
+        patterns: a.filters,
+        exact: a.exact,
+        skip: a.skip,
+        auth: a.auth,
+        mode: a.mode,
+        topology: a.topology,
+    };
     // First: a signal from here on takes the ordered way out (and exits 130/143).
     cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let dir = cases_dir(a.cases);
     let servers = select::servers(a.servers.as_deref())?;
     let cluster = select::cluster(a.cluster)?;
-    let trials = runner::filter(
-        runner::load_trials(&dir, &servers, cluster)?,
-        a.filter.as_deref(),
-    );
+    let trials = filter.apply(runner::load_trials(&dir, &servers, cluster)?);
     if trials.is_empty() {
-        bail!(
-            "no trial matches {:?} (see `authlab list` for case names)",
-            a.filter.unwrap_or_default()
+        eprintln!(
+            "authlab: no trial matches {} (see `authlab list` for case names; trial names are <case>::<flavour>-<version>)",
+            if filter.patterns.is_empty() {
+                "the selection".to_string()
+            } else {
+                format!("{:?}", filter.patterns)
+            }
         );
+        return Ok(if a.allow_empty {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(NO_TRIAL_RAN)
+        });
     }
     let mut opts = LabOptions::new(cluster);
     opts.runtime = select::runtime(a.runtime)?;
     opts.keep = a.keep || settings::keep();
     opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(select::artifacts_dir));
+    let run_id = opts.run_id.clone();
     eprintln!(
         "authlab: run {} — {} trials, servers {}, cluster {}",
         opts.run_id,
@@ -432,24 +560,120 @@ async fn run(a: RunArgs) -> Result<ExitCode> {
         cluster.as_str()
     );
     let lab = Arc::new(Lab::new(opts)?);
+    let started_at = std::time::SystemTime::now();
     let started = Instant::now();
-    let outcomes = runner::run_all(lab.clone(), trials, a.jobs).await;
+    let mut outcomes = runner::run_all(lab.clone(), trials, a.jobs, style).await;
     let wall = started.elapsed();
     lab.shutdown().await;
     cleanup::cleanup_now();
-    println!("{}", report::summary::render(&outcomes, wall));
+    // A requirement CI=true or AUTHLAB_REQUIRE asks for fails the trial that lacked it.
+    for o in &mut outcomes {
+        if let (Verdict::Ignored(r), Some(what)) = (&o.verdict, o.requirement)
+            && settings::required(what)
+        {
+            o.verdict = Verdict::Failed(vec![format!(
+                "required but not available ({what}; CI=true or AUTHLAB_REQUIRE): {r}"
+            )]);
+        }
+    }
+    let matrix = report::matrix::Matrix::of_run(
+        report::matrix::RunInfo {
+            run_id,
+            started: humantime::format_rfc3339_seconds(started_at).to_string(),
+            wall_ms: wall.as_millis() as u64,
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            cluster: cluster.as_str().to_string(),
+        },
+        &outcomes,
+    );
+    match a.format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&matrix)?),
+        Format::Human => out!("{}", report::summary::render(&outcomes, wall, style)),
+    }
+    if a.format == Format::Human {
+        let mut shown = Vec::new();
+        for t in &matrix.trials {
+            if let Some(d) = &t.difference
+                && !shown.contains(&(&t.case, &d.key))
+            {
+                shown.push((&t.case, &d.key));
+                outln!(
+                    "\n{} on {} differs: {}. What {} answered, as a block for the case file:\n{}",
+                    t.case,
+                    d.servers.join(", "),
+                    d.because,
+                    if d.servers.len() == 1 { "it" } else { "they" },
+                    d.block
+                );
+            }
+        }
+    }
+    let differences = matrix.counts().differences;
+    if differences > 0 {
+        eprintln!(
+            "authlab: {differences} failed trial(s) only answer differently from the server their expectations were written for{}",
+            if a.report.is_some() {
+                "; the report holds a flavours block for each"
+            } else {
+                "; the blocks above hold what they answered"
+            }
+        );
+    }
     if let Some(path) = a.junit {
-        report::junit::write(&path, "authlab", &outcomes)?;
+        report::junit::write(&path, "authlab", &outcomes, None)?;
         eprintln!("authlab: JUnit written to {}", path.display());
+    }
+    if let Some(dir) = &a.report {
+        matrix.write(dir)?;
+        eprintln!(
+            "authlab: report written to {} (matrix.json, matrix.md, index.html)",
+            dir.display()
+        );
     }
     let bad = outcomes
         .iter()
         .any(|o| matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)));
+    let ran = outcomes
+        .iter()
+        .any(|o| !matches!(o.verdict, Verdict::Ignored(_)));
     Ok(if bad {
         ExitCode::from(1)
+    } else if !ran && !a.allow_empty {
+        let mut reasons: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| match &o.verdict {
+                Verdict::Ignored(r) => Some(r.as_str()),
+                _ => None,
+            })
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        eprintln!(
+            "authlab: no trial ran: every selected trial was ignored ({}); --allow-empty accepts that",
+            reasons.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        );
+        ExitCode::from(NO_TRIAL_RAN)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn merge_reports(inputs: &[PathBuf], out: &std::path::Path) -> Result<ExitCode> {
+    let parts = inputs
+        .iter()
+        .map(|p| report::matrix::Matrix::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = report::matrix::Matrix::merge(parts);
+    let files = merged.write(out)?;
+    eprintln!(
+        "authlab: {} runs, {}",
+        merged.runs.len(),
+        merged.counts().sentence()
+    );
+    for f in files {
+        outln!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn provision(servers: Option<&str>) -> Result<ExitCode> {
@@ -458,7 +682,7 @@ async fn provision(servers: Option<&str>) -> Result<ExitCode> {
     for spec in &servers {
         let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
         let bin = cache.ensure(spec, &progress).await?;
-        println!("{spec}\t{}", bin.display());
+        outln!("{spec}\t{}", bin.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -477,18 +701,18 @@ fn explain(token: &str) -> Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    print!("{}", d.render(now));
+    out!("{}", d.render(now));
     if let Some((ns, name)) = d.service_account() {
-        println!("service account: {ns}/{name}");
+        outln!("service account: {ns}/{name}");
     }
-    println!("audiences: {:?}", d.audiences());
+    outln!("audiences: {:?}", d.audiences());
     Ok(ExitCode::SUCCESS)
 }
 
 async fn clean(dry_run: bool, images: bool, force: bool) -> Result<ExitCode> {
     let found = cleanup::Leftovers::find(images, force).await?;
     for line in found.describe() {
-        println!("{line}");
+        outln!("{line}");
     }
     if !dry_run {
         found.remove().await;

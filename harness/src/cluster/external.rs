@@ -24,6 +24,8 @@ pub struct ExternalCluster {
     pub pubkey: Option<String>,
     /// The Kind cluster, when the lab created or reused one.
     pub kind: Option<kind::KindCluster>,
+    /// The API server's `gitVersion` (e.g. `v1.34.0`), when `/version` answered.
+    pub version: Option<String>,
 }
 
 impl std::fmt::Debug for ExternalCluster {
@@ -83,7 +85,9 @@ pub async fn connect(
         let k = j["keys"].as_array()?.iter().find(|k| k["kty"] == "RSA")?;
         rsa_pem(k["n"].as_str()?, k["e"].as_str()?).ok()
     });
+    let version = client.apiserver_version().await.ok().map(|v| v.git_version);
     Ok(ExternalCluster {
+        version,
         client,
         url: access.server.trim_end_matches('/').to_string(),
         ca_pem,

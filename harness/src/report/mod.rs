@@ -1,5 +1,12 @@
-//! Reporting: progress lines, the summary table, JUnit XML and per-trial artifacts.
+//! Reporting: progress lines, the summary table, JUnit XML, per-trial artifacts, and the
+//! matrix report (observed signatures, differences between servers, Markdown and HTML).
 
 pub mod artifacts;
+pub mod changes;
+pub mod difference;
+pub mod html;
 pub mod junit;
+pub mod markdown;
+pub mod matrix;
+pub mod signature;
 pub mod summary;

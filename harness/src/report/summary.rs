@@ -4,6 +4,31 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::trial::{TrialOutcome, Verdict};
 
+/// How progress and summary lines look.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Style {
+    /// Only what did not pass (`-q`).
+    pub quiet: bool,
+    /// ANSI colour on the verdict words.
+    pub color: bool,
+}
+
+impl Style {
+    /// The verdict word, coloured when colour is on.
+    pub fn word(&self, v: &Verdict) -> String {
+        let w = word(v);
+        if !self.color {
+            return w.to_string();
+        }
+        let code = match v {
+            Verdict::Passed => "32",
+            Verdict::Failed(_) | Verdict::Error(_) => "1;31",
+            Verdict::Ignored(_) => "33",
+        };
+        format!("\x1b[{code}m{w}\x1b[0m")
+    }
+}
+
 /// The short word for a verdict.
 pub fn word(v: &Verdict) -> &'static str {
     match v {
@@ -14,19 +39,26 @@ pub fn word(v: &Verdict) -> &'static str {
     }
 }
 
-/// Renders the final table and the per-phase timing totals.
-pub fn render(outcomes: &[TrialOutcome], wall: Duration) -> String {
+/// Renders the final table (with `quiet`, only the trials that did not pass) and the
+/// per-phase timing totals. An error several trials share is printed in full once.
+pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(10);
     let mut out = String::new();
     out.push_str(&format!(
         "{:<width$}  {:<7}  {:>8}\n",
         "trial", "result", "time"
     ));
+    let mut errors_seen: Vec<(&str, &str)> = Vec::new();
     for o in outcomes {
+        if style.quiet && matches!(o.verdict, Verdict::Passed | Verdict::Ignored(_)) {
+            continue;
+        }
+        // Padded before colouring: escape codes have no width.
+        let w = format!("{:<7}", word(&o.verdict));
+        let w = w.replacen(word(&o.verdict), &style.word(&o.verdict), 1);
         out.push_str(&format!(
-            "{:<width$}  {:<7}  {:>6}ms\n",
+            "{:<width$}  {w}  {:>6}ms\n",
             o.name,
-            word(&o.verdict),
             o.total.as_millis()
         ));
         match &o.verdict {
@@ -35,7 +67,13 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration) -> String {
                     out.push_str(&format!("    - {line}\n"));
                 }
             }
-            Verdict::Error(e) => out.push_str(&format!("    - {e}\n")),
+            Verdict::Error(e) => match errors_seen.iter().find(|(t, _)| t == e) {
+                Some((_, first)) => out.push_str(&format!("    - the same error as {first}\n")),
+                None => {
+                    out.push_str(&format!("    - {e}\n"));
+                    errors_seen.push((e, &o.name));
+                }
+            },
             Verdict::Ignored(r) => out.push_str(&format!("    ({r})\n")),
             Verdict::Passed => {}
         }

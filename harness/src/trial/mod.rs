@@ -22,7 +22,8 @@ use serde_json::Value;
 
 pub use crate::verdict::Verdict;
 use crate::{
-    case::matrix::Trial, evidence::Evidence, lab::Lab, placeholders::Vars, verdict::Judgement,
+    case::matrix::Trial, evidence::Evidence, lab::Lab, placeholders::Vars,
+    report::signature::Signature, verdict::Judgement,
 };
 
 /// The result of one trial.
@@ -42,6 +43,18 @@ pub struct TrialOutcome {
     pub artifacts: Option<PathBuf>,
     /// For an ignored trial: the requirement that was missing.
     pub requirement: Option<&'static str>,
+    /// The trial (case, server, cluster).
+    pub trial: Trial,
+    /// When it started.
+    pub started: std::time::SystemTime,
+    /// What it observed, for trials that got as far as judging.
+    pub observed: Option<Signature>,
+    /// The `flavours` key whose expectations applied (None: the case's `expect`).
+    pub expect_key: Option<String>,
+    /// The cluster's Kubernetes version, once known.
+    pub kubernetes: Option<String>,
+    /// The diagnosis of a trial that did not pass (rendered).
+    pub diagnosis: Option<String>,
 }
 
 /// What a trial made and saw, for artifacts and tests.
@@ -79,6 +92,8 @@ pub struct TrialRecord {
     pub diagnosis: String,
     /// What ESO reported (cases with an `eso` client).
     pub eso: Option<String>,
+    /// The cluster's Kubernetes version (`v1.33.1`), once known.
+    pub kubernetes: Option<String>,
 }
 
 /// A requirement of the trial that this machine lacks (reported as ignored, not failed, unless
@@ -141,6 +156,7 @@ pub async fn run(lab: &Lab, trial: &Trial) -> TrialOutcome {
 /// Runs one trial and also returns everything it recorded (evidence, config, tokens).
 pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecord) {
     let start = Instant::now();
+    let started = std::time::SystemTime::now();
     let mut run = Run {
         lab,
         trial,
@@ -150,6 +166,7 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     };
     let mut requirement = None;
     let mut not_checked = Vec::new();
+    let mut observed = None;
     let verdict = if let Some(reason) = &trial.not_applicable {
         Verdict::Ignored(reason.clone())
     } else {
@@ -157,8 +174,9 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         let result = Box::pin(pipeline(&mut run)).await;
         teardown::teardown(&mut run).await;
         match result {
-            Ok(judged) => {
+            Ok((judged, signature)) => {
                 not_checked = judged.not_checked.clone();
+                observed = Some(signature);
                 judged.verdict()
             }
             Err(e) => match e.downcast_ref::<NotAvailable>() {
@@ -178,12 +196,22 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         phases: run.timer.phases,
         total: start.elapsed(),
         artifacts: None,
+        trial: trial.clone(),
+        started,
+        observed,
+        expect_key: trial
+            .case
+            .case
+            .expect_key_for(&trial.server.flavour.to_string(), &trial.server.version)
+            .map(str::to_string),
+        kubernetes: run.record.kubernetes.clone(),
+        diagnosis: None,
     };
     (outcome, run.record)
 }
 
 /// prepare → apply → act → collect → judge.
-async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<Judgement> {
+async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<(Judgement, Signature)> {
     let env = prepare::prepare(run).await?;
     let setup = apply::apply(run, &env).await?;
     let acted = act::act(run, &env, &setup).await?;
@@ -197,7 +225,8 @@ async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<Judgement> {
         .map(|s| s.expect.clone())
         .collect();
     let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &setup.vars);
+    let signature = crate::report::signature::observe(&env.expect, &evidence, &setup.vars);
     run.record.vars = setup.vars.clone();
     run.record.evidence = evidence;
-    Ok(judged)
+    Ok((judged, signature))
 }

@@ -155,6 +155,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         .await
         .context("starting the trial's sim cluster")?;
     run.made.sim = Some(sim.clone());
+    run.record.kubernetes = Some(crate::sim::KUBERNETES_VERSION.to_string());
     let view = ClusterView {
         client: sim.kube_client()?,
         url: sim.url(),
@@ -213,6 +214,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     } else {
         (ext.url.clone(), None)
     };
+    run.record.kubernetes = ext.version.clone();
     let view = ClusterView {
         sim: None,
         client: ext.client.clone(),

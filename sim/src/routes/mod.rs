@@ -1,6 +1,6 @@
 //! HTTP handling: one entry point that authenticates, authorizes, routes and logs.
 
-mod discovery;
+pub(crate) mod discovery;
 mod objects;
 mod oidc;
 pub(crate) mod request_info;

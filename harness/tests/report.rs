@@ -1,0 +1,361 @@
+//! The matrix report, JUnit and the command line's conventions, driven through the `authlab`
+//! binary as a maintainer or CI uses it: a run against OpenBao 2.6.1 and 2.7.2 whose case
+//! lacks its 2.6 block is reported as a difference with a block that makes it pass; two runs'
+//! reports merge into one matrix; JUnit carries trial names and properties; `authlab list`
+//! into a closed pipe exits 0.
+//!
+//! The runs need the OpenBao 2.6.1 and 2.7.2 binaries (`authlab provision`); without them the
+//! tests say so and pass, except under CI=true, where that fails.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+const CASE: &str = "jwt/discovery-issuer-mismatch.yaml";
+const CASE_NAME: &str = "jwt::discovery_issuer_mismatch";
+
+fn authlab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_authlab"));
+    c.env_remove("AUTHLAB_SERVERS")
+        .env_remove("AUTHLAB_CLUSTER")
+        .env_remove("AUTHLAB_REPORT")
+        .env_remove("AUTHLAB_JUNIT")
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// True when both servers' binaries are there (provisioning them if they can be).
+fn servers_available() -> bool {
+    let out = authlab()
+        .args(["provision", "--servers", "openbao:2.6.1,openbao:2.7.2"])
+        .output()
+        .unwrap();
+    if out.status.success() {
+        return true;
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and the servers cannot be provisioned: {why}"
+    );
+    eprintln!("skipped: the servers cannot be provisioned: {why}");
+    false
+}
+
+/// A cases directory holding the discovery case without its `flavours` block (so 2.6 is
+/// judged by what 2.7 says), with the manifests it applies.
+fn case_without_flavours(root: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("cases").join(CASE)).unwrap();
+    let start = text
+        .find("\nflavours:")
+        .expect("the case has a flavours block");
+    let end = text.find("\nobserved_on:").unwrap();
+    let stripped = format!("{}{}", &text[..start], &text[end..]);
+    let file = root.join("cases").join(CASE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, stripped).unwrap();
+    for m in [
+        "manifests/sa/internal-app.yaml",
+        "manifests/rbac/anonymous-issuer-discovery.yaml",
+    ] {
+        let to = root.join(m);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(m), to).unwrap();
+    }
+    file
+}
+
+fn run(args: &[&str]) -> Output {
+    let out = authlab().args(args).output().unwrap();
+    eprintln!(
+        "authlab {}: {}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn matrix(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("matrix.json")).unwrap()).unwrap()
+}
+
+fn trial<'a>(m: &'a Value, server: &str) -> &'a Value {
+    m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["server"] == server)
+        .unwrap_or_else(|| panic!("no trial on {server} in {m}"))
+}
+
+#[test]
+fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
+    if !servers_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = case_without_flavours(tmp.path());
+    let cases = tmp.path().join("cases");
+    let report = tmp.path().join("report");
+    let junit = tmp.path().join("junit.xml");
+    let out = run(&[
+        "run",
+        "-q",
+        "--cases",
+        cases.to_str().unwrap(),
+        "--servers",
+        "openbao:2.6.1,openbao:2.7.2",
+        "--report",
+        report.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--artifacts",
+        tmp.path().join("artifacts").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the 2.6.1 trial must fail");
+    let m = matrix(&report);
+    let old = trial(&m, "openbao:2.6.1");
+    assert_eq!(old["verdict"], "failed");
+    let d = &old["difference"];
+    assert_eq!(d["key"], "openbao:2.6", "{d}");
+    assert!(
+        d["because"]
+            .as_str()
+            .unwrap()
+            .contains("passed on openbao:2.7.2"),
+        "{d}"
+    );
+    assert_eq!(trial(&m, "openbao:2.7.2")["verdict"], "passed");
+    assert!(trial(&m, "openbao:2.7.2")["difference"].is_null());
+    // Markdown: the difference, both signatures side by side, the block.
+    let md = std::fs::read_to_string(report.join("matrix.md")).unwrap();
+    assert!(md.contains("⚠️ differs"), "{md}");
+    assert!(md.contains(&format!("### `{CASE_NAME}`")), "{md}");
+    assert!(
+        md.contains("| `config.error` | `error checking oidc discovery URL` | `error checking oidc discovery URL: issuer did not match"),
+        "{md}"
+    );
+    assert!(md.contains("openbao:2.7.2 (after openbao:2.6.1)"), "{md}");
+    let block = d["block"].as_str().unwrap();
+    assert!(md.contains(block), "{md}");
+
+    // JUnit: whole trial names, properties, the artifacts folder in system-out.
+    let suites = junit_parser::from_reader(std::io::BufReader::new(
+        std::fs::File::open(&junit).unwrap(),
+    ))
+    .expect("a JUnit parser reads the file");
+    let suite = &suites.suites[0];
+    assert_eq!(suite.tests, 2);
+    assert!(suite.timestamp.is_some(), "the suite has a timestamp");
+    let failed = suite
+        .cases
+        .iter()
+        .find(|c| c.original_name == format!("{CASE_NAME}::openbao-2.6.1"))
+        .expect("the testcase is named by the whole trial name");
+    assert_eq!(failed.classname.as_deref(), Some("authlab"));
+    assert!(failed.status.is_failure());
+    let props: Vec<(String, String)> = failed.properties.vec.clone();
+    for (k, v) in [
+        ("case", CASE_NAME),
+        ("server", "openbao:2.6.1"),
+        ("version", "2.6.1"),
+        ("cluster", "sim"),
+        ("kubernetes", authlab::sim::KUBERNETES_VERSION),
+    ] {
+        assert!(
+            props.iter().any(|(pk, pv)| pk == k && pv == v),
+            "property {k}={v} in {props:?}"
+        );
+    }
+    assert!(
+        failed
+            .system_out
+            .as_deref()
+            .is_some_and(|o| o.contains("artifacts: ") && o.contains("diagnosis")),
+        "{:?}",
+        failed.system_out
+    );
+
+    // The block pasted into the case makes it pass on both servers.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(block);
+    std::fs::write(&file, text).unwrap();
+    let out = run(&[
+        "run",
+        "-q",
+        "--cases",
+        cases.to_str().unwrap(),
+        "--servers",
+        "openbao:2.6.1,openbao:2.7.2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "the pasted block holds");
+}
+
+#[test]
+fn two_runs_merge_into_one_matrix_that_sees_the_difference() {
+    if !servers_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    case_without_flavours(tmp.path());
+    let cases = tmp.path().join("cases");
+    let (a, b, merged) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("merged"),
+    );
+    for (server, dir, code) in [("openbao:2.6.1", &a, 1), ("openbao:2.7.2", &b, 0)] {
+        let out = run(&[
+            "run",
+            "-q",
+            "--cases",
+            cases.to_str().unwrap(),
+            "--servers",
+            server,
+            "--report",
+            dir.to_str().unwrap(),
+            "--artifacts",
+            tmp.path().join("artifacts").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(code), "{server}");
+    }
+    // Alone, the 2.6.1 run has no server whose answer its expectations hold for.
+    assert!(trial(&matrix(&a), "openbao:2.6.1")["difference"].is_null());
+    let out = run(&[
+        "report",
+        a.to_str().unwrap(),
+        b.join("matrix.json").to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let m = matrix(&merged);
+    assert_eq!(m["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(m["trials"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        trial(&m, "openbao:2.6.1")["difference"]["key"],
+        "openbao:2.6"
+    );
+    let html = std::fs::read_to_string(merged.join("index.html")).unwrap();
+    assert!(html.contains("data-case=\"jwt::discovery_issuer_mismatch\""));
+    // Self-contained: nothing is loaded from elsewhere.
+    for attr in ["src=\"http", "href=\"http", "@import"] {
+        assert!(!html.contains(attr), "{attr}");
+    }
+    // Bad input: a folder without a matrix.json names it.
+    let out = run(&["report", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("matrix.json"));
+}
+
+#[test]
+fn the_shipped_discovery_cases_differ_between_2_6_and_2_7() {
+    if !servers_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "run",
+        "-q",
+        "jwt::discovery",
+        "--servers",
+        "openbao:2.6.1,openbao:2.7.2",
+        "--report",
+        tmp.path().to_str().unwrap(),
+        "--artifacts",
+        tmp.path().join("artifacts").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let md = std::fs::read_to_string(tmp.path().join("matrix.md")).unwrap();
+    let section = md.split("## Where servers differ").nth(1).unwrap();
+    for case in [
+        "jwt::discovery_issuer_mismatch",
+        "jwt::discovery_anonymous_not_bound",
+    ] {
+        let part = section
+            .split("### ")
+            .find(|s| s.starts_with(&format!("`{case}`")))
+            .unwrap_or_else(|| panic!("{case} is not among the cases that differ: {section}"));
+        assert!(
+            part.contains("| field | openbao:2.6.1 | openbao:2.7.2 |"),
+            "{part}"
+        );
+        assert!(
+            part.contains("| `config.error` | `error checking oidc discovery URL` | `error checking oidc discovery URL: "),
+            "{part}"
+        );
+    }
+}
+
+#[test]
+fn no_trial_ran_is_not_success() {
+    let out = run(&["run", "no-such-trial-name"]);
+    assert_eq!(out.status.code(), Some(4));
+    let out = run(&["run", "no-such-trial-name", "--allow-empty"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn list_into_a_closed_pipe_exits_0() {
+    let mut child = authlab()
+        .args(["list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before authlab writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn list_and_check_speak_json() {
+    let out = authlab()
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &v.as_array().unwrap()[0];
+    for k in ["name", "file", "auth", "topology", "expect"] {
+        assert!(first.get(k).is_some(), "{k} in {first}");
+    }
+    let out = authlab()
+        .args(["check", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    let bad = repo().join("harness/tests/bad-cases");
+    let out = authlab()
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--cases",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(!v["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = authlab().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("authlab"));
+}
