@@ -97,6 +97,21 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "set by cargo nextest: its per-test processes add their trials to one AUTHLAB_JUNIT file",
     ),
     (
+        "VAULT_ADDR",
+        "authlab diagnose: the server to read the mount's config and role from (else BAO_ADDR)",
+    ),
+    ("BAO_ADDR", "authlab diagnose: as VAULT_ADDR"),
+    (
+        "VAULT_TOKEN",
+        "authlab diagnose: the token for reading them (else BAO_TOKEN)",
+    ),
+    ("BAO_TOKEN", "authlab diagnose: as VAULT_TOKEN"),
+    (
+        "VAULT_CACERT",
+        "authlab diagnose: the CA (PEM file) of that server (else BAO_CACERT)",
+    ),
+    ("BAO_CACERT", "authlab diagnose: as VAULT_CACERT"),
+    (
         "NO_COLOR",
         "any value turns colour off (colour is on only when standard error is a terminal)",
     ),
@@ -199,6 +214,12 @@ pub struct Settings {
     pub nextest_run_id: Option<String>,
     /// `NO_COLOR` is set (to anything).
     pub no_color: bool,
+    /// `VAULT_ADDR`, else `BAO_ADDR`.
+    pub vault_addr: Option<String>,
+    /// `VAULT_TOKEN`, else `BAO_TOKEN`.
+    pub vault_token: Option<String>,
+    /// `VAULT_CACERT`, else `BAO_CACERT`.
+    pub vault_cacert: Option<PathBuf>,
     /// `AUTHLAB_REQUIRE`, split at commas.
     pub require: Vec<String>,
     /// `CI=true`.
@@ -277,6 +298,9 @@ impl Settings {
             report: path("AUTHLAB_REPORT"),
             nextest_run_id: text("NEXTEST_RUN_ID"),
             no_color: text("NO_COLOR").is_some(),
+            vault_addr: text("VAULT_ADDR").or_else(|| text("BAO_ADDR")),
+            vault_token: text("VAULT_TOKEN").or_else(|| text("BAO_TOKEN")),
+            vault_cacert: path("VAULT_CACERT").or_else(|| path("BAO_CACERT")),
             require: get("AUTHLAB_REQUIRE")
                 .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
                 .unwrap_or_default(),

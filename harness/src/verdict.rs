@@ -163,11 +163,16 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
     }
     if let Some(want) = expect.diagnosis {
         let got: Vec<Cause> = ev.diagnosis.iter().map(|f| f.cause).collect();
-        if got.first() != Some(&want) {
+        let determined = ev
+            .diagnosis
+            .first()
+            .is_some_and(|f| f.score >= crate::diagnose::DETERMINED);
+        if got.first() != Some(&want) || !determined {
             out.push(format!(
-                "diagnosis: expected the top cause {:?}, got {:?}",
+                "diagnosis: expected the cause {:?}, got {:?}{}",
                 want.as_str(),
-                got.iter().map(|c| c.as_str()).collect::<Vec<_>>()
+                got.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                if determined { "" } else { " (none determined)" }
             ));
         }
     }
@@ -376,7 +381,7 @@ mod tests {
         let m = judge(&expect, &[], &ev, &Vars::new()).mismatches;
         assert_eq!(m.len(), 1, "{m:?}");
         assert!(
-            m[0].starts_with("diagnosis: expected the top cause \"wrong-ca\""),
+            m[0].starts_with("diagnosis: expected the cause \"wrong-ca\""),
             "{m:?}"
         );
     }

@@ -5,10 +5,15 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::{diagnose, evidence, jwt, vault::VaultClient};
+use crate::{
+    diagnose::{self, inputs},
+    evidence,
+    vault::VaultClient,
+};
 
 /// Evidence sources for `authlab diagnose` (give any subset).
 #[derive(Args, Debug)]
+#[command(after_help = DIAGNOSE_HELP)]
 pub struct DiagnoseArgs {
     /// Audit log file (JSON lines) or a file holding one entry; the last login response entry
     /// with an error is used (or the one with --request-id).
@@ -17,49 +22,67 @@ pub struct DiagnoseArgs {
     /// Request id of the audit entry to use.
     #[arg(long)]
     request_id: Option<String>,
-    /// Server log file (run the server with log_level=debug to get `login unauthorized` lines).
+    /// Server log file in any format: hclog text or JSON, as written, from journalctl or from
+    /// kubectl logs (--timestamps). Run the server at log level debug for `login unauthorized`
+    /// lines.
     #[arg(long)]
     server_log: Option<PathBuf>,
-    /// The client's JWT, `-` for standard input, or `@FILE`.
+    /// The client's JWT, `-` for standard input, or `@FILE` (a `Bearer ` prefix is dropped).
     #[arg(long)]
     jwt: Option<String>,
     /// What the client saw, e.g. "permission denied".
     #[arg(long)]
     login_error: Option<String>,
-    /// Server address, to read the mount's config and role.
-    #[arg(long, env = "VAULT_ADDR")]
+    /// The mount's config: a file with the JSON of `vault read -format=json
+    /// auth/<mount>/config` (or its `data`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The role: a file with the JSON of `vault read -format=json auth/<mount>/role/<name>`
+    /// (or its `data`), or with --addr the role's name to read.
+    #[arg(long, value_name = "FILE|NAME")]
+    role: Option<String>,
+    /// Server address, to read the mount's config and role (default: VAULT_ADDR, else BAO_ADDR).
+    #[arg(long)]
     addr: Option<String>,
-    /// Token for reading the config and role (needs read on auth/<mount>/config and role).
-    #[arg(long, env = "VAULT_TOKEN", hide_env_values = true)]
+    /// Token for reading the config and role (default: VAULT_TOKEN, else BAO_TOKEN; needs read
+    /// on auth/<mount>/config and role).
+    #[arg(long)]
     token: Option<String>,
+    /// CA certificate (PEM) of the server at --addr (default: VAULT_CACERT, else BAO_CACERT).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// Auth mount path, e.g. kubernetes.
     #[arg(long, default_value = "kubernetes")]
     mount: String,
-    /// Role name.
-    #[arg(long)]
-    role: Option<String>,
     /// Also call the cluster as the server would: `GET <kubernetes_host>/version` with the
     /// configured CA, and — when no reviewer JWT is configured — the TokenReview the server
     /// makes with the client's own token (needs --addr and --jwt). Sends requests to the
     /// cluster named in the mount's config.
     #[arg(long)]
     probe: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: super::Format,
 }
 
-fn read_arg(v: &str) -> Result<String> {
+const DIAGNOSE_HELP: &str = "Exit codes: 0 the evidence determines a cause; 1 it does not (the report \
+says what is missing and, for a bare client error, which causes produce it); 2 bad input.";
+
+fn read_text(v: &str) -> Result<String> {
     if v == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
             .context("reading standard input")?;
-        Ok(s.trim().to_string())
+        Ok(s)
     } else if let Some(f) = v.strip_prefix('@') {
-        Ok(std::fs::read_to_string(f)
-            .with_context(|| format!("reading {f}"))?
-            .trim()
-            .to_string())
+        std::fs::read_to_string(f).with_context(|| format!("--jwt: reading {f}"))
     } else {
         Ok(v.to_string())
     }
+}
+
+fn read_file(what: &str, path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("{what}: reading {}", path.display()))
 }
 
 /// Runs the diagnosis and prints it.
@@ -71,106 +94,142 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             .unwrap_or(0),
         ..Default::default()
     };
+    let mut notes: Vec<String> = Vec::new();
     let mut accessor = None;
     if let Some(path) = &a.audit {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading audit log {}", path.display()))?;
-        let entries = evidence::parse_audit_log(&text);
-        let entry = entries
-            .iter()
-            .rev()
-            .filter(|e| e.kind == "response")
-            .find(|e| match &a.request_id {
-                Some(id) => e.request_id.as_deref() == Some(id.as_str()),
-                None => {
-                    e.path.ends_with("/login") && (e.error.is_some() || e.data_error.is_some())
-                }
-            })
-            .with_context(|| {
-                format!(
-                    "{}: no login response entry with an error (or with the given --request-id) was found",
-                    path.display()
-                )
-            })?;
-        input.audit_error = entry.error.clone().or_else(|| entry.data_error.clone());
-        accessor = entry.mount_accessor.clone();
-        input.method = entry.raw["request"]["mount_type"]
-            .as_str()
-            .map(str::to_string);
-        if let Some(j) = entry.raw["request"]["data"]["jwt"].as_str()
-            && !j.starts_with("hmac-")
+        let text = read_file("--audit", path)?;
+        let pick = inputs::audit(&mut input, &text, a.request_id.as_deref())
+            .map_err(|why| anyhow::anyhow!("--audit {}: {why}", path.display()))?;
+        eprintln!("audit entry: {}", pick.summary);
+        if let Some(t) = pick
+            .summary
+            .split_whitespace()
+            .next()
+            .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         {
-            input.jwt = jwt::decode_unverified(j).ok();
+            // Token times are judged at the login, not now.
+            input.now = t.as_secs();
+            input.at_login = true;
         }
-        eprintln!(
-            "audit entry: {} {} error={:?}",
-            entry.time,
-            entry.path,
-            input.audit_error.as_deref().unwrap_or("")
-        );
+        accessor = pick.accessor;
+        notes.extend(pick.notes);
     }
     if let Some(path) = &a.server_log {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading server log {}", path.display()))?;
-        let lines = evidence::parse_server_log(&text);
-        let lines = match &accessor {
-            Some(acc) => evidence::log_for_accessor(&lines, acc),
-            None => lines,
-        };
-        input.log = lines
-            .iter()
-            .filter(|l| {
-                l.message.contains("login unauthorized")
-                    || l.level == "ERROR"
-                    || l.message.contains("error checking")
-            })
-            .map(|l| {
-                let f: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{} {}", l.message, f.join(" "))
-            })
-            .collect();
+        let text = read_file("--server-log", path)?;
+        if inputs::server_log(&mut input, &text, accessor.as_deref()) == 0 {
+            notes.push(format!(
+                "--server-log {}: no line parsed as a server log entry; the formats read are {}",
+                path.display(),
+                evidence::LOG_FORMATS
+            ));
+        }
     }
     if let Some(j) = &a.jwt {
-        let text = read_arg(j)?;
-        input.jwt = Some(jwt::decode_unverified(&text)?);
-        input.jwt_text = Some(text);
+        let text = read_text(j)?;
+        if let Err(e) = inputs::set_jwt(&mut input, &text) {
+            // A token that is not a JWT is a finding, not bad input.
+            input.jwt_error = Some(e.to_string());
+        }
     }
     if let Some(e) = &a.login_error {
         input.login = Some((0, e.clone()));
     }
-    if let Some(addr) = &a.addr {
-        let client = VaultClient::new(addr, a.token.clone())?;
-        let cfg = client.read(&format!("auth/{}/config", a.mount)).await?;
-        if cfg.is_success() {
-            input.config = Some(cfg.body["data"].clone());
-        } else {
-            eprintln!(
-                "could not read auth/{}/config: {} {:?}",
-                a.mount,
-                cfg.status,
-                cfg.errors()
-            );
-        }
-        if let Some(role) = &a.role {
-            let r = client
-                .read(&format!("auth/{}/role/{role}", a.mount))
-                .await?;
-            if r.is_success() {
-                input.role = Some(r.body["data"].clone());
-            } else {
-                eprintln!("could not read role {role}: {} {:?}", r.status, r.errors());
+    if let Some(path) = &a.config {
+        let path_in = format!("auth/{}/config", a.mount);
+        input.config = Some(inputs::read_object(
+            &read_file("--config", path)?,
+            "--config",
+            &path_in,
+        )?);
+    }
+    let role_file = a
+        .role
+        .as_deref()
+        .map(|r| r.strip_prefix('@').unwrap_or(r))
+        .map(PathBuf::from)
+        .filter(|p| p.is_file());
+    if let Some(path) = &role_file {
+        let path_in = format!("auth/{}/role/<name>", a.mount);
+        input.role = Some(inputs::read_object(
+            &read_file("--role", path)?,
+            "--role",
+            &path_in,
+        )?);
+    }
+    let s = crate::settings::current();
+    let addr = a.addr.clone().or_else(|| s.vault_addr.clone());
+    match (&addr, &a.role, &role_file) {
+        (None, Some(name), None) => anyhow::bail!(
+            "--role {name}: no such file, and reading a role by name needs --addr (or VAULT_ADDR / BAO_ADDR); or give --role FILE with the JSON of `vault read -format=json auth/{}/role/{name}`",
+            a.mount
+        ),
+        (Some(addr), _, _) => {
+            let ca = match a.ca_cert.clone().or_else(|| s.vault_cacert.clone()) {
+                Some(p) => Some(read_file("--ca-cert", &p)?),
+                None => None,
+            };
+            let token = a.token.clone().or_else(|| s.vault_token.clone());
+            let client = VaultClient::with_ca(addr, token, ca.as_deref())?;
+            if input.config.is_none() {
+                let cfg = client.read(&format!("auth/{}/config", a.mount)).await?;
+                if cfg.is_success() {
+                    input.config = Some(cfg.body["data"].clone());
+                } else {
+                    notes.push(format!(
+                        "reading auth/{}/config at {addr}: {} {:?}",
+                        a.mount,
+                        cfg.status,
+                        cfg.errors()
+                    ));
+                }
+            }
+            if let (Some(role), None) = (&a.role, &role_file) {
+                input.role_name = Some(role.clone());
+                let r = client
+                    .read(&format!("auth/{}/role/{role}", a.mount))
+                    .await?;
+                if r.is_success() {
+                    input.role = Some(r.body["data"].clone());
+                } else if r.status == 404 {
+                    input.role_missing = true;
+                } else {
+                    notes.push(format!(
+                        "reading role {role}: {} {:?}",
+                        r.status,
+                        r.errors()
+                    ));
+                }
             }
         }
+        _ => {}
     }
     if a.probe {
         probe(&mut input).await?;
     }
-    let findings = diagnose::diagnose(&input);
-    out!("{}", diagnose::render(&input, &findings));
-    Ok(if findings.is_empty() {
-        ExitCode::from(1)
-    } else {
+    let report = diagnose::report(&input);
+    match a.format {
+        super::Format::Json => outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "cause": report.cause,
+                "findings": report.findings,
+                "missing": report.missing,
+                "candidates": report.candidates,
+                "notes": notes,
+            }))?
+        ),
+        super::Format::Human => {
+            for n in &notes {
+                eprintln!("note: {n}");
+            }
+            out!("{}", diagnose::render(&input, &report));
+        }
+    }
+    Ok(if report.cause.is_some() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 

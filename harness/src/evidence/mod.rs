@@ -10,7 +10,9 @@ mod wait;
 
 pub use audit::{AuditEntry, audit_for_mount, parse_audit_log};
 pub use eso::{EsoCondition, EsoEvidence, EsoObserved};
-pub use serverlog::{LogLine, log_for_accessor, parse_server_log};
+pub use serverlog::{
+    LOG_FORMATS, LogLine, log_for_accessor, parse_any_server_log, parse_server_log,
+};
 pub use wait::wait_for;
 
 use crate::{diagnose::Finding, sim::RequestRecord};

@@ -197,6 +197,96 @@ fn parse_pairs(text: &str) -> Option<Vec<(String, String)>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// The log formats [`parse_any_server_log`] reads.
+pub const LOG_FORMATS: &str = "hclog text (the default log_format), hclog JSON (log_format = \"json\"), \
+either as written, behind journalctl's prefix (`Dec 01 13:40:30 host bao[812]: `, also -o short-iso), \
+or behind kubectl logs --timestamps (and --prefix)";
+
+fn journal_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        // journalctl (short, short-iso, short-precise): time, host, identifier[pid]:
+        Regex::new(r"^(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d(?:\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?[+-]\d\d:?\d\d) \S+ [^\s:]+: ")
+            .expect("static regex")
+    })
+}
+
+fn stamp_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| Regex::new(r"^\d{4}-\d\d-\d\dT[0-9:.]+Z ").expect("static regex"))
+}
+
+/// The line without a kubectl `--prefix`, a journalctl prefix or a kubectl `--timestamps` time.
+fn without_prefix(line: &str) -> &str {
+    let mut line = line;
+    if line.starts_with("[pod/")
+        && let Some(end) = line.find("] ")
+    {
+        line = &line[end + 2..];
+    }
+    if let Some(m) = journal_re().find(line) {
+        return &line[m.end()..];
+    }
+    if let Some(m) = stamp_re().find(line) {
+        let rest = &line[m.end()..];
+        // Only when a log line follows: hclog text starts with its own time.
+        if rest.starts_with('{') || stamp_re().is_match(rest) || head_re().is_match(rest) {
+            return rest;
+        }
+    }
+    line
+}
+
+/// One hclog JSON entry (`{"@level":"debug","@message":…,"@module":…,"@timestamp":…,"err":…}`).
+fn parse_json_line(line: &str) -> Option<LogLine> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let o = v.as_object()?;
+    let text = |k: &str| o.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let message = text("@message")?;
+    let fields = o
+        .iter()
+        .filter(|(k, _)| !k.starts_with('@'))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string()),
+            )
+        })
+        .collect();
+    Some(LogLine {
+        time: text("@timestamp").unwrap_or_default(),
+        level: text("@level").unwrap_or_default().to_uppercase(),
+        module: text("@module"),
+        message,
+        fields,
+        raw: line.to_string(),
+    })
+}
+
+/// Parses a server log in any of [`LOG_FORMATS`], also mixed: each line loses a journalctl
+/// or kubectl prefix, JSON lines are read as hclog JSON, the rest as hclog text.
+pub fn parse_any_server_log(text: &str) -> Vec<LogLine> {
+    let mut out = Vec::new();
+    let mut plain = String::new();
+    for line in text.lines() {
+        let line = without_prefix(line);
+        if line.starts_with('{')
+            && let Some(entry) = parse_json_line(line)
+        {
+            out.extend(parse_server_log(&plain));
+            plain.clear();
+            out.push(entry);
+            continue;
+        }
+        plain.push_str(line);
+        plain.push('\n');
+    }
+    out.extend(parse_server_log(&plain));
+    out
+}
+
 /// Entries whose logger name ends with the mount accessor.
 pub fn log_for_accessor(lines: &[LogLine], accessor: &str) -> Vec<LogLine> {
     lines
@@ -212,6 +302,48 @@ mod tests {
 
     fn field<'a>(l: &'a LogLine, key: &str) -> &'a str {
         &l.fields.iter().find(|(k, _)| k == key).unwrap().1
+    }
+
+    /// Captured from OpenBao 2.7.2 with `-log-format=json -log-level=debug`.
+    const JSON: &str = r#"{"@level":"debug","@message":"login unauthorized","@module":"auth.kubernetes.auth_kubernetes_515761f3","@timestamp":"2026-12-01T13:40:30.880033Z","err":"error verifying token signature: illegal base64 data at input byte 0"}"#;
+
+    #[test]
+    fn every_format_reads_the_same_entry() {
+        let plain = REFUSED.to_string();
+        let want = &parse_server_log(&plain)[0];
+        for text in [
+            plain.clone(),
+            format!("Dec 01 13:40:30 vault-0 bao[812]: {plain}"),
+            format!("2026-12-01T13:40:30+0000 vault-0 bao[812]: {plain}"),
+            format!("2026-12-01T13:40:30.123456789Z {plain}"),
+            format!("[pod/openbao-0/openbao] 2026-12-01T13:40:30.123456789Z {plain}"),
+        ] {
+            let got = parse_any_server_log(&text);
+            assert_eq!(got.len(), 1, "{text}");
+            assert_eq!(got[0].message, want.message, "{text}");
+            assert_eq!(got[0].fields, want.fields, "{text}");
+            assert_eq!(got[0].module, want.module, "{text}");
+        }
+        for text in [
+            JSON.to_string(),
+            format!("2026-12-01T13:40:30.880033Z {JSON}"),
+            format!("Dec 01 13:40:30 vault-0 bao[812]: {JSON}"),
+        ] {
+            let got = parse_any_server_log(&text);
+            assert_eq!(got.len(), 1, "{text}");
+            let l = &got[0];
+            assert_eq!(l.level, "DEBUG");
+            assert_eq!(l.message, "login unauthorized");
+            assert_eq!(
+                l.module.as_deref(),
+                Some("auth.kubernetes.auth_kubernetes_515761f3")
+            );
+            assert_eq!(
+                field(l, "err"),
+                "error verifying token signature: illegal base64 data at input byte 0"
+            );
+        }
+        assert!(parse_any_server_log("not a log line\nnor this").is_empty());
     }
 
     /// Captured from OpenBao 2.7.2 (`server -config`, log level debug): a TokenReview that could

@@ -63,8 +63,9 @@ pub(super) async fn collect(
         diagnosis: Vec::new(),
     };
     let input = diagnosis_input(run, &ev);
-    ev.diagnosis = crate::diagnose::diagnose(&input);
-    run.record.diagnosis = crate::diagnose::render(&input, &ev.diagnosis);
+    let report = crate::diagnose::report(&input);
+    run.record.diagnosis = crate::diagnose::render(&input, &report);
+    ev.diagnosis = report.findings;
     // Kept as it is now, in case ESO fails the trial.
     run.record.evidence = ev.clone();
     ev.eso = super::eso::observe(run, env, setup).await?;
@@ -86,6 +87,11 @@ fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
             .as_deref()
             .and_then(|t| crate::jwt::decode_unverified(t).ok()),
         jwt_text: None,
+        jwt_error: None,
+        role_name: None,
+        role_missing: false,
+        log_given: true,
+        audit_given: true,
         role: Some(record.role.clone()),
         config: Some(record.auth_config.clone()),
         config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),
@@ -105,6 +111,7 @@ fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
             })
             .collect(),
         steps: ev.steps.iter().map(first).collect(),
+        at_login: true,
         now: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -2,13 +2,26 @@
 //! mount's config and role — into ranked causes with fixes.
 //!
 //! The rules key on the exact texts real OpenBao/Vault servers and API servers produce (see the
-//! case catalog, which asserts each of them), and on comparisons of the JWT with the role.
+//! case catalog, which asserts each of them), and on comparisons of the JWT with the role and
+//! config that need no server text (`checks`). A cause is named only when the evidence
+//! determines it (score [`DETERMINED`] or more); otherwise the report says what is missing and,
+//! for a bare client error, which causes produce it (`candidates`).
+
+mod candidates;
+mod checks;
+pub mod inputs;
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use serde_json::Value;
 
+pub use candidates::Candidate;
+
 use crate::jwt::DecodedJwt;
+
+/// The score from which a finding determines the cause.
+pub const DETERMINED: u8 = 80;
 
 /// The evidence a diagnosis can use; every part is optional.
 #[derive(Debug, Default, Clone)]
@@ -19,6 +32,16 @@ pub struct Input {
     pub jwt: Option<DecodedJwt>,
     /// The client's JWT as given (used only to reproduce the server's TokenReview).
     pub jwt_text: Option<String>,
+    /// Why the token given as the client's JWT is not one.
+    pub jwt_error: Option<String>,
+    /// The role's name, when known.
+    pub role_name: Option<String>,
+    /// Reading the role answered 404.
+    pub role_missing: bool,
+    /// A server log was given (even if nothing in it was about the login).
+    pub log_given: bool,
+    /// An audit log was given.
+    pub audit_given: bool,
     /// The role as written or read back.
     pub role: Option<Value>,
     /// The mount's config as written or read back (`token_reviewer_jwt_set` counts as set).
@@ -33,8 +56,11 @@ pub struct Input {
     pub log: Vec<String>,
     /// Follow-up requests after a successful login: status and first error.
     pub steps: Vec<(u16, String)>,
-    /// Current time (seconds since the epoch).
+    /// The time token times are judged at (seconds since the epoch): the login's, when an
+    /// audit entry gave it, else now.
     pub now: u64,
+    /// `now` is the login's time (from the audit entry).
+    pub at_login: bool,
 }
 
 /// A cause `diagnose` can name (what case files name in `expect.diagnosis`).
@@ -97,6 +123,10 @@ pub enum Cause {
     Subject,
     /// The login succeeded but the policy does not allow the request.
     Policy,
+    /// A JWT login against a role of role_type `oidc`.
+    RoleType,
+    /// The token lacks the role's user_claim.
+    UserClaim,
 }
 
 impl Cause {
@@ -124,6 +154,8 @@ impl Cause {
         Cause::Issuer,
         Cause::Subject,
         Cause::Policy,
+        Cause::RoleType,
+        Cause::UserClaim,
     ];
 
     /// The stable identifier (`wrong-ca`).
@@ -151,6 +183,8 @@ impl Cause {
             Cause::Issuer => "issuer",
             Cause::Subject => "subject",
             Cause::Policy => "policy",
+            Cause::RoleType => "role-type",
+            Cause::UserClaim => "user-claim",
         }
     }
 }
@@ -168,7 +202,7 @@ impl PartialEq<&str> for Cause {
 }
 
 /// One possible cause.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// Stable identifier (what case files name in `expect.diagnosis`).
     pub cause: Cause,
@@ -364,7 +398,34 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             .as_ref()
             .map(DecodedJwt::audiences)
             .unwrap_or_default();
-        if input.reviewer_jwt_set() {
+        if input.config.is_none() {
+            // Whether a reviewer JWT is configured decides whose token was rejected.
+            for (cause, score, title) in [
+                (
+                    Cause::ReviewerToken,
+                    60,
+                    "the API server rejected the TokenReview's bearer (401): if a reviewer JWT is configured, it is expired, of the wrong audience or from another cluster",
+                ),
+                (
+                    Cause::BearerAudience,
+                    55,
+                    "if no reviewer JWT is configured, the client's token is the bearer and may lack the API audience",
+                ),
+                (
+                    Cause::ServiceAccountGone,
+                    50,
+                    "the client's service account (or bound pod) may be gone or re-created",
+                ),
+            ] {
+                add(
+                    cause,
+                    score,
+                    title.into(),
+                    e.into(),
+                    "the mount's config tells which: give --config (or --addr)",
+                );
+            }
+        } else if input.reviewer_jwt_set() {
             add(Cause::ReviewerToken, 85, "the API server rejected the reviewer JWT (401): expired, wrong audience, or from another cluster".into(), e.into(),
                 "issue a fresh reviewer token for the API audience (kubectl create token <sa> -n <ns>, no --audience) or a long-lived token Secret, and write it as token_reviewer_jwt");
             add(
@@ -621,17 +682,99 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         );
     }
 
+    checks::check(input, &mut out);
     out.sort_by(|a, b| {
         b.score
             .cmp(&a.score)
             .then(a.cause.as_str().cmp(b.cause.as_str()))
     });
-    out.dedup_by(|a, b| a.cause == b.cause);
+    // One finding per cause: the best-scored.
+    let mut seen = Vec::new();
+    out.retain(|f| {
+        let new = !seen.contains(&f.cause);
+        seen.push(f.cause);
+        new
+    });
     out
 }
 
-/// Renders findings and the JWT-beside-role comparison for people.
-pub fn render(input: &Input, findings: &[Finding]) -> String {
+/// What `diagnose` concludes from an input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The cause, when the evidence determines it.
+    pub cause: Option<Cause>,
+    /// Every finding, most likely first.
+    pub findings: Vec<Finding>,
+    /// Without a cause: the evidence that would tell, most telling first.
+    pub missing: Vec<String>,
+    /// Without a cause, for a bare client error: the causes that produce it.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Diagnoses `input` into a [`Report`].
+pub fn report(input: &Input) -> Report {
+    let findings = diagnose(input);
+    let cause = findings
+        .first()
+        .filter(|f| f.score >= DETERMINED)
+        .map(|f| f.cause);
+    let (missing, candidates) = if cause.is_some() {
+        (Vec::new(), Vec::new())
+    } else {
+        let error = input
+            .login
+            .as_ref()
+            .map(|(_, e)| e.as_str())
+            .or(input.audit_error.as_deref())
+            .unwrap_or("");
+        let mut c = candidates::for_client_error(error);
+        // What the evidence already rules in goes first.
+        c.sort_by_key(|c| !findings.iter().any(|f| f.cause == c.cause));
+        (missing(input, &findings), c)
+    };
+    Report {
+        cause,
+        findings,
+        missing,
+        candidates,
+    }
+}
+
+/// The evidence that would determine the cause, most telling first.
+fn missing(input: &Input, findings: &[Finding]) -> Vec<String> {
+    let mut m = Vec::new();
+    let unauthorized = findings.iter().any(|f| f.cause == Cause::ReviewerToken);
+    if unauthorized && input.config.is_none() {
+        m.push("the mount's config (--config FILE with the JSON of `vault read -format=json auth/<mount>/config`, or --addr): whether token_reviewer_jwt is set tells reviewer-token from bearer-audience and service-account-gone".to_string());
+    }
+    if !input.log_given {
+        m.push(format!(
+            "the server's log at debug level (--server-log FILE): its `login unauthorized` line names the cause; {}",
+            candidates::DEBUG_LOG
+        ));
+    } else if input.log.is_empty() {
+        m.push(format!(
+            "a `login unauthorized` line: the log given has none for this login; {}",
+            candidates::DEBUG_LOG
+        ));
+    }
+    if !input.audit_given && input.audit_error.is_none() {
+        m.push("the login's audit entry (--audit FILE: the audit device's log)".into());
+    }
+    if input.jwt.is_none() && input.jwt_error.is_none() {
+        m.push("the client's JWT (--jwt @FILE, or - for standard input)".into());
+    }
+    if input.role.is_none() {
+        m.push("the role (--role FILE with the JSON of `vault read -format=json auth/<mount>/role/<name>`, or --addr with --role NAME)".into());
+    }
+    if input.config.is_none() && !unauthorized {
+        m.push("the mount's config (--config FILE, or --addr)".into());
+    }
+    m
+}
+
+/// Renders the report and the JWT-beside-role comparison for people.
+pub fn render(input: &Input, report: &Report) -> String {
     let mut s = String::new();
     if let Some(j) = &input.jwt {
         let _ = writeln!(s, "token:");
@@ -644,16 +787,26 @@ pub fn render(input: &Input, findings: &[Finding]) -> String {
             "  issuer           {}",
             j.claims["iss"].as_str().unwrap_or("-")
         );
-        if let Some(exp) = j.claims["exp"].as_u64() {
-            let left = exp as i64 - input.now as i64;
+        if let Some(exp) = j.claims["exp"].as_i64() {
+            let left = exp - input.now as i64;
+            let when = if input.at_login { "the login" } else { "now" };
             let _ = writeln!(
                 s,
                 "  expires          {}",
                 if left < 0 {
-                    format!("{}s ago", -left)
+                    format!("{} s before {when}", -left)
                 } else {
-                    format!("in {left}s")
+                    format!("{left} s after {when}")
                 }
+            );
+        }
+        if let Some(pod) = j.claims["kubernetes.io"]["pod"]["name"].as_str() {
+            let _ = writeln!(s, "  bound to pod     {pod}");
+        }
+        if j.claims["kubernetes.io/serviceaccount/secret.name"].is_string() {
+            let _ = writeln!(
+                s,
+                "  kind             legacy token Secret (no expiry, no audience)"
             );
         }
     }
@@ -662,31 +815,63 @@ pub fn render(input: &Input, findings: &[Finding]) -> String {
         for key in [
             "bound_service_account_names",
             "bound_service_account_namespaces",
+            "bound_service_account_namespace_selector",
             "audience",
+            "role_type",
             "bound_audiences",
             "bound_subject",
+            "user_claim",
         ] {
-            if !r[key].is_null() {
-                let _ = writeln!(s, "  {key:<33} {}", r[key]);
+            if !r[key].is_null() && r[key] != "" {
+                let _ = writeln!(s, "  {key:<40} {}", r[key]);
             }
         }
     }
-    if findings.is_empty() {
-        let _ = writeln!(
-            s,
-            "no known cause matched the evidence given; add the server's debug log (login unauthorized lines) or the audit entry"
-        );
+    match report.cause {
+        Some(c) => {
+            let _ = writeln!(s, "cause: {c}");
+        }
+        None => {
+            let _ = writeln!(s, "cause: not determined by the evidence given");
+        }
     }
-    for (i, f) in findings.iter().enumerate() {
+    for (i, f) in report.findings.iter().enumerate() {
         let _ = writeln!(
             s,
-            "{}. [{}] {}\n   evidence: {}\n   fix: {}",
+            "{}. [{}] {}{}\n   evidence: {}\n   fix: {}",
             i + 1,
             f.cause,
             f.title,
+            if f.score >= DETERMINED {
+                ""
+            } else {
+                " (possible)"
+            },
             f.evidence,
             f.fix
         );
+    }
+    if !report.candidates.is_empty() {
+        let _ = writeln!(
+            s,
+            "a `permission denied` login has one of these causes, most often reported first; each with the check that tells it apart:"
+        );
+        for (i, c) in report.candidates.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{:>2}. [{}] {}\n    check: {}",
+                i + 1,
+                c.cause,
+                c.what,
+                c.check
+            );
+        }
+    }
+    if !report.missing.is_empty() {
+        let _ = writeln!(s, "to determine the cause, give:");
+        for m in &report.missing {
+            let _ = writeln!(s, "  - {m}");
+        }
     }
     s
 }
@@ -721,11 +906,22 @@ mod tests {
                 r#"{"aud":["vault"]}"#
             )
         );
-        let input = Input {
+        let mut input = Input {
             jwt: crate::jwt::decode_unverified(&token).ok(),
             log: vec!["login unauthorized: lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token".into()],
             ..Default::default()
         };
-        assert_eq!(diagnose(&input)[0].cause, "bearer-audience");
+        // Whose token was rejected depends on the config: without it, no cause is named.
+        let r = report(&input);
+        assert_eq!(r.cause, None);
+        assert!(
+            r.missing[0].contains("token_reviewer_jwt"),
+            "{:?}",
+            r.missing
+        );
+        input.config = Some(serde_json::json!({"kubernetes_host": "https://k:6443"}));
+        assert_eq!(report(&input).cause, Some(Cause::BearerAudience));
+        input.config = Some(serde_json::json!({"token_reviewer_jwt_set": true}));
+        assert_eq!(report(&input).cause, Some(Cause::ReviewerToken));
     }
 }
