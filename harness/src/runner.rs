@@ -75,12 +75,18 @@ impl Filter {
             v.ok().and_then(|v| v.as_str().map(str::to_string))
         };
         let c = &t.case.case;
+        // The name as the file is spelled (`rb-18` for the case `rb_18`) matches too.
+        let spelled = format!(
+            "{}{}",
+            t.case.name.replace('_', "-"),
+            &t.name[t.case.name.len().min(t.name.len())..]
+        );
         let named = self.patterns.is_empty()
             || self.patterns.iter().any(|p| {
                 if self.exact {
-                    t.name == *p
+                    t.name == *p || spelled == *p
                 } else {
-                    t.name.contains(p.as_str())
+                    t.name.contains(p.as_str()) || spelled.contains(p.as_str())
                 }
             });
         named
@@ -326,4 +332,69 @@ fn still_running(running: &Running) -> Option<String> {
         text.push_str(&format!(" and {more} more"));
     }
     Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trials() -> Vec<Trial> {
+        let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let file = cases.join("kubernetes/client-token/api-unreachable.yaml");
+        let case = Arc::new(load::load_file(&cases, &file).unwrap());
+        let servers: Vec<ServerSpec> = ["openbao:2.6.1", "openbao:2.7.2"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        matrix::expand(&[case], &servers, ClusterKind::Sim)
+    }
+
+    fn kept(f: &Filter) -> Vec<String> {
+        f.apply(trials()).into_iter().map(|t| t.name).collect()
+    }
+
+    #[test]
+    fn filters_select_like_libtest() {
+        let all = Filter::default();
+        assert_eq!(kept(&all).len(), 2);
+        // The file's spelling matches as the case name does.
+        for p in [
+            "api-unreachable",
+            "api_unreachable",
+            "client-token::api-unreachable::openbao-2.6.1",
+        ] {
+            let f = Filter {
+                patterns: vec![p.into()],
+                ..Default::default()
+            };
+            assert!(!kept(&f).is_empty(), "{p}");
+        }
+        let exact = Filter {
+            patterns: vec!["kubernetes::client_token::api_unreachable::openbao-2.7.2".into()],
+            exact: true,
+            ..Default::default()
+        };
+        assert_eq!(kept(&exact).len(), 1);
+        let skip = Filter {
+            skip: vec!["openbao-2.6".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&skip),
+            ["kubernetes::client_token::api_unreachable::openbao-2.7.2"]
+        );
+        let by_kind = |auth: &str, mode: &str, topology: &str| Filter {
+            auth: Some(auth.into()),
+            mode: Some(mode.into()),
+            topology: Some(topology.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&by_kind("kubernetes", "client-token", "outside")).len(),
+            2
+        );
+        assert!(kept(&by_kind("jwt", "client-token", "outside")).is_empty());
+        assert!(kept(&by_kind("kubernetes", "reviewer-jwt", "outside")).is_empty());
+        assert!(kept(&by_kind("kubernetes", "client-token", "inside")).is_empty());
+    }
 }

@@ -95,6 +95,17 @@ pub fn remove_on_death(path: &Path, dir: bool) {
     }
 }
 
+/// Tells the watchdog a container or network named `name` is being created: if the run dies
+/// before [`landed`], the engine may still finish creating it, and the watchdog waits for it.
+pub fn in_flight(name: &str) {
+    send(&format!("making {name}"));
+}
+
+/// The creation of `name` returned (created or failed).
+pub fn landed(name: &str) {
+    send(&format!("made {name}"));
+}
+
 /// Run `run_id` has cleaned up after itself: the watchdog forgets it.
 pub fn done(run_id: &str) {
     send(&format!("done {run_id}"));
@@ -111,6 +122,8 @@ struct Told {
     runs: BTreeSet<String>,
     paths: Vec<(PathBuf, bool)>,
     docker: bool,
+    /// Containers and networks whose creation had not returned.
+    in_flight: BTreeSet<String>,
 }
 
 impl Told {
@@ -131,6 +144,12 @@ impl Told {
             }
             Some(("file", p)) => self.paths.push((PathBuf::from(p), false)),
             Some(("dir", p)) => self.paths.push((PathBuf::from(p), true)),
+            Some(("making", n)) => {
+                self.in_flight.insert(n.to_string());
+            }
+            Some(("made", n)) => {
+                self.in_flight.remove(n);
+            }
             _ if line == "docker" => self.docker = true,
             _ => {}
         }
@@ -184,17 +203,31 @@ async fn reap(told: &Told) {
     if told.docker {
         all_gone = false;
         if let Ok(engine) = crate::container::Engine::connect().await {
-            // A creation the run had asked for may complete in the engine after it died, and
-            // a network keeps the endpoints of removed containers for a while: look again
-            // every half second until nothing was found for 5 s (at most 60 s in all).
+            // A creation the run had asked for may complete in the engine after it died (a
+            // busy engine takes seconds), and a network keeps the endpoints of removed
+            // containers for a while: look again every half second until every creation in
+            // flight at the death was found and nothing was found for 5 s (at most 60 s).
+            let seen = std::sync::Mutex::new(BTreeSet::new());
             let ours = |o: &crate::container::ManagedObject| {
-                o.run_id.as_ref().is_some_and(|r| told.runs.contains(r))
+                let mine = o.run_id.as_ref().is_some_and(|r| told.runs.contains(r));
+                if mine && let Ok(mut s) = seen.lock() {
+                    s.insert(o.name.trim_start_matches('/').to_string());
+                }
+                mine
+            };
+            let pending = || {
+                seen.lock()
+                    .map(|s| told.in_flight.iter().any(|n| !s.contains(n)))
+                    .unwrap_or(true)
             };
             let start = std::time::Instant::now();
             let mut last_found = start;
             while start.elapsed() < std::time::Duration::from_secs(60) {
                 match engine.remove_where(ours).await {
-                    Ok((0, _)) if last_found.elapsed() >= std::time::Duration::from_secs(5) => {
+                    Ok((0, _))
+                        if last_found.elapsed() >= std::time::Duration::from_secs(5)
+                            && !pending() =>
+                    {
                         all_gone = true;
                         break;
                     }
@@ -257,6 +290,10 @@ mod tests {
         t.line("done r2");
         assert_eq!(t, Told::default());
         t.line("run r3");
+        t.line("making authlab-r3-t1");
+        t.line("making authlab-r3");
+        t.line("made authlab-r3");
+        assert_eq!(t.in_flight, BTreeSet::from(["authlab-r3-t1".to_string()]));
         t.line("done *");
         assert_eq!(t, Told::default());
     }

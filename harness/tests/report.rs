@@ -359,3 +359,92 @@ fn completions_are_generated() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("authlab"));
 }
+
+/// The YAML examples of a Markdown file, with the line each starts at.
+fn yaml_examples(path: &Path) -> Vec<(usize, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match (&mut current, line.trim_start()) {
+            (None, l) if l.starts_with("```yaml") => current = Some((i + 2, String::new())),
+            (Some(_), l) if l.starts_with("```") => out.push(current.take().unwrap()),
+            (Some((_, body)), _) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every YAML example in the docs is checked: a whole case runs and passes on every server
+/// its `observed_on` names; a `flavours:` fragment is what a case's `flavours` takes.
+#[test]
+fn the_docs_examples_are_cases_that_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let mut whole = Vec::new();
+    let mut servers: Vec<String> = Vec::new();
+    for doc in ["README.md", "cases/README.md"] {
+        for (line, body) in yaml_examples(&repo().join(doc)) {
+            let v: Value = serde_saphyr::from_str(&body)
+                .unwrap_or_else(|e| panic!("{doc}:{line}: the example is not YAML: {e}"));
+            if v.get("about").is_some() {
+                let name = format!("doc{}_line{line}", whole.len());
+                std::fs::write(cases.join(format!("{name}.yaml")), &body).unwrap();
+                for s in v["observed_on"].as_array().into_iter().flatten() {
+                    let s = s.as_str().unwrap().to_string();
+                    if !servers.contains(&s) {
+                        servers.push(s);
+                    }
+                }
+                whole.push(format!("{doc}:{line}"));
+            } else if v.get("flavours").is_some() {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                #[allow(dead_code)]
+                struct Part {
+                    flavours:
+                        std::collections::BTreeMap<String, authlab::case::model::FlavourOverride>,
+                }
+                serde_saphyr::from_str::<Part>(&body)
+                    .unwrap_or_else(|e| panic!("{doc}:{line}: not a `flavours` entry: {e}"));
+            } else {
+                panic!("{doc}:{line}: an example that is neither a case nor a flavours entry");
+            }
+        }
+    }
+    assert!(!whole.is_empty(), "no case example found");
+    let list = servers.join(",");
+    let out = authlab()
+        .args(["provision", "--servers", &list])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and {list} cannot be provisioned"
+        );
+        eprintln!("skipped: {list} cannot be provisioned");
+        return;
+    }
+    let out = run(&[
+        "run",
+        "-q",
+        "--cases",
+        cases.to_str().unwrap(),
+        "--servers",
+        &list,
+        "--artifacts",
+        tmp.path().join("artifacts").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the examples at {whole:?} must pass on {list}:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -575,8 +575,12 @@ fn check_object(
                 return Err(err(
                     field,
                     format!(
-                        "manifest `{p}` was not found (looked in {} and beside the case file; a manifest is a relative `.yaml`, `.yml` or `.json` path that stays inside them).",
-                        lc.base_dir.display()
+                        "manifest `{p}` was not found (looked in {}; a manifest is a relative `.yaml`, `.yml` or `.json` path that stays inside one of them).",
+                        manifest_roots(lc)
+                            .iter()
+                            .map(|r| r.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                     "correct the path (e.g. `manifests/sa/internal-app.yaml`) or inline the object.",
                 ));
@@ -689,10 +693,31 @@ fn read_manifests(lc: &LoadedCase) -> Result<BTreeMap<String, Vec<serde_json::Va
     Ok(out)
 }
 
-/// Resolves a manifest path against the repository root (the cases directory's parent), then
-/// against the case file's directory.
-/// Only relative paths that stay inside the repository root (or the case's directory) and end
-/// in `.yaml`, `.yml` or `.json` are manifests.
+/// Where manifest paths are looked up, in order: the cases directory's parent, the case file's
+/// directory, and the repository authlab was built from (so a shipped case copied elsewhere
+/// still finds the shipped `manifests/`).
+pub fn manifest_roots(lc: &LoadedCase) -> Vec<PathBuf> {
+    let dot = |p: PathBuf| {
+        if p.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            p
+        }
+    };
+    let mut roots = vec![
+        dot(lc.base_dir.clone()),
+        dot(lc.path.parent().map(Path::to_path_buf).unwrap_or_default()),
+    ];
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if shipped.join("manifests").is_dir() {
+        roots.push(shipped);
+    }
+    roots
+}
+
+/// Resolves a manifest path against each of [`manifest_roots`] in turn. Only relative paths
+/// that stay inside the root they are found in and end in `.yaml`, `.yml` or `.json` are
+/// manifests.
 pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
     let rel = Path::new(p);
     let yaml = matches!(
@@ -702,16 +727,7 @@ pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
     if rel.is_absolute() || !yaml {
         return None;
     }
-    let roots = [
-        lc.base_dir.clone(),
-        lc.path.parent().map(Path::to_path_buf).unwrap_or_default(),
-    ];
-    roots.into_iter().find_map(|root| {
-        let root = if root.as_os_str().is_empty() {
-            PathBuf::from(".")
-        } else {
-            root
-        };
+    manifest_roots(lc).into_iter().find_map(|root| {
         let root = root.canonicalize().ok()?;
         let found = root.join(rel).canonicalize().ok()?;
         (found.starts_with(&root) && found.is_file()).then_some(found)

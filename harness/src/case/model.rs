@@ -435,6 +435,34 @@ impl Case {
             .map(String::as_str)
     }
 
+    /// For each `flavours` key, the fields of `expect` its replacement leaves out (so they are
+    /// not checked on the servers it matches).
+    pub fn override_gaps(&self) -> Vec<(String, Vec<&'static str>)> {
+        let fields = |e: &Expect| {
+            [
+                ("config", e.config.is_some()),
+                ("login", e.login.is_some()),
+                ("audit", e.audit.is_some()),
+                ("server_log", e.server_log.is_some()),
+                ("cluster_requests", e.cluster_requests.is_some()),
+                ("diagnosis", e.diagnosis.is_some()),
+                ("eso", e.eso.is_some()),
+            ]
+        };
+        self.flavours
+            .iter()
+            .filter_map(|(k, o)| {
+                let gaps: Vec<&'static str> = fields(&self.expect)
+                    .into_iter()
+                    .zip(fields(&o.expect))
+                    .filter(|((_, base), (_, over))| *base && !*over)
+                    .map(|((name, _), _)| name)
+                    .collect();
+                (!gaps.is_empty()).then(|| (k.clone(), gaps))
+            })
+            .collect()
+    }
+
     /// True when the case expects the login to fail.
     pub fn expects_failure(&self) -> bool {
         let failed = |e: &Expect| {
@@ -456,5 +484,36 @@ pub fn override_matches(key: &str, flavour: &str, version: &str) -> bool {
     match key.split_once(':') {
         None => key == flavour,
         Some((f, v)) => f == flavour && (version == v || version.starts_with(&format!("{v}."))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `flavours` entry that leaves out a field of `expect` is named with that field.
+    #[test]
+    fn override_gaps_name_the_fields_left_out() {
+        let case: Case = serde_saphyr::from_str(
+            r#"
+about: x
+auth: jwt
+client: { service_account: default/a }
+expect:
+  config: { status: 400, error: e }
+  diagnosis: discovery-issuer
+flavours:
+  "openbao:2.6":
+    expect:
+      config: { status: 400, error: short }
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            case.override_gaps(),
+            [("openbao:2.6".to_string(), vec!["diagnosis"])]
+        );
+        assert_eq!(case.expect_key_for("openbao", "2.6.2"), Some("openbao:2.6"));
+        assert_eq!(case.expect_key_for("openbao", "2.7.0"), None);
     }
 }

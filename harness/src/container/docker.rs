@@ -226,12 +226,10 @@ impl Engine {
             labels: Some(super::run_labels(run_id)),
             ..Default::default()
         };
-        let r = self
-            .docker
-            .create_network(req)
-            .await
-            .with_context(|| format!("creating network {name}"))?;
-        Ok(r.id)
+        crate::watchdog::in_flight(name);
+        let r = self.docker.create_network(req).await;
+        crate::watchdog::landed(name);
+        Ok(r.with_context(|| format!("creating network {name}"))?.id)
     }
 
     /// The gateway address of a network (the host's address on it).
@@ -258,15 +256,16 @@ impl Engine {
 
     /// Creates a container (not started).
     pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        crate::watchdog::in_flight(name);
         let r = self
             .docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(name).build()),
                 body,
             )
-            .await
-            .with_context(|| format!("creating container {name}"))?;
-        Ok(r.id)
+            .await;
+        crate::watchdog::landed(name);
+        Ok(r.with_context(|| format!("creating container {name}"))?.id)
     }
 
     /// Uploads a tar archive into a container at `/`.

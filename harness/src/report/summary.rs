@@ -77,6 +77,11 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String
             Verdict::Ignored(r) => out.push_str(&format!("    ({r})\n")),
             Verdict::Passed => {}
         }
+        if let (Verdict::Failed(_), Some(key)) = (&o.verdict, &o.expect_key) {
+            out.push_str(&format!(
+                "    (judged by flavours.\"{key}\", which replaces `expect` as a whole)\n"
+            ));
+        }
         for what in &o.not_checked {
             out.push_str(&format!("    (not checked here: {what})\n"));
         }
