@@ -3,7 +3,7 @@
 //! reported as not checked, never passed silently.
 
 use crate::{
-    case::model::{ClusterRequestsExpect, EsoExpect, Expect, ResponseExpect},
+    case::model::{ClusterRequestsExpect, EsoExpect, Expect, RequestMatch, ResponseExpect},
     diagnose::Cause,
     evidence::{EsoEvidence, EsoObserved, Evidence, Observed},
     matching::{describe, find_log_line, text_matches},
@@ -71,6 +71,45 @@ fn check_response(
             ));
         }
     }
+    if let Some(w) = &want.warnings {
+        let holds = w.len() == got.warnings.len()
+            && w.iter()
+                .zip(&got.warnings)
+                .all(|(m, g)| text_matches(m, g, vars));
+        if !holds {
+            out.push(format!(
+                "{what}.warnings: expected [{}], got {:?}",
+                w.iter()
+                    .map(|m| describe(m, vars))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                got.warnings
+            ));
+        }
+    }
+}
+
+/// A write the case expects to succeed unless it says otherwise.
+fn check_write(
+    what: &str,
+    want: Option<&ResponseExpect>,
+    got: Option<&Observed>,
+    vars: &Vars,
+    out: &mut Vec<String>,
+) {
+    match want {
+        Some(w) => check_response(what, w, got, vars, out),
+        None => {
+            if let Some(g) = got
+                && g.status >= 300
+            {
+                out.push(format!(
+                    "{what}: the write failed with {} {:?}, and the case expects it to succeed",
+                    g.status, g.errors
+                ));
+            }
+        }
+    }
 }
 
 /// Judges the evidence of a trial against its expectations (`steps`: those of the follow-up
@@ -78,18 +117,21 @@ fn check_response(
 pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Vars) -> Judgement {
     let mut out = Vec::new();
     let mut not_checked = Vec::new();
-    match &expect.config {
-        Some(c) => check_response("config", c, ev.config.as_ref(), vars, &mut out),
-        None => {
-            if let Some(c) = &ev.config
-                && c.status >= 300
-            {
-                out.push(format!(
-                    "config: the auth config write failed with {} {:?}, and the case expects it to succeed",
-                    c.status, c.errors
-                ));
-            }
-        }
+    check_write(
+        "config",
+        expect.config.as_ref(),
+        ev.config.as_ref(),
+        vars,
+        &mut out,
+    );
+    if ev.config.as_ref().is_none_or(|c| c.status < 300) {
+        check_write(
+            "role",
+            expect.role.as_ref(),
+            ev.role.as_ref(),
+            vars,
+            &mut out,
+        );
     }
     if let Some(l) = &expect.login {
         check_response("login", l, ev.login.as_ref(), vars, &mut out);
@@ -220,6 +262,48 @@ fn check_cluster(
             summary()
         ));
     }
+    let matches = |m: &RequestMatch, r: &RequestRecord| {
+        m.method
+            .as_ref()
+            .is_none_or(|x| x.eq_ignore_ascii_case(&r.method))
+            && text_matches(&m.path, &r.path, vars)
+            && m.status.is_none_or(|s| s == r.status)
+            && m.user
+                .as_ref()
+                .is_none_or(|u| text_matches(u, r.user.as_deref().unwrap_or(""), vars))
+    };
+    let describe_req = |m: &RequestMatch| {
+        format!(
+            "{} {}{}{}",
+            m.method.as_deref().unwrap_or("any method"),
+            describe(&m.path, vars),
+            m.status.map(|s| format!(" -> {s}")).unwrap_or_default(),
+            m.user
+                .as_ref()
+                .map(|u| format!(" as {}", describe(u, vars)))
+                .unwrap_or_default()
+        )
+    };
+    for m in &c.made {
+        if !reqs.iter().any(|r| matches(m, r)) {
+            out.push(format!(
+                "cluster_requests.made: expected {}, got {:?}",
+                describe_req(m),
+                summary()
+            ));
+        }
+    }
+    for m in &c.not_made {
+        if let Some(r) = reqs.iter().find(|r| matches(m, r)) {
+            out.push(format!(
+                "cluster_requests.not_made: {} was made: {} {} -> {}",
+                describe_req(m),
+                r.method,
+                r.path,
+                r.status
+            ));
+        }
+    }
     let review = reqs.iter().find(|r| r.path.contains("/tokenreviews"));
     if c.tokenreview_status.is_some()
         || c.tokenreview_user.is_some()
@@ -318,6 +402,7 @@ mod tests {
             login: Some(ResponseExpect {
                 status: 403,
                 error: Some(TextMatch::Exact("permission denied".into())),
+                warnings: None,
             }),
             ..Default::default()
         };
@@ -325,6 +410,7 @@ mod tests {
             login: Some(Observed {
                 status: 200,
                 errors: vec![],
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -339,6 +425,7 @@ mod tests {
             login: Some(ResponseExpect {
                 status: 200,
                 error: None,
+                warnings: None,
             }),
             cluster_requests: Some(ClusterRequestsExpect {
                 none: true,
@@ -351,6 +438,7 @@ mod tests {
             login: Some(Observed {
                 status: 200,
                 errors: vec![],
+                ..Default::default()
             }),
             eso: EsoEvidence::NotRun("ESO runs on Kind only".into()),
             ..Default::default()
@@ -367,6 +455,7 @@ mod tests {
             login: Some(ResponseExpect {
                 status: 403,
                 error: None,
+                warnings: None,
             }),
             diagnosis: Some(Cause::WrongCa),
             ..Default::default()
@@ -375,6 +464,7 @@ mod tests {
             login: Some(Observed {
                 status: 403,
                 errors: vec![],
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -735,7 +735,10 @@ pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
 }
 
 fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseError> {
-    if e.login.is_none() && e.config.as_ref().is_none_or(|c| c.status < 300) {
+    if e.login.is_none()
+        && e.config.as_ref().is_none_or(|c| c.status < 300)
+        && e.role.as_ref().is_none_or(|r| r.status < 300)
+    {
         return Err(err(
             &format!("{field}.login"),
             "no login expectation, and the config write is expected to succeed.".into(),
@@ -747,6 +750,9 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
     }
     if let Some(c) = &e.config {
         check_response(&format!("{field}.config"), c, err)?;
+    }
+    if let Some(r) = &e.role {
+        check_response(&format!("{field}.role"), r, err)?;
     }
     if let Some(a) = &e.audit {
         for (name, m) in [("error", &a.error), ("data_error", &a.data_error)] {
@@ -851,6 +857,9 @@ fn check_response(field: &str, r: &ResponseExpect, err: &ErrFn<'_>) -> Result<()
     }
     if let Some(m) = &r.error {
         check_text(&format!("{field}.error"), m, err)?;
+    }
+    for (i, m) in r.warnings.iter().flatten().enumerate() {
+        check_text(&format!("{field}.warnings[{i}]"), m, err)?;
     }
     Ok(())
 }

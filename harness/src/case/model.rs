@@ -298,6 +298,9 @@ pub struct ResponseExpect {
     /// The first entry of the `errors` array.
     #[serde(default)]
     pub error: Option<TextMatch>,
+    /// The response's `warnings`, in order (`[]`: the server warned of nothing).
+    #[serde(default)]
+    pub warnings: Option<Vec<TextMatch>>,
 }
 
 /// Everything a trial must observe.
@@ -307,6 +310,10 @@ pub struct Expect {
     /// Server config write (`auth/<mount>/config`); default: success.
     #[serde(default)]
     pub config: Option<ResponseExpect>,
+    /// The role write (`auth/<mount>/role/<name>`); default: success. A refused role write is
+    /// judged like the config write: no login follows it.
+    #[serde(default)]
+    pub role: Option<ResponseExpect>,
     /// The login response.
     #[serde(default)]
     pub login: Option<ResponseExpect>,
@@ -384,6 +391,31 @@ pub struct ClusterRequestsExpect {
     /// Audiences the server asked TokenReview to check.
     #[serde(default)]
     pub tokenreview_audiences: Option<Vec<String>>,
+    /// Requests the cluster must have answered during login (any request, e.g. the namespace
+    /// GET of a `bound_service_account_namespace_selector`), each matched by what it gives.
+    #[serde(default)]
+    pub made: Vec<RequestMatch>,
+    /// Requests that must not have been made during login.
+    #[serde(default)]
+    pub not_made: Vec<RequestMatch>,
+}
+
+/// A request the cluster answered, matched by method, path, status and user (each optional
+/// but the path).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestMatch {
+    /// HTTP method (`GET`, `POST`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The path, with its query string (e.g. `/api/v1/namespaces/default`).
+    pub path: TextMatch,
+    /// The status the cluster answered.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The user it authenticated (`system:anonymous`; empty when authentication failed).
+    #[serde(default)]
+    pub user: Option<TextMatch>,
 }
 
 /// Per-flavour replacement of expectations.
@@ -441,6 +473,7 @@ impl Case {
         let fields = |e: &Expect| {
             [
                 ("config", e.config.is_some()),
+                ("role", e.role.is_some()),
                 ("login", e.login.is_some()),
                 ("audit", e.audit.is_some()),
                 ("server_log", e.server_log.is_some()),
@@ -468,6 +501,7 @@ impl Case {
         let failed = |e: &Expect| {
             e.login.as_ref().is_some_and(|l| l.status >= 300)
                 || e.config.as_ref().is_some_and(|c| c.status >= 300)
+                || e.role.as_ref().is_some_and(|r| r.status >= 300)
         };
         failed(&self.expect) || self.flavours.values().any(|o| failed(&o.expect))
     }

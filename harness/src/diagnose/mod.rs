@@ -391,6 +391,30 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
             fix,
         );
     }
+    if let Some(e) = input.any("failed to get namespace (code 403").or_else(|| {
+        input.any("TokenReviewer JWT needs to be configured to use namespace selectors")
+    }) {
+        let needs_reviewer = e.contains("needs to be configured");
+        add(
+            if needs_reviewer {
+                Cause::Namespace
+            } else {
+                Cause::ReviewerRbac
+            },
+            96,
+            if needs_reviewer {
+                "the role binds namespaces by selector, which needs a token_reviewer_jwt to read the client's namespace with".into()
+            } else {
+                "the account the server reads the client's namespace with may not get namespaces (the role binds namespaces by selector)".into()
+            },
+            e.into(),
+            if needs_reviewer {
+                "configure token_reviewer_jwt (an account that may create tokenreviews and get namespaces), or bind namespaces by name (bound_service_account_namespaces)"
+            } else {
+                "grant the reviewer get on namespaces (a ClusterRole with namespaces: get, bound to its service account), or bind namespaces by name"
+            },
+        );
+    }
     if let Some(e) = input.any("service account unauthorized; this could mean") {
         // The API server answered 401 to the TokenReview call: the bearer was rejected.
         let aud = input

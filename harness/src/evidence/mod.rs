@@ -37,6 +37,8 @@ pub struct Observed {
     pub status: u16,
     /// The `errors` array.
     pub errors: Vec<String>,
+    /// The `warnings` array.
+    pub warnings: Vec<String>,
 }
 
 impl From<&crate::vault::ApiResponse> for Observed {
@@ -44,6 +46,18 @@ impl From<&crate::vault::ApiResponse> for Observed {
         Observed {
             status: r.status,
             errors: r.errors(),
+            warnings: r.body["warnings"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|w| {
+                            w.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| w.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -53,6 +67,8 @@ impl From<&crate::vault::ApiResponse> for Observed {
 pub struct Evidence {
     /// Config write response.
     pub config: Option<Observed>,
+    /// Role write response.
+    pub role: Option<Observed>,
     /// Login response.
     pub login: Option<Observed>,
     /// Audit response entry of the login.

@@ -134,6 +134,7 @@ impl serde::Serialize for Ordered<'_> {
         use serde::ser::{SerializeMap, SerializeSeq};
         const FIRST: &[&str] = &[
             "config",
+            "role",
             "login",
             "audit",
             "server_log",
@@ -142,6 +143,7 @@ impl serde::Serialize for Ordered<'_> {
             "level",
             "message",
             "error",
+            "warnings",
         ];
         match self.0 {
             Value::Object(m) => {
@@ -179,7 +181,7 @@ pub fn with_observed(expect: &Value, observed: &Signature) -> Value {
             continue;
         }
         let new = match k.as_str() {
-            "config" | "login" => response(k, v, observed),
+            "config" | "role" | "login" => response(k, v, observed),
             "audit" => section(v, observed, |f| format!("audit.{f}")),
             "server_log" => server_log(v, observed),
             "cluster_requests" => cluster(v, observed),
@@ -228,6 +230,13 @@ fn response(what: &str, v: &Value, observed: &Signature) -> Value {
         if !t.is_null() {
             out.insert("error".into(), t);
         }
+    }
+    if v.get("warnings").is_some_and(|w| !w.is_null()) {
+        let got: Vec<String> = observed
+            .get(&format!("{what}.warnings"))
+            .and_then(|w| serde_json::from_str(w).ok())
+            .unwrap_or_default();
+        out.insert("warnings".into(), json!(got));
     }
     Value::Object(out)
 }

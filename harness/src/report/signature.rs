@@ -22,6 +22,10 @@ pub struct Signature(pub BTreeMap<String, String>);
 const ORDER: &[&str] = &[
     "config.status",
     "config.error",
+    "config.warnings",
+    "role.status",
+    "role.error",
+    "role.warnings",
     "login.status",
     "login.error",
     "audit.error",
@@ -32,6 +36,7 @@ const ORDER: &[&str] = &[
     "cluster.tokenreview_status",
     "cluster.tokenreview_user",
     "cluster.tokenreview_audiences",
+    "cluster.requests",
     "diagnosis",
 ];
 
@@ -80,9 +85,16 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             if let Some(e) = r.errors.first() {
                 put(&format!("{what}.error"), e.clone());
             }
+            if !r.warnings.is_empty() {
+                put(
+                    &format!("{what}.warnings"),
+                    serde_json::to_string(&r.warnings).unwrap_or_default(),
+                );
+            }
         }
     };
     response("config", &ev.config);
+    response("role", &ev.role);
     response("login", &ev.login);
     if let Some(a) = &ev.audit_login {
         if let Some(e) = &a.error {
@@ -127,6 +139,25 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
                 "cluster.tokenreview_audiences",
                 serde_json::to_string(&review.audiences).unwrap_or_default(),
             );
+        }
+    }
+    if ev.cluster_requests_recorded {
+        let other: Vec<String> = ev
+            .cluster_requests
+            .iter()
+            .filter(|r| !r.path.contains("/tokenreviews"))
+            .map(|r| {
+                format!(
+                    "{} {} -> {} as {}",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.user.as_deref().unwrap_or("(unauthenticated)")
+                )
+            })
+            .collect();
+        if !other.is_empty() {
+            put("cluster.requests", other.join("; "));
         }
     }
     if let Some(f) = ev.diagnosis.first() {

@@ -29,7 +29,8 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         audit_offset,
     };
     let mut client_token = None;
-    if setup.config.status < 300 {
+    // A refused config or role write leaves nothing to log in to.
+    if setup.config.status < 300 && setup.role.status < 300 {
         let sim = env.cluster.sim.as_ref();
         let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
         let anon = setup.root.with_token(None);

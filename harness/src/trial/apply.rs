@@ -28,6 +28,8 @@ pub(super) struct Setup {
     pub accessor: String,
     /// The answer to the config write.
     pub config: Observed,
+    /// The answer to the role write.
+    pub role: Observed,
     /// Where the server log stood before the mount existed.
     pub log_offset: u64,
     /// Placeholder values, now with the reviewer token and the accessor.
@@ -64,7 +66,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     };
     let log_offset = file_len(&server.server_log_path());
     let root = server.client();
-    let (accessor, config) = configure(run, env, &root, &mut vars).await?;
+    let (accessor, config, role) = configure(run, env, &root, &mut vars).await?;
     run.timer.lap("configure");
     Ok(Setup {
         server,
@@ -72,6 +74,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
         client_jwt,
         accessor,
         config,
+        role,
         log_offset,
         vars,
     })
@@ -112,7 +115,7 @@ async fn configure(
     env: &Env,
     root: &VaultClient,
     vars: &mut Vars,
-) -> Result<(String, Observed)> {
+) -> Result<(String, Observed, Observed)> {
     let case = &run.trial.case.case;
     let n = &env.names;
     // A KV mount costs the server a mount and its storage upgrade: made only where steps,
@@ -160,14 +163,9 @@ async fn configure(
     let role_resp = root
         .write(&format!("auth/{}/role/{}", n.mount, n.role), &role)
         .await?;
-    anyhow::ensure!(
-        role_resp.is_success(),
-        "writing role {} failed: {} {:?} (role: {role})",
-        n.role,
-        role_resp.status,
-        role_resp.errors()
-    );
-    Ok((accessor, Observed::from(&config_resp)))
+    let role = Observed::from(&role_resp);
+    run.record.evidence.role = Some(role.clone());
+    Ok((accessor, Observed::from(&config_resp), role))
 }
 
 /// Writes one secret into a fresh KV v2 mount, which upgrades its storage first and refuses

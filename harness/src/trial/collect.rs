@@ -53,6 +53,7 @@ pub(super) async fn collect(
     run.timer.lap("evidence");
     let mut ev = Evidence {
         config: Some(setup.config.clone()),
+        role: Some(setup.role.clone()),
         login: acted.login,
         audit_login,
         server_log,
