@@ -5,6 +5,7 @@
 //! [`container`]) as typed stages, collects [`evidence`], and [`verdict`] judges it; the
 //! [`runner`] schedules trials and [`report`] shows the outcomes.
 
+pub mod bless;
 pub mod case;
 pub mod cleanup;
 pub mod cli;

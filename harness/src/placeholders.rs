@@ -24,6 +24,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("other.ca", "another cluster's CA"),
     ("mount", "the trial's auth mount path"),
     ("kv", "the trial's KV v2 mount path"),
+    (
+        "policy",
+        "the name of the trial's ACL policy (the role's token_policies)",
+    ),
     ("accessor", "the trial's auth mount accessor"),
 ];
 

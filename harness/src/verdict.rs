@@ -116,6 +116,12 @@ fn check_write(
 /// requests, in order).
 pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Vars) -> Judgement {
     let mut out = Vec::new();
+    if expect.is_empty() {
+        out.push(
+            "expect is empty: record what the server answers with `authlab run --bless <case>`"
+                .into(),
+        );
+    }
     let mut not_checked = Vec::new();
     check_write(
         "config",
@@ -158,6 +164,18 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
                 }
             }
         }
+    }
+    for (want, got) in expect.cluster_objects.iter().zip(&ev.cluster_objects) {
+        if want.count != *got {
+            out.push(format!(
+                "cluster_objects: expected {} {}, found {got}",
+                want.count,
+                want.describe()
+            ));
+        }
+    }
+    if let Some(a) = &expect.auth {
+        check_auth(a, ev.auth.as_ref(), vars, &mut out);
     }
     if let Some(l) = &expect.server_log
         && find_log_line(l, &ev.server_log, vars).is_none()
@@ -242,6 +260,44 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
     Judgement {
         mismatches: out,
         not_checked,
+    }
+}
+
+fn check_auth(
+    a: &crate::case::model::AuthExpect,
+    got: Option<&crate::evidence::AuthObserved>,
+    vars: &Vars,
+    out: &mut Vec<String>,
+) {
+    let Some(got) = got else {
+        out.push("auth: the login returned no token, so it produced nothing to check".into());
+        return;
+    };
+    if let Some(p) = &a.policies
+        && p.iter().map(|x| substitute(x, vars)).collect::<Vec<_>>() != got.policies
+    {
+        out.push(format!(
+            "auth.policies: expected {p:?}, got {:?}",
+            got.policies
+        ));
+    }
+    for (k, m) in &a.metadata {
+        let v = got.metadata.get(k).map(String::as_str).unwrap_or("");
+        if !text_matches(m, v, vars) {
+            out.push(format!(
+                "auth.metadata.{k}: expected {}, got {v:?}",
+                describe(m, vars)
+            ));
+        }
+    }
+    if let Some(m) = &a.alias_name {
+        let v = got.alias_name.as_deref().unwrap_or("");
+        if !text_matches(m, v, vars) {
+            out.push(format!(
+                "auth.alias_name: expected {}, got {v:?}",
+                describe(m, vars)
+            ));
+        }
     }
 }
 

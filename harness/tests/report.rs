@@ -448,3 +448,76 @@ fn the_docs_examples_are_cases_that_pass() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// `run --bless` turns a case with an empty `expect` into one that passes, with this run's
+/// values as placeholders and a `flavours` entry where 2.6 answers differently from 2.7; a
+/// second `--bless` changes nothing, and the rest of the file is kept.
+#[test]
+fn bless_records_what_the_servers_answered() {
+    if !servers_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("cases").join(CASE)).unwrap();
+    let start = text.find("\nexpect:").unwrap();
+    let empty = format!("{}\n# recorded by --bless\nexpect: {{}}\n", &text[..start]);
+    let file = tmp.path().join("cases").join(CASE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &empty).unwrap();
+    let cases = tmp.path().join("cases");
+    let args = |bless: bool| {
+        let mut a = vec![
+            "run".to_string(),
+            "-q".into(),
+            "--cases".into(),
+            cases.display().to_string(),
+            "--servers".into(),
+            "openbao:2.6.1,openbao:2.7.2".into(),
+            "--artifacts".into(),
+            tmp.path().join("artifacts").display().to_string(),
+        ];
+        if bless {
+            a.push("--bless".into());
+        }
+        a
+    };
+    let go = |bless: bool| {
+        let a = args(bless);
+        run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(go(false).status.code(), Some(1), "an empty expect fails");
+    assert_eq!(go(true).status.code(), Some(0));
+    let blessed = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        blessed.starts_with(&text[..start]),
+        "the rest is kept:\n{blessed}"
+    );
+    assert!(
+        blessed.contains("# recorded by --bless\nexpect:\n"),
+        "{blessed}"
+    );
+    assert!(
+        blessed.contains(r#"expected \"${cluster.url}\" got \"${cluster.issuer}\""#),
+        "this run's values are placeholders again:\n{blessed}"
+    );
+    assert!(!blessed.contains("127.0.0.1"), "{blessed}");
+    assert!(
+        blessed.contains("flavours:\n  \"openbao:2.6\":\n"),
+        "{blessed}"
+    );
+    assert!(
+        blessed.contains("error: error checking oidc discovery URL\n"),
+        "2.6's shorter error: {blessed}"
+    );
+    assert!(
+        blessed.ends_with("observed_on: [openbao:2.6.1, openbao:2.7.2]\n"),
+        "{blessed}"
+    );
+    assert_eq!(go(false).status.code(), Some(0), "the blessed case passes");
+    assert_eq!(go(true).status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        blessed,
+        "a second --bless changes nothing"
+    );
+}

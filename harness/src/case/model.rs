@@ -320,18 +320,41 @@ pub struct Expect {
     /// The audit response entry of the login.
     #[serde(default)]
     pub audit: Option<AuditExpect>,
+    /// What a successful login produced: the token's policies, its metadata, the entity alias.
+    #[serde(default)]
+    pub auth: Option<AuthExpect>,
     /// A server-log line of the mount (e.g. DEBUG `login unauthorized`).
     #[serde(default)]
     pub server_log: Option<LogExpect>,
     /// Requests the cluster answered during login.
     #[serde(default)]
     pub cluster_requests: Option<ClusterRequestsExpect>,
+    /// Objects the cluster holds after the login, counted (e.g. that a service account has no
+    /// token Secret).
+    #[serde(default)]
+    pub cluster_objects: Vec<ObjectsExpect>,
     /// The cause `authlab diagnose` must name for this trial's evidence.
     #[serde(default)]
     pub diagnosis: Option<crate::diagnose::Cause>,
     /// What External Secrets Operator reports (cases with `eso`).
     #[serde(default)]
     pub eso: Option<EsoExpect>,
+}
+
+impl Expect {
+    /// True when nothing is expected (`expect: {}`: to be recorded by `authlab run --bless`).
+    pub fn is_empty(&self) -> bool {
+        self.config.is_none()
+            && self.role.is_none()
+            && self.login.is_none()
+            && self.audit.is_none()
+            && self.auth.is_none()
+            && self.server_log.is_none()
+            && self.cluster_requests.is_none()
+            && self.cluster_objects.is_empty()
+            && self.diagnosis.is_none()
+            && self.eso.is_none()
+    }
 }
 
 /// Expectation on the ExternalSecret and the ESO controller.
@@ -347,6 +370,81 @@ pub struct EsoExpect {
     /// The `error` of a controller reconcile-error log line for this ExternalSecret or its store.
     #[serde(default)]
     pub controller_error: Option<TextMatch>,
+}
+
+/// How many objects of a kind the cluster holds that match.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectsExpect {
+    /// Kind (`Secret`, `ServiceAccount`, `Pod`, ...).
+    pub kind: String,
+    /// Namespace (namespaced kinds).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A Secret's `type` (e.g. `kubernetes.io/service-account-token`).
+    #[serde(default, rename = "type")]
+    pub secret_type: Option<String>,
+    /// Annotations each must carry (e.g. `kubernetes.io/service-account.name: vault-auth`).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// How many match.
+    pub count: usize,
+}
+
+impl ObjectsExpect {
+    /// `Secret vault (type …, annotations …)`, for messages.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} {}",
+            self.kind,
+            self.namespace.as_deref().unwrap_or("(cluster)")
+        );
+        if let Some(n) = &self.name {
+            s.push_str(&format!("/{n}"));
+        }
+        if let Some(t) = &self.secret_type {
+            s.push_str(&format!(" of type {t}"));
+        }
+        for (k, v) in &self.annotations {
+            s.push_str(&format!(" with {k}={v}"));
+        }
+        s
+    }
+
+    /// Whether `obj` (as the API returns it) is one of them.
+    pub fn matches(&self, obj: &serde_json::Value) -> bool {
+        let meta = &obj["metadata"];
+        self.name
+            .as_ref()
+            .is_none_or(|n| meta["name"] == n.as_str())
+            && self
+                .secret_type
+                .as_ref()
+                .is_none_or(|t| obj["type"] == t.as_str())
+            && self
+                .annotations
+                .iter()
+                .all(|(k, v)| meta["annotations"][k] == v.as_str())
+    }
+}
+
+/// Expectation on what a successful login produced.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthExpect {
+    /// `auth.policies` of the login response, in order (e.g. `[default, app-policy]`).
+    #[serde(default)]
+    pub policies: Option<Vec<String>>,
+    /// Entries of `auth.metadata` (e.g. `service_account_name`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, TextMatch>,
+    /// The name of the entity alias the login made on this mount (what `alias_name_source`
+    /// decides).
+    #[serde(default)]
+    pub alias_name: Option<TextMatch>,
 }
 
 /// Expectation on the login's audit response entry.
@@ -476,6 +574,7 @@ impl Case {
                 ("role", e.role.is_some()),
                 ("login", e.login.is_some()),
                 ("audit", e.audit.is_some()),
+                ("auth", e.auth.is_some()),
                 ("server_log", e.server_log.is_some()),
                 ("cluster_requests", e.cluster_requests.is_some()),
                 ("diagnosis", e.diagnosis.is_some()),

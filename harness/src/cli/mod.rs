@@ -490,6 +490,14 @@ struct RunArgs {
     /// `--no-tests=pass`.
     #[arg(long)]
     allow_empty: bool,
+    /// Write what the servers answered into each selected case file (expect, flavours per
+    /// server where they differ, observed_on), as snapshot tests record snapshots; the rest of
+    /// the file is kept.
+    #[arg(long)]
+    bless: bool,
+    /// Also show what passing trials observed.
+    #[arg(long)]
+    show_observed: bool,
     /// Write the matrix report (matrix.json, matrix.md, index.html) into this directory.
     #[arg(long, env = "AUTHLAB_REPORT", value_name = "DIR")]
     report: Option<PathBuf>,
@@ -600,7 +608,22 @@ async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     );
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&matrix)?),
-        Format::Human => out!("{}", report::summary::render(&outcomes, wall, style)),
+        Format::Human => {
+            out!("{}", report::summary::render(&outcomes, wall, style));
+            if a.show_observed {
+                for o in &outcomes {
+                    if let Some(sig) = &o.observed {
+                        outln!("{} observed:", o.name);
+                        for (k, v) in sig.fields() {
+                            outln!("    {k}: {v}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if a.bless {
+        return bless(&outcomes);
     }
     if a.format == Format::Human {
         let mut shown = Vec::new();
@@ -665,6 +688,65 @@ async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
             reasons.into_iter().take(3).collect::<Vec<_>>().join("; ")
         );
         ExitCode::from(NO_TRIAL_RAN)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Blesses every case the run observed; exit 0 when each was written or already held.
+fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
+    let mut by_case: std::collections::BTreeMap<
+        std::path::PathBuf,
+        (
+            Arc<load::LoadedCase>,
+            Vec<(String, report::signature::Signature)>,
+        ),
+    > = std::collections::BTreeMap::new();
+    let mut failed = false;
+    for o in outcomes {
+        let entry = by_case
+            .entry(o.trial.case.path.clone())
+            .or_insert_with(|| (o.trial.case.clone(), Vec::new()));
+        match (&o.verdict, &o.observed) {
+            (Verdict::Passed | Verdict::Failed(_), Some(sig)) => {
+                entry.1.push((o.trial.server.to_string(), sig.clone()))
+            }
+            (Verdict::Ignored(_), _) => {}
+            (other, _) => {
+                failed = true;
+                eprintln!(
+                    "authlab: {}: not blessed on {}: the trial did not get as far as observing ({})",
+                    o.trial.case.path.display(),
+                    o.trial.server,
+                    crate::report::summary::word(other)
+                );
+            }
+        }
+    }
+    for (path, (case, observed)) in &by_case {
+        if observed.is_empty() {
+            continue;
+        }
+        let servers: Vec<&str> = observed.iter().map(|(s, _)| s.as_str()).collect();
+        match crate::bless::bless(case, observed) {
+            Ok(crate::bless::Outcome::Written) => eprintln!(
+                "authlab: blessed {} with what {} answered",
+                path.display(),
+                servers.join(", ")
+            ),
+            Ok(crate::bless::Outcome::Unchanged) => eprintln!(
+                "authlab: {} already holds what {} answered",
+                path.display(),
+                servers.join(", ")
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("authlab: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })

@@ -124,6 +124,21 @@ async fn delete_object(
     Ok(())
 }
 
+/// The objects of `kind` (in `ns`, for a namespaced kind), as the API returns them.
+pub async fn list(client: &Client, kind: &str, ns: Option<&str>) -> Result<Vec<serde_json::Value>> {
+    let api_version = api_version_of(kind).unwrap_or("v1");
+    let api = api_for(client, api_version, kind, ns)?;
+    let items = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .with_context(|| format!("listing {kind} in {}", ns.unwrap_or("the cluster")))?;
+    Ok(items
+        .items
+        .into_iter()
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .collect())
+}
+
 /// Deletes and re-creates a service account, which gives it a new UID.
 pub async fn recreate_service_account(client: &Client, ns: &str, name: &str) -> Result<()> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);

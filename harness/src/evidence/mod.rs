@@ -62,6 +62,17 @@ impl From<&crate::vault::ApiResponse> for Observed {
     }
 }
 
+/// What a successful login produced.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AuthObserved {
+    /// `auth.policies`.
+    pub policies: Vec<String>,
+    /// `auth.metadata`.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// The entity alias of this mount, when the entity could be read.
+    pub alias_name: Option<String>,
+}
+
 /// Everything a trial collected, judged as a whole by [`crate::verdict::judge`].
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -73,10 +84,14 @@ pub struct Evidence {
     pub login: Option<Observed>,
     /// Audit response entry of the login.
     pub audit_login: Option<AuditEntry>,
+    /// What a successful login produced.
+    pub auth: Option<AuthObserved>,
     /// Server-log lines of the trial's mount.
     pub server_log: Vec<LogLine>,
     /// Cluster requests answered during the login (see `cluster_requests_recorded`).
     pub cluster_requests: Vec<RequestRecord>,
+    /// For each of the case's `cluster_objects`, how many objects matched after login.
+    pub cluster_objects: Vec<usize>,
     /// Whether the cluster records the requests it answers (only the sim does).
     pub cluster_requests_recorded: bool,
     /// Responses to follow-up steps.

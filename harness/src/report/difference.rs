@@ -127,7 +127,7 @@ pub fn block(key: &str, expect: &Value, observed: &Signature) -> String {
 
 /// A JSON value serialized with the keys of each object in the order case files write them
 /// (`status` before `error`, `level` before `message`), the rest alphabetically.
-struct Ordered<'a>(&'a Value);
+pub struct Ordered<'a>(pub &'a Value);
 
 impl serde::Serialize for Ordered<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -137,17 +137,32 @@ impl serde::Serialize for Ordered<'_> {
             "role",
             "login",
             "audit",
+            "auth",
             "server_log",
             "cluster_requests",
+            "cluster_objects",
+            "kind",
+            "method",
+            "path",
+            "namespace",
+            "name",
+            "type",
             "status",
+            "user",
             "level",
             "message",
             "error",
             "warnings",
+            "count",
         ];
         match self.0 {
             Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
+                // Null is the same as absent in a case file.
+                let mut keys: Vec<&String> = m
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k)
+                    .collect();
                 keys.sort_by_key(|k| {
                     (FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()), *k)
                 });
@@ -183,6 +198,7 @@ pub fn with_observed(expect: &Value, observed: &Signature) -> Value {
         let new = match k.as_str() {
             "config" | "role" | "login" => response(k, v, observed),
             "audit" => section(v, observed, |f| format!("audit.{f}")),
+            "auth" => auth(v, observed),
             "server_log" => server_log(v, observed),
             "cluster_requests" => cluster(v, observed),
             "diagnosis" => observed
@@ -199,7 +215,7 @@ pub fn with_observed(expect: &Value, observed: &Signature) -> Value {
 }
 
 /// A matcher kept when it matches the observed text, else the observed text itself.
-fn text(want: &Value, got: Option<&str>) -> Value {
+pub fn text(want: &Value, got: Option<&str>) -> Value {
     let Some(got) = got else {
         return Value::Null;
     };
@@ -251,6 +267,22 @@ fn section(v: &Value, observed: &Signature, field: impl Fn(&str) -> String) -> V
         if !t.is_null() {
             out.insert(k.clone(), t);
         }
+    }
+    Value::Object(out)
+}
+
+fn auth(v: &Value, observed: &Signature) -> Value {
+    let mut out = v.as_object().cloned().unwrap_or_default();
+    if out.get("policies").is_some_and(|p| !p.is_null())
+        && let Some(p) = observed
+            .get("auth.policies")
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+    {
+        out.insert("policies".into(), p);
+    }
+    if let Some(want) = v.get("alias_name").filter(|a| !a.is_null()) {
+        let t = text(want, observed.get("auth.alias_name"));
+        out.insert("alias_name".into(), t);
     }
     Value::Object(out)
 }

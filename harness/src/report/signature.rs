@@ -30,6 +30,8 @@ const ORDER: &[&str] = &[
     "login.error",
     "audit.error",
     "audit.data_error",
+    "auth.policies",
+    "auth.alias_name",
     "server_log.level",
     "server_log.message",
     "server_log.err",
@@ -104,6 +106,15 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             put("audit.data_error", e.clone());
         }
     }
+    if let Some(a) = &ev.auth {
+        put(
+            "auth.policies",
+            serde_json::to_string(&a.policies).unwrap_or_default(),
+        );
+        if let Some(n) = &a.alias_name {
+            put("auth.alias_name", n.clone());
+        }
+    }
     let line: Option<&LogLine> = expect
         .server_log
         .as_ref()
@@ -158,9 +169,15 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             .collect();
         if !other.is_empty() {
             put("cluster.requests", other.join("; "));
+        } else if ev.cluster_requests.is_empty() && ev.login.is_some() {
+            put("cluster.requests", "none".into());
         }
     }
-    if let Some(f) = ev.diagnosis.first() {
+    if let Some(f) = ev
+        .diagnosis
+        .first()
+        .filter(|f| f.score >= crate::diagnose::DETERMINED)
+    {
         put("diagnosis", f.cause.as_str().to_string());
     }
     Signature(s)

@@ -5,7 +5,12 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::{Run, apply::Setup, prepare::Env};
-use crate::{case::model::ClusterAction, cluster::objects, evidence::Observed, sim::RequestRecord};
+use crate::{
+    case::model::ClusterAction,
+    cluster::objects,
+    evidence::{AuthObserved, Observed},
+    sim::RequestRecord,
+};
 
 /// What `act` returns.
 pub(super) struct Acted {
@@ -15,6 +20,8 @@ pub(super) struct Acted {
     pub cluster_requests: Vec<RequestRecord>,
     /// Answers to the follow-up steps.
     pub steps: Vec<Observed>,
+    /// What a successful login produced.
+    pub auth: Option<AuthObserved>,
     /// Where the audit log stood before the login.
     pub audit_offset: u64,
 }
@@ -26,6 +33,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         login: None,
         cluster_requests: Vec::new(),
         steps: Vec::new(),
+        auth: None,
         audit_offset,
     };
     let mut client_token = None;
@@ -46,6 +54,9 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         client_token = login.body["auth"]["client_token"]
             .as_str()
             .map(str::to_string);
+        if client_token.is_some() {
+            acted.auth = Some(auth_of(&setup.root, &login.body["auth"], &setup.accessor).await?);
+        }
         run.record.login_body = Some(login.body);
     }
     run.timer.lap("login");
@@ -53,6 +64,54 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     run.record.evidence.steps = acted.steps.clone();
     run.timer.lap("steps");
     Ok(acted)
+}
+
+/// The policies and metadata of a login's `auth`, and the name of its entity's alias on this
+/// mount (read with the root token).
+async fn auth_of(
+    root: &crate::vault::VaultClient,
+    auth: &Value,
+    accessor: &str,
+) -> Result<AuthObserved> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let metadata = auth["metadata"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut alias_name = None;
+    if let Some(id) = auth["entity_id"].as_str().filter(|i| !i.is_empty()) {
+        let e = root.read(&format!("identity/entity/id/{id}")).await?;
+        alias_name = e.body["data"]["aliases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["mount_accessor"] == accessor)
+            .and_then(|a| a["name"].as_str().map(str::to_string));
+    }
+    Ok(AuthObserved {
+        policies: strings(&auth["policies"]),
+        metadata,
+        alias_name,
+    })
 }
 
 /// `before_login`: deletions, re-creations and further objects.

@@ -50,14 +50,26 @@ pub(super) async fn collect(
         },
     )
     .await?;
+    let mut cluster_objects = Vec::new();
+    for want in &env.expect.cluster_objects {
+        let all = crate::cluster::objects::list(
+            &env.cluster.client,
+            &want.kind,
+            want.namespace.as_deref(),
+        )
+        .await?;
+        cluster_objects.push(all.iter().filter(|o| want.matches(o)).count());
+    }
     run.timer.lap("evidence");
     let mut ev = Evidence {
         config: Some(setup.config.clone()),
         role: Some(setup.role.clone()),
         login: acted.login,
         audit_login,
+        auth: acted.auth,
         server_log,
         cluster_requests: acted.cluster_requests,
+        cluster_objects,
         cluster_requests_recorded: env.cluster.sim.is_some(),
         steps: acted.steps,
         eso: EsoEvidence::NoClient,

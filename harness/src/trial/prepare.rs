@@ -88,6 +88,7 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
     let names = names(run);
     vars.insert("mount".into(), names.mount.clone());
     vars.insert("kv".into(), names.kv.clone());
+    vars.insert("policy".into(), names.policy.clone());
     let spec = &run.trial.server;
     let expect = run
         .trial
