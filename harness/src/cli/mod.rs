@@ -693,15 +693,16 @@ async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     })
 }
 
+/// A case and what each server observed of it.
+type Observations = (
+    Arc<load::LoadedCase>,
+    Vec<(String, report::signature::Signature)>,
+);
+
 /// Blesses every case the run observed; exit 0 when each was written or already held.
 fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
-    let mut by_case: std::collections::BTreeMap<
-        std::path::PathBuf,
-        (
-            Arc<load::LoadedCase>,
-            Vec<(String, report::signature::Signature)>,
-        ),
-    > = std::collections::BTreeMap::new();
+    let mut by_case: std::collections::BTreeMap<std::path::PathBuf, Observations> =
+        std::collections::BTreeMap::new();
     let mut failed = false;
     for o in outcomes {
         let entry = by_case
