@@ -94,9 +94,7 @@ fn fresh(sig: &Signature) -> Value {
     if let Some(p) = g("auth.policies").and_then(|p| serde_json::from_str::<Value>(p).ok()) {
         let mut a = json!({ "policies": p });
         // A UID is new in every trial: the default alias name says nothing a case can keep.
-        if let Some(n) =
-            g("auth.alias_name").filter(|n| !n.contains(crate::report::signature::UUID))
-        {
+        if let Some(n) = g("auth.alias_name").filter(|n| !crate::report::signature::varies(n)) {
             a["alias_name"] = n.into();
         }
         e.insert("auth".into(), a);

@@ -18,6 +18,16 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("cluster.pubkey", "the service-account public key (PEM)"),
     ("reviewer.jwt", "the reviewer token"),
     ("hang.url", "an endpoint that accepts and never answers"),
+    (
+        "reset.url",
+        "an endpoint that accepts, reads the first bytes and resets the connection",
+    ),
+    ("reset.hostport", "host:port of that endpoint"),
+    ("cluster.port", "the port of the API server URL"),
+    (
+        "cluster.unnamed_url",
+        "the API server at a loopback address (127.0.0.2) its certificate does not name",
+    ),
     ("unreachable.url", "an address that refuses connections"),
     ("unreachable.hostport", "host:port of that address"),
     ("unrelated.ca", "a CA that belongs to no cluster"),

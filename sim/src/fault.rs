@@ -147,6 +147,108 @@ impl Drop for HangListener {
     }
 }
 
+/// A TCP listener that accepts a connection, reads what the client sends first (a TLS
+/// ClientHello), and resets it (RST): `connection reset by peer` to the client.
+pub struct ResetListener {
+    host: String,
+    port: u16,
+    stop: watch::Sender<bool>,
+}
+
+impl ResetListener {
+    /// Binds an ephemeral port on `host` and starts accepting.
+    pub async fn bind_on(host: &str) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind((host, 0))
+            .await
+            .with_context(|| format!("binding a port on {host} for the resetting listener"))?;
+        let port = listener.local_addr()?.port();
+        let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((s, _)) => {
+                            tokio::spawn(async move {
+                                use tokio::io::AsyncReadExt;
+                                let mut s = s;
+                                let mut buf = [0u8; 512];
+                                let _ = tokio::time::timeout(
+                                    std::time::Duration::from_secs(5),
+                                    s.read(&mut buf),
+                                )
+                                .await;
+                                // Linger 0: closing sends RST instead of FIN.
+                                let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+                                drop(s);
+                            });
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    },
+                }
+            }
+        });
+        Ok(ResetListener {
+            host: host.to_string(),
+            port,
+            stop,
+        })
+    }
+
+    /// `https://<address>:<port>` of the listener.
+    pub fn url(&self) -> String {
+        format!("https://{}:{}", self.host, self.port)
+    }
+}
+
+impl Drop for ResetListener {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A TCP forwarder: connections to its address are relayed, byte for byte, to `target` (so a
+/// server reaches the sim at an address the sim's certificate does not name).
+pub struct Forwarder {
+    stop: watch::Sender<bool>,
+}
+
+impl Forwarder {
+    /// Listens on `at` and relays every connection to `target`.
+    pub async fn start(at: (&str, u16), target: (&str, u16)) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1))?;
+        let target = format!("{}:{}", target.0, target.1);
+        let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((mut inbound, _)) => {
+                            let target = target.clone();
+                            tokio::spawn(async move {
+                                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                                }
+                            });
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                    },
+                }
+            }
+        });
+        Ok(Forwarder { stop })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 /// A local port held bound but not listening: connections to it are refused, and nothing else
 /// can take it while this lives (unlike a port found free and released).
 pub struct ClosedPort {

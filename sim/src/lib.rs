@@ -32,7 +32,7 @@ use anyhow::{Context, Result};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
 pub use config::{DEFAULT_ISSUER, SimConfig};
-pub use fault::{ClosedPort, HangListener, SimMode};
+pub use fault::{ClosedPort, Forwarder, HangListener, ResetListener, SimMode};
 pub use kubeconfig::CONTEXT as KUBECONFIG_CONTEXT;
 pub use log::{RequestRecord, ReviewRecord};
 pub use serve::serve_foreground;

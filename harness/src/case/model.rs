@@ -331,7 +331,7 @@ pub struct Expect {
     pub cluster_requests: Option<ClusterRequestsExpect>,
     /// Objects the cluster holds after the login, counted (e.g. that a service account has no
     /// token Secret).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_objects: Vec<ObjectsExpect>,
     /// The cause `authlab diagnose` must name for this trial's evidence.
     #[serde(default)]
@@ -491,10 +491,10 @@ pub struct ClusterRequestsExpect {
     pub tokenreview_audiences: Option<Vec<String>>,
     /// Requests the cluster must have answered during login (any request, e.g. the namespace
     /// GET of a `bound_service_account_namespace_selector`), each matched by what it gives.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub made: Vec<RequestMatch>,
     /// Requests that must not have been made during login.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_made: Vec<RequestMatch>,
 }
 

@@ -127,6 +127,8 @@ pub enum Cause {
     RoleType,
     /// The token lacks the role's user_claim.
     UserClaim,
+    /// kubernetes_host names the API server by an address its certificate does not hold.
+    HostName,
 }
 
 impl Cause {
@@ -156,6 +158,7 @@ impl Cause {
         Cause::Policy,
         Cause::RoleType,
         Cause::UserClaim,
+        Cause::HostName,
     ];
 
     /// The stable identifier (`wrong-ca`).
@@ -185,6 +188,7 @@ impl Cause {
             Cause::Policy => "policy",
             Cause::RoleType => "role-type",
             Cause::UserClaim => "user-claim",
+            Cause::HostName => "host-name",
         }
     }
 }
@@ -335,8 +339,25 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
 
     // TLS, reachability.
     if let Some(e) = input
+        .any("x509: certificate is valid for")
+        .filter(|e| e.contains(", not "))
+    {
+        add(
+            Cause::HostName,
+            96,
+            "kubernetes_host names the API server by an address its certificate does not hold"
+                .into(),
+            e.into(),
+            "set kubernetes_host to a name or address in the API server's certificate (kubectl config view --raw shows the one kubectl uses; openssl s_client -connect <host:port> </dev/null | openssl x509 -noout -ext subjectAltName lists them)",
+        );
+    }
+    if let Some(e) = input
         .any("certificate signed by unknown authority")
-        .or_else(|| input.any("x509:"))
+        .or_else(|| {
+            input
+                .any("x509:")
+                .filter(|e| !e.contains("x509: certificate is valid for"))
+        })
     {
         add(
             Cause::WrongCa,
@@ -348,6 +369,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
     }
     for needle in [
         "connection refused",
+        "connection reset by peer",
         "TLS handshake timeout",
         "no such host",
         "i/o timeout",

@@ -194,13 +194,41 @@ fn uuid_re() -> &'static regex::Regex {
     })
 }
 
-/// A regular expression that matches `text` as observed (with [`UUID`] standing for any UUID).
+/// What the local port of a connection (new in every trial) is written as in a signature.
+pub const PORT: &str = "<port>";
+
+fn port_re() -> &'static regex::Regex {
+    static R: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    // `read tcp 127.0.0.1:50780->127.0.0.1:39807`: the first port is the client's own.
+    R.get_or_init(|| regex::Regex::new(r"(tcp \S+?):\d+->").expect("valid"))
+}
+
+/// Whether `text` holds a value that changes with every trial ([`UUID`], [`PORT`]).
+pub fn varies(text: &str) -> bool {
+    text.contains(UUID) || text.contains(PORT)
+}
+
+/// A regular expression that matches `text` as observed (with [`UUID`] standing for any UUID
+/// and [`PORT`] for any port); `${placeholders}` stay as they are (matching substitutes them,
+/// escaped).
 pub fn as_regex(text: &str) -> String {
-    let parts: Vec<String> = text.split(UUID).map(regex::escape).collect();
-    format!(
-        "^{}$",
-        parts.join("[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-    )
+    static TOKENS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let tokens = TOKENS
+        .get_or_init(|| regex::Regex::new(r"<uuid>|<port>|\$\{[A-Za-z0-9._-]+\}").expect("valid"));
+    let mut out = String::from("^");
+    let mut at = 0;
+    for m in tokens.find_iter(text) {
+        out.push_str(&regex::escape(&text[at..m.start()]));
+        out.push_str(match m.as_str() {
+            UUID => "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+            PORT => "[0-9]+",
+            placeholder => placeholder,
+        });
+        at = m.end();
+    }
+    out.push_str(&regex::escape(&text[at..]));
+    out.push('$');
+    out
 }
 
 /// `text` with every placeholder value of this trial replaced by its `${name}` (longest values
@@ -215,7 +243,10 @@ pub fn placeholders_back(text: &str, vars: &Vars) -> String {
             out = out.replace(v.as_str(), &format!("${{{k}}}"));
         }
     }
-    uuid_re().replace_all(&out, UUID).into_owned()
+    let out = uuid_re().replace_all(&out, UUID);
+    port_re()
+        .replace_all(&out, format!("${{1}}:{PORT}->").as_str())
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -244,6 +275,17 @@ mod tests {
         let re = regex::Regex::new(&as_regex(&seen)).unwrap();
         assert!(re.is_match(uid));
         assert!(!re.is_match("UID (x) does not match"));
+        let reset = "read tcp 127.0.0.1:50780->127.0.0.1:39807: read: connection reset by peer";
+        let seen = placeholders_back(reset, &vars);
+        assert_eq!(
+            seen,
+            "read tcp 127.0.0.1:<port>->127.0.0.1:39807: read: connection reset by peer"
+        );
+        assert!(regex::Regex::new(&as_regex(&seen)).unwrap().is_match(reset));
+        assert_eq!(
+            as_regex("Post \"${reset.url}/x\" <port>"),
+            "^Post \"${reset.url}/x\" [0-9]+$"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::{
     cluster::external::ExternalCluster,
     lab::{Runtime, servers::ServerHandle},
     placeholders::{Vars, substitute},
-    sim::{ClosedPort, HangListener, SimCluster, SimConfig},
+    sim::{ClosedPort, HangListener, ResetListener, SimCluster, SimConfig},
 };
 
 /// What a trial needs of its cluster.
@@ -59,6 +59,8 @@ pub(super) struct Names {
 #[derive(Default)]
 pub(super) struct Faults {
     _hang: Option<HangListener>,
+    _reset: Option<ResetListener>,
+    _unnamed: Option<crate::sim::Forwarder>,
     _unreachable: Option<ClosedPort>,
 }
 
@@ -236,6 +238,12 @@ fn url_vars(url: &str) -> Vars {
         "cluster.hostport".into(),
         url.trim_start_matches("https://").to_string(),
     );
+    if let Some((_, port)) = url.rsplit_once(':') {
+        vars.insert(
+            "cluster.port".into(),
+            port.trim_end_matches('/').to_string(),
+        );
+    }
     vars
 }
 
@@ -280,6 +288,42 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
         let h = HangListener::bind_on(&host).await?;
         vars.insert("hang.url".into(), h.url());
         faults._hang = Some(h);
+    }
+    if lc.uses("reset.url") {
+        let r = ResetListener::bind_on(&host).await?;
+        vars.insert("reset.url".into(), r.url());
+        vars.insert(
+            "reset.hostport".into(),
+            r.url().trim_start_matches("https://").to_string(),
+        );
+        faults._reset = Some(r);
+    }
+    if lc.uses("cluster.unnamed_url") {
+        let Some(sim) = &cv.sim else {
+            return Err(super::NotAvailable::err(
+                "cluster",
+                "${cluster.unnamed_url} is made on the sim cluster only",
+            ));
+        };
+        // The API server at a loopback address its certificate does not name.
+        if host != "127.0.0.1" {
+            return Err(super::NotAvailable::err(
+                "cluster",
+                "${cluster.unnamed_url} needs the server as a local process (127.0.0.2 is loopback only for processes)",
+            ));
+        }
+        let port = sim
+            .url()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let f = crate::sim::Forwarder::start(("127.0.0.2", port), ("127.0.0.1", port)).await?;
+        vars.insert(
+            "cluster.unnamed_url".into(),
+            format!("https://127.0.0.2:{port}"),
+        );
+        faults._unnamed = Some(f);
     }
     if lc.uses("unrelated.ca") {
         vars.insert("unrelated.ca".into(), run.lab.unrelated_ca()?);
