@@ -238,6 +238,10 @@ pub struct EsoClient {
     /// Property of that secret copied into the target Secret (default `username`).
     #[serde(default)]
     pub property: Option<String>,
+    /// Namespace of the ExternalSecret (and of a `SecretStore`); default: the client service
+    /// account's. A `ClusterSecretStore` resolves the service account in this namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 /// Kind of the ESO secret store.

@@ -22,6 +22,8 @@ pub struct StoreSpec<'a> {
     pub role: &'a str,
     /// Service account ESO requests a token for: (namespace, name).
     pub service_account: (&'a str, &'a str),
+    /// Namespace of the ExternalSecret (and of a `SecretStore`).
+    pub namespace: &'a str,
     /// Audiences of that token (None: the API server's default).
     pub audiences: Option<&'a [String]>,
     /// Labels put on every object (run id, owner).
@@ -38,9 +40,9 @@ pub fn store_api_kind(kind: EsoStoreKind) -> &'static str {
 
 /// The ClusterSecretStore or SecretStore.
 pub fn store(s: &StoreSpec<'_>) -> Value {
-    let (sa_ns, sa_name) = s.service_account;
+    let (_, sa_name) = s.service_account;
     // No `namespace` in the reference, also for a cluster store: ESO then resolves the service
-    // account in the ExternalSecret's namespace (which is `sa_ns`) and logs in when the
+    // account in the ExternalSecret's namespace (`s.namespace`) and logs in when the
     // ExternalSecret syncs, so a failed login is the ExternalSecret's error. A cluster store
     // naming a namespace logs in itself while being validated, and a failure there leaves the
     // ExternalSecret with no more than "store is not ready".
@@ -50,7 +52,7 @@ pub fn store(s: &StoreSpec<'_>) -> Value {
     }
     let mut metadata = json!({ "name": s.name, "labels": s.labels });
     if s.kind == EsoStoreKind::SecretStore {
-        metadata["namespace"] = json!(sa_ns);
+        metadata["namespace"] = json!(s.namespace);
     }
     json!({
         "apiVersion": "external-secrets.io/v1",
@@ -83,7 +85,7 @@ pub fn external_secret(s: &StoreSpec<'_>, key: &str, property: &str) -> Value {
         "kind": "ExternalSecret",
         "metadata": {
             "name": s.name,
-            "namespace": s.service_account.0,
+            "namespace": s.namespace,
             "labels": s.labels,
         },
         "spec": {
@@ -113,6 +115,7 @@ mod tests {
             auth_mount: "k8s-r17",
             role: "app",
             service_account: ("external-secrets", "vault-auth"),
+            namespace: "external-secrets",
             audiences,
             labels: LABELS.get_or_init(|| {
                 json!({"app.kubernetes.io/managed-by": "authlab"})
@@ -170,6 +173,49 @@ mod tests {
         assert_eq!(
             v["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "authlab"
+        );
+    }
+
+    /// A cluster store used from a namespace that lacks the service account: the reference
+    /// names no namespace, so ESO looks for the account where the ExternalSecret is.
+    #[test]
+    fn an_external_secret_in_another_namespace() {
+        let mut s = spec(EsoStoreKind::ClusterSecretStore, None);
+        s.namespace = "apps";
+        let store = store(&s);
+        let sa_ref = &store["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"];
+        assert_eq!(sa_ref, &json!({"name": "vault-auth"}));
+        assert!(store["metadata"].get("namespace").is_none());
+        let es = external_secret(&s, "allowed/config", "username");
+        assert_eq!(es["metadata"]["namespace"], "apps");
+        assert_eq!(es["spec"]["secretStoreRef"]["kind"], "ClusterSecretStore");
+        // A namespaced store lives with its ExternalSecret.
+        let mut n = spec(EsoStoreKind::SecretStore, None);
+        n.namespace = "apps";
+        assert_eq!(super::store(&n)["metadata"]["namespace"], "apps");
+    }
+
+    /// The shipped case of this setup renders the same way.
+    #[test]
+    fn the_reported_case_puts_the_external_secret_in_its_namespace() {
+        let cases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let file = cases.join("reported/eso-cluster-store-from-another-namespace.yaml");
+        let lc = crate::case::load::load_file(&cases, &file).unwrap();
+        let eso = lc.case.eso.as_ref().unwrap();
+        assert_eq!(eso.store, EsoStoreKind::ClusterSecretStore);
+        let ns = eso.namespace.as_deref().unwrap();
+        assert_ne!(ns, lc.case.client.service_account.namespace);
+        let mut s = spec(eso.store, None);
+        s.service_account = (
+            &lc.case.client.service_account.namespace,
+            &lc.case.client.service_account.name,
+        );
+        s.namespace = ns;
+        assert_eq!(external_secret(&s, "k", "p")["metadata"]["namespace"], ns);
+        assert!(
+            store(&s)["spec"]["provider"]["vault"]["auth"]["kubernetes"]["serviceAccountRef"]
+                .get("namespace")
+                .is_none()
         );
     }
 }

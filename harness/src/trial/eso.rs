@@ -79,6 +79,7 @@ async fn observe_on_kind(
     )?;
     let sa = &case.client.service_account;
     let (sa_ns, sa_name) = (sa.namespace.as_str(), sa.name.as_str());
+    let es_ns = client_spec.namespace.as_deref().unwrap_or(sa_ns);
     let mut labels = serde_json::Map::new();
     labels.insert("app.kubernetes.io/managed-by".into(), json!("authlab"));
     labels.insert("authlab.run".into(), json!(run.lab.options().run_id));
@@ -96,6 +97,7 @@ async fn observe_on_kind(
         auth_mount: &env.names.mount,
         role: &env.names.login_role,
         service_account: (sa_ns, sa_name),
+        namespace: es_ns,
         audiences: case.client.audiences.as_deref(),
         labels: &labels,
     };
@@ -120,7 +122,7 @@ async fn observe_on_kind(
             Duration::from_secs(1),
             || {
                 let since = started.elapsed().as_secs() as i64 + 5;
-                eso::observe::observe(kube, sa_ns, &name, store_kind, property, since)
+                eso::observe::observe(kube, es_ns, &name, store_kind, property, since)
             },
             |seen| crate::verdict::check_eso(&expect, seen, &setup.vars).is_empty(),
         )
@@ -133,7 +135,7 @@ async fn observe_on_kind(
         let _ = objects::delete_applied(kube, obj).await;
     }
     Ok(EsoEvidence::Seen {
-        external_secret: format!("{sa_ns}/{name}"),
+        external_secret: format!("{es_ns}/{name}"),
         after_secs: started.elapsed().as_secs(),
         settle_secs: SETTLE.as_secs(),
         observed: observed?,
