@@ -31,7 +31,17 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("unreachable.url", "an address that refuses connections"),
     ("unreachable.hostport", "host:port of that address"),
     ("unrelated.ca", "a CA that belongs to no cluster"),
-    ("other.ca", "another cluster's CA"),
+    (
+        "other.ca",
+        "another cluster's CA (the trial's second cluster's, when it has one)",
+    ),
+    ("other.url", "the trial's second cluster's API server URL"),
+    ("other.hostport", "host:port of that URL"),
+    (
+        "other.issuer",
+        "the second cluster's service-account issuer",
+    ),
+    ("other.jwks_url", "the second cluster's /openid/v1/jwks URL"),
     ("mount", "the trial's auth mount path"),
     ("kv", "the trial's KV v2 mount path"),
     (

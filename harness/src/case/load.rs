@@ -419,12 +419,41 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             "set `topology: inside`, or use `mode: client-token` / `mode: reviewer-jwt`.",
         ));
     }
+    if let Some(m) = &case.login.mount
+        && !case.server.mounts.contains_key(m)
+    {
+        return Err(err(
+            "login.mount",
+            format!("`{m}` is not one of the case's server.mounts."),
+            "name a mount of `server.mounts`, or leave `login.mount` out to log in at the trial's own mount.",
+        ));
+    }
     check_token(lc, "client", &case.client, &err)?;
     if let Some(r) = &case.reviewer {
         check_token(lc, "reviewer", r, &err)?;
     }
     for (i, obj) in case.cluster.objects.iter().enumerate() {
         check_object(lc, &format!("cluster.objects[{i}]"), obj, &err)?;
+    }
+    for (i, obj) in case
+        .cluster
+        .other
+        .iter()
+        .flat_map(|o| &o.objects)
+        .enumerate()
+    {
+        check_object(lc, &format!("cluster.other.objects[{i}]"), obj, &err)?;
+    }
+    for (field, t) in std::iter::once(("client", &case.client))
+        .chain(case.reviewer.iter().map(|r| ("reviewer", r)))
+    {
+        if t.cluster == crate::case::model::TokenCluster::Other && case.cluster.other.is_none() {
+            return Err(err(
+                &format!("{field}.cluster"),
+                "the token comes from the second cluster, but the case has none.".into(),
+                "add `cluster: { other: { objects: [...] } }` with the token's service account.",
+            ));
+        }
     }
     for (i, action) in case.before_login.iter().enumerate() {
         let field = format!("before_login[{i}]");
@@ -623,7 +652,14 @@ fn line_of_text(text: &str, needle: &str) -> Option<u32> {
 
 /// Every placeholder must be one a trial fills.
 fn check_placeholders(lc: &LoadedCase) -> Result<(), CaseError> {
-    let known = |p: &String| crate::placeholders::KNOWN.iter().any(|(k, _)| k == p);
+    let mounts = &lc.case.server.mounts;
+    // `${mount.<name>}` and `${accessor.<name>}` of the case's further mounts.
+    let of_mount = |p: &str| {
+        ["mount.", "accessor."]
+            .iter()
+            .any(|pre| p.strip_prefix(pre).is_some_and(|n| mounts.contains_key(n)))
+    };
+    let known = |p: &String| crate::placeholders::KNOWN.iter().any(|(k, _)| k == p) || of_mount(p);
     match lc.placeholders.iter().find(|p| !known(p)) {
         None => Ok(()),
         Some(p) => {
@@ -640,12 +676,16 @@ fn check_placeholders(lc: &LoadedCase) -> Result<(), CaseError> {
                 field: None,
                 problem: format!("`${{{p}}}` is not a placeholder authlab fills."),
                 fix: format!(
-                    "use one of {}.",
+                    "use one of {}{}.",
                     crate::placeholders::KNOWN
                         .iter()
                         .map(|(k, _)| format!("${{{k}}}"))
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    mounts
+                        .keys()
+                        .map(|n| format!(", ${{mount.{n}}}, ${{accessor.{n}}}"))
+                        .collect::<String>()
                 ),
             })
         }
@@ -660,7 +700,8 @@ fn read_manifests(lc: &LoadedCase) -> Result<BTreeMap<String, Vec<serde_json::Va
         _ => None,
     });
     let mut out = BTreeMap::new();
-    for obj in case.cluster.objects.iter().chain(applied) {
+    let other = case.cluster.other.iter().flat_map(|o| &o.objects);
+    for obj in case.cluster.objects.iter().chain(other).chain(applied) {
         let ObjectSource::Path(p) = obj else {
             continue;
         };

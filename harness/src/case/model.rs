@@ -45,6 +45,9 @@ pub struct Case {
     /// External Secrets Operator as a second client with the same service account (Kind only).
     #[serde(default)]
     pub eso: Option<EsoClient>,
+    /// Where the client logs in (default `auth/${mount}/login`).
+    #[serde(default)]
+    pub login: LoginSpec,
     /// Cluster changes made after the client token was issued and before login.
     #[serde(default)]
     pub before_login: Vec<ClusterAction>,
@@ -121,6 +124,30 @@ pub struct ClusterSpec {
     /// `manifests/` parent or to the case file) or an inline object.
     #[serde(default)]
     pub objects: Vec<ObjectSource>,
+    /// A second cluster of the trial (sim only): its own CA, signing key, objects and request
+    /// log, at `${other.url}`; tokens with `cluster: other` come from it.
+    #[serde(default)]
+    pub other: Option<OtherCluster>,
+}
+
+/// The trial's second cluster.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtherCluster {
+    /// Objects applied to it.
+    #[serde(default)]
+    pub objects: Vec<ObjectSource>,
+}
+
+/// Which cluster issues a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenCluster {
+    /// The trial's cluster.
+    #[default]
+    This,
+    /// The trial's second cluster (`cluster.other`).
+    Other,
 }
 
 /// API-server settings a case can change (honoured by the sim cluster).
@@ -187,6 +214,35 @@ pub struct ServerSide {
     /// Mount tuning (`sys/auth/<mount>/tune`).
     #[serde(default)]
     pub tune: serde_json::Map<String, serde_json::Value>,
+    /// Further mounts of the same method beside the trial's, by name: each at
+    /// `${mount.<name>}` with its own config and role (merged over the same defaults).
+    #[serde(default)]
+    pub mounts: BTreeMap<String, ExtraMount>,
+}
+
+/// A further auth mount of the trial.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraMount {
+    /// Fields merged over the mode's default config.
+    #[serde(default)]
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Fields merged over the default role (written under the same role name).
+    #[serde(default)]
+    pub role: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where the client logs in.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSpec {
+    /// One of `server.mounts` instead of the trial's mount; its evidence is what is judged.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// The login path as the user wrote it (e.g. `auth/${mount}//login`), sent as is; the
+    /// answer is taken as the server gives it (redirects are not followed).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// How a service-account token is obtained.
@@ -195,6 +251,9 @@ pub struct ServerSide {
 pub struct TokenSpec {
     /// `namespace/name` of the service account.
     pub service_account: ServiceAccountRef,
+    /// The cluster that issues it (`other`: the case's second cluster).
+    #[serde(default)]
+    pub cluster: TokenCluster,
     /// Token kind.
     #[serde(default)]
     pub token: TokenKind,

@@ -285,6 +285,12 @@ impl Lab {
             .await
     }
 
+    /// The signing key of [`Lab::foreign_cluster`]: a trial's second cluster signs with it, so
+    /// its tokens are foreign to the trial's own cluster.
+    pub async fn foreign_key(&self) -> Result<String> {
+        Ok(self.foreign_cluster().await?.signing_key_pkcs8_pem())
+    }
+
     /// Docker for this lab: the engine, the lab's network and its gateway address (the host's
     /// address on it, where sim clusters listen for containers). Connected once.
     pub async fn docker(&self) -> Result<(Engine, String, String)> {

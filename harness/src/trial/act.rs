@@ -42,9 +42,25 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         let sim = env.cluster.sim.as_ref();
         let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
         let anon = setup.root.with_token(None);
-        let login = anon
-            .login(&env.names.mount, &env.names.login_role, &setup.client_jwt)
-            .await?;
+        let login = match &run.trial.case.case.login.path {
+            // As the user wrote it, answered as the server answers it.
+            Some(path) => {
+                let path = crate::placeholders::substitute(path, &setup.vars);
+                anon.post_as_is(
+                    &path,
+                    &json!({"role": env.names.login_role, "jwt": setup.client_jwt}),
+                )
+                .await?
+            }
+            None => {
+                anon.login(
+                    &env.names.login_mount,
+                    &env.names.login_role,
+                    &setup.client_jwt,
+                )
+                .await?
+            }
+        };
         acted.cluster_requests = sim
             .map(|s| s.request_log().split_off(before))
             .unwrap_or_default();

@@ -24,7 +24,7 @@ pub(super) struct Setup {
     pub root: VaultClient,
     /// The client's JWT (secret).
     pub client_jwt: String,
-    /// The mount's accessor.
+    /// The accessor of the mount the client logs in at.
     pub accessor: String,
     /// The answer to the config write.
     pub config: Observed,
@@ -42,6 +42,17 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
         for o in run.trial.case.objects_of(obj) {
             objects::apply(kube, &o).await?;
             run.record.objects.push(o);
+        }
+    }
+    if let (Some(other), Some(spec)) = (&env.cluster.other, &run.trial.case.case.cluster.other) {
+        let client = other.kube_client()?;
+        for obj in &spec.objects {
+            for o in run.trial.case.objects_of(obj) {
+                objects::apply(&client, &o)
+                    .await
+                    .context("applying an object to the second cluster")?;
+                run.record.objects.push(o);
+            }
         }
     }
     run.timer.lap("objects");
@@ -93,15 +104,28 @@ async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<
         cluster: env.cluster.sim.as_ref(),
         foreign,
     };
-    let kube = &env.cluster.client;
+    let other_signers = tokens::Signers {
+        cluster: env.cluster.other.as_ref(),
+        foreign,
+    };
+    let other_client = match &env.cluster.other {
+        Some(o) => Some(o.kube_client()?),
+        None => None,
+    };
+    let issuer = |t: &crate::case::model::TokenSpec| match (t.cluster, &other_client) {
+        (crate::case::model::TokenCluster::Other, Some(c)) => (c, &other_signers),
+        _ => (&env.cluster.client, &signers),
+    };
     if let Some(r) = &case.reviewer {
-        let jwt = tokens::obtain(kube, r, &signers)
+        let (kube, signers) = issuer(r);
+        let jwt = tokens::obtain(kube, r, signers)
             .await
             .context("obtaining the reviewer token")?;
         vars.insert("reviewer.jwt".into(), jwt.clone());
         run.record.reviewer_jwt = Some(jwt);
     }
-    let client_jwt = tokens::obtain(kube, &case.client, &signers)
+    let (kube, signers) = issuer(&case.client);
+    let client_jwt = tokens::obtain(kube, &case.client, signers)
         .await
         .context("obtaining the client token")?;
     run.record.client_jwt = Some(client_jwt.clone());
@@ -126,10 +150,11 @@ async fn configure(
         .any(|s| s.kv_read.is_some() || s.kv_write.is_some())
         || case.eso.is_some()
         || run.trial.case.uses("kv");
-    run.record.mount = n.mount.clone();
+    run.record.mount = n.login_mount.clone();
     run.made.mounts = Some(Mounts {
         root: root.clone(),
         auth: n.mount.clone(),
+        extra: n.extra.iter().map(|(_, p)| p.clone()).collect(),
         kv: needs_kv.then(|| n.kv.clone()),
         policy: n.policy.clone(),
     });
@@ -163,9 +188,46 @@ async fn configure(
     let role_resp = root
         .write(&format!("auth/{}/role/{}", n.mount, n.role), &role)
         .await?;
-    let role = Observed::from(&role_resp);
+    let mut role = Observed::from(&role_resp);
+    let mut config = Observed::from(&config_resp);
+    let mut login_accessor = accessor;
+    for (name, path) in &n.extra {
+        let extra = &case.server.mounts[name];
+        root.enable_auth(path, n.kind).await?;
+        let acc = root.auth_accessor(path).await?;
+        vars.insert(format!("accessor.{name}"), acc.clone());
+        let mut c = effective::default_config(case);
+        effective::merge(&mut c, &extra.config);
+        let c = substitute_value(&Value::Object(c), vars);
+        let mut r = effective::default_role(case, &n.policy);
+        effective::merge(&mut r, &extra.role);
+        let r = substitute_value(&Value::Object(r), vars);
+        let cr = root.write(&format!("auth/{path}/config"), &c).await?;
+        let rr = root
+            .write(&format!("auth/{path}/role/{}", n.role), &r)
+            .await?;
+        if *path == n.login_mount {
+            // The mount the client logs in at is the one judged.
+            run.record.auth_config = c;
+            run.record.role = r;
+            run.record.accessor = acc.clone();
+            config = Observed::from(&cr);
+            role = Observed::from(&rr);
+            login_accessor = acc;
+        } else {
+            anyhow::ensure!(
+                cr.is_success() && rr.is_success(),
+                "configuring the further mount {name}: {} {:?} / {} {:?}",
+                cr.status,
+                cr.errors(),
+                rr.status,
+                rr.errors()
+            );
+        }
+    }
+    run.record.evidence.config = Some(config.clone());
     run.record.evidence.role = Some(role.clone());
-    Ok((accessor, Observed::from(&config_resp), role))
+    Ok((login_accessor, config, role))
 }
 
 /// Writes one secret into a fresh KV v2 mount, which upgrades its storage first and refuses

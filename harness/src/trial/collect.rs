@@ -22,7 +22,7 @@ pub(super) async fn collect(
     setup: &Setup,
     acted: Acted,
 ) -> Result<Evidence> {
-    let mount = &env.names.mount;
+    let mount = &env.names.login_mount;
     let audit_text = read_from(&setup.server.audit_log_path(), acted.audit_offset);
     let entries = evidence::parse_audit_log(&audit_text);
     let prefix = format!("auth/{mount}/");
@@ -32,7 +32,7 @@ pub(super) async fn collect(
     let audit_login = mine
         .iter()
         .rev()
-        .find(|e| e.kind == "response" && e.path == login_path)
+        .find(|e| e.kind == "response" && (e.path == login_path || e.path.ends_with("/login")))
         .cloned();
     let log_path = setup.server.server_log_path();
     let server_log = evidence::wait_for(

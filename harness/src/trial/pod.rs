@@ -36,6 +36,7 @@ pub(super) async fn pod_server(
     objects::apply(kube, &pod).await?;
     let spec = crate::case::model::TokenSpec {
         service_account: sa.clone(),
+        cluster: Default::default(),
         token: crate::case::model::TokenKind::Projected,
         audiences: None,
         expiration_seconds: Some(3607),

@@ -22,6 +22,8 @@ use crate::{
 pub(super) struct ClusterView {
     /// The sim, when the cluster is one (it signs hand-made tokens and logs requests).
     pub sim: Option<SimCluster>,
+    /// The trial's second cluster (`cluster.other`, or a case naming `${other.url}`).
+    pub other: Option<SimCluster>,
     /// The shared cluster, when the trial runs on one.
     pub ext: Option<ExternalCluster>,
     /// Admin client.
@@ -52,6 +54,10 @@ pub(super) struct Names {
     pub role: String,
     /// Role the client logs in with.
     pub login_role: String,
+    /// Further mounts: (name, path).
+    pub extra: Vec<(String, String)>,
+    /// The mount the client logs in at.
+    pub login_mount: String,
 }
 
 /// Endpoints that fail the way networks do, held for the whole trial so no other listener
@@ -91,6 +97,9 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
     vars.insert("mount".into(), names.mount.clone());
     vars.insert("kv".into(), names.kv.clone());
     vars.insert("policy".into(), names.policy.clone());
+    for (n, p) in &names.extra {
+        vars.insert(format!("mount.{n}"), p.clone());
+    }
     let spec = &run.trial.server;
     let expect = run
         .trial
@@ -158,6 +167,34 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         .await
         .context("starting the trial's sim cluster")?;
     run.made.sim = Some(sim.clone());
+    let lc = &run.trial.case;
+    let other = if case.cluster.other.is_some()
+        || [
+            "other.url",
+            "other.hostport",
+            "other.issuer",
+            "other.jwks_url",
+        ]
+        .iter()
+        .any(|p| lc.uses(p))
+    {
+        let listener = std::net::TcpListener::bind((host.as_str(), 0))
+            .with_context(|| format!("binding a port for the trial's second cluster on {host}"))?;
+        let cfg = SimConfig {
+            port: listener.local_addr()?.port(),
+            bind: host.parse().context("the sim's listen address")?,
+            extra_sans: vec![host.clone()],
+            signing_key_pkcs8_pem: Some(lab.foreign_key().await?),
+            ..SimConfig::default()
+        };
+        let o = SimCluster::start_on(cfg, listener)
+            .await
+            .context("starting the trial's second cluster")?;
+        run.made.other_sim = Some(o.clone());
+        Some(o)
+    } else {
+        None
+    };
     run.record.kubernetes = Some(crate::sim::KUBERNETES_VERSION.to_string());
     let view = ClusterView {
         client: sim.kube_client()?,
@@ -168,6 +205,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         server_from_pods: None,
         ext: None,
         sim: Some(sim),
+        other,
     };
     Ok((view, server))
 }
@@ -218,8 +256,15 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         (ext.url.clone(), None)
     };
     run.record.kubernetes = ext.version.clone();
+    if run.trial.case.case.cluster.other.is_some() {
+        return Err(NotAvailable::err(
+            "cluster",
+            "a second cluster (cluster.other) is a sim: the case runs on the sim cluster",
+        ));
+    }
     let view = ClusterView {
         sim: None,
+        other: None,
         client: ext.client.clone(),
         url,
         ca_pem: ext.ca_pem.clone(),
@@ -328,7 +373,19 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
     if lc.uses("unrelated.ca") {
         vars.insert("unrelated.ca".into(), run.lab.unrelated_ca()?);
     }
-    if lc.uses("other.ca") {
+    if let Some(o) = &cv.other {
+        vars.insert("other.url".into(), o.url());
+        vars.insert(
+            "other.hostport".into(),
+            o.url().trim_start_matches("https://").to_string(),
+        );
+        vars.insert("other.ca".into(), o.ca_pem());
+        vars.insert("other.issuer".into(), o.issuer());
+        vars.insert(
+            "other.jwks_url".into(),
+            format!("{}/openid/v1/jwks", o.url()),
+        );
+    } else if lc.uses("other.ca") {
         vars.insert("other.ca".into(), run.lab.foreign_cluster().await?.ca_pem());
     }
     if lc.uses("unreachable.url") || lc.uses("unreachable.hostport") {
@@ -355,9 +412,25 @@ fn names(run: &Run<'_>) -> Names {
         .role_name
         .clone()
         .unwrap_or_else(|| "app".into());
+    let mount = format!("{prefix}-{id}");
+    let extra: Vec<(String, String)> = case
+        .server
+        .mounts
+        .keys()
+        .map(|n| (n.clone(), format!("{mount}-{n}")))
+        .collect();
+    let login_mount = case
+        .login
+        .mount
+        .as_ref()
+        .and_then(|m| extra.iter().find(|(n, _)| n == m))
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| mount.clone());
     Names {
         kind,
-        mount: format!("{prefix}-{id}"),
+        extra,
+        login_mount,
+        mount,
         kv: format!("kv-{id}"),
         policy: format!("authlab-{id}"),
         login_role: case

@@ -16,6 +16,8 @@ pub(super) struct Mounts {
     pub root: VaultClient,
     /// Auth mount path.
     pub auth: String,
+    /// Further auth mounts.
+    pub extra: Vec<String>,
     /// KV mount path, when the trial made one (its steps read or write secrets).
     pub kv: Option<String>,
     /// Policy name.
@@ -27,6 +29,8 @@ pub(super) struct Mounts {
 pub(super) struct Made<'a> {
     /// The trial's own sim.
     pub sim: Option<SimCluster>,
+    /// The trial's second cluster.
+    pub other_sim: Option<SimCluster>,
     /// The shared cluster's client (what the trial applied there is deleted).
     pub shared: Option<kube::Client>,
     /// The turn on the shared cluster.
@@ -43,6 +47,9 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
     let made = std::mem::take(&mut run.made);
     if let Some(m) = made.mounts {
         let _ = m.root.disable_auth(&m.auth).await;
+        for e in &m.extra {
+            let _ = m.root.disable_auth(e).await;
+        }
         if let Some(kv) = &m.kv {
             let _ = m
                 .root
@@ -67,6 +74,9 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
     if let Some(sim) = made.sim {
         run.record.cluster_log = sim.request_log();
         sim.shutdown().await;
+    }
+    if let Some(other) = made.other_sim {
+        other.shutdown().await;
     }
     drop(made.faults);
     drop(made.exclusive);

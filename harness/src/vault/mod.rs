@@ -277,6 +277,33 @@ impl VaultClient {
         self.request(Method::GET, path, None).await
     }
 
+    /// POSTs `body` to `path` exactly as given (no path cleaning, no redirect followed): what a
+    /// client sees when the user wrote the path.
+    pub async fn post_as_is(&self, path: &str, body: &Value) -> Result<ApiResponse> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the HTTP client")?;
+        let url = format!("{}/v1/{path}", self.base);
+        let mut req = http.post(&url).json(body);
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t);
+        }
+        let started = std::time::Instant::now();
+        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+        let status = resp.status().as_u16();
+        let raw = resp.text().await.unwrap_or_default();
+        Ok(ApiResponse {
+            status,
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+            elapsed: started.elapsed(),
+        })
+    }
+
     /// Logs in at `auth/<mount>/login` with `role` and `jwt` (no token header).
     pub async fn login(&self, mount: &str, role: &str, jwt: &str) -> Result<ApiResponse> {
         self.with_token(None)
