@@ -193,6 +193,18 @@ fn kubernetes_config(jwt: &DecodedJwt, config: &Value, role: Option<&Value>, add
             "give kubernetes_ca_cert: the cluster CA (kubeconfig certificate-authority-data, base64-decoded, or ca.crt of any service-account token Secret)",
         );
     }
+    let selector = role
+        .and_then(|r| r["bound_service_account_namespace_selector"].as_str())
+        .unwrap_or("");
+    if !reviewer && !selector.is_empty() {
+        add(
+            Cause::Namespace,
+            BOUND,
+            "the role binds namespaces by selector, which needs a token_reviewer_jwt to read the client's namespace with".into(),
+            format!("bound_service_account_namespace_selector {selector:?}, token_reviewer_jwt not set"),
+            "configure token_reviewer_jwt (an account that may create tokenreviews and get namespaces), or bind namespaces by name (bound_service_account_namespaces)",
+        );
+    }
     if !reviewer {
         // The client's own token is the TokenReview's bearer: the API server accepts it only
         // for one of its API audiences (by default its issuer, or the in-cluster service name).
