@@ -17,6 +17,10 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("cluster.jwks_url", "the cluster's /openid/v1/jwks URL"),
     ("cluster.pubkey", "the service-account public key (PEM)"),
     ("reviewer.jwt", "the reviewer token"),
+    (
+        "pod.jwt",
+        "the server pod's token as mounted when it started (inside topology)",
+    ),
     ("hang.url", "an endpoint that accepts and never answers"),
     (
         "reset.url",

@@ -192,10 +192,16 @@ impl History {
     }
 }
 
-/// True for a trial that spends its time waiting for the server to give up on an endpoint that
-/// never answers (so it needs no worker slot of its own).
+/// True for a trial that spends its time waiting — for the server to give up on an endpoint
+/// that never answers, or as its case's `wait` says — so it needs no worker slot of its own.
 pub fn only_waits(t: &Trial) -> bool {
-    t.not_applicable.is_none() && t.case.uses("hang.url")
+    t.not_applicable.is_none()
+        && (t.case.uses("hang.url")
+            || t.case
+                .case
+                .before_login
+                .iter()
+                .any(|a| matches!(a, crate::case::model::ClusterAction::Wait(_))))
 }
 
 /// How often the trials still running are named while nothing finishes.
@@ -232,8 +238,13 @@ pub async fn run_all(
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
             }
-            let bound = only_waits(&t)
-                .then_some("waits out the server's 10 s TLS handshake timeout for an endpoint that never answers");
+            let bound = if t.case.uses("hang.url") {
+                Some("waits out the server's 10 s TLS handshake timeout for an endpoint that never answers")
+            } else if only_waits(&t) {
+                Some("waits as its case's before_login says")
+            } else {
+                None
+            };
             if let Ok(mut r) = running.lock() {
                 r.insert(t.name.clone(), (Instant::now(), bound));
             }

@@ -472,6 +472,36 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             }
             // Parsed as a `ServiceAccountRef` at load.
             ClusterAction::RecreateServiceAccount(_) => {}
+            ClusterAction::Wait(d) => match humantime::parse_duration(d) {
+                Ok(t) if t <= crate::case::model::MAX_WAIT => {}
+                Ok(t) => {
+                    return Err(err(
+                        &format!("{field}.wait"),
+                        format!(
+                            "{} is longer than the {} s a trial may wait.",
+                            humantime::format_duration(t),
+                            crate::case::model::MAX_WAIT.as_secs()
+                        ),
+                        "wait at most 30s: give the token a shorter lifetime (expiration_seconds) instead.",
+                    ));
+                }
+                Err(e) => {
+                    return Err(err(
+                        &format!("{field}.wait"),
+                        format!("`{d}` is not a duration ({e})."),
+                        "write a duration such as `5s` or `1500ms`.",
+                    ));
+                }
+            },
+            ClusterAction::ReplaceServerPod {} | ClusterAction::RotateServerToken {} => {
+                if case.topology != crate::case::model::Topology::Inside {
+                    return Err(err(
+                        &field,
+                        "only a server inside the cluster has a pod to replace or a token file to rotate.".into(),
+                        "add `topology: inside`, or drop the action.",
+                    ));
+                }
+            }
         }
     }
     for (i, step) in case.steps.iter().enumerate() {

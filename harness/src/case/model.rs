@@ -336,7 +336,19 @@ pub enum ClusterAction {
     RecreateServiceAccount(ServiceAccountRef),
     /// Apply an object (path or inline).
     Apply(ObjectSource),
+    /// Wait this long (e.g. `5s`; at most 30 s): a short-lived token expires.
+    Wait(String),
+    /// The server's pod is replaced, as after a restart (inside topology): its Pod object is
+    /// deleted and re-created (a new UID) and the container's token file holds a token bound to
+    /// the new pod; the server keeps running with its data.
+    ReplaceServerPod {},
+    /// The server pod's token file is rotated (inside topology): a new token bound to the same
+    /// pod, as kubelet refreshes it.
+    RotateServerToken {},
 }
+
+/// The longest `wait` a case may ask for.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A follow-up request made with the login's client token.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -27,7 +27,7 @@ pub(super) struct Acted {
 }
 
 pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<Acted> {
-    change_cluster(run, env).await?;
+    change_cluster(run, env, setup).await?;
     let audit_offset = super::apply::file_len(&setup.server.audit_log_path());
     let mut acted = Acted {
         login: None,
@@ -131,7 +131,7 @@ async fn auth_of(
 }
 
 /// `before_login`: deletions, re-creations and further objects.
-async fn change_cluster(run: &Run<'_>, env: &Env) -> Result<()> {
+async fn change_cluster(run: &Run<'_>, env: &Env, setup: &Setup) -> Result<()> {
     let kube = &env.cluster.client;
     for action in &run.trial.case.case.before_login {
         match action {
@@ -143,6 +143,17 @@ async fn change_cluster(run: &Run<'_>, env: &Env) -> Result<()> {
                 for o in run.trial.case.objects_of(obj) {
                     objects::apply(kube, &o).await?;
                 }
+            }
+            ClusterAction::Wait(d) => {
+                // Bounded at load (MAX_WAIT).
+                let t = humantime::parse_duration(d)?;
+                tokio::time::sleep(t.min(crate::case::model::MAX_WAIT)).await;
+            }
+            ClusterAction::ReplaceServerPod {} => {
+                super::pod::renew_token(run, env, setup, true).await?;
+            }
+            ClusterAction::RotateServerToken {} => {
+                super::pod::renew_token(run, env, setup, false).await?;
             }
         }
     }

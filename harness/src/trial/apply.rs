@@ -70,6 +70,15 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
             })?;
             let s = Arc::new(super::pod::pod_server(run.lab, run.trial, sim, kube).await?);
             run.record.server_config = s.config_text();
+            if run.trial.case.uses("pod.jwt")
+                && let Some(c) = s.container_server()
+            {
+                let t = c
+                    .read_file(&format!("/{}/token", crate::container::SA_DIR))
+                    .await
+                    .context("reading the server pod's token")?;
+                vars.insert("pod.jwt".into(), String::from_utf8_lossy(&t).into_owned());
+            }
             run.made.pod_server = Some(s.clone());
             run.timer.lap("pod");
             s

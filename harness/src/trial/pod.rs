@@ -19,41 +19,11 @@ pub(super) async fn pod_server(
     sim: &SimCluster,
     kube: &kube::Client,
 ) -> Result<crate::lab::servers::ServerHandle> {
-    let case = &trial.case.case;
-    let sa = case
-        .server
-        .pod_service_account
-        .clone()
-        .unwrap_or_else(|| crate::case::model::ServiceAccountRef::new("vault", "vault-auth"));
+    let sa = pod_account(trial);
     let (ns, name) = (sa.namespace.as_str(), sa.name.as_str());
     let pod_name = format!("{}-0", trial.server.flavour);
-    let pod = json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": pod_name, "namespace": ns, "labels": {"app.kubernetes.io/name": "openbao"}},
-        "spec": {"serviceAccountName": name, "nodeName": "authlab-node",
-                 "containers": [{"name": "server", "image": crate::container::image_tag(&trial.server)}]},
-    });
-    objects::apply(kube, &pod).await?;
-    let spec = crate::case::model::TokenSpec {
-        service_account: sa.clone(),
-        cluster: Default::default(),
-        token: crate::case::model::TokenKind::Projected,
-        audiences: None,
-        expiration_seconds: Some(3607),
-        bound_pod: Some(pod_name),
-        secret_name: None,
-        claims: Default::default(),
-        time_shift: None,
-        foreign_key: false,
-        literal: None,
-    };
-    let signers = tokens::Signers {
-        cluster: Some(sim),
-        foreign: None,
-    };
-    let token = tokens::obtain(kube, &spec, &signers)
-        .await
-        .with_context(|| format!("requesting the server pod's token for {sa}"))?;
+    objects::apply(kube, &pod_object(trial, ns, name, &pod_name)).await?;
+    let token = pod_token(kube, sim, &sa, &pod_name).await?;
     let (_, _, gateway) = lab.docker().await?;
     let pod = crate::container::PodIdentity {
         token,
@@ -64,4 +34,91 @@ pub(super) async fn pod_server(
     };
     lab.start_container(&trial.server, Some(pod), Some(&trial.name))
         .await
+}
+
+/// The server's Pod object.
+fn pod_object(trial: &Trial, ns: &str, sa: &str, pod_name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": ns, "labels": {"app.kubernetes.io/name": "openbao"}},
+        "spec": {"serviceAccountName": sa, "nodeName": "authlab-node",
+                 "containers": [{"name": "server", "image": crate::container::image_tag(&trial.server)}]},
+    })
+}
+
+/// The service account the server pod runs as.
+fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
+    trial
+        .case
+        .case
+        .server
+        .pod_service_account
+        .clone()
+        .unwrap_or_else(|| crate::case::model::ServiceAccountRef::new("vault", "vault-auth"))
+}
+
+/// A token of the pod's service account bound to the pod, as kubelet requests it.
+async fn pod_token(
+    kube: &kube::Client,
+    sim: &SimCluster,
+    sa: &crate::case::model::ServiceAccountRef,
+    pod_name: &str,
+) -> Result<String> {
+    let spec = crate::case::model::TokenSpec {
+        service_account: sa.clone(),
+        cluster: Default::default(),
+        token: crate::case::model::TokenKind::Projected,
+        audiences: None,
+        expiration_seconds: Some(3607),
+        bound_pod: Some(pod_name.to_string()),
+        secret_name: None,
+        claims: Default::default(),
+        time_shift: None,
+        foreign_key: false,
+        literal: None,
+    };
+    let signers = tokens::Signers {
+        cluster: Some(sim),
+        foreign: None,
+    };
+    tokens::obtain(kube, &spec, &signers)
+        .await
+        .with_context(|| format!("requesting the server pod's token for {sa}"))
+}
+
+/// A new token in the server pod's token file: for the same pod (`replace`: false, kubelet's
+/// refresh), or for a new pod of the same name that replaces the old one (`replace`: true, a
+/// restart: the old pod's tokens are invalid from then on).
+pub(super) async fn renew_token(
+    run: &super::Run<'_>,
+    env: &super::prepare::Env,
+    setup: &super::apply::Setup,
+    replace: bool,
+) -> Result<()> {
+    let trial = run.trial;
+    let sim = env
+        .cluster
+        .sim
+        .as_ref()
+        .context("the server pod is emulated on the sim only")?;
+    let container = setup
+        .server
+        .container_server()
+        .context("the server is not a pod of this trial")?;
+    let kube = &env.cluster.client;
+    let sa = pod_account(trial);
+    let pod_name = format!("{}-0", trial.server.flavour);
+    if replace {
+        objects::delete(kube, &format!("Pod {}/{pod_name}", sa.namespace)).await?;
+        objects::apply(kube, &pod_object(trial, &sa.namespace, &sa.name, &pod_name)).await?;
+    }
+    let token = pod_token(kube, sim, &sa, &pod_name).await?;
+    container
+        .write_file(
+            &format!("/{}/token", crate::container::SA_DIR),
+            token.as_bytes(),
+            0o644,
+        )
+        .await
+        .context("writing the new token into the server pod's token file")
 }
