@@ -97,6 +97,25 @@ impl<S: Send + 'static> Accept<TcpStream, S> for FaultAcceptor {
     }
 }
 
+/// Accepts connections on `listener` until `stop` is set or dropped, handing each to `each`.
+fn accept_until_stopped(
+    listener: tokio::net::TcpListener,
+    mut stopped: watch::Receiver<bool>,
+    mut each: impl FnMut(tokio::net::TcpStream) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => each(s),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                },
+            }
+        }
+    });
+}
+
 /// A TCP listener on 127.0.0.1 that accepts connections and never speaks (a TLS handshake
 /// never completes). Dropping it closes the listener and every connection.
 pub struct HangListener {
@@ -119,19 +138,10 @@ impl HangListener {
             .with_context(|| format!("binding a port on {host} for the hanging listener"))?;
         let host = host.to_string();
         let port = listener.local_addr()?.port();
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((s, _)) => held.push(s),
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                    },
-                }
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        // Held, never answered, until the listener is dropped.
+        let mut held = Vec::new();
+        accept_until_stopped(listener, stopped, move |s| held.push(s));
         Ok(HangListener { host, port, stop })
     }
 
@@ -162,31 +172,17 @@ impl ResetListener {
             .await
             .with_context(|| format!("binding a port on {host} for the resetting listener"))?;
         let port = listener.local_addr()?.port();
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((s, _)) => {
-                            tokio::spawn(async move {
-                                use tokio::io::AsyncReadExt;
-                                let mut s = s;
-                                let mut buf = [0u8; 512];
-                                let _ = tokio::time::timeout(
-                                    std::time::Duration::from_secs(5),
-                                    s.read(&mut buf),
-                                )
-                                .await;
-                                // Linger 0: closing sends RST instead of FIN.
-                                let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
-                                drop(s);
-                            });
-                        }
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                    },
-                }
-            }
+        let (stop, stopped) = watch::channel(false);
+        accept_until_stopped(listener, stopped, |mut s| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 512];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await;
+                // Linger 0: closing sends RST instead of FIN.
+                let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+                drop(s);
+            });
         });
         Ok(ResetListener {
             host: host.to_string(),
@@ -220,24 +216,14 @@ impl Forwarder {
             .await
             .with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1))?;
         let target = format!("{}:{}", target.0, target.1);
-        let (stop, mut stopped) = watch::channel(false);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => match accepted {
-                        Ok((mut inbound, _)) => {
-                            let target = target.clone();
-                            tokio::spawn(async move {
-                                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                                }
-                            });
-                        }
-                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-                    },
+        let (stop, stopped) = watch::channel(false);
+        accept_until_stopped(listener, stopped, move |mut inbound| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
-            }
+            });
         });
         Ok(Forwarder { stop })
     }

@@ -36,15 +36,7 @@ fn num(v: &Value) -> Option<i64> {
 
 /// Adds the findings of comparing the token with the role and the config.
 pub fn check(input: &Input, out: &mut Vec<Finding>) {
-    let mut add = |cause: Cause, score: u8, title: String, evidence: String, fix: &str| {
-        out.push(Finding {
-            cause,
-            title,
-            evidence,
-            fix: fix.to_string(),
-            score,
-        });
-    };
+    let mut add = super::adder(out);
     let when = if input.at_login { "the login" } else { "now" };
     if let Some(why) = &input.jwt_error {
         add(

@@ -271,18 +271,23 @@ impl Input {
     }
 }
 
-/// Ranks the likely causes, most likely first.
-pub fn diagnose(input: &Input) -> Vec<Finding> {
-    let mut out: Vec<Finding> = Vec::new();
-    let mut add = |cause: Cause, score: u8, title: String, evidence: String, fix: &str| {
+/// A pusher of findings: `add(cause, score, title, evidence, fix)`.
+pub(crate) fn adder(out: &mut Vec<Finding>) -> impl FnMut(Cause, u8, String, String, &str) + '_ {
+    move |cause, score, title, evidence, fix| {
         out.push(Finding {
             cause,
             title,
             evidence,
             fix: fix.to_string(),
             score,
-        });
-    };
+        })
+    }
+}
+
+/// Ranks the likely causes, most likely first.
+pub fn diagnose(input: &Input) -> Vec<Finding> {
+    let mut out: Vec<Finding> = Vec::new();
+    let mut add = adder(&mut out);
 
     // Config-write failures.
     if let Some(e) = input
@@ -728,6 +733,7 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         );
     }
 
+    drop(add);
     checks::check(input, &mut out);
     out.sort_by(|a, b| {
         b.score
