@@ -192,6 +192,10 @@ const CASES: &[(&str, TestFn)] = &[
         "conformance::oidc::43_bootstrap_policy",
         oidc::t43_bootstrap_policy,
     ),
+    (
+        "conformance::oidc::44_content_negotiation",
+        oidc::t44_content_negotiation,
+    ),
     ("conformance::sim::request_log", sim::request_log),
     ("conformance::sim::connection_modes", sim::connection_modes),
     ("conformance::sim::token_settings", sim::token_settings),

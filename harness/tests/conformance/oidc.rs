@@ -115,6 +115,36 @@ pub fn t40_jwks<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
     })
 }
 
+/// The discovery routes are declared with one type each (`application/json`,
+/// `application/jwk-set+json`): a request that accepts only another type gets 406, one that
+/// sends no Accept, `*/*` or the type itself gets the document.
+pub fn t44_content_negotiation<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        s.service_account(env, "web").await?;
+        let (token, _) = s.mint(env, "web", json!({})).await?;
+        for (path, produced, other) in [
+            (JWKS, "application/jwk-set+json", "application/json"),
+            (
+                "/.well-known/openid-configuration",
+                "application/json",
+                "application/jwk-set+json",
+            ),
+        ] {
+            env.get_accepting(path, &token, Some(other))
+                .await?
+                .expect(406)
+                .with_context(|| format!("GET {path} accepting only {other}"))?;
+            for accept in [None, Some("*/*"), Some(produced)] {
+                let r = env.get_accepting(path, &token, accept).await?;
+                r.expect(200)
+                    .with_context(|| format!("GET {path} with Accept {accept:?}"))?;
+                same(r.header("content-type"), Some(produced), "Content-Type")?;
+            }
+        }
+        Ok(Done::Passed)
+    })
+}
+
 fn anonymous_403(path: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),

@@ -155,7 +155,7 @@ impl Env {
         let req = axum::http::Request::builder()
             .method(method)
             .uri(path)
-            .header("Accept", "application/json")
+            .header("Accept", "application/json, */*")
             .header("Content-Type", content_type.unwrap_or("application/json"))
             .body(kube::client::Body::from(bytes))?;
         let resp = self
@@ -177,6 +177,35 @@ impl Env {
         })
     }
 
+    /// A GET with the given bearer token and `Accept` header (None: no header).
+    pub async fn get_accepting(
+        &self,
+        path: &str,
+        bearer: &str,
+        accept: Option<&str>,
+    ) -> Result<Resp> {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(bearer);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {path}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.text().await?;
+        Ok(Resp {
+            status,
+            headers,
+            text,
+        })
+    }
+
     /// A request with the given bearer token (or none).
     pub async fn call(
         &self,
@@ -189,7 +218,8 @@ impl Env {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
-            .header("Accept", "application/json");
+            // As kubectl asks: JSON, else whatever the route produces.
+            .header("Accept", "application/json, */*");
         if let Some(t) = bearer {
             req = req.bearer_auth(t);
         }

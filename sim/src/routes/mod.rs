@@ -291,8 +291,8 @@ fn non_resource(core: &Arc<Core>, ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
             error: None,
             review: None,
         }),
-        "/.well-known/openid-configuration" => oidc::configuration(core),
-        "/openid/v1/jwks" => oidc::jwks(core),
+        "/.well-known/openid-configuration" => oidc::configuration(core, ctx.headers),
+        "/openid/v1/jwks" => oidc::jwks(core, ctx.headers),
         _ => discovery::serve(core, path, ctx.pretty),
     }
 }
