@@ -79,6 +79,10 @@ const CASES: &[(&str, TestFn)] = &[
         authn::t13_version_anonymous_and_garbage,
     ),
     (
+        "conformance::authn::14_plain_http_on_the_tls_port",
+        authn::t14_plain_http_on_the_tls_port,
+    ),
+    (
         "conformance::tokenreview::14_valid_unbound",
         tokenreview::t14_valid_unbound,
     ),

@@ -61,6 +61,38 @@ impl ModeSwitch {
     }
 }
 
+/// Whether the connection's first bytes are a plain HTTP request rather than a TLS record:
+/// the test Go's HTTPS server makes on the first record header (`GET /`, `HEAD `, `POST `,
+/// `PUT /`, `OPTIO`). Waits at most 10 s for the 5 bytes; a client that sends nothing is left
+/// to the TLS handshake.
+async fn looks_like_http(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 5];
+    let read = async {
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(n) if n >= 5 => return true,
+                Ok(0) | Err(_) => return false,
+                // Fewer than 5 bytes so far: peek again once more have come.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+            }
+        }
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(10), read).await,
+        Ok(true)
+    ) && [b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO"].contains(&&buf)
+}
+
+/// What Go's HTTPS server answers a plain HTTP request with, then closes the connection. The
+/// request is left unread, so closing resets the connection (RST), as it does there.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream
+        .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+        .await;
+    drop(stream);
+}
+
 /// Inner acceptor (runs before TLS) that applies the current [`SimMode`].
 #[derive(Clone)]
 pub(crate) struct FaultAcceptor {
@@ -78,7 +110,16 @@ impl<S: Send + 'static> Accept<TcpStream, S> for FaultAcceptor {
         match self.mode.get() {
             SimMode::Normal => {
                 let _ = stream.set_nodelay(true);
-                Box::pin(std::future::ready(Ok((stream, service))))
+                Box::pin(async move {
+                    if looks_like_http(&stream).await {
+                        refuse_plain_http(stream).await;
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a plain HTTP request on the TLS port",
+                        ));
+                    }
+                    Ok((stream, service))
+                })
             }
             SimMode::Refuse => {
                 drop(stream);

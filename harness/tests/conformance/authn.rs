@@ -83,3 +83,33 @@ pub fn t13_version_anonymous_and_garbage<'a>(env: &'a Env, _s: &'a Scratch) -> F
         Ok(Done::Passed)
     })
 }
+
+/// A plain HTTP request on the TLS port is answered as Go's HTTPS server answers it — a bare
+/// `HTTP/1.0 400` naming the mistake — and the connection is closed with the request unread.
+pub fn t14_plain_http_on_the_tls_port<'a>(env: &'a Env, _s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hostport = env
+            .base
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut conn = tokio::net::TcpStream::connect(&hostport).await?;
+        conn.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await?;
+        let mut answer = Vec::new();
+        // The answer, then the close (or a reset, for the unread request).
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            conn.read_to_end(&mut answer),
+        )
+        .await;
+        same(
+            String::from_utf8_lossy(&answer).into_owned(),
+            "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+                .to_string(),
+            "the answer to plain HTTP",
+        )?;
+        Ok(Done::Passed)
+    })
+}
