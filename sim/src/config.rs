@@ -24,6 +24,19 @@ pub struct SimConfig {
     pub extra_sans: Vec<String>,
     /// A PKCS#8 PEM RSA key to sign service-account tokens with; `None` generates RSA-2048.
     pub signing_key_pkcs8_pem: Option<String>,
+    /// The keys of the cluster CA and the serving certificate (RSA-2048, as kubeadm makes
+    /// them); `None` generates both. Each start makes a new CA certificate and serving
+    /// certificate with them, so sharing keys saves the key generation only.
+    pub tls_keys: Option<TlsKeys>,
+}
+
+/// PKCS#8 PEM keys of a cluster CA and its serving certificate.
+#[derive(Debug, Clone)]
+pub struct TlsKeys {
+    /// The CA's key.
+    pub ca_key_pkcs8_pem: String,
+    /// The serving certificate's key.
+    pub serving_key_pkcs8_pem: String,
 }
 
 impl Default for SimConfig {
@@ -37,6 +50,7 @@ impl Default for SimConfig {
             port: 0,
             extra_sans: Vec::new(),
             signing_key_pkcs8_pem: None,
+            tls_keys: None,
         }
     }
 }

@@ -88,7 +88,9 @@ async fn looks_like_http(stream: &TcpStream) -> bool {
 async fn refuse_plain_http(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream
-        .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+        .write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        )
         .await;
     drop(stream);
 }

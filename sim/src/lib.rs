@@ -31,11 +31,12 @@ use std::{
 use anyhow::{Context, Result};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
-pub use config::{DEFAULT_ISSUER, SimConfig};
+pub use config::{DEFAULT_ISSUER, SimConfig, TlsKeys};
 pub use fault::{ClosedPort, Forwarder, HangListener, ResetListener, SimMode};
 pub use kubeconfig::CONTEXT as KUBECONFIG_CONTEXT;
 pub use log::{RequestRecord, ReviewRecord};
 pub use serve::serve_foreground;
+pub use tls::generate_keys as generate_tls_keys;
 
 /// The Kubernetes version the sim models (what its `/version` answers).
 pub const KUBERNETES_VERSION: &str = routes::discovery::GIT_VERSION;
@@ -86,12 +87,13 @@ impl SimCluster {
     pub async fn start_on(cfg: SimConfig, listener: std::net::TcpListener) -> Result<SimCluster> {
         let key_pem = cfg.signing_key_pkcs8_pem.clone();
         let sans = cfg.extra_sans.clone();
+        let tls_keys = cfg.tls_keys.clone();
         let (key, pki) = tokio::task::spawn_blocking(move || -> Result<_> {
             let key = match key_pem {
                 Some(pem) => SigningKey::from_pkcs8_pem(&pem)?,
                 None => SigningKey::generate()?,
             };
-            Ok((key, tls::build(&sans)?))
+            Ok((key, tls::build(&sans, tls_keys.as_ref())?))
         })
         .await
         .context("key generation task failed")??;

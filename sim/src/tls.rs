@@ -26,9 +26,38 @@ pub(crate) struct ServingPki {
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
-/// Creates a fresh CA and a serving certificate for [`BASE_SANS`] plus `extra_sans`.
-pub(crate) fn build(extra_sans: &[String]) -> Result<ServingPki> {
-    let ca_key = KeyPair::generate().context("generating the CA key")?;
+/// A new RSA-2048 key pair (what kubeadm makes for its CA and the API server).
+fn rsa() -> Result<KeyPair> {
+    KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .context("generating an RSA-2048 key")
+}
+
+/// New keys for a CA and its serving certificate.
+pub fn generate_keys() -> Result<crate::config::TlsKeys> {
+    Ok(crate::config::TlsKeys {
+        ca_key_pkcs8_pem: rsa()?.serialize_pem(),
+        serving_key_pkcs8_pem: rsa()?.serialize_pem(),
+    })
+}
+
+fn key_from(pem: &str) -> Result<KeyPair> {
+    KeyPair::from_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256)
+        .context("reading an RSA key (PKCS#8 PEM)")
+}
+
+/// Creates a fresh CA and a serving certificate for [`BASE_SANS`] plus `extra_sans`, with the
+/// given keys (new RSA-2048 keys when None).
+pub(crate) fn build(
+    extra_sans: &[String],
+    keys: Option<&crate::config::TlsKeys>,
+) -> Result<ServingPki> {
+    let (ca_key, leaf_key) = match keys {
+        Some(k) => (
+            key_from(&k.ca_key_pkcs8_pem)?,
+            key_from(&k.serving_key_pkcs8_pem)?,
+        ),
+        None => (rsa()?, rsa()?),
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).context("CA parameters")?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -50,7 +79,6 @@ pub(crate) fn build(extra_sans: &[String]) -> Result<ServingPki> {
             sans.push(s.clone());
         }
     }
-    let leaf_key = KeyPair::generate().context("generating the serving key")?;
     let mut leaf = CertificateParams::new(sans).context("serving certificate names")?;
     leaf.distinguished_name
         .push(DnType::CommonName, "kube-apiserver");

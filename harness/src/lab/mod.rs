@@ -132,6 +132,8 @@ pub struct Lab {
     in_cluster: Mutex<HashMap<ServerSpec, ServerCell>>,
     kind_network: Mutex<HashMap<ServerSpec, ServerCell>>,
     sa_key: OnceCell<String>,
+    tls_keys: OnceCell<crate::sim::TlsKeys>,
+    foreign_tls_keys: OnceCell<crate::sim::TlsKeys>,
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
     docker: Once<(Engine, String, String)>,
@@ -179,6 +181,8 @@ impl Lab {
             in_cluster: Mutex::new(HashMap::new()),
             kind_network: Mutex::new(HashMap::new()),
             sa_key: OnceCell::new(),
+            tls_keys: OnceCell::new(),
+            foreign_tls_keys: OnceCell::new(),
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
             docker: OnceCell::new(),
@@ -268,10 +272,41 @@ impl Lab {
     pub async fn sa_key(&self) -> Result<String> {
         self.sa_key
             .get_or_try_init(|| async {
-                let sim = SimCluster::start(SimConfig::default()).await?;
+                let sim = SimCluster::start(SimConfig {
+                    tls_keys: Some(self.tls_keys().await?),
+                    ..SimConfig::default()
+                })
+                .await?;
                 let key = sim.signing_key_pkcs8_pem();
                 sim.shutdown().await;
                 Ok::<_, anyhow::Error>(key)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The RSA-2048 keys of the CA and serving certificate every trial's sim cluster uses (two
+    /// key generations per run instead of two per trial; each sim still makes its own
+    /// certificates).
+    pub async fn tls_keys(&self) -> Result<crate::sim::TlsKeys> {
+        self.tls_keys
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(crate::sim::generate_tls_keys)
+                    .await
+                    .context("the key generation task failed")?
+            })
+            .await
+            .cloned()
+    }
+
+    /// The keys of another cluster's CA and serving certificate (the foreign cluster's, and
+    /// every trial's second cluster's): its CA does not sign the trial cluster's certificate.
+    pub async fn foreign_tls_keys(&self) -> Result<crate::sim::TlsKeys> {
+        self.foreign_tls_keys
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(crate::sim::generate_tls_keys)
+                    .await
+                    .context("the key generation task failed")?
             })
             .await
             .cloned()
@@ -281,7 +316,13 @@ impl Lab {
     /// tokens from another cluster.
     pub async fn foreign_cluster(&self) -> Result<&SimCluster> {
         self.foreign
-            .get_or_try_init(|| SimCluster::start(SimConfig::default()))
+            .get_or_try_init(|| async {
+                SimCluster::start(SimConfig {
+                    tls_keys: Some(self.foreign_tls_keys().await?),
+                    ..SimConfig::default()
+                })
+                .await
+            })
             .await
     }
 
@@ -561,7 +602,8 @@ impl Lab {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "authlab-unrelated-ca");
-        let key = rcgen::KeyPair::generate()?;
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
         let pem = params.self_signed(&key)?.pem();
         let _ = self.unrelated_ca.set(pem.clone());
         Ok(pem)

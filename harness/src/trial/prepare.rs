@@ -162,6 +162,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         bind: host.parse().context("the sim's listen address")?,
         extra_sans: vec![host.clone()],
         signing_key_pkcs8_pem: Some(lab.sa_key().await?),
+        tls_keys: Some(lab.tls_keys().await?),
     };
     let sim = SimCluster::start_on(cfg, listener)
         .await
@@ -185,6 +186,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
             bind: host.parse().context("the sim's listen address")?,
             extra_sans: vec![host.clone()],
             signing_key_pkcs8_pem: Some(lab.foreign_key().await?),
+            tls_keys: Some(lab.foreign_tls_keys().await?),
             ..SimConfig::default()
         };
         let o = SimCluster::start_on(cfg, listener)

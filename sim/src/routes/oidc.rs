@@ -123,10 +123,22 @@ mod tests {
     #[test]
     fn accept_ranges() {
         let jwks = "application/jwk-set+json";
-        for a in [None, Some(""), Some("*/*"), Some("application/*"), Some(jwks), Some("application/json, */*")] {
+        for a in [
+            None,
+            Some(""),
+            Some("*/*"),
+            Some("application/*"),
+            Some(jwks),
+            Some("application/json, */*"),
+        ] {
             assert!(accepts(a, jwks), "{a:?}");
         }
-        for a in [Some("application/json"), Some("text/plain"), Some("*/*;q=0"), Some("application/json;q=0.9")] {
+        for a in [
+            Some("application/json"),
+            Some("text/plain"),
+            Some("*/*;q=0"),
+            Some("application/json;q=0.9"),
+        ] {
             assert!(!accepts(a, jwks), "{a:?}");
         }
     }
