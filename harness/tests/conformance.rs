@@ -115,6 +115,10 @@ const CASES: &[(&str, TestFn)] = &[
         tokenreview::t21_pod_deleted,
     ),
     (
+        "conformance::tokenreview::21b_pod_terminating",
+        tokenreview::t21b_pod_terminating,
+    ),
+    (
         "conformance::tokenreview::22_sa_recreated",
         tokenreview::t22_sa_recreated,
     ),

@@ -424,6 +424,14 @@ fn check_ref(
             "{what} UID ({live}) does not match service account {claim} ref claim ({uid})"
         ));
     }
+    // An object being deleted still validates its tokens until its deletionTimestamp is more
+    // than the validator's leeway (60 s) in the past.
+    if let Some(at) = meta_str(obj, "deletionTimestamp")
+        && let Ok(t) = humantime::parse_rfc3339_weak(at)
+        && t + std::time::Duration::from_secs(60) < std::time::SystemTime::now()
+    {
+        return Err("service account token has been invalidated".into());
+    }
     Ok(())
 }
 

@@ -330,6 +330,30 @@ impl Store {
         Ok(obj)
     }
 
+    /// Marks an object as being deleted (`deletionTimestamp`, `deletionGracePeriodSeconds`),
+    /// returning it as stored.
+    pub fn mark_deleting(
+        &mut self,
+        kind: Kind,
+        ns: &str,
+        name: &str,
+        at: &str,
+        grace: i64,
+    ) -> Result<Value, ApiError> {
+        let info = kind.info();
+        let rv = self.next_rv();
+        let obj = self
+            .objects
+            .get_mut(&(kind, scope(kind, ns), name.to_string()))
+            .ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?;
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("deletionTimestamp".into(), json!(at));
+            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            meta.insert("resourceVersion".into(), json!(rv));
+        }
+        Ok(obj.clone())
+    }
+
     /// Removes an object, returning it.
     pub fn delete(&mut self, kind: Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
         let info = kind.info();

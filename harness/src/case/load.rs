@@ -460,13 +460,11 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         match action {
             ClusterAction::Apply(obj) => check_object(lc, &field, obj, &err)?,
             ClusterAction::Delete(what) => {
-                if what.split_whitespace().count() != 2 {
+                if let Err(why) = crate::cluster::objects::DeleteSpec::parse(what) {
                     return Err(err(
                         &field,
-                        format!(
-                            "`delete: {what}` should be `<Kind> <namespace>/<name>` or `<Kind> <name>`."
-                        ),
-                        "write e.g. `delete: ServiceAccount default/internal-app`.",
+                        format!("`delete: {what}`: {why}."),
+                        "write e.g. `delete: ServiceAccount default/internal-app`, or `delete: Pod default/app-0 --grace-period=0 --force`.",
                     ));
                 }
             }

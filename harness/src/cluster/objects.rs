@@ -88,21 +88,75 @@ pub async fn delete_applied(client: &Client, obj: &serde_json::Value) -> Result<
         str_at(&obj["kind"]),
         obj["metadata"]["namespace"].as_str(),
         str_at(&obj["metadata"]["name"]),
+        None,
     )
     .await
 }
 
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
 pub async fn delete(client: &Client, spec: &str) -> Result<()> {
-    let (kind, target) = spec
-        .split_once(' ')
-        .with_context(|| format!("`{spec}` is not `<Kind> <namespace>/<name>`"))?;
-    let (ns, name) = match target.split_once('/') {
-        Some((ns, name)) => (Some(ns), name),
-        None => (None, target),
-    };
-    let api_version = api_version_of(kind).unwrap_or("v1");
-    delete_object(client, api_version, kind, ns, name).await
+    let d = DeleteSpec::parse(spec).map_err(|why| anyhow!("`{spec}`: {why}"))?;
+    let api_version = api_version_of(&d.kind).unwrap_or("v1");
+    delete_object(
+        client,
+        api_version,
+        &d.kind,
+        d.namespace.as_deref(),
+        &d.name,
+        d.grace_period,
+    )
+    .await
+}
+
+/// `<Kind> <namespace>/<name>` (or `<Kind> <name>`) with kubectl's `--grace-period=N` and
+/// `--force` (which needs `--grace-period=0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteSpec {
+    /// Kind.
+    pub kind: String,
+    /// Namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// The grace period asked for (None: the object's own).
+    pub grace_period: Option<u32>,
+}
+
+impl DeleteSpec {
+    /// Parses the text of a `delete:` action.
+    pub fn parse(spec: &str) -> std::result::Result<DeleteSpec, String> {
+        let mut words = spec.split_whitespace();
+        let (Some(kind), Some(target)) = (words.next(), words.next()) else {
+            return Err("it should be `<Kind> <namespace>/<name>` or `<Kind> <name>`".into());
+        };
+        let (namespace, name) = match target.split_once('/') {
+            Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
+            None => (None, target.to_string()),
+        };
+        let (mut grace_period, mut force) = (None, false);
+        for w in words {
+            match w {
+                "--force" => force = true,
+                _ => match w.strip_prefix("--grace-period=").map(str::parse::<u32>) {
+                    Some(Ok(n)) => grace_period = Some(n),
+                    _ => {
+                        return Err(format!(
+                            "`{w}` is not `--grace-period=<seconds>` or `--force`"
+                        ));
+                    }
+                },
+            }
+        }
+        if force && grace_period != Some(0) {
+            return Err("`--force` goes with `--grace-period=0`, as kubectl has it".into());
+        }
+        Ok(DeleteSpec {
+            kind: kind.to_string(),
+            namespace,
+            name,
+            grace_period,
+        })
+    }
 }
 
 async fn delete_object(
@@ -111,16 +165,19 @@ async fn delete_object(
     kind: &str,
     ns: Option<&str>,
     name: &str,
+    grace_period: Option<u32>,
 ) -> Result<()> {
     let api = api_for(client, api_version, kind, ns)?;
-    api.delete(name, &DeleteParams::default())
-        .await
-        .with_context(|| {
-            format!(
-                "deleting {kind} {}{name}",
-                ns.map(|n| format!("{n}/")).unwrap_or_default()
-            )
-        })?;
+    let params = DeleteParams {
+        grace_period_seconds: grace_period,
+        ..DeleteParams::default()
+    };
+    api.delete(name, &params).await.with_context(|| {
+        format!(
+            "deleting {kind} {}{name}",
+            ns.map(|n| format!("{n}/")).unwrap_or_default()
+        )
+    })?;
     Ok(())
 }
 

@@ -109,7 +109,13 @@ pub(super) async fn renew_token(
     let sa = pod_account(trial);
     let pod_name = format!("{}-0", trial.server.flavour);
     if replace {
-        objects::delete(kube, &format!("Pod {}/{pod_name}", sa.namespace)).await?;
+        // Gone at once, as once its kubelet confirmed the deletion: a StatefulSet re-creates
+        // the pod only then.
+        objects::delete(
+            kube,
+            &format!("Pod {}/{pod_name} --grace-period=0 --force", sa.namespace),
+        )
+        .await?;
         objects::apply(kube, &pod_object(trial, &sa.namespace, &sa.name, &pod_name)).await?;
     }
     let token = pod_token(kube, sim, &sa, &pod_name).await?;

@@ -218,6 +218,62 @@ pub fn t21_pod_deleted<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
     })
 }
 
+/// A pod scheduled to a node is deleted gracefully: it stays, with a `deletionTimestamp` its
+/// grace period ahead, until its kubelet confirms, and the tokens bound to it stay valid (until
+/// that timestamp is more than 60 s past). Deleting it with grace period 0 removes it.
+pub fn t21b_pod_terminating<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
+    Box::pin(async move {
+        let reviewer = s.reviewer(env).await?;
+        s.service_account(env, "web").await?;
+        let (node, _) = s.node(env).await?;
+        s.pod(env, "web-1", "web", Some(&node)).await?;
+        let (token, _) = s
+            .mint(
+                env,
+                "web",
+                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-1"}}),
+            )
+            .await?;
+        let path = format!("/api/v1/namespaces/{}/pods/web-1", s.ns);
+        env.admin_call(
+            "DELETE",
+            &path,
+            Some(&json!({"gracePeriodSeconds": 30})),
+            None,
+        )
+        .await?
+        .expect(200)?;
+        let r = env.admin_call("GET", &path, None, None).await?;
+        r.expect(200)?;
+        let pod = r.json();
+        if pod["metadata"]["deletionTimestamp"].as_str().is_none() {
+            anyhow::bail!("the terminating pod has no deletionTimestamp: {pod}");
+        }
+        same(
+            &pod["metadata"]["deletionGracePeriodSeconds"],
+            &json!(30),
+            "deletionGracePeriodSeconds",
+        )?;
+        same(
+            &review(env, &reviewer, &token, &[]).await?["status"]["authenticated"],
+            &json!(true),
+            "a token of a terminating pod",
+        )?;
+        env.admin_call(
+            "DELETE",
+            &path,
+            Some(&json!({"gracePeriodSeconds": 0})),
+            None,
+        )
+        .await?
+        .expect(200)?;
+        let want = "[invalid bearer token, service account token has been invalidated]";
+        let r = review_until(env, &reviewer, &token, want).await?;
+        expect_failure(&r, want)?;
+        Ok(Done::Passed)
+    })
+}
+
 pub fn t22_sa_recreated<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
     Box::pin(async move {
         let reviewer = s.reviewer(env).await?;

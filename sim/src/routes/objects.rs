@@ -83,6 +83,9 @@ pub(crate) fn handle(core: &Arc<Core>, ctx: &Ctx<'_>) -> Result<Reply, ApiError>
         Method::PATCH => patch(core, kind, ns, name, ctx),
         Method::DELETE => {
             let mut store = core.store();
+            if let Some(pod) = delete_gracefully(&mut store, kind, ns, name, ctx)? {
+                return Ok(Reply::json(200, &pod, ctx.pretty));
+            }
             let removed = delete(&mut store, kind, ns, name)?;
             let details = Details {
                 name: name.into(),
@@ -320,6 +323,64 @@ fn update(
     let updated = store.update(kind, ns, name, obj)?;
     after_write(core, &mut store, kind, ns, &updated, false);
     Ok(updated)
+}
+
+/// The grace period a DELETE asks for: `gracePeriodSeconds` of the query or of the body's
+/// DeleteOptions.
+fn grace_period(ctx: &Ctx<'_>) -> Option<i64> {
+    let from_query = ctx.query.split('&').find_map(|kv| {
+        kv.strip_prefix("gracePeriodSeconds=")
+            .and_then(|v| v.parse().ok())
+    });
+    from_query.or_else(|| {
+        serde_json::from_slice::<Value>(ctx.body)
+            .ok()
+            .and_then(|b| b["gracePeriodSeconds"].as_i64())
+    })
+}
+
+/// A Pod scheduled to a node is deleted gracefully: it gets a `deletionTimestamp` (now plus its
+/// grace period, 30 s by default) and stays until its kubelet confirms — which no sim kubelet
+/// does; a grace period of 0 (`kubectl delete --grace-period=0 --force`) or an unscheduled pod
+/// is removed at once (None). A pod already being deleted keeps its earlier deadline.
+fn delete_gracefully(
+    store: &mut Store,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    ctx: &Ctx<'_>,
+) -> Result<Option<Value>, ApiError> {
+    if kind != Kind::POD {
+        return Ok(None);
+    }
+    let info = kind.info();
+    let pod = store
+        .get(kind, ns, name)
+        .ok_or_else(|| ApiError::not_found(info.group, info.plural, name))?
+        .clone();
+    let scheduled = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let grace = grace_period(ctx).unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    });
+    if !scheduled || grace <= 0 {
+        return Ok(None);
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return Ok(Some(pod));
+    }
+    let at = std::time::SystemTime::now() + std::time::Duration::from_secs(grace as u64);
+    Ok(Some(store.mark_deleting(
+        kind,
+        ns,
+        name,
+        &humantime::format_rfc3339_seconds(at).to_string(),
+        grace,
+    )?))
 }
 
 fn delete(store: &mut Store, kind: Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
