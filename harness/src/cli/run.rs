@@ -1,0 +1,320 @@
+//! `authlab run` (the matrix, its summary, JUnit and report, `--bless`) and `authlab report`.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
+
+use anyhow::Result;
+
+use super::{Format, cases_dir};
+use crate::{
+    case::{load, matrix::ClusterKind},
+    cleanup,
+    lab::{Lab, LabOptions, Runtime},
+    report::{self, summary::Style},
+    runner, select, settings,
+    trial::Verdict,
+};
+
+/// The flags of `authlab run`.
+#[derive(clap::Args, Debug)]
+pub(super) struct RunArgs {
+    /// Substrings of trial names to run (any of them; all trials when none).
+    filters: Vec<String>,
+    /// Filters are whole trial names.
+    #[arg(long)]
+    exact: bool,
+    /// Leave out trials whose name contains this (repeatable).
+    #[arg(long, value_name = "FILTER")]
+    skip: Vec<String>,
+    /// Only cases of this auth method.
+    #[arg(long, value_parser = ["kubernetes", "jwt"])]
+    auth: Option<String>,
+    /// Only cases of this Kubernetes auth mode.
+    #[arg(long, value_parser = ["local-token", "client-token", "reviewer-jwt"])]
+    mode: Option<String>,
+    /// Only cases of this topology.
+    #[arg(long, value_parser = ["outside", "inside"])]
+    topology: Option<String>,
+    /// Succeed when no trial ran (none matched, or all were ignored), as nextest's
+    /// `--no-tests=pass`.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Write what the servers answered into each selected case file (expect, flavours per
+    /// server where they differ, observed_on), as snapshot tests record snapshots; the rest of
+    /// the file is kept.
+    #[arg(long)]
+    bless: bool,
+    /// Also show what passing trials observed.
+    #[arg(long)]
+    show_observed: bool,
+    /// Write the matrix report (matrix.json, matrix.md, index.html) into this directory.
+    #[arg(long, env = "AUTHLAB_REPORT", value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Output format of the summary on standard output (json: the matrix.json document).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+    /// Case directory.
+    #[arg(long, env = "AUTHLAB_CASES")]
+    cases: Option<PathBuf>,
+    /// Servers, e.g. openbao:2.7.2,openbao:2.6.1,vault:1.21.1.
+    #[arg(long)]
+    servers: Option<String>,
+    /// Cluster (default: AUTHLAB_CLUSTER, else sim).
+    #[arg(long, value_enum)]
+    cluster: Option<ClusterKind>,
+    /// Where shared servers run (default: AUTHLAB_RUNTIME, else process).
+    #[arg(long, value_enum)]
+    runtime: Option<Runtime>,
+    /// Write JUnit XML here.
+    #[arg(long, env = "AUTHLAB_JUNIT")]
+    junit: Option<PathBuf>,
+    /// Write artifacts of failed trials under this directory (default: ./authlab-artifacts).
+    #[arg(long, env = "AUTHLAB_ARTIFACTS")]
+    artifacts: Option<PathBuf>,
+    /// Keep scratch files (server data and logs).
+    #[arg(long)]
+    keep: bool,
+    /// Trials at once.
+    #[arg(long, default_value_t = 8)]
+    jobs: usize,
+}
+
+/// Exit code of a run in which no trial ran.
+const NO_TRIAL_RAN: u8 = 4;
+
+pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
+    let filter = runner::Filter {
+        patterns: a.filters,
+        exact: a.exact,
+        skip: a.skip,
+        auth: a.auth,
+        mode: a.mode,
+        topology: a.topology,
+    };
+    // First: a signal from here on takes the ordered way out (and exits 130/143).
+    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    let dir = cases_dir(a.cases);
+    let servers = select::servers(a.servers.as_deref())?;
+    let cluster = select::cluster(a.cluster)?;
+    let trials = filter.apply(runner::load_trials(&dir, &servers, cluster)?);
+    if trials.is_empty() {
+        eprintln!(
+            "authlab: no trial matches {} (see `authlab list` for case names; trial names are <case>::<flavour>-<version>)",
+            if filter.patterns.is_empty() {
+                "the selection".to_string()
+            } else {
+                format!("{:?}", filter.patterns)
+            }
+        );
+        return Ok(if a.allow_empty {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(NO_TRIAL_RAN)
+        });
+    }
+    let mut opts = LabOptions::new(cluster);
+    opts.runtime = select::runtime(a.runtime)?;
+    opts.keep = a.keep || settings::keep();
+    opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(select::artifacts_dir));
+    let run_id = opts.run_id.clone();
+    eprintln!(
+        "authlab: run {} — {} trials, servers {}, cluster {}",
+        opts.run_id,
+        trials.len(),
+        servers
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        cluster.as_str()
+    );
+    let lab = Arc::new(Lab::new(opts)?);
+    let started_at = std::time::SystemTime::now();
+    let started = Instant::now();
+    let mut outcomes = runner::run_all(lab.clone(), trials, a.jobs, style).await;
+    let wall = started.elapsed();
+    lab.shutdown().await;
+    cleanup::cleanup_now();
+    // A requirement CI=true or AUTHLAB_REQUIRE asks for fails the trial that lacked it.
+    for o in &mut outcomes {
+        if let (Verdict::Ignored(r), Some(what)) = (&o.verdict, o.requirement)
+            && settings::required(what)
+        {
+            o.verdict = Verdict::Failed(vec![format!(
+                "required but not available ({what}; CI=true or AUTHLAB_REQUIRE): {r}"
+            )]);
+        }
+    }
+    let matrix = report::matrix::Matrix::of_run(
+        report::matrix::RunInfo {
+            run_id,
+            started: humantime::format_rfc3339_seconds(started_at).to_string(),
+            wall_ms: wall.as_millis() as u64,
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            cluster: cluster.as_str().to_string(),
+        },
+        &outcomes,
+    );
+    match a.format {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&matrix)?),
+        Format::Human => {
+            out!("{}", report::summary::render(&outcomes, wall, style));
+            if a.show_observed {
+                for o in &outcomes {
+                    if let Some(sig) = &o.observed {
+                        outln!("{} observed:", o.name);
+                        for (k, v) in sig.fields() {
+                            outln!("    {k}: {v}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if a.bless {
+        return bless(&outcomes);
+    }
+    if a.format == Format::Human {
+        let mut shown = Vec::new();
+        for t in &matrix.trials {
+            if let Some(d) = &t.difference
+                && !shown.contains(&(&t.case, &d.key))
+            {
+                shown.push((&t.case, &d.key));
+                outln!(
+                    "\n{} on {} differs: {}. What {} answered, as a block for the case file:\n{}",
+                    t.case,
+                    d.servers.join(", "),
+                    d.because,
+                    if d.servers.len() == 1 { "it" } else { "they" },
+                    d.block
+                );
+            }
+        }
+    }
+    let differences = matrix.counts().differences;
+    if differences > 0 {
+        eprintln!(
+            "authlab: {differences} failed trial(s) only answer differently from the server their expectations were written for{}",
+            if a.report.is_some() {
+                "; the report holds a flavours block for each"
+            } else {
+                "; the blocks above hold what they answered"
+            }
+        );
+    }
+    if let Some(path) = a.junit {
+        report::junit::write(&path, "authlab", &outcomes, None)?;
+        eprintln!("authlab: JUnit written to {}", path.display());
+    }
+    if let Some(dir) = &a.report {
+        matrix.write(dir)?;
+        eprintln!(
+            "authlab: report written to {} (matrix.json, matrix.md, index.html)",
+            dir.display()
+        );
+    }
+    let bad = outcomes
+        .iter()
+        .any(|o| matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)));
+    let ran = outcomes
+        .iter()
+        .any(|o| !matches!(o.verdict, Verdict::Ignored(_)));
+    Ok(if bad {
+        ExitCode::from(1)
+    } else if !ran && !a.allow_empty {
+        let mut reasons: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| match &o.verdict {
+                Verdict::Ignored(r) => Some(r.as_str()),
+                _ => None,
+            })
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        eprintln!(
+            "authlab: no trial ran: every selected trial was ignored ({}); --allow-empty accepts that",
+            reasons.into_iter().take(3).collect::<Vec<_>>().join("; ")
+        );
+        ExitCode::from(NO_TRIAL_RAN)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A case and what each server observed of it.
+type Observations = (
+    Arc<load::LoadedCase>,
+    Vec<(String, report::signature::Signature)>,
+);
+
+/// Blesses every case the run observed; exit 0 when each was written or already held.
+fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
+    let mut by_case: std::collections::BTreeMap<std::path::PathBuf, Observations> =
+        std::collections::BTreeMap::new();
+    let mut failed = false;
+    for o in outcomes {
+        let entry = by_case
+            .entry(o.trial.case.path.clone())
+            .or_insert_with(|| (o.trial.case.clone(), Vec::new()));
+        match (&o.verdict, &o.observed) {
+            (Verdict::Passed | Verdict::Failed(_), Some(sig)) => {
+                entry.1.push((o.trial.server.to_string(), sig.clone()))
+            }
+            (Verdict::Ignored(_), _) => {}
+            (other, _) => {
+                failed = true;
+                eprintln!(
+                    "authlab: {}: not blessed on {}: the trial did not get as far as observing ({})",
+                    o.trial.case.path.display(),
+                    o.trial.server,
+                    crate::report::summary::word(other)
+                );
+            }
+        }
+    }
+    for (path, (case, observed)) in &by_case {
+        if observed.is_empty() {
+            continue;
+        }
+        let servers: Vec<&str> = observed.iter().map(|(s, _)| s.as_str()).collect();
+        match crate::bless::bless(case, observed) {
+            Ok(crate::bless::Outcome::Written) => eprintln!(
+                "authlab: blessed {} with what {} answered",
+                path.display(),
+                servers.join(", ")
+            ),
+            Ok(crate::bless::Outcome::Unchanged) => eprintln!(
+                "authlab: {} already holds what {} answered",
+                path.display(),
+                servers.join(", ")
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("authlab: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub(super) fn merge_reports(inputs: &[PathBuf], out: &std::path::Path) -> Result<ExitCode> {
+    let parts = inputs
+        .iter()
+        .map(|p| report::matrix::Matrix::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = report::matrix::Matrix::merge(parts);
+    let files = merged.write(out)?;
+    eprintln!(
+        "authlab: {} runs, {}",
+        merged.runs.len(),
+        merged.counts().sentence()
+    );
+    for f in files {
+        outln!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
