@@ -363,6 +363,7 @@ mod tests {
             kubernetes: None,
             verdict: verdict.into(),
             messages: Vec::new(),
+            not_checked: Vec::new(),
             observed: Some(Signature(
                 [("login.status".to_string(), "400".to_string())].into(),
             )),

@@ -68,7 +68,13 @@ fn case_of(o: &TrialOutcome, suite: &str) -> Case {
     if let Some(k) = &o.kubernetes {
         properties.push(("kubernetes".to_string(), k.clone()));
     }
+    if !o.not_checked.is_empty() {
+        properties.push(("not_checked".to_string(), o.not_checked.len().to_string()));
+    }
     let mut system_out = String::new();
+    for what in &o.not_checked {
+        system_out.push_str(&format!("not checked here: {what}\n"));
+    }
     if let Some(dir) = &o.artifacts {
         system_out.push_str(&format!("artifacts: {}\n", dir.display()));
     }
@@ -274,5 +280,23 @@ mod tests {
         // Outside nextest the file holds this process's trials only.
         write(&path, "authlab-sim", std::slice::from_ref(&b), None).unwrap();
         assert_eq!(names(&path), [b.name]);
+    }
+
+    /// An expectation the cluster could not observe is said, not passed over.
+    #[test]
+    fn what_was_not_checked_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let mut a = outcome("openbao:2.7.2", Verdict::Passed);
+        a.not_checked = vec![
+            "expect.cluster_requests: only the sim cluster records the requests it answers".into(),
+        ];
+        write(&path, "authlab-kind", &[a], None).unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            xml.contains("not checked here: expect.cluster_requests"),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"not_checked\" value=\"1\""), "{xml}");
     }
 }

@@ -11,6 +11,7 @@ use super::{
 /// The word (and mark) a cell shows for a trial.
 pub fn cell_word(r: &Row) -> &'static str {
     match (r.verdict.as_str(), r.difference.is_some()) {
+        ("passed", _) if !r.not_checked.is_empty() => "✅ ok (part not checked)",
         ("passed", _) => "✅ ok",
         ("failed", true) => "⚠️ differs",
         ("failed", false) => "❌ FAILED",

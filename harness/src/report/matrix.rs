@@ -87,6 +87,9 @@ pub struct Row {
     pub verdict: String,
     /// What did not hold (failed), the error, or why it was ignored.
     pub messages: Vec<String>,
+    /// Expectations this cluster could not observe (never counted as held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_checked: Vec<String>,
     /// What it observed (trials that got as far as judging).
     pub observed: Option<Signature>,
     /// The `flavours` key whose expectations applied (None: the case's `expect`).
@@ -151,6 +154,7 @@ impl Row {
             kubernetes: o.kubernetes.clone(),
             verdict: Self::verdict_word(&o.verdict).to_string(),
             messages,
+            not_checked: o.not_checked.clone(),
             observed: o.observed.clone(),
             expect_key: o.expect_key.clone(),
             expect: serde_json::to_value(expect).ok(),
