@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    case::{LoadedCase, load, model::override_matches},
+    case::{LoadedCase, load},
     report::{
-        difference::{Ordered, key_for, text, with_observed},
+        difference::{Ordered, covers, key_for, matcher_for, with_observed},
         matrix::ServerKey,
         signature::Signature,
     },
@@ -66,7 +66,7 @@ fn fresh(sig: &Signature) -> Value {
         let mut r = Map::new();
         r.insert("status".into(), st.into());
         if let Some(err) = g(&format!("{what}.error")) {
-            r.insert("error".into(), text(&Value::Null, Some(err)));
+            r.insert("error".into(), matcher_for(err));
         }
         if let Some(w) = warnings {
             r.insert("warnings".into(), json!(w));
@@ -85,7 +85,7 @@ fn fresh(sig: &Signature) -> Value {
     let mut audit = Map::new();
     for f in ["error", "data_error"] {
         if let Some(v) = g(&format!("audit.{f}")) {
-            audit.insert(f.into(), text(&Value::Null, Some(v)));
+            audit.insert(f.into(), matcher_for(v));
         }
     }
     if !audit.is_empty() {
@@ -105,12 +105,9 @@ fn fresh(sig: &Signature) -> Value {
         if let Some(level) = g("server_log.level") {
             l.insert("level".into(), level.into());
         }
-        l.insert("message".into(), text(&Value::Null, Some(message)));
+        l.insert("message".into(), matcher_for(message));
         if let Some(err) = g("server_log.err") {
-            l.insert(
-                "fields".into(),
-                json!({ "err": text(&Value::Null, Some(err)) }),
-            );
+            l.insert("fields".into(), json!({ "err": matcher_for(err) }));
         }
         e.insert("server_log".into(), Value::Object(l));
     }
@@ -312,10 +309,7 @@ pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcom
     // Entries for servers this run did not cover stay as they were.
     let mut flavours = Map::new();
     for (key, o) in &case.flavours {
-        let covers_ran = ran.iter().any(|s| {
-            let (f, v) = s.split_once(':').unwrap_or((s, ""));
-            override_matches(key, f, v)
-        });
+        let covers_ran = ran.iter().any(|s| covers(key, s));
         if !covers_ran {
             flavours.insert(
                 key.clone(),
@@ -373,11 +367,6 @@ pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcom
             source,
         })?;
     Ok(Outcome::Written)
-}
-
-fn covers(key: &str, server: &str) -> bool {
-    let (f, v) = server.split_once(':').unwrap_or((server, ""));
-    override_matches(key, f, v)
 }
 
 #[cfg(test)]

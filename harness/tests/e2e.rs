@@ -154,7 +154,7 @@ fn main() -> ExitCode {
         } else {
             let run = report::matrix::RunInfo {
                 run_id: authlab::lab::new_run_id(),
-                started: rfc3339(started_at),
+                started: humantime::format_rfc3339_seconds(started_at).to_string(),
                 wall_ms: started_at
                     .elapsed()
                     .map(|d| d.as_millis() as u64)
@@ -177,16 +177,6 @@ fn artifacts_dir() -> std::path::PathBuf {
     settings::current().artifacts.clone().unwrap_or_else(|| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/authlab-artifacts")
     })
-}
-
-fn rfc3339(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    chrono::DateTime::from_timestamp(secs as i64, 0)
-        .map(|d| d.to_rfc3339())
-        .unwrap_or_default()
 }
 
 /// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.

@@ -83,6 +83,14 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// `authlab run -q --cases CASES --servers SERVERS`, then `extra`.
+fn run_cases(cases: &Path, servers: &str, extra: &[&str]) -> Output {
+    let cases = cases.to_str().unwrap();
+    let mut args = vec!["run", "-q", "--cases", cases, "--servers", servers];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn matrix(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("matrix.json")).unwrap()).unwrap()
 }
@@ -106,20 +114,18 @@ fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
     let cases = tmp.path().join("cases");
     let report = tmp.path().join("report");
     let junit = tmp.path().join("junit.xml");
-    let out = run(&[
-        "run",
-        "-q",
-        "--cases",
-        cases.to_str().unwrap(),
-        "--servers",
+    let out = run_cases(
+        &cases,
         "openbao:2.6.1,openbao:2.7.2",
-        "--report",
-        report.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-        "--artifacts",
-        tmp.path().join("artifacts").to_str().unwrap(),
-    ]);
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--artifacts",
+            tmp.path().join("artifacts").to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "the 2.6.1 trial must fail");
     let m = matrix(&report);
     let old = trial(&m, "openbao:2.6.1");
@@ -188,14 +194,7 @@ fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(block);
     std::fs::write(&file, text).unwrap();
-    let out = run(&[
-        "run",
-        "-q",
-        "--cases",
-        cases.to_str().unwrap(),
-        "--servers",
-        "openbao:2.6.1,openbao:2.7.2",
-    ]);
+    let out = run_cases(&cases, "openbao:2.6.1,openbao:2.7.2", &[]);
     assert_eq!(out.status.code(), Some(0), "the pasted block holds");
 }
 
@@ -213,18 +212,16 @@ fn two_runs_merge_into_one_matrix_that_sees_the_difference() {
         tmp.path().join("merged"),
     );
     for (server, dir, code) in [("openbao:2.6.1", &a, 1), ("openbao:2.7.2", &b, 0)] {
-        let out = run(&[
-            "run",
-            "-q",
-            "--cases",
-            cases.to_str().unwrap(),
-            "--servers",
+        let out = run_cases(
+            &cases,
             server,
-            "--report",
-            dir.to_str().unwrap(),
-            "--artifacts",
-            tmp.path().join("artifacts").to_str().unwrap(),
-        ]);
+            &[
+                "--report",
+                dir.to_str().unwrap(),
+                "--artifacts",
+                tmp.path().join("artifacts").to_str().unwrap(),
+            ],
+        );
         assert_eq!(out.status.code(), Some(code), "{server}");
     }
     // Alone, the 2.6.1 run has no server whose answer its expectations hold for.
@@ -431,16 +428,14 @@ fn the_docs_examples_are_cases_that_pass() {
         eprintln!("skipped: {list} cannot be provisioned");
         return;
     }
-    let out = run(&[
-        "run",
-        "-q",
-        "--cases",
-        cases.to_str().unwrap(),
-        "--servers",
+    let out = run_cases(
+        &cases,
         &list,
-        "--artifacts",
-        tmp.path().join("artifacts").to_str().unwrap(),
-    ]);
+        &[
+            "--artifacts",
+            tmp.path().join("artifacts").to_str().unwrap(),
+        ],
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -465,25 +460,14 @@ fn bless_records_what_the_servers_answered() {
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, &empty).unwrap();
     let cases = tmp.path().join("cases");
-    let args = |bless: bool| {
-        let mut a = vec![
-            "run".to_string(),
-            "-q".into(),
-            "--cases".into(),
-            cases.display().to_string(),
-            "--servers".into(),
-            "openbao:2.6.1,openbao:2.7.2".into(),
-            "--artifacts".into(),
-            tmp.path().join("artifacts").display().to_string(),
-        ];
-        if bless {
-            a.push("--bless".into());
-        }
-        a
-    };
+    let artifacts = tmp.path().join("artifacts");
+    let artifacts = artifacts.to_str().unwrap();
     let go = |bless: bool| {
-        let a = args(bless);
-        run(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        let mut extra = vec!["--artifacts", artifacts];
+        if bless {
+            extra.push("--bless");
+        }
+        run_cases(&cases, "openbao:2.6.1,openbao:2.7.2", &extra)
     };
     assert_eq!(go(false).status.code(), Some(1), "an empty expect fails");
     assert_eq!(go(true).status.code(), Some(0));

@@ -199,10 +199,7 @@ pub fn server_log(input: &mut Input, text: &str, accessor: Option<&str>) -> usiz
                 || l.level == "ERROR"
                 || l.message.contains("error checking")
         })
-        .map(|l| {
-            let f: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("{} {}", l.message, f.join(" "))
-        })
+        .map(LogLine::text)
         .collect();
     if input.method.is_none() {
         input.method = lines.iter().find_map(|l| {

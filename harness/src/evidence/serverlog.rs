@@ -23,6 +23,19 @@ pub struct LogLine {
     pub raw: String,
 }
 
+impl LogLine {
+    /// The message and its key/value pairs as one line (`login unauthorized err=...`), what
+    /// diagnose reads.
+    pub fn text(&self) -> String {
+        let f: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{} {}", self.message, f.join(" "))
+    }
+}
+
 fn head_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
     R.get_or_init(|| {

@@ -101,6 +101,17 @@ pub fn new_run_id() -> String {
 
 /// A value made once per run and shared; a failure is kept too (so every trial that needs a
 /// missing Docker or a Kind cluster that could not be created is told, without retrying).
+/// The keys in `cell`, generated on first use (off the async threads: RSA takes a while).
+async fn generated_once(cell: &OnceCell<crate::sim::TlsKeys>) -> Result<crate::sim::TlsKeys> {
+    cell.get_or_try_init(|| async {
+        tokio::task::spawn_blocking(crate::sim::generate_tls_keys)
+            .await
+            .context("the key generation task failed")?
+    })
+    .await
+    .cloned()
+}
+
 type Once<T> = OnceCell<Result<T, SharedError>>;
 type ImageCell = Arc<Once<crate::container::ServerImage>>;
 type ServerCell = Arc<Once<Arc<ServerHandle>>>;
@@ -289,27 +300,13 @@ impl Lab {
     /// key generations per run instead of two per trial; each sim still makes its own
     /// certificates).
     pub async fn tls_keys(&self) -> Result<crate::sim::TlsKeys> {
-        self.tls_keys
-            .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(crate::sim::generate_tls_keys)
-                    .await
-                    .context("the key generation task failed")?
-            })
-            .await
-            .cloned()
+        generated_once(&self.tls_keys).await
     }
 
     /// The keys of another cluster's CA and serving certificate (the foreign cluster's, and
     /// every trial's second cluster's): its CA does not sign the trial cluster's certificate.
     pub async fn foreign_tls_keys(&self) -> Result<crate::sim::TlsKeys> {
-        self.foreign_tls_keys
-            .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(crate::sim::generate_tls_keys)
-                    .await
-                    .context("the key generation task failed")?
-            })
-            .await
-            .cloned()
+        generated_once(&self.foreign_tls_keys).await
     }
 
     /// A sim cluster with its own key and the default issuer: tokens it signs look like

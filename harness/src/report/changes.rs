@@ -44,30 +44,18 @@ fn change(case: &str, cluster: &str, rows: &[&Row]) -> Option<Change> {
     if rows.len() < 2 {
         return None;
     }
-    let sig = |r: &Row| r.observed.clone().unwrap_or_default();
-    let mut fields: Vec<String> = Vec::new();
-    for r in rows {
-        for (k, _) in sig(r).fields() {
-            if !fields.iter().any(|f| f == k) {
-                fields.push(k.to_string());
-            }
-        }
-    }
-    fields.retain(|f| {
-        let first = sig(rows[0]).get(f).map(str::to_string);
-        rows.iter()
-            .any(|r| sig(r).get(f).map(str::to_string) != first)
-    });
+    let get = |r: &Row, f: &str| {
+        r.observed
+            .as_ref()
+            .and_then(|s| s.get(f))
+            .map(str::to_string)
+    };
+    let mut fields = super::signature::all_fields(rows.iter().filter_map(|r| r.observed.as_ref()));
+    fields.retain(|f| rows.iter().any(|r| get(r, f) != get(rows[0], f)));
     if fields.is_empty() {
         return None;
     }
-    fields.sort_by_key(|f| (super::signature::rank(f), f.clone()));
-    let values = |r: &Row| -> Vec<Option<String>> {
-        fields
-            .iter()
-            .map(|f| sig(r).get(f).map(str::to_string))
-            .collect()
-    };
+    let values = |r: &Row| -> Vec<Option<String>> { fields.iter().map(|f| get(r, f)).collect() };
     let mut groups: Vec<(Vec<String>, Vec<Option<String>>)> = Vec::new();
     for r in rows {
         let v = values(r);

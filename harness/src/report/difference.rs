@@ -94,7 +94,7 @@ fn of(rows: &[Row], i: usize) -> Option<Difference> {
 }
 
 /// Whether an `observed_on` entry (`openbao:2.7.2`, or a key like `openbao:2.7`) covers `server`.
-fn covers(entry: &str, server: &str) -> bool {
+pub fn covers(entry: &str, server: &str) -> bool {
     let (flavour, version) = server.split_once(':').unwrap_or((server, ""));
     override_matches(entry, flavour, version)
 }
@@ -215,7 +215,7 @@ pub fn with_observed(expect: &Value, observed: &Signature) -> Value {
 }
 
 /// A matcher kept when it matches the observed text, else the observed text itself.
-pub fn text(want: &Value, got: Option<&str>) -> Value {
+fn text(want: &Value, got: Option<&str>) -> Value {
     let Some(got) = got else {
         return Value::Null;
     };
@@ -223,7 +223,15 @@ pub fn text(want: &Value, got: Option<&str>) -> Value {
         .is_ok_and(|m| text_matches(&m, got, &Vars::new()));
     if holds {
         want.clone()
-    } else if super::signature::varies(got) {
+    } else {
+        matcher_for(got)
+    }
+}
+
+/// The matcher of an observed text: the text itself, or a pattern where it holds a value that
+/// changes with every trial.
+pub fn matcher_for(got: &str) -> Value {
+    if super::signature::varies(got) {
         json!({ "regex": super::signature::as_regex(got) })
     } else {
         Value::String(got.into())

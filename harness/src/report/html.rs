@@ -26,26 +26,6 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// The word a cell shows (the cell's colour carries the rest).
-fn word(r: &Row) -> &'static str {
-    match (r.verdict.as_str(), r.difference.is_some()) {
-        ("passed", _) => "ok",
-        ("failed", true) => "differs",
-        ("failed", false) => "FAILED",
-        ("error", _) => "ERROR",
-        _ => "ignored",
-    }
-}
-
-/// The filter word of a trial's verdict (`differs` for a difference between servers).
-fn verdict_class(r: &Row) -> &str {
-    if r.difference.is_some() {
-        "differs"
-    } else {
-        &r.verdict
-    }
-}
-
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}\
 th{background:#f4f4f4;position:sticky;top:0}tr.case{cursor:pointer}tr.case:hover{background:#f8f8ff}\
@@ -152,7 +132,7 @@ pub fn render(m: &Matrix) -> String {
     out.push_str("</tr></thead><tbody>\n");
     for (case, rows) in m.by_case() {
         let first = rows[0];
-        let mut verdicts: Vec<&str> = rows.iter().map(|r| verdict_class(r)).collect();
+        let mut verdicts: Vec<&str> = rows.iter().map(|r| r.shown().class()).collect();
         verdicts.sort();
         verdicts.dedup();
         let _ = write!(
@@ -174,8 +154,8 @@ pub fn render(m: &Matrix) -> String {
                     let _ = write!(
                         out,
                         "<td class=\"{}\">{}</td>",
-                        verdict_class(r),
-                        esc(word(r))
+                        r.shown().class(),
+                        esc(r.shown().word())
                     );
                 }
                 None => out.push_str("<td></td>"),
@@ -233,15 +213,7 @@ fn details(out: &mut String, rows: &[&Row], span: usize) {
         let _ = write!(out, "<th>{}</th>", esc(&r.column()));
     }
     out.push_str("</tr>");
-    let mut fields: Vec<String> = Vec::new();
-    for r in rows {
-        for (k, _) in r.observed.as_ref().map(|s| s.fields()).unwrap_or_default() {
-            if !fields.iter().any(|f| f == k) {
-                fields.push(k.to_string());
-            }
-        }
-    }
-    fields.sort_by_key(|f| (super::signature::rank(f), f.clone()));
+    let fields = super::signature::all_fields(rows.iter().filter_map(|r| r.observed.as_ref()));
     for f in &fields {
         let _ = write!(out, "<tr><td><code>{}</code></td>", esc(f));
         for r in rows {
@@ -252,7 +224,7 @@ fn details(out: &mut String, rows: &[&Row], span: usize) {
     }
     out.push_str("<tr><td>verdict</td>");
     for r in rows {
-        let _ = write!(out, "<td>{}", esc(word(r)));
+        let _ = write!(out, "<td>{}", esc(r.shown().word()));
         for m in r.messages.iter().take(5) {
             let _ = write!(out, "<br><code>{}</code>", esc(m));
         }

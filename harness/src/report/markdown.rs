@@ -5,19 +5,25 @@ use std::fmt::Write;
 
 use super::{
     changes::changes,
-    matrix::{Matrix, Row},
+    matrix::{Matrix, Row, Shown},
 };
 
-/// The word (and mark) a cell shows for a trial.
-pub fn cell_word(r: &Row) -> &'static str {
-    match (r.verdict.as_str(), r.difference.is_some()) {
-        ("passed", _) if !r.not_checked.is_empty() => "✅ ok (part not checked)",
-        ("passed", _) => "✅ ok",
-        ("failed", true) => "⚠️ differs",
-        ("failed", false) => "❌ FAILED",
-        ("error", _) => "💥 ERROR",
-        _ => "➖ ignored",
-    }
+/// The mark and word a cell shows for a trial.
+pub fn cell_word(r: &Row) -> String {
+    let shown = r.shown();
+    let mark = match shown {
+        Shown::Ok => "✅",
+        Shown::Differs => "⚠️",
+        Shown::Failed => "❌",
+        Shown::Error => "💥",
+        Shown::Ignored => "➖",
+    };
+    let part = if shown == Shown::Ok && !r.not_checked.is_empty() {
+        " (part not checked)"
+    } else {
+        ""
+    };
+    format!("{mark} {}{part}", shown.word())
 }
 
 /// A value as a table cell: code, with pipes escaped and lines joined.
@@ -63,13 +69,13 @@ pub fn render(m: &Matrix) -> String {
     let _ = writeln!(out, "| case | {} |", cols.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
     for (case, rows) in m.by_case() {
-        let cells: Vec<&str> = cols
+        let cells: Vec<String> = cols
             .iter()
             .map(|col| {
                 rows.iter()
                     .find(|r| r.column() == *col)
                     .map(|r| cell_word(r))
-                    .unwrap_or("")
+                    .unwrap_or_default()
             })
             .collect();
         let _ = writeln!(out, "| `{case}` | {} |", cells.join(" | "));

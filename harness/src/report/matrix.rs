@@ -171,6 +171,17 @@ impl Row {
         }
     }
 
+    /// How the trial is shown: its verdict, with a failure that is a difference apart.
+    pub fn shown(&self) -> Shown {
+        match (self.verdict.as_str(), self.difference.is_some()) {
+            ("passed", _) => Shown::Ok,
+            ("failed", true) => Shown::Differs,
+            ("failed", false) => Shown::Failed,
+            ("error", _) => Shown::Error,
+            _ => Shown::Ignored,
+        }
+    }
+
     /// The column a row sits in: the server, with the cluster when it is not the sim.
     pub fn column(&self) -> String {
         if self.cluster == "sim" {
@@ -324,6 +335,45 @@ impl Counts {
             self.errors,
             self.ignored
         )
+    }
+}
+
+/// How a trial is shown in the Markdown and HTML reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// Passed.
+    Ok,
+    /// Failed only by a difference between servers.
+    Differs,
+    /// Failed.
+    Failed,
+    /// Errored.
+    Error,
+    /// Ignored.
+    Ignored,
+}
+
+impl Shown {
+    /// The filter word and CSS class (`passed`, `differs`, `failed`, `error`, `ignored`).
+    pub fn class(self) -> &'static str {
+        match self {
+            Shown::Ok => "passed",
+            Shown::Differs => "differs",
+            Shown::Failed => "failed",
+            Shown::Error => "error",
+            Shown::Ignored => "ignored",
+        }
+    }
+
+    /// The word a cell shows.
+    pub fn word(self) -> &'static str {
+        match self {
+            Shown::Ok => "ok",
+            Shown::Differs => "differs",
+            Shown::Failed => "FAILED",
+            Shown::Error => "ERROR",
+            Shown::Ignored => "ignored",
+        }
     }
 }
 

@@ -60,6 +60,18 @@ impl Signature {
     }
 }
 
+/// Every field any of `sigs` holds, in display order.
+pub fn all_fields<'a>(sigs: impl IntoIterator<Item = &'a Signature>) -> Vec<String> {
+    let mut fields: Vec<String> = sigs
+        .into_iter()
+        .flat_map(|s| s.0.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    fields.sort_by_key(|f| (rank(f), f.clone()));
+    fields
+}
+
 /// The display rank of a field.
 pub fn rank(field: &str) -> usize {
     ORDER.iter().position(|f| *f == field).unwrap_or_else(|| {

@@ -117,11 +117,7 @@ fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
             .server_log
             .iter()
             .filter(|l| l.level != "TRACE" && l.level != "INFO")
-            .map(|l| {
-                let fields: Vec<String> =
-                    l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{} {}", l.message, fields.join(" "))
-            })
+            .map(crate::evidence::LogLine::text)
             .collect(),
         steps: ev.steps.iter().map(first).collect(),
         at_login: true,

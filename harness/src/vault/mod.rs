@@ -72,6 +72,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// surfaces as the server's answer rather than ours.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A client builder with the given connect and whole-request timeouts that ignores proxy
+/// variables (lab servers are reached directly).
+fn http_builder(connect: Duration, request: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .timeout(request)
+        .no_proxy()
+}
+
 impl VaultClient {
     /// A client for `addr` (`http://127.0.0.1:8200`) with the default timeouts
     /// ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]).
@@ -82,10 +91,7 @@ impl VaultClient {
     /// A client for a user's server at `addr` whose TLS certificate `ca_pem` (PEM) signs, when
     /// given (else the system's roots).
     pub fn with_ca(addr: &str, token: Option<String>, ca_pem: Option<&str>) -> Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .no_proxy();
+        let mut builder = http_builder(CONNECT_TIMEOUT, REQUEST_TIMEOUT);
         if let Some(pem) = ca_pem {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
                 .context("the CA certificate is not PEM")?
@@ -109,10 +115,7 @@ impl VaultClient {
         connect: Duration,
         request: Duration,
     ) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(request)
-            .no_proxy()
+        let http = http_builder(connect, request)
             .build()
             .context("building the HTTP client")?;
         Ok(VaultClient {
@@ -152,7 +155,18 @@ impl VaultClient {
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
         let url = format!("{}/v1/{}", self.base, path.trim_start_matches('/'));
-        let mut req = self.http.request(method.clone(), &url);
+        self.send(&self.http, method, &url, body).await
+    }
+
+    /// Sends a request with this client's token and timeout through `http`.
+    async fn send(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        let mut req = http.request(method.clone(), url);
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);
         }
@@ -280,28 +294,12 @@ impl VaultClient {
     /// POSTs `body` to `path` exactly as given (no path cleaning, no redirect followed): what a
     /// client sees when the user wrote the path.
     pub async fn post_as_is(&self, path: &str, body: &Value) -> Result<ApiResponse> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .no_proxy()
+        let http = http_builder(CONNECT_TIMEOUT, REQUEST_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client")?;
         let url = format!("{}/v1/{path}", self.base);
-        let mut req = http.post(&url).json(body);
-        if let Some(t) = &self.token {
-            req = req.header("X-Vault-Token", t);
-        }
-        let started = std::time::Instant::now();
-        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
-        let status = resp.status().as_u16();
-        let raw = resp.text().await.unwrap_or_default();
-        Ok(ApiResponse {
-            status,
-            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
-            raw,
-            elapsed: started.elapsed(),
-        })
+        self.send(&http, Method::POST, &url, Some(body)).await
     }
 
     /// Logs in at `auth/<mount>/login` with `role` and `jwt` (no token header).

@@ -47,6 +47,22 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// Status, headers and body text of an answer.
+    pub async fn read(resp: reqwest::Response) -> Result<Resp> {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.text().await?;
+        Ok(Resp {
+            status,
+            headers,
+            text,
+        })
+    }
+
     /// The body parsed as JSON (Null if it is not JSON).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
@@ -192,18 +208,7 @@ impl Env {
             req = req.header("Accept", a);
         }
         let resp = req.send().await.with_context(|| format!("GET {path}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.text().await?;
-        Ok(Resp {
-            status,
-            headers,
-            text,
-        })
+        Resp::read(resp).await
     }
 
     /// A request with the given bearer token (or none).
@@ -232,18 +237,7 @@ impl Env {
             .send()
             .await
             .with_context(|| format!("{method} {path}"))?;
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.text().await?;
-        Ok(Resp {
-            status,
-            headers,
-            text,
-        })
+        Resp::read(resp).await
     }
 
     /// The in-process sim, or an "ignored" reason for a real cluster.

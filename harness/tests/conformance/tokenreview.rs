@@ -186,6 +186,27 @@ async fn review_until(env: &Env, reviewer: &str, token: &str, want: &str) -> Res
     .await
 }
 
+/// Deletes the pod at `path` with grace period 0 and waits until its bound `token` reviews as
+/// invalidated.
+async fn delete_now_and_expect_invalidated(
+    env: &Env,
+    path: &str,
+    reviewer: &str,
+    token: &str,
+) -> Result<()> {
+    env.admin_call(
+        "DELETE",
+        path,
+        Some(&json!({"gracePeriodSeconds": 0})),
+        None,
+    )
+    .await?
+    .expect(200)?;
+    let want = "[invalid bearer token, service account token has been invalidated]";
+    let r = review_until(env, reviewer, token, want).await?;
+    expect_failure(&r, want)
+}
+
 pub fn t21_pod_deleted<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
     Box::pin(async move {
         let reviewer = s.reviewer(env).await?;
@@ -203,17 +224,13 @@ pub fn t21_pod_deleted<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
             &json!(true),
             "before delete",
         )?;
-        env.admin_call(
-            "DELETE",
+        delete_now_and_expect_invalidated(
+            env,
             &format!("/api/v1/namespaces/{}/pods/web-0", s.ns),
-            Some(&json!({"gracePeriodSeconds": 0})),
-            None,
+            &reviewer,
+            &token,
         )
-        .await?
-        .expect(200)?;
-        let want = "[invalid bearer token, service account token has been invalidated]";
-        let r = review_until(env, &reviewer, &token, want).await?;
-        expect_failure(&r, want)?;
+        .await?;
         Ok(Done::Passed)
     })
 }
@@ -259,17 +276,7 @@ pub fn t21b_pod_terminating<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
             &json!(true),
             "a token of a terminating pod",
         )?;
-        env.admin_call(
-            "DELETE",
-            &path,
-            Some(&json!({"gracePeriodSeconds": 0})),
-            None,
-        )
-        .await?
-        .expect(200)?;
-        let want = "[invalid bearer token, service account token has been invalidated]";
-        let r = review_until(env, &reviewer, &token, want).await?;
-        expect_failure(&r, want)?;
+        delete_now_and_expect_invalidated(env, &path, &reviewer, &token).await?;
         Ok(Done::Passed)
     })
 }
