@@ -22,7 +22,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "VAULT_VERSION",
         "also run against this HashiCorp Vault version (unless AUTHLAB_SERVERS is set)",
     ),
-    ("AUTHLAB_CLUSTER", "sim (default), kind or kubeconfig"),
+    (
+        "AUTHLAB_CLUSTER",
+        "sim (default), kind, kubeconfig or apiserver",
+    ),
     (
         "AUTHLAB_KUBECONFIG",
         "kubeconfig of the cluster for --cluster kubeconfig (context: AUTHLAB_KUBE_CONTEXT)",
@@ -54,6 +57,22 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "KIND_EXPERIMENTAL_DOCKER_NETWORK",
         "the Docker network kind puts its nodes on (kind's own variable), default kind; an outside server joins it",
+    ),
+    (
+        "KUBEBUILDER_ASSETS",
+        "directory holding kube-apiserver and etcd (and kube-controller-manager) for --cluster apiserver, as `setup-envtest use <version> -p path` prints it",
+    ),
+    (
+        "AUTHLAB_KUBE_APISERVER_BIN",
+        "the kube-apiserver binary for --cluster apiserver (default: KUBEBUILDER_ASSETS, then PATH)",
+    ),
+    (
+        "AUTHLAB_ETCD_BIN",
+        "the etcd binary for --cluster apiserver (default: KUBEBUILDER_ASSETS, then PATH)",
+    ),
+    (
+        "AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN",
+        "kube-controller-manager for --cluster apiserver (optional: without it authlab does the part of its work trials need)",
     ),
     (
         "AUTHLAB_ESO_VERSION",
@@ -117,7 +136,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_REQUIRE",
-        "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, helm, all (CI=true requires all but kind, kubeconfig and helm)",
+        "comma list of requirements whose absence fails instead of being ignored: docker, kind, kubeconfig, apiserver, helm, all (CI=true requires all but kind, kubeconfig, apiserver and helm)",
     ),
     (
         "CI",
@@ -190,6 +209,14 @@ pub struct Settings {
     pub kind_node_image: Option<String>,
     /// `KIND_EXPERIMENTAL_DOCKER_NETWORK`.
     pub kind_docker_network: Option<String>,
+    /// `KUBEBUILDER_ASSETS`.
+    pub kubebuilder_assets: Option<PathBuf>,
+    /// `AUTHLAB_KUBE_APISERVER_BIN`.
+    pub kube_apiserver_bin: Option<PathBuf>,
+    /// `AUTHLAB_ETCD_BIN`.
+    pub etcd_bin: Option<PathBuf>,
+    /// `AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN`.
+    pub kube_controller_manager_bin: Option<PathBuf>,
     /// `AUTHLAB_ESO_VERSION`.
     pub eso_version: Option<String>,
     /// `AUTHLAB_ESO_CHART`.
@@ -286,6 +313,10 @@ impl Settings {
             k8s_version: text("K8S_VERSION"),
             kind_node_image: text("KIND_NODE_IMAGE"),
             kind_docker_network: get("KIND_EXPERIMENTAL_DOCKER_NETWORK"),
+            kubebuilder_assets: path("KUBEBUILDER_ASSETS"),
+            kube_apiserver_bin: path("AUTHLAB_KUBE_APISERVER_BIN"),
+            etcd_bin: path("AUTHLAB_ETCD_BIN"),
+            kube_controller_manager_bin: path("AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN"),
             eso_version: text("AUTHLAB_ESO_VERSION"),
             eso_chart: path("AUTHLAB_ESO_CHART"),
             helm_bin: text("AUTHLAB_HELM_BIN"),
@@ -322,11 +353,11 @@ impl Settings {
     }
 
     /// True when a missing requirement must fail rather than be ignored: when `AUTHLAB_REQUIRE`
-    /// lists it (or `all`), or under `CI=true` for everything but a Kind or kubeconfig cluster
-    /// and helm (those are required only when listed).
+    /// lists it (or `all`), or under `CI=true` for everything but a Kind, kubeconfig or
+    /// apiserver cluster and helm (those are required only when listed).
     pub fn required(&self, what: &str) -> bool {
         let listed = self.require.iter().any(|x| x == what || x == "all");
-        listed || (self.ci && !matches!(what, "kind" | "kubeconfig" | "helm"))
+        listed || (self.ci && !matches!(what, "kind" | "kubeconfig" | "apiserver" | "helm"))
     }
 
     /// The Docker network of Kind's nodes, as the `kind` CLI chooses it: the network named by

@@ -1,7 +1,9 @@
 //! Conformance suite for the Kubernetes authentication surface (§9 of
 //! `kubernetes-auth-semantics.md`). Every case talks to a cluster through a kubeconfig:
-//! `AUTHLAB_CONFORMANCE_KUBECONFIG` names a real cluster's; otherwise an in-process sim
-//! cluster is started and its kubeconfig is used. Each case works in its own namespace.
+//! `AUTHLAB_CONFORMANCE_KUBECONFIG` names a real cluster's, `AUTHLAB_CONFORMANCE_CLUSTER=apiserver`
+//! starts a real API server; otherwise an in-process sim cluster is started and its kubeconfig
+//! is used. Checks whose answer changed between Kubernetes versions judge by the server's
+//! `/version`. Each case works in its own namespace.
 
 #[path = "conformance/authn.rs"]
 mod authn;
@@ -21,9 +23,16 @@ mod tokenreview;
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::{Context, Result};
-use authlab::sim::{SimCluster, SimConfig};
+use authlab::{
+    case::matrix::ClusterKind,
+    lab::{Lab, LabOptions},
+    sim::{SimCluster, SimConfig},
+};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use support::{Done, Env, Scratch, TestFn};
+
+/// The lab of an API server the suite started.
+type LabCell = Arc<tokio::sync::OnceCell<Lab>>;
 
 const CASES: &[(&str, TestFn)] = &[
     (
@@ -217,10 +226,33 @@ const CASES: &[(&str, TestFn)] = &[
     ),
 ];
 
-/// Connects to the cluster under test (started lazily, once).
-async fn connect(scratch_dir: &std::path::Path) -> Result<Env> {
+/// Connects to the cluster under test (started lazily, once): `AUTHLAB_CONFORMANCE_KUBECONFIG`
+/// (with `AUTHLAB_CONFORMANCE_SIGNING_KEY`, a PKCS#8 PEM file of its service-account key, when
+/// known), `AUTHLAB_CONFORMANCE_CLUSTER=apiserver` (a real API server authlab starts, binaries
+/// as for `--cluster apiserver`), else an in-process sim.
+async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
     if let Ok(path) = std::env::var("AUTHLAB_CONFORMANCE_KUBECONFIG") {
-        return Env::from_kubeconfig(std::path::Path::new(&path), None).await;
+        let mut env = Env::from_kubeconfig(std::path::Path::new(&path), None).await?;
+        if let Ok(key) = std::env::var("AUTHLAB_CONFORMANCE_SIGNING_KEY") {
+            env.signing_key = Some(
+                std::fs::read_to_string(&key)
+                    .with_context(|| format!("reading AUTHLAB_CONFORMANCE_SIGNING_KEY={key}"))?,
+            );
+        }
+        return Ok(env);
+    }
+    if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("apiserver") {
+        let opts = LabOptions::new(ClusterKind::Apiserver);
+        let made = Lab::new(opts).context("creating the lab")?;
+        let made = lab.get_or_init(|| async { made }).await;
+        let ext = made
+            .apiserver_cluster(&Default::default(), "127.0.0.1")
+            .await
+            .context("starting the API server")?;
+        let owned = ext.owned.context("the API server is authlab's")?;
+        let mut env = Env::from_kubeconfig(&owned.kubeconfig, None).await?;
+        env.signing_key = Some(owned.signing_key_pem);
+        return Ok(env);
     }
     let sim = SimCluster::start(SimConfig::default())
         .await
@@ -271,15 +303,16 @@ fn main() -> ExitCode {
     let dir = scratch_dir.path().to_path_buf();
     let env: Arc<tokio::sync::OnceCell<Result<Env, String>>> =
         Arc::new(tokio::sync::OnceCell::new());
+    let lab: LabCell = Arc::new(tokio::sync::OnceCell::new());
     let trials: Vec<Trial> = CASES
         .iter()
         .map(|(name, f)| {
             let (env, handle, dir, f) = (Arc::clone(&env), handle.clone(), dir.clone(), *f);
+            let lab = Arc::clone(&lab);
             Trial::ignorable_test(*name, move || {
-                let env =
-                    handle.block_on(env.get_or_init(|| async {
-                        connect(&dir).await.map_err(|e| format!("{e:?}"))
-                    }));
+                let env = handle.block_on(env.get_or_init(|| async {
+                    connect(&dir, &lab).await.map_err(|e| format!("{e:?}"))
+                }));
                 match env {
                     Ok(env) => run_case(&handle, env, f),
                     Err(e) => Err(Failed::from(format!("cluster unavailable: {e}"))),
@@ -292,6 +325,9 @@ fn main() -> ExitCode {
         && let Some(sim) = env.sim
     {
         runtime.block_on(sim.shutdown());
+    }
+    if let Some(lab) = lab.get() {
+        runtime.block_on(lab.shutdown());
     }
     conclusion.exit_code()
 }

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             let lab = lab.clone();
             let outcomes = outcomes.clone();
             let name = t.name.clone();
-            // Trials on Kind are opt-in (`--ignored`) in a default run on the sim.
+            // Trials on Kind and apiserver are opt-in (`--ignored`) in a default run on the sim.
             let opt_in = t.cluster != default_cluster;
             Trial::ignorable_test(name, move || {
                 if authlab::runlock::stopping() {
@@ -189,6 +189,7 @@ fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
         && let Some((case_name, _server)) = name
             .trim_end_matches("::kind")
             .trim_end_matches("::kubeconfig")
+            .trim_end_matches("::apiserver")
             .rsplit_once("::")
         && let Some(file) = load::file_for_name(&cases_dir, case_name)
     {
@@ -210,8 +211,8 @@ fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
     ))
 }
 
-/// In a run on the sim, the trials that can also run on Kind are listed a second time, for Kind,
-/// as opt-in (`--ignored`) trials.
+/// In a run on the sim, the trials that can also run on Kind or on a real API server are listed
+/// again, for Kind and for `apiserver`, as opt-in (`--ignored`) trials.
 fn with_kind(
     mut trials: Vec<matrix::Trial>,
     cases: &[Arc<LoadedCase>],
@@ -219,11 +220,13 @@ fn with_kind(
     cluster: matrix::ClusterKind,
 ) -> Vec<matrix::Trial> {
     if cluster == matrix::ClusterKind::Sim {
-        trials.extend(
-            matrix::expand(cases, servers, matrix::ClusterKind::Kind)
-                .into_iter()
-                .filter(|t| t.not_applicable.is_none()),
-        );
+        for other in [matrix::ClusterKind::Kind, matrix::ClusterKind::Apiserver] {
+            trials.extend(
+                matrix::expand(cases, servers, other)
+                    .into_iter()
+                    .filter(|t| t.not_applicable.is_none()),
+            );
+        }
         trials.sort_by(|a, b| a.name.cmp(&b.name));
     }
     trials

@@ -377,7 +377,7 @@ fn yaml_examples(path: &Path) -> Vec<(usize, String)> {
 }
 
 /// Every YAML example in the docs is checked: a whole case runs and passes on every server
-/// its `observed_on` names; a `flavours:` fragment is what a case's `flavours` takes.
+/// its `observed_on` names; a `flavours:` or `kubernetes:` fragment is what a case takes there.
 #[test]
 fn the_docs_examples_are_cases_that_pass() {
     let tmp = tempfile::tempdir().unwrap();
@@ -409,8 +409,25 @@ fn the_docs_examples_are_cases_that_pass() {
                 }
                 serde_saphyr::from_str::<Part>(&body)
                     .unwrap_or_else(|e| panic!("{doc}:{line}: not a `flavours` entry: {e}"));
+            } else if v.get("kubernetes").is_some() {
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Part {
+                    kubernetes:
+                        std::collections::BTreeMap<String, authlab::case::model::FlavourOverride>,
+                }
+                let part = serde_saphyr::from_str::<Part>(&body)
+                    .unwrap_or_else(|e| panic!("{doc}:{line}: not a `kubernetes` entry: {e}"));
+                for key in part.kubernetes.keys() {
+                    assert!(
+                        authlab::case::model::kubernetes_key_matches(key, (24, true)).is_some(),
+                        "{doc}:{line}: `{key}` is not a Kubernetes version key"
+                    );
+                }
             } else {
-                panic!("{doc}:{line}: an example that is neither a case nor a flavours entry");
+                panic!(
+                    "{doc}:{line}: an example that is neither a case nor a flavours or kubernetes entry"
+                );
             }
         }
     }

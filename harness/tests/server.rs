@@ -771,3 +771,33 @@ fn cases_run_against_a_cluster_given_by_kubeconfig() {
     rt.block_on(lab.shutdown());
     rt.block_on(sim.shutdown());
 }
+
+/// Without kube-apiserver and etcd, an apiserver trial is ignored, saying where authlab looked
+/// and how to get them, and names its requirement (`AUTHLAB_REQUIRE=apiserver` fails it).
+#[test]
+fn apiserver_trials_without_binaries_are_ignored_with_how_to_get_them() {
+    let rt = runtime();
+    let dir = cases_dir();
+    let case = load::load_file(&dir, &dir.join("kubernetes/client-token/works.yaml")).unwrap();
+    let mut opts = LabOptions::new(matrix::ClusterKind::Apiserver);
+    opts.settings.path = Some("/nonexistent".into());
+    opts.settings.kube_apiserver_bin = Some("/nonexistent/kube-apiserver".into());
+    opts.settings.kubebuilder_assets = None;
+    let lab = Lab::new(opts).unwrap();
+    let trials = matrix::expand(&[Arc::new(case)], &[spec()], matrix::ClusterKind::Apiserver);
+    let (outcome, _) = rt.block_on(trial::run_recorded(&lab, &trials[0]));
+    assert!(outcome.name.ends_with("::apiserver"), "{}", outcome.name);
+    match &outcome.verdict {
+        trial::Verdict::Ignored(why) => {
+            assert!(why.contains("kube-apiserver not found"), "{why}");
+            assert!(
+                why.contains("AUTHLAB_KUBE_APISERVER_BIN=/nonexistent/kube-apiserver"),
+                "{why}"
+            );
+            assert!(why.contains("setup-envtest"), "{why}");
+        }
+        v => panic!("{v:?}"),
+    }
+    assert_eq!(outcome.requirement, Some("apiserver"));
+    rt.block_on(lab.shutdown());
+}

@@ -36,10 +36,33 @@ pub use fault::{ClosedPort, Forwarder, HangListener, ResetListener, SimMode};
 pub use kubeconfig::CONTEXT as KUBECONFIG_CONTEXT;
 pub use log::{RequestRecord, ReviewRecord};
 pub use serve::serve_foreground;
-pub use tls::generate_keys as generate_tls_keys;
+pub use tls::{ApiServerPki, apiserver_pki, generate_keys as generate_tls_keys};
 
 /// The Kubernetes version the sim models (what its `/version` answers).
 pub const KUBERNETES_VERSION: &str = routes::discovery::GIT_VERSION;
+
+/// Signs `claims` with a PKCS#8 PEM RSA key as a cluster does (`RS256`, `kid` the SHA-256 of
+/// the public key): hand-made tokens for a real API server that verifies with that key.
+pub fn sign_token_with(key_pkcs8_pem: &str, claims: &serde_json::Value) -> anyhow::Result<String> {
+    tokens::sign(&keys::SigningKey::from_pkcs8_pem(key_pkcs8_pem)?, claims)
+}
+
+/// The claims of a legacy Secret-based token (what the tokens controller signs).
+pub fn legacy_token_claims(
+    namespace: &str,
+    secret: &str,
+    sa_name: &str,
+    sa_uid: &str,
+) -> serde_json::Value {
+    tokens::legacy_claims(namespace, secret, sa_name, sa_uid)
+}
+
+/// SPKI PEM of the public half of a PKCS#8 PEM RSA key.
+pub fn public_key_pem_of(key_pkcs8_pem: &str) -> anyhow::Result<String> {
+    Ok(keys::SigningKey::from_pkcs8_pem(key_pkcs8_pem)?
+        .public_pem()
+        .to_string())
+}
 
 use self::core::{Core, Settings};
 use fault::{FaultAcceptor, ModeSwitch};

@@ -9,15 +9,20 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// Names every serving certificate carries (those of a kubeadm apiserver, plus loopback).
+/// Names every serving certificate carries, in kubeadm's order: the service names and the
+/// first address of the service range (10.96.0.0/12); then the listen address is added, then
+/// the loopback names Kind adds (`certSANs`). Go names the IP SANs in this order when an
+/// address is not among them (`valid for 10.96.0.1, 127.0.0.1, not 127.0.0.2`).
 pub(crate) const BASE_SANS: &[&str] = &[
-    "127.0.0.1",
-    "localhost",
     "kubernetes",
     "kubernetes.default",
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
+    "10.96.0.1",
 ];
+
+/// The names Kind's cluster configuration adds to the serving certificate.
+const LOOPBACK_SANS: &[&str] = &["localhost", "127.0.0.1"];
 
 /// A CA and the serving certificate it signed.
 pub(crate) struct ServingPki {
@@ -45,12 +50,61 @@ fn key_from(pem: &str) -> Result<KeyPair> {
         .context("reading an RSA key (PKCS#8 PEM)")
 }
 
-/// Creates a fresh CA and a serving certificate for [`BASE_SANS`] plus `extra_sans`, with the
-/// given keys (new RSA-2048 keys when None).
-pub(crate) fn build(
-    extra_sans: &[String],
-    keys: Option<&crate::config::TlsKeys>,
-) -> Result<ServingPki> {
+/// A CA, its serving certificate and an admin client certificate, as PEM files of a real
+/// API server's PKI (what `--cluster apiserver` hands to kube-apiserver and its clients).
+#[derive(Clone)]
+pub struct ApiServerPki {
+    /// The cluster CA (`CN=kubernetes`).
+    pub ca_pem: String,
+    /// The CA's key (PKCS#8).
+    pub ca_key_pem: String,
+    /// The serving certificate (`CN=kube-apiserver`, kubeadm's names plus the extra ones).
+    pub serving_cert_pem: String,
+    /// Its key (PKCS#8).
+    pub serving_key_pem: String,
+    /// A client certificate in `system:masters` (`CN=kubernetes-admin`, as kubeadm's admin).
+    pub admin_cert_pem: String,
+    /// Its key (PKCS#8).
+    pub admin_key_pem: String,
+}
+
+impl std::fmt::Debug for ApiServerPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerPki").finish_non_exhaustive()
+    }
+}
+
+struct Made {
+    ca: rcgen::Certificate,
+    ca_key_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    leaf: rcgen::Certificate,
+    leaf_key: KeyPair,
+}
+
+/// The parameters of a certificate the CA signs: names, organizations, common name and use.
+fn end_entity(
+    sans: Vec<String>,
+    organizations: &[&str],
+    common_name: &str,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<CertificateParams> {
+    let mut p = CertificateParams::new(sans).context("certificate names")?;
+    for o in organizations {
+        p.distinguished_name.push(DnType::OrganizationName, *o);
+    }
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![usage];
+    p.use_authority_key_identifier_extension = true;
+    Ok(p)
+}
+
+/// The CA and the serving certificate for [`BASE_SANS`] plus `extra_sans`.
+fn make(extra_sans: &[String], keys: Option<&crate::config::TlsKeys>) -> Result<Made> {
     let (ca_key, leaf_key) = match keys {
         Some(k) => (
             key_from(&k.ca_key_pkcs8_pem)?,
@@ -71,27 +125,73 @@ pub(crate) fn build(
     let ca_cert = ca_params
         .self_signed(&ca_key)
         .context("self-signing the CA")?;
+    let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
     let mut sans: Vec<String> = BASE_SANS.iter().map(|s| s.to_string()).collect();
-    for s in extra_sans {
-        if !sans.contains(s) {
-            sans.push(s.clone());
+    for s in extra_sans
+        .iter()
+        .map(String::as_str)
+        .chain(LOOPBACK_SANS.iter().copied())
+    {
+        if !sans.iter().any(|have| have == s) {
+            sans.push(s.to_string());
         }
     }
-    let mut leaf = CertificateParams::new(sans).context("serving certificate names")?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    leaf.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.use_authority_key_identifier_extension = true;
+    let leaf = end_entity(
+        sans,
+        &[],
+        "kube-apiserver",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
     let leaf_cert = leaf
         .signed_by(&leaf_key, &issuer)
         .context("signing the serving certificate")?;
+    Ok(Made {
+        ca: ca_cert,
+        ca_key_pem,
+        issuer,
+        leaf: leaf_cert,
+        leaf_key,
+    })
+}
 
+/// The PKI of a real API server: CA and serving certificate with `keys` (the sim's names plus
+/// `extra_sans`), and a new admin client key.
+pub fn apiserver_pki(extra_sans: &[String], keys: &crate::config::TlsKeys) -> Result<ApiServerPki> {
+    let m = make(extra_sans, Some(keys))?;
+    let admin_key = rsa()?;
+    let admin = end_entity(
+        Vec::new(),
+        &["system:masters"],
+        "kubernetes-admin",
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    let admin_cert = admin
+        .signed_by(&admin_key, &m.issuer)
+        .context("signing the admin client certificate")?;
+    Ok(ApiServerPki {
+        ca_pem: m.ca.pem(),
+        ca_key_pem: m.ca_key_pem,
+        serving_cert_pem: m.leaf.pem(),
+        serving_key_pem: m.leaf_key.serialize_pem(),
+        admin_cert_pem: admin_cert.pem(),
+        admin_key_pem: admin_key.serialize_pem(),
+    })
+}
+
+/// Creates a fresh CA and a serving certificate for [`BASE_SANS`] plus `extra_sans`, with the
+/// given keys (new RSA-2048 keys when None).
+pub(crate) fn build(
+    extra_sans: &[String],
+    keys: Option<&crate::config::TlsKeys>,
+) -> Result<ServingPki> {
+    let Made {
+        ca: ca_cert,
+        leaf: leaf_cert,
+        leaf_key,
+        ..
+    } = make(extra_sans, keys)?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let chain = vec![
         CertificateDer::from(leaf_cert.der().to_vec()),

@@ -525,6 +525,18 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         }
         check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err)?;
     }
+    for (key, o) in &case.kubernetes {
+        if super::model::kubernetes_key_matches(key, (0, true)).is_none() {
+            return Err(err(
+                &format!("kubernetes.{key}"),
+                format!(
+                    "`{key}` is not a Kubernetes version key; expected a minor version (`1.24`), `<1.31` or `>=1.31`."
+                ),
+                "use e.g. `kubernetes: { \"<1.31\": { expect: ... } }`.",
+            ));
+        }
+        check_expect(&format!("kubernetes.{key}.expect"), &o.expect, &err)?;
+    }
     check_expect("expect", &case.expect, &err)?;
     let sim_only = case.client.token == TokenKind::HandMade
         || case
@@ -532,24 +544,18 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             .as_ref()
             .is_some_and(|r| r.token == TokenKind::HandMade)
         || case.cluster.settings != Default::default();
-    if sim_only
-        && case
-            .applies
-            .clusters
-            .iter()
-            .any(|c| *c != super::matrix::ClusterKind::Sim)
-    {
+    if sim_only && case.applies.clusters.iter().any(|c| !c.owns_keys()) {
         return Err(err(
             "applies.clusters",
-            "hand-made tokens and cluster settings need the sim cluster, but the case also lists another cluster.".into(),
-            "set `applies: { clusters: [sim] }`.",
+            "hand-made tokens and cluster settings need a cluster whose key and flags authlab owns (the sim, or the API server it starts), but the case also lists another cluster.".into(),
+            "set `applies: { clusters: [sim, apiserver] }`.",
         ));
     }
     if sim_only && case.applies.clusters.is_empty() {
         return Err(err(
             "applies.clusters",
-            "hand-made tokens and cluster settings need the sim cluster, but `applies.clusters` is empty (all clusters).".into(),
-            "add `applies: { clusters: [sim], reason: \"...\" }`.",
+            "hand-made tokens and cluster settings need a cluster whose key and flags authlab owns (the sim, or the API server it starts), but `applies.clusters` is empty (all clusters).".into(),
+            "add `applies: { clusters: [sim, apiserver], reason: \"...\" }`.",
         ));
     }
     check_eso(case, &err)?;

@@ -26,6 +26,8 @@ pub enum ClusterKind {
     Kind,
     /// An existing cluster from a kubeconfig.
     Kubeconfig,
+    /// A real kube-apiserver (with etcd) that authlab starts on this machine.
+    Apiserver,
 }
 
 impl ClusterKind {
@@ -34,12 +36,19 @@ impl ClusterKind {
         self == ClusterKind::Sim
     }
 
+    /// True where authlab owns the cluster's signing key and flags (the sim, and an API
+    /// server it starts): hand-made tokens and `cluster.settings` work there.
+    pub fn owns_keys(self) -> bool {
+        matches!(self, ClusterKind::Sim | ClusterKind::Apiserver)
+    }
+
     /// The name used in case files and flags.
     pub fn as_str(self) -> &'static str {
         match self {
             ClusterKind::Sim => "sim",
             ClusterKind::Kind => "kind",
             ClusterKind::Kubeconfig => "kubeconfig",
+            ClusterKind::Apiserver => "apiserver",
         }
     }
 }
@@ -51,8 +60,9 @@ impl std::str::FromStr for ClusterKind {
             "sim" => Ok(ClusterKind::Sim),
             "kind" => Ok(ClusterKind::Kind),
             "kubeconfig" => Ok(ClusterKind::Kubeconfig),
+            "apiserver" => Ok(ClusterKind::Apiserver),
             other => anyhow::bail!(
-                "unknown cluster `{other}`: expected `sim`, `kind` or `kubeconfig` (flag --cluster / env AUTHLAB_CLUSTER)"
+                "unknown cluster `{other}`: expected `sim`, `kind`, `kubeconfig` or `apiserver` (flag --cluster / env AUTHLAB_CLUSTER)"
             ),
         }
     }

@@ -60,6 +60,12 @@ pub struct Case {
     /// optionally with a version or version prefix (`openbao:2.6`, `openbao:2.6.1`).
     #[serde(default)]
     pub flavours: BTreeMap<String, FlavourOverride>,
+    /// Replacements of `expect` by the cluster's Kubernetes version, where the API server
+    /// answers differently: `"1.24"` (that minor version), `"<1.31"` (before 1.31) or
+    /// `">=1.31"`. They take precedence over `flavours`. The sim models
+    /// [`crate::sim::KUBERNETES_VERSION`].
+    #[serde(default)]
+    pub kubernetes: BTreeMap<String, FlavourOverride>,
     /// Servers on which the expected signatures were observed (e.g. `openbao:2.7.2`).
     #[serde(default)]
     pub observed_on: Vec<String>,
@@ -631,6 +637,41 @@ impl Case {
             .unwrap_or(&self.expect)
     }
 
+    /// The expectations for a server on a cluster of Kubernetes version `kubernetes`
+    /// (`v1.24.0`): a matching `kubernetes` entry, else [`Case::expect_for`].
+    pub fn expect_on(&self, flavour: &str, version: &str, kubernetes: Option<&str>) -> &Expect {
+        match self.kubernetes_key_for(kubernetes) {
+            Some(k) => &self.kubernetes[k].expect,
+            None => self.expect_for(flavour, version),
+        }
+    }
+
+    /// The key of the expectations [`Case::expect_on`] takes: `kubernetes:<key>`, a
+    /// `flavours` key, or None for the case's `expect`.
+    pub fn expect_key_on(
+        &self,
+        flavour: &str,
+        version: &str,
+        kubernetes: Option<&str>,
+    ) -> Option<String> {
+        match self.kubernetes_key_for(kubernetes) {
+            Some(k) => Some(format!("kubernetes:{k}")),
+            None => self.expect_key_for(flavour, version).map(str::to_string),
+        }
+    }
+
+    /// The `kubernetes` key matching a cluster version (an exact minor wins over a range).
+    fn kubernetes_key_for(&self, kubernetes: Option<&str>) -> Option<&str> {
+        let minor = kubernetes.and_then(kubernetes_minor)?;
+        let mut keys: Vec<&String> = self
+            .kubernetes
+            .keys()
+            .filter(|k| kubernetes_key_matches(k, minor) == Some(true))
+            .collect();
+        keys.sort_by_key(|k| k.starts_with(['<', '>']));
+        keys.first().map(|k| k.as_str())
+    }
+
     /// The `flavours` key [`Case::expect_for`] takes for a server (None: the case's `expect`).
     pub fn expect_key_for(&self, flavour: &str, version: &str) -> Option<&str> {
         self.flavours
@@ -686,6 +727,43 @@ impl Case {
     }
 }
 
+/// A Kubernetes `gitVersion` as (minor, is a release): `v1.24.0-alpha.1` → (24, false),
+/// `v1.33.1` → (33, true). Major 1 only.
+pub fn kubernetes_minor(version: &str) -> Option<(u32, bool)> {
+    let v = version.trim_start_matches('v');
+    let v = v.split('+').next()?;
+    let release = !v.contains('-');
+    let mut parts = v.split('.');
+    if parts.next()? != "1" {
+        return None;
+    }
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((minor.parse().ok()?, release))
+}
+
+/// Whether a `kubernetes` key matches a version (`kubernetes_minor`'s form): `1.24` is every
+/// 1.24 build, `<1.24` is before 1.24.0 (its pre-releases included, as in semver), `>=1.24`
+/// is 1.24.0 on. None when the key is not one of those forms.
+pub fn kubernetes_key_matches(key: &str, (minor, release): (u32, bool)) -> Option<bool> {
+    let (op, v) = if let Some(v) = key.strip_prefix(">=") {
+        (">=", v)
+    } else if let Some(v) = key.strip_prefix('<') {
+        ("<", v)
+    } else {
+        ("=", key)
+    };
+    let want: u32 = v.strip_prefix("1.")?.parse().ok()?;
+    Some(match op {
+        ">=" => minor > want || (minor == want && release),
+        "<" => minor < want || (minor == want && !release),
+        _ => minor == want,
+    })
+}
+
 /// Whether a `flavours` key (`openbao`, `openbao:2.6`, `openbao:2.6.1`) matches a server.
 /// A version part matches whole dot-separated components from the left.
 pub fn override_matches(key: &str, flavour: &str, version: &str) -> bool {
@@ -698,6 +776,22 @@ pub fn override_matches(key: &str, flavour: &str, version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_keys_match_by_version_with_pre_releases_before_their_release() {
+        let v = |s: &str| kubernetes_minor(s).unwrap();
+        assert_eq!(v("v1.24.0-alpha.1"), (24, false));
+        assert_eq!(v("v1.33.1"), (33, true));
+        assert_eq!(v("v1.30.0+k3s1"), (30, true));
+        assert_eq!(kubernetes_minor("v2.0.0"), None);
+        let m = |k: &str, ver: &str| kubernetes_key_matches(k, v(ver)).unwrap();
+        assert!(m("1.24", "v1.24.0-alpha.1") && m("1.24", "v1.24.17"));
+        assert!(m("<1.24", "v1.24.0-alpha.1") && m("<1.24", "v1.23.5"));
+        assert!(!m("<1.24", "v1.24.0") && m(">=1.24", "v1.24.0"));
+        assert!(!m(">=1.24", "v1.24.0-alpha.1") && m(">=1.24", "v1.34.0"));
+        assert_eq!(kubernetes_key_matches("latest", (30, true)), None);
+        assert_eq!(kubernetes_key_matches("2.4", (30, true)), None);
+    }
 
     /// A `flavours` entry that leaves out a field of `expect` is named with that field.
     #[test]

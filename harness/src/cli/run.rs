@@ -76,6 +76,10 @@ pub(super) struct RunArgs {
     /// Trials at once.
     #[arg(long, default_value_t = 8)]
     jobs: usize,
+    /// With a real cluster (--cluster apiserver, kind, kubeconfig): also run each trial on the
+    /// sim, and print per case where the sim and the real cluster disagreed.
+    #[arg(long)]
+    compare_sim: bool,
 }
 
 /// Exit code of a run in which no trial ran.
@@ -95,7 +99,22 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let dir = cases_dir(a.cases);
     let servers = select::servers(a.servers.as_deref())?;
     let cluster = select::cluster(a.cluster)?;
-    let trials = filter.apply(runner::load_trials(&dir, &servers, cluster)?);
+    if a.bless && !cluster.is_sim() {
+        anyhow::bail!(
+            "--bless records into `expect` and `flavours`, which are judged on the sim (Kubernetes {}); on --cluster {} a case's version-specific answers go into a `kubernetes:` entry written by hand from `--show-observed` (see cases/README.md)",
+            crate::sim::KUBERNETES_VERSION,
+            cluster.as_str()
+        );
+    }
+    let mut trials = filter.apply(runner::load_trials(&dir, &servers, cluster)?);
+    if a.compare_sim && !cluster.is_sim() {
+        // The same cases on the sim, beside the real cluster's trials.
+        let mut on_sim = runner::load_trials(&dir, &servers, ClusterKind::Sim)?;
+        let picked: std::collections::BTreeSet<&str> =
+            trials.iter().map(|t| t.case.name.as_str()).collect();
+        on_sim.retain(|t| picked.contains(t.case.name.as_str()));
+        trials.extend(on_sim);
+    }
     if trials.is_empty() {
         eprintln!(
             "authlab: no trial matches {} (see `authlab list` for case names; trial names are <case>::<flavour>-<version>)",
@@ -172,6 +191,17 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     }
     if a.bless {
         return bless(&outcomes);
+    }
+    if a.compare_sim && a.format == Format::Human {
+        let between = report::changes::between_clusters(&matrix);
+        if between.is_empty() {
+            outln!(
+                "\nthe sim and {} observed the same in every case that ran on both",
+                cluster.as_str()
+            );
+        } else {
+            outln!("\n{}", report::changes::cluster_lines(&between).trim_end());
+        }
     }
     if a.format == Format::Human {
         let mut shown = Vec::new();

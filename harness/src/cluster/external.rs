@@ -1,5 +1,5 @@
-//! Clusters the lab does not simulate: an existing cluster from a kubeconfig, or a Kind cluster
-//! created (or reused) with the `kind` CLI. Trials on them run one at a time — they share the
+//! Clusters the lab does not simulate: an existing cluster from a kubeconfig, a Kind cluster
+//! created (or reused) with the `kind` CLI, or a real API server authlab started. Trials on them run one at a time — they share the
 //! cluster's namespaces — and delete the objects they applied afterwards.
 
 use std::path::PathBuf;
@@ -26,6 +26,19 @@ pub struct ExternalCluster {
     pub kind: Option<kind::KindCluster>,
     /// The API server's `gitVersion` (e.g. `v1.34.0`), when `/version` answered.
     pub version: Option<String>,
+    /// Set for an API server authlab started (`--cluster apiserver`).
+    pub owned: Option<Owned>,
+}
+
+/// What authlab knows of an API server it started itself.
+#[derive(Clone)]
+pub struct Owned {
+    /// Its service-account signing key (PKCS#8 PEM): hand-made tokens are signed with it.
+    pub signing_key_pem: String,
+    /// The address it listens on.
+    pub host: String,
+    /// Its admin kubeconfig (holds a client key).
+    pub kubeconfig: PathBuf,
 }
 
 impl std::fmt::Debug for ExternalCluster {
@@ -87,6 +100,7 @@ pub async fn connect(
     });
     let version = client.apiserver_version().await.ok().map(|v| v.git_version);
     Ok(ExternalCluster {
+        owned: None,
         version,
         client,
         url: access.server.trim_end_matches('/').to_string(),

@@ -1,8 +1,9 @@
 //! Clusters: the client side of every cluster a trial runs on — Kind (through the `kind` CLI),
-//! existing clusters from a kubeconfig, the objects applied to them and the tokens obtained
+//! existing clusters from a kubeconfig, a real API server authlab starts, the objects applied to them and the tokens obtained
 //! from them. (The sim cluster itself is the `authlab-sim` crate, re-exported as
 //! [`crate::sim`].)
 
+pub mod apiserver;
 pub mod external;
 pub mod kind;
 pub mod kubeconfig;

@@ -93,6 +93,56 @@ pub async fn delete_applied(client: &Client, obj: &serde_json::Value) -> Result<
     .await
 }
 
+/// Removes an object a trial made from a shared cluster and waits (at most `timeout`) until it
+/// is gone, so the next trial does not meet its previous incarnation still being deleted:
+/// foreground propagation (dependents go first), and a pod is removed at once (grace period
+/// 0) since a lab's pods have no kubelet to confirm a graceful deletion. Gone already is fine.
+pub async fn remove_and_wait(
+    client: &Client,
+    obj: &serde_json::Value,
+    timeout: Duration,
+) -> Result<()> {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let (api_version, kind, name) = (
+        s(&obj["apiVersion"]),
+        s(&obj["kind"]),
+        s(&obj["metadata"]["name"]),
+    );
+    let ns = obj["metadata"]["namespace"].as_str();
+    let api = api_for(client, &api_version, &kind, ns)?;
+    let what = format!(
+        "{kind} {}{name}",
+        ns.map(|n| format!("{n}/")).unwrap_or_default()
+    );
+    let mut params = DeleteParams::foreground();
+    if kind == "Pod" {
+        params.grace_period_seconds = Some(0);
+    }
+    match api.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("deleting {what}")),
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if api
+            .get_opt(&name)
+            .await
+            .with_context(|| format!("reading {what}"))?
+            .is_none()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "waited {} s for {what} to be deleted (finalizers or dependents left?)",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
 pub async fn delete(client: &Client, spec: &str) -> Result<()> {
     let d = DeleteSpec::parse(spec).map_err(|why| anyhow!("`{spec}`: {why}"))?;
@@ -244,10 +294,16 @@ pub async fn legacy_token(
     secret_name: &str,
 ) -> Result<String> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    // The account's UID is named too: on a real cluster the tokens controller may still be
+    // handling the deletion of an earlier account of the same name (a previous trial's), and
+    // it deletes every token Secret of that name whose UID does not tell them apart.
+    let mut annotations = serde_json::json!({"kubernetes.io/service-account.name": sa});
+    if let Ok(uid) = service_account_uid(client, ns, sa).await {
+        annotations["kubernetes.io/service-account.uid"] = serde_json::json!(uid);
+    }
     let obj = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
-        "metadata": {"name": secret_name, "namespace": ns,
-                     "annotations": {"kubernetes.io/service-account.name": sa}},
+        "metadata": {"name": secret_name, "namespace": ns, "annotations": annotations},
     });
     let secret: Secret = serde_json::from_value(obj)?;
     match api.create(&PostParams::default(), &secret).await {

@@ -15,16 +15,49 @@ use crate::{
     sim::SimCluster,
 };
 
+/// A key that signs hand-made tokens as a cluster does, with the issuer they carry.
+#[derive(Clone)]
+pub struct Signer {
+    /// PKCS#8 PEM of the service-account signing key.
+    pub key_pem: String,
+    /// The cluster's service-account issuer.
+    pub issuer: String,
+}
+
+impl Signer {
+    /// The key and issuer of a sim cluster.
+    pub fn of_sim(sim: &SimCluster) -> Signer {
+        Signer {
+            key_pem: sim.signing_key_pkcs8_pem(),
+            issuer: sim.issuer(),
+        }
+    }
+
+    /// Signs `claims` (RS256, the key's `kid`).
+    pub fn sign(&self, claims: &serde_json::Value) -> Result<String> {
+        crate::sim::sign_token_with(&self.key_pem, claims)
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Where a token is signed for hand-made tokens.
-pub struct Signers<'a> {
-    /// The trial's cluster (sim).
-    pub cluster: Option<&'a SimCluster>,
+#[derive(Default)]
+pub struct Signers {
+    /// The trial's cluster (the sim, or an API server authlab started).
+    pub cluster: Option<Signer>,
     /// A cluster with another key and the same default issuer.
-    pub foreign: Option<&'a SimCluster>,
+    pub foreign: Option<Signer>,
 }
 
 /// Obtains the token described by `spec`.
-pub async fn obtain(client: &Client, spec: &TokenSpec, signers: &Signers<'_>) -> Result<String> {
+pub async fn obtain(client: &Client, spec: &TokenSpec, signers: &Signers) -> Result<String> {
     if let Some(lit) = &spec.literal {
         return Ok(lit.clone());
     }
@@ -87,20 +120,23 @@ async fn hand_made(
     ns: &str,
     name: &str,
     spec: &TokenSpec,
-    signers: &Signers<'_>,
+    signers: &Signers,
 ) -> Result<String> {
     let signer = if spec.foreign_key {
-        signers.foreign
+        signers.foreign.as_ref()
     } else {
-        signers.cluster
+        signers.cluster.as_ref()
     };
     let Some(signer) = signer else {
-        bail!("hand-made tokens need the sim cluster (it holds the signing key)");
+        bail!(
+            "hand-made tokens need a cluster whose signing key authlab holds (the sim, or --cluster apiserver)"
+        );
     };
     let issuer = signers
         .cluster
-        .map(|c| c.issuer())
-        .unwrap_or_else(|| signer.issuer());
+        .as_ref()
+        .map(|c| c.issuer.clone())
+        .unwrap_or_else(|| signer.issuer.clone());
     // The UID of a live service account, or a fresh one when the case makes a token for an
     // account that does not exist.
     let uid = objects::service_account_uid(client, ns, name)
@@ -136,5 +172,5 @@ async fn hand_made(
             }
         }
     }
-    Ok(signer.sign_token(&claims))
+    signer.sign(&claims)
 }

@@ -149,6 +149,12 @@ pub struct Lab {
     unrelated_ca: OnceCell<String>,
     docker: Once<(Engine, String, String)>,
     external: Once<external::ExternalCluster>,
+    /// The run's etcd, for its API servers (`--cluster apiserver`).
+    etcd: Once<String>,
+    etcd_process: Mutex<Option<crate::cluster::apiserver::Etcd>>,
+    /// One API server per distinct settings and listen address.
+    apiservers: Mutex<HashMap<String, Arc<Once<external::ExternalCluster>>>>,
+    apiserver_processes: Mutex<Vec<crate::cluster::apiserver::ApiServer>>,
     eso: Once<()>,
     /// The network namespace the emulated pods share (created with the first pod).
     pod_network: Once<Arc<crate::container::PodNetwork>>,
@@ -198,6 +204,10 @@ impl Lab {
             unrelated_ca: OnceCell::new(),
             docker: OnceCell::new(),
             external: OnceCell::new(),
+            etcd: OnceCell::new(),
+            etcd_process: Mutex::new(None),
+            apiservers: Mutex::new(HashMap::new()),
+            apiserver_processes: Mutex::new(Vec::new()),
             eso: OnceCell::new(),
             pod_network: OnceCell::new(),
             exclusive: tokio::sync::Mutex::new(()),
@@ -359,7 +369,109 @@ impl Lab {
                     None => external::from_kubeconfig().await,
                 },
                 ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
+                ClusterKind::Apiserver => Err(anyhow::anyhow!(
+                    "an API server is per settings: use Lab::apiserver_cluster"
+                )),
             }
+        })
+        .await
+    }
+
+    /// The run's API server for `settings` listening on `host` (started on first use, with
+    /// the run's etcd). Fails with [`crate::cluster::apiserver::binaries::NotFound`] when
+    /// the binaries are missing.
+    pub async fn apiserver_cluster(
+        &self,
+        settings: &crate::case::model::ClusterSettings,
+        host: &str,
+    ) -> Result<external::ExternalCluster> {
+        use crate::cluster::apiserver::{self, ApiServer, ApiServerOptions, Binaries};
+        let bins = Binaries::locate(self.settings())?;
+        let key = apiserver::key(settings, host);
+        let cell = {
+            let mut map = self
+                .apiservers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.entry(key).or_default().clone()
+        };
+        once(&cell, async {
+            let etcd_url = self.etcd(&bins).await?;
+            let n = self.next_id();
+            let sa_key = self.sa_key().await?;
+            let tls_keys = self.tls_keys().await?;
+            tracing::info!(
+                "starting kube-apiserver {} on {host} (up to {} s)",
+                bins.apiserver.display(),
+                apiserver::APISERVER_TIMEOUT.as_secs()
+            );
+            let server = ApiServer::start(ApiServerOptions {
+                bins: &bins,
+                etcd_url: &etcd_url,
+                etcd_prefix: format!("/authlab/{n}"),
+                dir: self.workdir.join(format!("apiserver-{n}")),
+                host: host.to_string(),
+                settings,
+                sa_key_pem: &sa_key,
+                tls_keys: &tls_keys,
+                run_id: &self.opts.run_id,
+            })
+            .await?;
+            let (ready, controllers) = server.startup;
+            tracing::info!(
+                "kube-apiserver ready at {} in {} ms, {} in {} ms",
+                server.url,
+                ready.as_millis(),
+                if server.real_controllers {
+                    "kube-controller-manager"
+                } else {
+                    "authlab's controllers"
+                },
+                controllers.as_millis()
+            );
+            let (kubeconfig, url) = (server.kubeconfig.clone(), server.url.clone());
+            self.apiserver_processes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(server);
+            let mut ext = external::connect(&kubeconfig, None, None)
+                .await
+                .with_context(|| format!("connecting to the API server at {url}"))?;
+            ext.owned = Some(external::Owned {
+                signing_key_pem: sa_key,
+                host: host.to_string(),
+                kubeconfig,
+            });
+            Ok(ext)
+        })
+        .await
+    }
+
+    /// The run's etcd (started on first use).
+    async fn etcd(&self, bins: &crate::cluster::apiserver::Binaries) -> Result<String> {
+        once(&self.etcd, async {
+            tracing::info!(
+                "starting etcd {} (up to {} s)",
+                bins.etcd.display(),
+                crate::cluster::apiserver::ETCD_TIMEOUT.as_secs()
+            );
+            let etcd = crate::cluster::apiserver::Etcd::start(
+                &bins.etcd,
+                &self.workdir.join("etcd"),
+                &self.opts.run_id,
+            )
+            .await?;
+            tracing::info!(
+                "etcd ready at {} in {} ms",
+                etcd.url,
+                etcd.startup.as_millis()
+            );
+            let url = etcd.url.clone();
+            *self
+                .etcd_process
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(etcd);
+            Ok(url)
         })
         .await
     }
@@ -620,6 +732,28 @@ impl Lab {
             Some(async move { server.stop().await })
         });
         futures_util::future::join_all(stops).await;
+        let apiservers: Vec<_> = std::mem::take(
+            &mut *self
+                .apiserver_processes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let etcd = self
+            .etcd_process
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if !apiservers.is_empty() || etcd.is_some() {
+            let _ = tokio::task::spawn_blocking(move || {
+                for mut a in apiservers {
+                    a.stop();
+                }
+                if let Some(mut e) = etcd {
+                    e.stop();
+                }
+            })
+            .await;
+        }
         if let Some(Ok(ext)) = self.external.get()
             && let Some(kc) = &ext.kind
         {

@@ -85,3 +85,183 @@ fn change(case: &str, cluster: &str, rows: &[&Row]) -> Option<Change> {
         changed,
     })
 }
+
+/// One case and server whose trial on the sim and on a real cluster did not observe the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterChange {
+    /// Case name.
+    pub case: String,
+    /// Server.
+    pub server: String,
+    /// The real cluster (`apiserver`, `kind`, `kubeconfig`) and its Kubernetes version.
+    pub cluster: String,
+    /// Its Kubernetes version, when known.
+    pub kubernetes: Option<String>,
+    /// The fields that differ, with the sim's value and the real cluster's (None: not
+    /// observed there).
+    pub fields: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// Every case and server whose signature on the sim differs from the one on a real cluster of
+/// the same report. Fields only one side can observe (the sim's request log) are left out.
+pub fn between_clusters(m: &Matrix) -> Vec<ClusterChange> {
+    let mut out = Vec::new();
+    for (case, rows) in m.by_case() {
+        for sim in rows.iter().filter(|r| r.cluster == "sim") {
+            let Some(sim_sig) = &sim.observed else {
+                continue;
+            };
+            for real in rows
+                .iter()
+                .filter(|r| r.cluster != "sim" && r.server == sim.server)
+            {
+                let Some(real_sig) = &real.observed else {
+                    continue;
+                };
+                let mut fields = super::signature::all_fields([sim_sig, real_sig]);
+                fields.retain(|f| !f.starts_with("cluster."));
+                let fields: Vec<_> = fields
+                    .into_iter()
+                    .filter(|f| sim_sig.get(f) != real_sig.get(f))
+                    .map(|f| {
+                        let (a, b) = (
+                            sim_sig.get(&f).map(str::to_string),
+                            real_sig.get(&f).map(str::to_string),
+                        );
+                        (f, a, b)
+                    })
+                    .collect();
+                if !fields.is_empty() {
+                    out.push(ClusterChange {
+                        case: case.to_string(),
+                        server: sim.server.clone(),
+                        cluster: real.cluster.clone(),
+                        kubernetes: real.kubernetes.clone(),
+                        fields,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`between_clusters`] as lines for a terminal: per case and server, each differing field
+/// with the sim's value and the real cluster's.
+pub fn cluster_lines(changes: &[ClusterChange]) -> String {
+    let mut out = String::new();
+    let shown = |v: &Option<String>| v.as_deref().map_or("—".to_string(), |s| format!("{s:?}"));
+    for c in changes {
+        let version = c
+            .kubernetes
+            .as_deref()
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{} on {}: the sim and {}{version} disagree\n",
+            c.case, c.server, c.cluster
+        ));
+        for (f, sim, real) in &c.fields {
+            out.push_str(&format!(
+                "    {f}: sim {} | {} {}\n",
+                shown(sim),
+                c.cluster,
+                shown(real)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::signature::Signature;
+
+    fn row(cluster: &str, err: Option<&str>) -> Row {
+        Row {
+            name: format!("c::openbao-2.7.2::{cluster}"),
+            case: "c".into(),
+            auth: "kubernetes".into(),
+            mode: None,
+            topology: "outside".into(),
+            server: "openbao:2.7.2".into(),
+            cluster: cluster.into(),
+            kubernetes: Some("v1.24.0".into()),
+            verdict: "passed".into(),
+            messages: Vec::new(),
+            not_checked: Vec::new(),
+            observed: err.map(|e| {
+                Signature(
+                    [
+                        ("login.status", "403"),
+                        ("server_log.err", e),
+                        ("cluster.requests", "POST /apis/..."),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                )
+            }),
+            expect_key: None,
+            expect: None,
+            observed_on: Vec::new(),
+            total_ms: 1,
+            phases: Default::default(),
+            artifacts: None,
+            run_id: "r".into(),
+            difference: None,
+        }
+    }
+
+    fn matrix(trials: Vec<Row>) -> Matrix {
+        Matrix {
+            trials,
+            ..Matrix::of_run(
+                super::super::matrix::RunInfo {
+                    run_id: "r".into(),
+                    started: String::new(),
+                    wall_ms: 0,
+                    servers: Vec::new(),
+                    cluster: "sim".into(),
+                },
+                &[],
+            )
+        }
+    }
+
+    #[test]
+    fn the_sim_and_a_real_cluster_are_compared_field_by_field_without_the_request_log() {
+        let m = matrix(vec![
+            row("sim", Some("no keys found")),
+            row("apiserver", None),
+        ]);
+        assert!(
+            between_clusters(&m).is_empty(),
+            "nothing observed on one side"
+        );
+        let m = matrix(vec![
+            row("sim", Some("no keys found")),
+            row("apiserver", Some("square/go-jose")),
+        ]);
+        let c = between_clusters(&m);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            c[0].fields,
+            vec![(
+                "server_log.err".to_string(),
+                Some("no keys found".to_string()),
+                Some("square/go-jose".to_string())
+            )]
+        );
+        let text = cluster_lines(&c);
+        assert!(
+            text.contains("c on openbao:2.7.2: the sim and apiserver (v1.24.0) disagree"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server_log.err: sim \"no keys found\" | apiserver \"square/go-jose\""),
+            "{text}"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! `matrix.md`: the matrix as Markdown fit for `$GITHUB_STEP_SUMMARY` — the case × server table,
-//! where servers differ, the differences from expectations with their blocks, the failures.
+//! where servers differ, where the sim and a real cluster differ, the differences from
+//! expectations with their blocks, the failures.
 
 use std::fmt::Write;
 
@@ -108,6 +109,46 @@ pub fn render(m: &Matrix) -> String {
             let _ = writeln!(out, "| `{f}` | {} |", vals.join(" | "));
         }
         let _ = writeln!(out);
+    }
+    if m.trials.iter().any(|t| t.cluster == "sim") && m.trials.iter().any(|t| t.cluster != "sim") {
+        let between = super::changes::between_clusters(m);
+        let _ = writeln!(
+            out,
+            "## Where the sim and a real cluster differ
+"
+        );
+        if between.is_empty() {
+            let _ = writeln!(
+                out,
+                "Every case that ran on both observed the same on the sim and on the real cluster."
+            );
+        }
+        for c in &between {
+            let _ = writeln!(
+                out,
+                "### `{}` on {}, sim vs {}{}
+",
+                c.case,
+                c.server,
+                c.cluster,
+                c.kubernetes
+                    .as_deref()
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "| field | sim | {} |
+|---|---|---|",
+                c.cluster
+            );
+            for (f, sim, real) in &c.fields {
+                let cell =
+                    |v: &Option<String>| v.as_deref().map(code).unwrap_or_else(|| "—".into());
+                let _ = writeln!(out, "| `{f}` | {} | {} |", cell(sim), cell(real));
+            }
+            let _ = writeln!(out);
+        }
     }
     let diffs: Vec<&Row> = m.trials.iter().filter(|t| t.difference.is_some()).collect();
     if !diffs.is_empty() {

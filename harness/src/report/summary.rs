@@ -78,8 +78,12 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String
             Verdict::Passed => {}
         }
         if let (Verdict::Failed(_), Some(key)) = (&o.verdict, &o.expect_key) {
+            let (map, key) = match key.strip_prefix("kubernetes:") {
+                Some(k) => ("kubernetes", k),
+                None => ("flavours", key.as_str()),
+            };
             out.push_str(&format!(
-                "    (judged by flavours.\"{key}\", which replaces `expect` as a whole)\n"
+                "    (judged by {map}.\"{key}\", which replaces `expect` as a whole)\n"
             ));
         }
         for what in &o.not_checked {

@@ -62,13 +62,8 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let server = match &env.server {
         Some(s) => s.clone(),
         None => {
-            let sim = env.cluster.sim.as_ref().ok_or_else(|| {
-                super::NotAvailable::err(
-                    "in-cluster server",
-                    "the inside topology runs on the sim cluster (pod emulation); on Kind and existing clusters it needs the in-cluster server, which is not available yet",
-                )
-            })?;
-            let s = Arc::new(super::pod::pod_server(run.lab, run.trial, sim, kube).await?);
+            run.made.pod_object = Some(super::pod::server_pod(run.trial));
+            let s = Arc::new(super::pod::pod_server(run.lab, run.trial, &env.cluster).await?);
             run.record.server_config = s.config_text();
             if run.trial.case.uses("pod.jwt")
                 && let Some(c) = s.container_server()
@@ -105,16 +100,16 @@ async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<
     let case = &run.trial.case.case;
     let foreign =
         if case.client.foreign_key || case.reviewer.as_ref().is_some_and(|r| r.foreign_key) {
-            Some(run.lab.foreign_cluster().await?)
+            Some(tokens::Signer::of_sim(run.lab.foreign_cluster().await?))
         } else {
             None
         };
     let signers = tokens::Signers {
-        cluster: env.cluster.sim.as_ref(),
-        foreign,
+        cluster: env.cluster.signer.clone(),
+        foreign: foreign.clone(),
     };
     let other_signers = tokens::Signers {
-        cluster: env.cluster.other.as_ref(),
+        cluster: env.cluster.other.as_ref().map(tokens::Signer::of_sim),
         foreign,
     };
     let other_client = match &env.cluster.other {

@@ -172,7 +172,15 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
     } else {
         // Boxed: the pipeline's future is large, and trials may run on small test threads.
         let result = Box::pin(pipeline(&mut run)).await;
-        teardown::teardown(&mut run).await;
+        let left = teardown::teardown(&mut run).await;
+        let result = match (result, left.is_empty()) {
+            (Err(e), _) => Err(e),
+            (ok, true) => ok,
+            (Ok(_), false) => Err(anyhow::anyhow!(
+                "teardown left objects on the shared cluster: {}",
+                left.join("; ")
+            )),
+        };
         match result {
             Ok((judged, signature)) => {
                 not_checked = judged.not_checked.clone();
@@ -199,11 +207,11 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         trial: trial.clone(),
         started,
         observed,
-        expect_key: trial
-            .case
-            .case
-            .expect_key_for(&trial.server.flavour.to_string(), &trial.server.version)
-            .map(str::to_string),
+        expect_key: trial.case.case.expect_key_on(
+            &trial.server.flavour.to_string(),
+            &trial.server.version,
+            run.record.kubernetes.as_deref(),
+        ),
         kubernetes: run.record.kubernetes.clone(),
         diagnosis: None,
     };

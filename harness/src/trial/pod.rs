@@ -1,4 +1,5 @@
-//! The inside topology on the sim: the server as a pod, emulated in a container.
+//! The inside topology on the sim and on an API server authlab starts: the server as a pod,
+//! emulated in a container (a real Pod object, its real bound token, the cluster's CA).
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -7,7 +8,6 @@ use crate::{
     case::matrix::Trial,
     cluster::{objects, tokens},
     lab::Lab,
-    sim::SimCluster,
 };
 
 /// Starts the trial's server as a pod would run: a container with the projected token of its
@@ -16,27 +16,39 @@ use crate::{
 pub(super) async fn pod_server(
     lab: &Lab,
     trial: &Trial,
-    sim: &SimCluster,
-    kube: &kube::Client,
+    cluster: &super::prepare::ClusterView,
 ) -> Result<crate::lab::servers::ServerHandle> {
+    let kube = &cluster.client;
     let sa = pod_account(trial);
-    let (ns, name) = (sa.namespace.as_str(), sa.name.as_str());
+    let ns = sa.namespace.as_str();
     let pod_name = format!("{}-0", trial.server.flavour);
-    objects::apply(kube, &pod_object(trial, ns, name, &pod_name)).await?;
-    let token = pod_token(kube, sim, &sa, &pod_name).await?;
+    objects::apply(kube, &server_pod(trial)).await?;
+    let token = pod_token(kube, &sa, &pod_name).await?;
     let (_, _, gateway) = lab.docker().await?;
+    let port = cluster
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .context("the cluster URL has no port")?;
     let pod = crate::container::PodIdentity {
         token,
-        ca_pem: sim.ca_pem(),
+        ca_pem: cluster.ca_pem.clone(),
         namespace: ns.to_string(),
         kubernetes_service_host: gateway,
-        kubernetes_service_port: sim.port(),
+        kubernetes_service_port: port,
     };
     lab.start_container(&trial.server, Some(pod), Some(&trial.name))
         .await
 }
 
 /// The server's Pod object.
+pub(super) fn server_pod(trial: &Trial) -> serde_json::Value {
+    let sa = pod_account(trial);
+    let pod_name = format!("{}-0", trial.server.flavour);
+    pod_object(trial, &sa.namespace, &sa.name, &pod_name)
+}
+
 fn pod_object(trial: &Trial, ns: &str, sa: &str, pod_name: &str) -> serde_json::Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -60,7 +72,6 @@ fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
 /// A token of the pod's service account bound to the pod, as kubelet requests it.
 async fn pod_token(
     kube: &kube::Client,
-    sim: &SimCluster,
     sa: &crate::case::model::ServiceAccountRef,
     pod_name: &str,
 ) -> Result<String> {
@@ -77,11 +88,7 @@ async fn pod_token(
         foreign_key: false,
         literal: None,
     };
-    let signers = tokens::Signers {
-        cluster: Some(sim),
-        foreign: None,
-    };
-    tokens::obtain(kube, &spec, &signers)
+    tokens::obtain(kube, &spec, &tokens::Signers::default())
         .await
         .with_context(|| format!("requesting the server pod's token for {sa}"))
 }
@@ -96,11 +103,6 @@ pub(super) async fn renew_token(
     replace: bool,
 ) -> Result<()> {
     let trial = run.trial;
-    let sim = env
-        .cluster
-        .sim
-        .as_ref()
-        .context("the server pod is emulated on the sim only")?;
     let container = setup
         .server
         .container_server()
@@ -118,7 +120,7 @@ pub(super) async fn renew_token(
         .await?;
         objects::apply(kube, &pod_object(trial, &sa.namespace, &sa.name, &pod_name)).await?;
     }
-    let token = pod_token(kube, sim, &sa, &pod_name).await?;
+    let token = pod_token(kube, &sa, &pod_name).await?;
     container
         .write_file(
             &format!("/{}/token", crate::container::SA_DIR),

@@ -1,6 +1,6 @@
-//! Stage 1: the trial's cluster (a sim of its own, or the shared Kind/kubeconfig cluster, one
-//! trial at a time), its server, the names of its mounts, and the placeholder values known
-//! before anything is applied (fault endpoints included).
+//! Stage 1: the trial's cluster (a sim of its own, or the shared Kind, kubeconfig or
+//! apiserver cluster, one trial at a time), its server, the names of its mounts, and the
+//! placeholder values known before anything is applied (fault endpoints included).
 
 use std::sync::Arc;
 
@@ -24,6 +24,10 @@ pub(super) struct ClusterView {
     pub sim: Option<SimCluster>,
     /// The trial's second cluster (`cluster.other`, or a case naming `${other.url}`).
     pub other: Option<SimCluster>,
+    /// The cluster's signing key, where authlab holds it (hand-made tokens).
+    pub signer: Option<crate::cluster::tokens::Signer>,
+    /// The address the cluster listens on, where fault endpoints are made.
+    pub host: String,
     /// The shared cluster, when the trial runs on one.
     pub ext: Option<ExternalCluster>,
     /// Admin client.
@@ -89,6 +93,7 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
     run.record.eso = super::eso::not_run(run.trial).and_then(|e| e.report());
     let (cluster, server) = match run.trial.cluster {
         ClusterKind::Sim => sim_cluster(run).await?,
+        ClusterKind::Apiserver => apiserver_cluster(run).await?,
         _ => shared_cluster(run).await?,
     };
     let mut vars = cluster_vars(run, &cluster)?;
@@ -105,7 +110,11 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
         .trial
         .case
         .case
-        .expect_for(&spec.flavour.to_string(), &spec.version)
+        .expect_on(
+            &spec.flavour.to_string(),
+            &spec.version,
+            run.record.kubernetes.as_deref(),
+        )
         .clone();
     Ok(Env {
         cluster,
@@ -123,17 +132,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
     let lab = run.lab;
     let case = &run.trial.case.case;
     let inside = case.topology == Topology::Inside;
-    let host = if inside || lab.options().runtime == Runtime::Container {
-        let (_, _, gateway) = lab.docker().await.map_err(|e| {
-            NotAvailable::err(
-                "docker",
-                format!("the inside topology needs Docker for pod emulation: {e:#}"),
-            )
-        })?;
-        gateway
-    } else {
-        "127.0.0.1".to_string()
-    };
+    let host = listen_host(run).await?;
     let server = if inside {
         None
     } else {
@@ -168,35 +167,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         .await
         .context("starting the trial's sim cluster")?;
     run.made.sim = Some(sim.clone());
-    let lc = &run.trial.case;
-    let other = if case.cluster.other.is_some()
-        || [
-            "other.url",
-            "other.hostport",
-            "other.issuer",
-            "other.jwks_url",
-        ]
-        .iter()
-        .any(|p| lc.uses(p))
-    {
-        let listener = std::net::TcpListener::bind((host.as_str(), 0))
-            .with_context(|| format!("binding a port for the trial's second cluster on {host}"))?;
-        let cfg = SimConfig {
-            port: listener.local_addr()?.port(),
-            bind: host.parse().context("the sim's listen address")?,
-            extra_sans: vec![host.clone()],
-            signing_key_pkcs8_pem: Some(lab.foreign_key().await?),
-            tls_keys: Some(lab.foreign_tls_keys().await?),
-            ..SimConfig::default()
-        };
-        let o = SimCluster::start_on(cfg, listener)
-            .await
-            .context("starting the trial's second cluster")?;
-        run.made.other_sim = Some(o.clone());
-        Some(o)
-    } else {
-        None
-    };
+    let other = other_cluster(run, &host).await?;
     run.record.kubernetes = Some(crate::sim::KUBERNETES_VERSION.to_string());
     let view = ClusterView {
         client: sim.kube_client()?,
@@ -206,8 +177,108 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         pubkey: Some(sim.public_key_pem()),
         server_from_pods: None,
         ext: None,
+        signer: Some(crate::cluster::tokens::Signer::of_sim(&sim)),
+        host,
         sim: Some(sim),
         other,
+    };
+    Ok((view, server))
+}
+
+/// The trial's second cluster, when the case has one: a sim on `host` with the foreign key.
+async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluster>> {
+    let lc = &run.trial.case;
+    let wanted = lc.case.cluster.other.is_some()
+        || [
+            "other.url",
+            "other.hostport",
+            "other.issuer",
+            "other.jwks_url",
+        ]
+        .iter()
+        .any(|p| lc.uses(p));
+    if !wanted {
+        return Ok(None);
+    }
+    let lab = run.lab;
+    let listener = std::net::TcpListener::bind((host, 0))
+        .with_context(|| format!("binding a port for the trial's second cluster on {host}"))?;
+    let cfg = SimConfig {
+        port: listener.local_addr()?.port(),
+        bind: host.parse().context("the sim's listen address")?,
+        extra_sans: vec![host.to_string()],
+        signing_key_pkcs8_pem: Some(lab.foreign_key().await?),
+        tls_keys: Some(lab.foreign_tls_keys().await?),
+        ..SimConfig::default()
+    };
+    let o = SimCluster::start_on(cfg, listener)
+        .await
+        .context("starting the trial's second cluster")?;
+    run.made.other_sim = Some(o.clone());
+    Ok(Some(o))
+}
+
+/// Where a trial's own cluster listens: the Docker network's gateway when the server is a
+/// container (inside, or the container runtime), else loopback.
+async fn listen_host(run: &Run<'_>) -> Result<String> {
+    let lab = run.lab;
+    let inside = run.trial.case.case.topology == Topology::Inside;
+    if inside || lab.options().runtime == Runtime::Container {
+        let (_, _, gateway) = lab.docker().await.map_err(|e| {
+            NotAvailable::err(
+                "docker",
+                format!("the inside topology needs Docker for pod emulation: {e:#}"),
+            )
+        })?;
+        Ok(gateway)
+    } else {
+        Ok("127.0.0.1".to_string())
+    }
+}
+
+/// The run's API server for the case's settings (`--cluster apiserver`): shared by the trials
+/// of the run with the same settings, which take turns and delete what they applied. Inside,
+/// the trial's server is a pod of it, emulated (started once its objects exist).
+async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
+    let (lab, trial) = (run.lab, run.trial);
+    let case = &trial.case.case;
+    let host = listen_host(run).await?;
+    let ext = match lab.apiserver_cluster(&case.cluster.settings, &host).await {
+        Ok(ext) => ext,
+        Err(e) if e.is::<crate::cluster::apiserver::binaries::NotFound>() => {
+            return Err(NotAvailable::err("apiserver", format!("{e:#}")));
+        }
+        Err(e) => return Err(e.context("starting the apiserver cluster")),
+    };
+    let server = if case.topology == Topology::Inside {
+        None
+    } else {
+        let s = lab.server(&trial.server).await?;
+        run.record.server_config = s.config_text();
+        Some(s)
+    };
+    run.timer.lap("server");
+    run.made.exclusive = Some(lab.exclusive.lock().await);
+    run.timer.lap("queue");
+    run.made.shared = Some(ext.client.clone());
+    run.record.kubernetes = ext.version.clone();
+    let other = other_cluster(run, &host).await?;
+    let signer = ext.owned.as_ref().map(|o| crate::cluster::tokens::Signer {
+        key_pem: o.signing_key_pem.clone(),
+        issuer: ext.issuer.clone(),
+    });
+    let view = ClusterView {
+        sim: None,
+        other,
+        signer,
+        host,
+        client: ext.client.clone(),
+        url: ext.url.clone(),
+        ca_pem: ext.ca_pem.clone(),
+        issuer: ext.issuer.clone(),
+        pubkey: ext.pubkey.clone(),
+        server_from_pods: None,
+        ext: Some(ext),
     };
     Ok((view, server))
 }
@@ -267,6 +338,8 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     let view = ClusterView {
         sim: None,
         other: None,
+        signer: None,
+        host: "127.0.0.1".into(),
         client: ext.client.clone(),
         url,
         ca_pem: ext.ca_pem.clone(),
@@ -321,15 +394,7 @@ fn cluster_vars(run: &Run<'_>, cv: &ClusterView) -> Result<Vars> {
 /// them (the sim's own address).
 async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faults> {
     let lc = &run.trial.case;
-    let host = match &cv.sim {
-        Some(sim) => sim
-            .url()
-            .trim_start_matches("https://")
-            .rsplit_once(':')
-            .map(|(h, _)| h.to_string())
-            .unwrap_or_else(|| "127.0.0.1".into()),
-        None => "127.0.0.1".into(),
-    };
+    let host = cv.host.clone();
     let mut faults = Faults::default();
     if lc.uses("hang.url") {
         let h = HangListener::bind_on(&host).await?;
@@ -346,12 +411,12 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
         faults._reset = Some(r);
     }
     if lc.uses("cluster.unnamed_url") {
-        let Some(sim) = &cv.sim else {
+        if !run.trial.cluster.owns_keys() {
             return Err(super::NotAvailable::err(
                 "cluster",
-                "${cluster.unnamed_url} is made on the sim cluster only",
+                "${cluster.unnamed_url} is made on the sim and apiserver clusters only",
             ));
-        };
+        }
         // The API server at a loopback address its certificate does not name.
         if host != "127.0.0.1" {
             return Err(super::NotAvailable::err(
@@ -359,8 +424,8 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
                 "${cluster.unnamed_url} needs the server as a local process (127.0.0.2 is loopback only for processes)",
             ));
         }
-        let port = sim
-            .url()
+        let port = cv
+            .url
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())

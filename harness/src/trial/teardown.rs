@@ -37,13 +37,17 @@ pub(super) struct Made<'a> {
     pub exclusive: Option<tokio::sync::MutexGuard<'a, ()>>,
     /// Mounts and policy on the server.
     pub mounts: Option<Mounts>,
-    /// The trial's own server pod (inside topology on the sim).
+    /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
     pub pod_server: Option<Arc<ServerHandle>>,
+    /// Its Pod object (deleted from a shared cluster).
+    pub pod_object: Option<serde_json::Value>,
     /// Fault endpoints, held until the trial is over.
     pub faults: super::prepare::Faults,
 }
 
-pub(super) async fn teardown(run: &mut Run<'_>) {
+/// Returns what could not be removed from a shared cluster (the trial then ends in ERROR: the
+/// next one would meet it).
+pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
     let made = std::mem::take(&mut run.made);
     if let Some(m) = made.mounts {
         let _ = m.root.disable_auth(&m.auth).await;
@@ -68,9 +72,10 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
     if let Some(mut s) = made.pod_server.and_then(Arc::into_inner) {
         s.stop().await;
     }
-    if let Some(client) = made.shared {
-        delete_applied(run, &client).await;
-    }
+    let problems = match made.shared {
+        Some(client) => delete_applied(run, &client, made.pod_object).await,
+        None => Vec::new(),
+    };
     if let Some(sim) = made.sim {
         run.record.cluster_log = sim.request_log();
         sim.shutdown().await;
@@ -80,26 +85,51 @@ pub(super) async fn teardown(run: &mut Run<'_>) {
     }
     drop(made.faults);
     drop(made.exclusive);
+    problems
 }
 
 /// The cluster is shared: remove what this trial applied (namespaces stay; deleting them is
-/// slow and a later trial may need them again), and the token Secrets it had made.
-async fn delete_applied(run: &Run<'_>, client: &kube::Client) {
-    for obj in run.record.objects.iter().rev() {
-        if obj["kind"] == "Namespace" {
-            continue;
-        }
-        let _ = objects::delete_applied(client, obj).await;
-    }
+/// slow and a later trial may need them again), its server pod and the token Secrets it had
+/// made, each waited for until gone: the next trial starts from a cluster without them.
+async fn delete_applied(
+    run: &Run<'_>,
+    client: &kube::Client,
+    pod: Option<serde_json::Value>,
+) -> Vec<String> {
     let case = &run.trial.case.case;
-    for spec in case.reviewer.iter().chain(std::iter::once(&case.client)) {
-        if spec.token == TokenKind::LegacySecret {
+    let secrets = case
+        .reviewer
+        .iter()
+        .chain(std::iter::once(&case.client))
+        .filter(|spec| spec.token == TokenKind::LegacySecret)
+        .map(|spec| {
             let sa = &spec.service_account;
             let secret = spec
                 .secret_name
                 .clone()
                 .unwrap_or_else(|| format!("{}-token", sa.name));
-            let _ = objects::delete(client, &format!("Secret {}/{secret}", sa.namespace)).await;
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": secret, "namespace": sa.namespace}})
+        });
+    let objects: Vec<serde_json::Value> = secrets
+        .chain(pod)
+        .chain(
+            run.record
+                .objects
+                .iter()
+                .rev()
+                .filter(|o| o["kind"] != "Namespace")
+                .cloned(),
+        )
+        .collect();
+    let mut problems = Vec::new();
+    for obj in &objects {
+        if let Err(e) = objects::remove_and_wait(client, obj, DELETE_TIMEOUT).await {
+            problems.push(format!("{e:#}"));
         }
     }
+    problems
 }
+
+/// Bound on waiting for one deleted object to be gone.
+const DELETE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

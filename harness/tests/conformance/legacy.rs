@@ -182,6 +182,9 @@ pub fn t37_secret_deleted<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
 
 pub fn t38_sa_creates_no_secret<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
     Box::pin(async move {
+        if !env.at_least(since::NO_AUTO_TOKEN_SECRET) {
+            return auto_token_secret(env, s).await;
+        }
         s.service_account(env, "plain").await?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let sa = env
@@ -217,4 +220,40 @@ pub fn t38_sa_creates_no_secret<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
         ensure!(tokens.is_empty(), "token Secrets appeared: {tokens:?}");
         Ok(Done::Passed)
     })
+}
+
+/// Before 1.24.0 the tokens controller makes a token Secret for each new service account and
+/// lists it in the account's `secrets`.
+async fn auto_token_secret(env: &Env, s: &Scratch) -> Result<Done> {
+    s.service_account(env, "plain").await?;
+    let path = format!("/api/v1/namespaces/{}/serviceaccounts/plain", s.ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let sa = env.admin_call("GET", &path, None, None).await?;
+        sa.expect(200)?;
+        if let Some(name) = sa.json()["secrets"][0]["name"].as_str() {
+            let secret = env
+                .admin_call(
+                    "GET",
+                    &format!("/api/v1/namespaces/{}/secrets/{name}", s.ns),
+                    None,
+                    None,
+                )
+                .await?;
+            secret.expect(200)?;
+            same(
+                &secret.json()["type"],
+                &json!("kubernetes.io/service-account-token"),
+                "type of the account's Secret",
+            )?;
+            return Ok(Done::Passed);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{}: waited 15 s for the tokens controller to make a token Secret for the new service account (before {})",
+            env.version,
+            since::NO_AUTO_TOKEN_SECRET
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -35,6 +35,12 @@ pub struct Env {
     pub http: reqwest::Client,
     pub issuer: String,
     pub sim: Option<SimCluster>,
+    /// The cluster's service-account signing key (PKCS#8 PEM), where it is known: the sim's,
+    /// an API server authlab started, or `AUTHLAB_CONFORMANCE_SIGNING_KEY`.
+    pub signing_key: Option<String>,
+    /// The server's `/version` `gitVersion` (`v1.24.0-alpha.1`, `v1.33.1`): version-dependent
+    /// checks judge by it.
+    pub version: String,
     /// Serialises tests that change what anonymous callers may do.
     pub anonymous_lock: tokio::sync::Mutex<()>,
 }
@@ -136,14 +142,29 @@ impl Env {
             .user_agent("authlab-conformance")
             .timeout(Duration::from_secs(30))
             .build()?;
+        let signing_key = sim.as_ref().map(|s| s.signing_key_pkcs8_pem());
         let mut env = Env {
             admin,
             base,
             http,
             issuer: String::new(),
             sim,
+            signing_key,
+            version: String::new(),
             anonymous_lock: tokio::sync::Mutex::new(()),
         };
+        let v = env.admin_call("GET", "/version", None, None).await?;
+        v.expect(200).context("reading /version")?;
+        env.version = v.json()["gitVersion"]
+            .as_str()
+            .context("/version has no gitVersion")?
+            .to_string();
+        semver(&env.version).with_context(|| {
+            format!(
+                "/version's gitVersion {:?} is not a Kubernetes version",
+                env.version
+            )
+        })?;
         let conf = env
             .admin_call("GET", "/.well-known/openid-configuration", None, None)
             .await?;
@@ -240,12 +261,70 @@ impl Env {
         Resp::read(resp).await
     }
 
-    /// The in-process sim, or an "ignored" reason for a real cluster.
-    pub fn sim(&self, why: &str) -> std::result::Result<&SimCluster, Done> {
-        self.sim
-            .as_ref()
-            .ok_or_else(|| Done::Ignored(format!("needs the in-process sim: {why}")))
+    /// True when the server's version is `release` (`1.30.0`) or later; a pre-release
+    /// (`1.24.0-alpha.1`) comes before its release, as in semver.
+    pub fn at_least(&self, release: &str) -> bool {
+        match (semver(&self.version), semver(release)) {
+            (Some(have), Some(want)) => have >= want,
+            _ => false,
+        }
     }
+
+    /// Signs `claims` with the cluster's own key (RS256, its `kid`), or an "ignored" reason
+    /// where the key is not known.
+    pub fn sign(&self, claims: &Value, why: &str) -> std::result::Result<String, Done> {
+        let key = self.signing_key.as_deref().ok_or_else(|| {
+            Done::Ignored(format!(
+                "needs the cluster's signing key (the sim, --cluster apiserver, or AUTHLAB_CONFORMANCE_SIGNING_KEY): {why}"
+            ))
+        })?;
+        authlab::sim::sign_token_with(key, claims)
+            .map_err(|e| Done::Ignored(format!("the signing key could not sign: {e:#}")))
+    }
+}
+
+/// The Kubernetes releases whose behaviour version-dependent checks judge by (from the
+/// feature gates' defaults in `pkg/features/kube_features.go` and `pkg/serviceaccount` of
+/// each release).
+pub mod since {
+    /// No token Secret per service account (`LegacyServiceAccountTokenNoAutoGeneration`, on
+    /// by default from 1.24.0).
+    pub const NO_AUTO_TOKEN_SECRET: &str = "1.24.0";
+    /// `jti` in TokenRequest tokens and `authentication.kubernetes.io/credential-id` in the
+    /// TokenReview's `extra` (`ServiceAccountTokenJTI`, beta in 1.30).
+    pub const JTI: &str = "1.30.0";
+    /// `kubernetes.io.node` in pod-bound tokens, `node-name`/`node-uid` in `extra`
+    /// (`ServiceAccountTokenPodNodeInfo`, beta in 1.30).
+    pub const NODE_CLAIMS: &str = "1.30.0";
+    /// Verification keys chosen by the token's `kid`: an unknown kid finds no keys (1.31;
+    /// before, every key is tried and the JOSE library's error is reported).
+    pub const KID_SELECTION: &str = "1.31.0";
+    /// The JOSE library is `go-jose/go-jose` (1.33; before, `square/go-jose`).
+    pub const GO_JOSE: &str = "1.33.0";
+}
+
+impl Env {
+    /// The JOSE library's name in the server's errors.
+    pub fn jose(&self) -> &'static str {
+        if self.at_least(since::GO_JOSE) {
+            "go-jose/go-jose"
+        } else {
+            "square/go-jose"
+        }
+    }
+}
+
+/// A `gitVersion` as (major, minor, patch, is-release): `v1.24.0-alpha.1` → (1, 24, 0, false),
+/// which sorts before (1, 24, 0, true). Build metadata (`+abc`) is ignored.
+pub fn semver(v: &str) -> Option<(u32, u32, u32, bool)> {
+    let v = v.trim_start_matches('v');
+    let v = v.split('+').next()?;
+    let (core, pre) = match v.split_once('-') {
+        Some((c, _)) => (c, true),
+        None => (v, false),
+    };
+    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??, !pre))
 }
 
 /// A per-test namespace and the cluster-scoped objects to remove afterwards.
