@@ -208,7 +208,7 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
             check_cluster(c, &ev.cluster_requests, vars, &mut out)
         }
         Some(_) => not_checked.push(
-            "expect.cluster_requests: only the sim cluster records the requests it answers".into(),
+            "expect.cluster_requests: only the sim and the API servers authlab starts record the requests they answer".into(),
         ),
         None => {}
     }

@@ -39,6 +39,8 @@ pub struct Owned {
     pub host: String,
     /// Its admin kubeconfig (holds a client key).
     pub kubeconfig: PathBuf,
+    /// Its audit log: the requests it answered.
+    pub audit: crate::cluster::apiserver::audit::AuditLog,
 }
 
 impl std::fmt::Debug for ExternalCluster {

@@ -429,7 +429,11 @@ impl Lab {
                 },
                 controllers.as_millis()
             );
-            let (kubeconfig, url) = (server.kubeconfig.clone(), server.url.clone());
+            let (kubeconfig, url, audit) = (
+                server.kubeconfig.clone(),
+                server.url.clone(),
+                server.audit.clone(),
+            );
             self.apiserver_processes
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -441,6 +445,7 @@ impl Lab {
                 signing_key_pem: sa_key,
                 host: host.to_string(),
                 kubeconfig,
+                audit,
             });
             Ok(ext)
         })

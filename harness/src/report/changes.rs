@@ -103,7 +103,7 @@ pub struct ClusterChange {
 }
 
 /// Every case and server whose signature on the sim differs from the one on a real cluster of
-/// the same report. Fields only one side can observe (the sim's request log) are left out.
+/// the same report. The request log's fields are compared where both sides recorded one.
 pub fn between_clusters(m: &Matrix) -> Vec<ClusterChange> {
     let mut out = Vec::new();
     for (case, rows) in m.by_case() {
@@ -119,7 +119,11 @@ pub fn between_clusters(m: &Matrix) -> Vec<ClusterChange> {
                     continue;
                 };
                 let mut fields = super::signature::all_fields([sim_sig, real_sig]);
-                fields.retain(|f| !f.starts_with("cluster."));
+                // The request log where only one side records one (Kind, kubeconfig).
+                fields.retain(|f| {
+                    !f.starts_with("cluster.")
+                        || (sim_sig.get(f).is_some() && real_sig.get(f).is_some())
+                });
                 let fields: Vec<_> = fields
                     .into_iter()
                     .filter(|f| sim_sig.get(f) != real_sig.get(f))

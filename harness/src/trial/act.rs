@@ -1,7 +1,7 @@
 //! Stage 3: the case's cluster changes before login, the login itself, and the follow-up
 //! requests made with the token it returned.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::{Run, apply::Setup, prepare::Env};
@@ -41,6 +41,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     if setup.config.status < 300 && setup.role.status < 300 {
         let sim = env.cluster.sim.as_ref();
         let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
+        let audit_before = env.cluster.audit.as_ref().map(|a| a.offset());
         let anon = setup.root.with_token(None);
         let login = match &run.trial.case.case.login.path {
             // As the user wrote it, answered as the server answers it.
@@ -61,9 +62,18 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
                 .await?
             }
         };
-        acted.cluster_requests = sim
-            .map(|s| s.request_log().split_off(before))
-            .unwrap_or_default();
+        acted.cluster_requests = match (sim, &env.cluster.audit, audit_before) {
+            (Some(s), ..) => s.request_log().split_off(before),
+            (None, Some(audit), Some(offset)) => {
+                let reqs = audit
+                    .requests_since(&env.cluster.client, offset)
+                    .await
+                    .context("reading the API server's audit log")?;
+                run.record.cluster_log = reqs.clone();
+                reqs
+            }
+            _ => Vec::new(),
+        };
         acted.login = Some(Observed::from(&login));
         run.record.evidence.login = acted.login.clone();
         run.record.evidence.cluster_requests = acted.cluster_requests.clone();

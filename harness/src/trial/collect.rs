@@ -70,7 +70,7 @@ pub(super) async fn collect(
         server_log,
         cluster_requests: acted.cluster_requests,
         cluster_objects,
-        cluster_requests_recorded: env.cluster.sim.is_some(),
+        cluster_requests_recorded: env.cluster.sim.is_some() || env.cluster.audit.is_some(),
         steps: acted.steps,
         eso: EsoEvidence::NoClient,
         diagnosis: Vec::new(),

@@ -28,6 +28,8 @@ pub(super) struct ClusterView {
     pub signer: Option<crate::cluster::tokens::Signer>,
     /// The address the cluster listens on, where fault endpoints are made.
     pub host: String,
+    /// The audit log of an API server authlab started (its request log).
+    pub audit: Option<crate::cluster::apiserver::audit::AuditLog>,
     /// The shared cluster, when the trial runs on one.
     pub ext: Option<ExternalCluster>,
     /// Admin client.
@@ -178,6 +180,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         server_from_pods: None,
         ext: None,
         signer: Some(crate::cluster::tokens::Signer::of_sim(&sim)),
+        audit: None,
         host,
         sim: Some(sim),
         other,
@@ -267,10 +270,12 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         key_pem: o.signing_key_pem.clone(),
         issuer: ext.issuer.clone(),
     });
+    let audit = ext.owned.as_ref().map(|o| o.audit.clone());
     let view = ClusterView {
         sim: None,
         other,
         signer,
+        audit,
         host,
         client: ext.client.clone(),
         url: ext.url.clone(),
@@ -339,6 +344,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         sim: None,
         other: None,
         signer: None,
+        audit: None,
         host: "127.0.0.1".into(),
         client: ext.client.clone(),
         url,

@@ -8,6 +8,7 @@
 //! on any shared cluster. Every process is labelled with the run id, dies with the harness and
 //! is reaped by `authlab clean` like a server process.
 
+pub mod audit;
 pub mod binaries;
 mod controllers;
 
@@ -259,6 +260,8 @@ pub struct ApiServer {
     pub startup: (Duration, Duration),
     /// True when kube-controller-manager runs (else authlab does what trials need of it).
     pub real_controllers: bool,
+    /// Its audit log (the request log trials judge).
+    pub audit: audit::AuditLog,
 }
 
 impl ApiServer {
@@ -288,6 +291,8 @@ impl ApiServer {
         let sa_key = write("sa.key", o.sa_key_pem)?;
         let sa_pub = write("sa.pub", &crate::sim::public_key_pem_of(o.sa_key_pem)?)?;
         let kubeconfig = write("kubeconfig", &kubeconfig_yaml(&url, &pki))?;
+        let policy = write("audit-policy.yaml", audit::POLICY)?;
+        let audit_log = dir.join("audit.log");
         let issuer = o
             .settings
             .issuer
@@ -320,6 +325,11 @@ impl ApiServer {
             // The `kubernetes` Service's endpoints cannot hold a loopback address; nothing
             // reaches the API server through that Service here.
             "--endpoint-reconciler-type=none".into(),
+            // The request log of `expect.cluster_requests`.
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", audit_log.display()),
+            "--audit-log-format=json".into(),
+            "--audit-log-mode=blocking".into(),
         ];
         if let Some(aud) = &o.settings.api_audiences {
             args.push(format!("--api-audiences={}", aud.join(",")));
@@ -392,6 +402,7 @@ impl ApiServer {
             issuer,
             startup: (ready, ready),
             real_controllers: o.bins.controller_manager.is_some(),
+            audit: audit::AuditLog::at(audit_log),
         };
         let started = Instant::now();
         let res = server
