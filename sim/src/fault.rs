@@ -255,9 +255,24 @@ pub struct Forwarder {
 impl Forwarder {
     /// Listens on `at` and relays every connection to `target`.
     pub async fn start(at: (&str, u16), target: (&str, u16)) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(at)
-            .await
-            .with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1))?;
+        // A forwarder of the same address just dropped (a previous trial's, on a shared API
+        // server's port) closes its listener on its own task: wait for that, briefly.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(at).await {
+                Ok(l) => break l,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1));
+                }
+            }
+        };
         let target = format!("{}:{}", target.0, target.1);
         let (stop, stopped) = watch::channel(false);
         accept_until_stopped(listener, stopped, move |mut inbound| {
