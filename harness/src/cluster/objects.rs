@@ -54,6 +54,14 @@ pub(crate) fn api_for(
     })
 }
 
+/// `Kind namespace/name`, or `Kind name` for a cluster-scoped object.
+fn object_name(kind: &str, ns: Option<&str>, name: &str) -> String {
+    match ns {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
 /// Applies one object with server-side apply (force), returning the stored object.
 pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicObject> {
     let api_version = obj["apiVersion"]
@@ -68,12 +76,7 @@ pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicOb
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(name, &pp, &Patch::Apply(obj))
         .await
-        .with_context(|| {
-            format!(
-                "applying {kind} {}{name}",
-                ns.map(|n| format!("{n}/")).unwrap_or_default()
-            )
-        })
+        .with_context(|| format!("applying {}", object_name(kind, ns, name)))
 }
 
 /// Deletes an object this harness applied (its apiVersion, kind, namespace and name are read
@@ -110,10 +113,7 @@ pub async fn remove_and_wait(
     );
     let ns = obj["metadata"]["namespace"].as_str();
     let api = api_for(client, &api_version, &kind, ns)?;
-    let what = format!(
-        "{kind} {}{name}",
-        ns.map(|n| format!("{n}/")).unwrap_or_default()
-    );
+    let what = object_name(&kind, ns, &name);
     let mut params = DeleteParams::foreground();
     if kind == "Pod" {
         params.grace_period_seconds = Some(0);
@@ -222,12 +222,9 @@ async fn delete_object(
         grace_period_seconds: grace_period,
         ..DeleteParams::default()
     };
-    api.delete(name, &params).await.with_context(|| {
-        format!(
-            "deleting {kind} {}{name}",
-            ns.map(|n| format!("{n}/")).unwrap_or_default()
-        )
-    })?;
+    api.delete(name, &params)
+        .await
+        .with_context(|| format!("deleting {}", object_name(kind, ns, name)))?;
     Ok(())
 }
 

@@ -25,12 +25,7 @@ pub(super) async fn pod_server(
     objects::apply(kube, &server_pod(trial)).await?;
     let token = pod_token(kube, &sa, &pod_name).await?;
     let (_, _, gateway) = lab.docker().await?;
-    let port = cluster
-        .url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .context("the cluster URL has no port")?;
+    let port = cluster.port()?;
     let pod = crate::container::PodIdentity {
         token,
         ca_pem: cluster.ca_pem.clone(),

@@ -46,6 +46,17 @@ pub(super) struct ClusterView {
     pub server_from_pods: Option<String>,
 }
 
+impl ClusterView {
+    /// The port of the API server URL.
+    pub fn port(&self) -> Result<u16> {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .with_context(|| format!("the cluster URL {} has no port", self.url))
+    }
+}
+
 /// Names of what the trial creates on the server.
 pub(super) struct Names {
     /// Auth method type (`kubernetes`, `jwt`).
@@ -430,12 +441,7 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
                 "${cluster.unnamed_url} needs the server as a local process (127.0.0.2 is loopback only for processes)",
             ));
         }
-        let port = cv
-            .url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let port = cv.port()?;
         let f = crate::sim::Forwarder::start(("127.0.0.2", port), ("127.0.0.1", port)).await?;
         vars.insert(
             "cluster.unnamed_url".into(),

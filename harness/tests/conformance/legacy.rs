@@ -227,33 +227,30 @@ pub fn t38_sa_creates_no_secret<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
 async fn auto_token_secret(env: &Env, s: &Scratch) -> Result<Done> {
     s.service_account(env, "plain").await?;
     let path = format!("/api/v1/namespaces/{}/serviceaccounts/plain", s.ns);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
+    let what = format!(
+        "the tokens controller of {} to make a token Secret for the new service account (as before {})",
+        env.version,
+        since::NO_AUTO_TOKEN_SECRET
+    );
+    let name = poll(15, &what, || async {
         let sa = env.admin_call("GET", &path, None, None).await?;
         sa.expect(200)?;
-        if let Some(name) = sa.json()["secrets"][0]["name"].as_str() {
-            let secret = env
-                .admin_call(
-                    "GET",
-                    &format!("/api/v1/namespaces/{}/secrets/{name}", s.ns),
-                    None,
-                    None,
-                )
-                .await?;
-            secret.expect(200)?;
-            same(
-                &secret.json()["type"],
-                &json!("kubernetes.io/service-account-token"),
-                "type of the account's Secret",
-            )?;
-            return Ok(Done::Passed);
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "{}: waited 15 s for the tokens controller to make a token Secret for the new service account (before {})",
-            env.version,
-            since::NO_AUTO_TOKEN_SECRET
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+        Ok(sa.json()["secrets"][0]["name"].as_str().map(str::to_string))
+    })
+    .await?;
+    let secret = env
+        .admin_call(
+            "GET",
+            &format!("/api/v1/namespaces/{}/secrets/{name}", s.ns),
+            None,
+            None,
+        )
+        .await?;
+    secret.expect(200)?;
+    same(
+        &secret.json()["type"],
+        &json!("kubernetes.io/service-account-token"),
+        "type of the account's Secret",
+    )?;
+    Ok(Done::Passed)
 }

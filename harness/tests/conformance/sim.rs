@@ -28,13 +28,9 @@ async fn post(
     body: Value,
 ) -> Result<(u16, Vec<(String, String)>, Value)> {
     let r = c.post(url).bearer_auth(bearer).json(&body).send().await?;
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    Ok((status, headers, r.json().await.unwrap_or(Value::Null)))
+    let r = Resp::read(r).await?;
+    let body = r.json();
+    Ok((r.status, r.headers, body))
 }
 
 /// Starts a private sim unless a real cluster is under test.

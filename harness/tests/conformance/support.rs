@@ -56,11 +56,7 @@ impl Resp {
     /// Status, headers and body text of an answer.
     pub async fn read(resp: reqwest::Response) -> Result<Resp> {
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
+        let headers = header_pairs(resp.headers());
         let text = resp.text().await?;
         Ok(Resp {
             status,
@@ -92,6 +88,13 @@ impl Resp {
         );
         Ok(self)
     }
+}
+
+/// Header names and values as text (a value that is not text is empty).
+pub fn header_pairs(h: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect()
 }
 
 fn cluster_ca(kc: &kube::config::Kubeconfig, base_dir: &Path) -> Result<(String, String)> {
@@ -201,11 +204,7 @@ impl Env {
             .await
             .with_context(|| format!("{method} {path}"))?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
+        let headers = header_pairs(resp.headers());
         let text = String::from_utf8_lossy(&resp.into_body().collect_bytes().await?).into_owned();
         Ok(Resp {
             status,
@@ -536,6 +535,11 @@ pub async fn review(env: &Env, reviewer: &str, token: &str, audiences: &[&str]) 
         r.expect(201).context("TokenReview")?;
         return Ok(r.json());
     }
+}
+
+/// A TokenRequest spec binding the token to pod `name` of the test's namespace.
+pub fn pod_binding(name: &str) -> Value {
+    json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": name}})
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, or fails after `secs`.

@@ -139,13 +139,7 @@ pub fn t06_pod_other_sa<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
         s.service_account(env, "web").await?;
         s.service_account(env, "other").await?;
         s.pod(env, "app-0", "other", None).await?;
-        let r = s
-            .token_request(
-                env,
-                "web",
-                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "app-0"}}),
-            )
-            .await?;
+        let r = s.token_request(env, "web", pod_binding("app-0")).await?;
         r.expect(400)?;
         same(
             r.json()["message"].clone(),
@@ -164,13 +158,7 @@ pub fn t07_pod_bound_claims<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
         let (node, node_uid) = s.node(env).await?;
         let pod = s.pod(env, "app-0", "web", Some(&node)).await?;
         let pod_uid = pod["metadata"]["uid"].as_str().context("pod uid")?;
-        let (token, _) = s
-            .mint(
-                env,
-                "web",
-                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "app-0"}}),
-            )
-            .await?;
+        let (token, _) = s.mint(env, "web", pod_binding("app-0")).await?;
         let k = decode_jwt(&token)?.1["kubernetes.io"].clone();
         same(
             &k["pod"],

@@ -79,13 +79,7 @@ pub fn t15_pod_bound_extra<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
             .as_str()
             .context("pod uid")?
             .to_string();
-        let (token, _) = s
-            .mint(
-                env,
-                "web",
-                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-0"}}),
-            )
-            .await?;
+        let (token, _) = s.mint(env, "web", pod_binding("web-0")).await?;
         let id = credential_id(env, &token)?;
         let r = review(env, &reviewer, &token, &[]).await?;
         let mut want = json!({
@@ -224,13 +218,7 @@ pub fn t21_pod_deleted<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
         let reviewer = s.reviewer(env).await?;
         s.service_account(env, "web").await?;
         s.pod(env, "web-0", "web", None).await?;
-        let (token, _) = s
-            .mint(
-                env,
-                "web",
-                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-0"}}),
-            )
-            .await?;
+        let (token, _) = s.mint(env, "web", pod_binding("web-0")).await?;
         same(
             &review(env, &reviewer, &token, &[]).await?["status"]["authenticated"],
             &json!(true),
@@ -256,13 +244,7 @@ pub fn t21b_pod_terminating<'a>(env: &'a Env, s: &'a Scratch) -> Fut<'a> {
         s.service_account(env, "web").await?;
         let (node, _) = s.node(env).await?;
         s.pod(env, "web-1", "web", Some(&node)).await?;
-        let (token, _) = s
-            .mint(
-                env,
-                "web",
-                json!({"boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "web-1"}}),
-            )
-            .await?;
+        let (token, _) = s.mint(env, "web", pod_binding("web-1")).await?;
         let path = format!("/api/v1/namespaces/{}/pods/web-1", s.ns);
         env.admin_call(
             "DELETE",

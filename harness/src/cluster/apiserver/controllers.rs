@@ -30,7 +30,7 @@ const NAME_KEY: &str = "kubernetes.io/service-account.name";
 const UID_KEY: &str = "kubernetes.io/service-account.uid";
 const TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
 
-/// The stand-in, running until stopped.
+/// The stand-in, running until dropped.
 pub(super) struct Emulated {
     task: tokio::task::JoinHandle<()>,
 }
@@ -50,8 +50,11 @@ impl Emulated {
         });
         Ok(Emulated { task })
     }
+}
 
-    pub(super) fn stop(self) {
+impl Drop for Emulated {
+    /// Stops the stand-in.
+    fn drop(&mut self) {
         self.task.abort();
     }
 }

@@ -33,11 +33,13 @@ pub const APISERVER_TIMEOUT: Duration = Duration::from_secs(120);
 const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 /// A child process of the control plane: labelled, in its own process group, killed with the
-/// harness, output in a log file.
+/// harness, output in a log file, and stopped when dropped (so a start-up that fails half-way
+/// leaves nothing running).
 struct Child {
     name: &'static str,
     child: std::process::Child,
     log: PathBuf,
+    stopped: bool,
 }
 
 impl Child {
@@ -66,7 +68,12 @@ impl Child {
             .with_context(|| format!("starting {name} ({})", bin.display()))?;
         cleanup::register_pid(child.id());
         drop(creating);
-        Ok(Child { name, child, log })
+        Ok(Child {
+            name,
+            child,
+            log,
+            stopped: false,
+        })
     }
 
     /// Fails (with the end of its log) when the process has exited.
@@ -82,7 +89,11 @@ impl Child {
         Ok(())
     }
 
+    /// SIGTERM, then after 10 s SIGKILL to its group; once.
     fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
         let pid = self.child.id();
         crate::server::process::terminate_process(pid);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -96,6 +107,12 @@ impl Child {
         crate::server::process::kill_group(pid);
         let _ = self.child.wait();
         cleanup::unregister_pid(pid);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -195,14 +212,7 @@ impl Etcd {
                 r.text().await.is_ok_and(|t| t.contains("\"true\""))
             }
         })
-        .await;
-        let startup = match startup {
-            Ok(d) => d,
-            Err(e) => {
-                child.stop();
-                return Err(e);
-            }
-        };
+        .await?;
         Ok(Etcd {
             child,
             url,
@@ -246,16 +256,10 @@ pub struct ApiServer {
     controllers: Option<controllers::Emulated>,
     /// `https://<host>:<port>`.
     pub url: String,
-    /// The address it listens on.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
     /// The cluster CA (PEM).
     pub ca_pem: String,
     /// An admin kubeconfig (a `system:masters` client certificate: a secret, mode 0600).
     pub kubeconfig: PathBuf,
-    /// The service-account issuer it was started with.
-    pub issuer: String,
     /// Start → `/readyz`, and → controllers ready.
     pub startup: (Duration, Duration),
     /// True when kube-controller-manager runs (else authlab does what trials need of it).
@@ -375,37 +379,21 @@ impl ApiServer {
                 }
             },
         )
-        .await;
-        let ready = match ready {
-            Ok(d) => d,
-            Err(e) => {
-                apiserver.stop();
-                return Err(e);
-            }
-        };
-        let client = match admin_client(&kubeconfig).await {
-            Ok(c) => c,
-            Err(e) => {
-                apiserver.stop();
-                return Err(e);
-            }
-        };
+        .await?;
+        let client = admin_client(&kubeconfig).await?;
         let mut server = ApiServer {
             apiserver,
             controller_manager: None,
             controllers: None,
             url,
-            host: o.host.clone(),
-            port,
             ca_pem: pki.ca_pem.clone(),
             kubeconfig: kubeconfig.clone(),
-            issuer,
             startup: (ready, ready),
             real_controllers: o.bins.controller_manager.is_some(),
             audit: audit::AuditLog::at(audit_log),
         };
         let started = Instant::now();
-        let res = server
+        server
             .start_controllers(
                 o.bins,
                 dir,
@@ -416,11 +404,7 @@ impl ApiServer {
                 o.run_id,
                 &client,
             )
-            .await;
-        if let Err(e) = res {
-            server.stop();
-            return Err(e);
-        }
+            .await?;
         server.startup.1 = ready + started.elapsed();
         Ok(server)
     }
@@ -488,20 +472,19 @@ impl ApiServer {
         Ok(())
     }
 
-    /// A client of the admin kubeconfig.
-    pub async fn client(&self) -> Result<kube::Client> {
-        admin_client(&self.kubeconfig).await
-    }
-
-    /// Stops the controller manager and the API server.
+    /// Stops the controllers, then the API server (also when dropped).
     pub fn stop(&mut self) {
-        if let Some(c) = self.controllers.take() {
-            c.stop();
-        }
+        self.controllers = None;
         if let Some(mut c) = self.controller_manager.take() {
             c.stop();
         }
         self.apiserver.stop();
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
