@@ -12,6 +12,18 @@ pub type Vars = BTreeMap<String, String>;
 pub const KNOWN: &[(&str, &str)] = &[
     ("cluster.url", "the API server URL as the server reaches it"),
     ("cluster.hostport", "host:port of that URL"),
+    (
+        "cluster.dialed",
+        "ip:port the server dials for that URL (Go names dialled addresses, never host names)",
+    ),
+    (
+        "cluster.cert_ips",
+        "the IP addresses the API server's serving certificate names, as Go lists them",
+    ),
+    (
+        "server.ip",
+        "the address the server's connections come from (127.0.0.1 for a local process; a container's or pod's own)",
+    ),
     ("cluster.ca", "the cluster CA (PEM)"),
     ("cluster.issuer", "the service-account issuer"),
     ("cluster.jwks_url", "the cluster's /openid/v1/jwks URL"),
@@ -30,8 +42,9 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("cluster.port", "the port of the API server URL"),
     (
         "cluster.unnamed_url",
-        "the API server at a loopback address (127.0.0.2) its certificate does not name",
+        "the API server at an address its certificate does not name (127.0.0.2 for a local server; the host's address on the Kind network there)",
     ),
+    ("cluster.unnamed_host", "the address of that URL"),
     ("unreachable.url", "an address that refuses connections"),
     ("unreachable.hostport", "host:port of that address"),
     ("unrelated.ca", "a CA that belongs to no cluster"),

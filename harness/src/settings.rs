@@ -88,7 +88,11 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_KEEP_CLUSTER",
-        "1 keeps the Kind cluster after the run",
+        "1 keeps the Kind clusters after the run",
+    ),
+    (
+        "AUTHLAB_POD_IMAGE",
+        "image of the server pod for inside-topology trials on a kubeconfig cluster ({flavour} and {version} are filled in; default the official image, which the cluster pulls)",
     ),
     (
         "AUTHLAB_RUNTIME",
@@ -225,6 +229,8 @@ pub struct Settings {
     pub helm_bin: Option<String>,
     /// `AUTHLAB_KEEP_CLUSTER`.
     pub keep_cluster: bool,
+    /// `AUTHLAB_POD_IMAGE`: the image of the server pod on a kubeconfig cluster.
+    pub pod_image: Option<String>,
     /// `AUTHLAB_RUNTIME`.
     pub runtime: Option<String>,
     /// `AUTHLAB_PULL`.
@@ -321,6 +327,7 @@ impl Settings {
             eso_chart: path("AUTHLAB_ESO_CHART"),
             helm_bin: text("AUTHLAB_HELM_BIN"),
             keep_cluster: flag("AUTHLAB_KEEP_CLUSTER"),
+            pod_image: text("AUTHLAB_POD_IMAGE"),
             runtime: text("AUTHLAB_RUNTIME"),
             pull: flag("AUTHLAB_PULL"),
             artifacts: path("AUTHLAB_ARTIFACTS"),

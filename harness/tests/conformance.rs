@@ -92,6 +92,10 @@ const CASES: &[(&str, TestFn)] = &[
         authn::t14_plain_http_on_the_tls_port,
     ),
     (
+        "conformance::authn::14b_serving_pki_as_kubeadm_makes_it",
+        authn::t14b_serving_pki_as_kubeadm_makes_it,
+    ),
+    (
         "conformance::tokenreview::14_valid_unbound",
         tokenreview::t14_valid_unbound,
     ),

@@ -250,6 +250,7 @@ impl Drop for ResetListener {
 /// server reaches the sim at an address the sim's certificate does not name).
 pub struct Forwarder {
     stop: watch::Sender<bool>,
+    port: u16,
 }
 
 impl Forwarder {
@@ -273,6 +274,7 @@ impl Forwarder {
                 }
             }
         };
+        let port = listener.local_addr()?.port();
         let target = format!("{}:{}", target.0, target.1);
         let (stop, stopped) = watch::channel(false);
         accept_until_stopped(listener, stopped, move |mut inbound| {
@@ -283,7 +285,12 @@ impl Forwarder {
                 }
             });
         });
-        Ok(Forwarder { stop })
+        Ok(Forwarder { stop, port })
+    }
+
+    /// The port it listens on (the one asked for, or the one chosen for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 

@@ -44,9 +44,18 @@ impl SigningKey {
     }
 
     /// Imports a PKCS#8 PEM RSA private key.
+    ///
+    /// A PKCS#1 key (`-----BEGIN RSA PRIVATE KEY-----`, as kubeadm writes `sa.key`) is read too.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
-        let der =
-            pem_decode(pem, "PRIVATE KEY").context("reading the service-account signing key")?;
+        if let Ok(der) = pem_decode(pem, "RSA PRIVATE KEY") {
+            let pair = KeyPair::from_der(&der).map_err(|e| {
+                anyhow!("the service-account signing key is not a PKCS#1 RSA key: {e}")
+            })?;
+            return Self::from_pair(pair);
+        }
+        let der = pem_decode(pem, "PRIVATE KEY").context(
+            "reading the service-account signing key (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`)",
+        )?;
         let pair = KeyPair::from_pkcs8(&der)
             .map_err(|e| anyhow!("the service-account signing key is not a PKCS#8 RSA key: {e}"))?;
         Self::from_pair(pair)
@@ -137,6 +146,23 @@ pub(crate) fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_pkcs1_key_as_kubeadm_writes_it() {
+        let k = SigningKey::generate().unwrap();
+        let pkcs8 = pem_decode(k.pkcs8_pem(), "PRIVATE KEY").unwrap();
+        let pair = KeyPair::from_pkcs8(&pkcs8).unwrap();
+        // PKCS#1 is the PKCS#8 structure's inner key: re-encode it as kubeadm's sa.key.
+        let der =
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).unwrap();
+        // SEQUENCE { INTEGER 0, AlgorithmIdentifier (15 bytes), OCTET STRING { PKCS#1 } }:
+        // for a 2048-bit key the OCTET STRING's header is at 22, its content at 26.
+        let inner = der.as_ref();
+        assert_eq!(&inner[22..24], &[0x04, 0x82]);
+        let pem = pem_encode("RSA PRIVATE KEY", &inner[26..]);
+        let again = SigningKey::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(k.kid(), again.kid());
+    }
 
     #[test]
     fn round_trip_and_kid() {

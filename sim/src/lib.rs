@@ -36,7 +36,9 @@ pub use fault::{ClosedPort, Forwarder, HangListener, ResetListener, SimMode};
 pub use kubeconfig::CONTEXT as KUBECONFIG_CONTEXT;
 pub use log::{RequestRecord, ReviewRecord};
 pub use serve::serve_foreground;
-pub use tls::{ApiServerPki, apiserver_pki, generate_keys as generate_tls_keys};
+pub use tls::{
+    ApiServerPki, apiserver_pki, generate_keys as generate_tls_keys, go_name, serving_cert_ips,
+};
 
 /// The Kubernetes version the sim models (what its `/version` answers).
 pub const KUBERNETES_VERSION: &str = routes::discovery::GIT_VERSION;

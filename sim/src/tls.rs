@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -29,6 +29,45 @@ pub(crate) struct ServingPki {
     pub ca_pem: String,
     pub ca_der: Vec<u8>,
     pub server_config: Arc<rustls::ServerConfig>,
+}
+
+/// A name attribute as Go's `crypto/x509` (and so kubeadm) encodes it: a PrintableString when
+/// every character is one, else a UTF8String. Go compares issuer and subject names byte for
+/// byte when it picks candidate issuers, so the encoding decides which errors it reports (the
+/// "possibly because of ..." hint names a candidate whose signature did not verify).
+pub fn go_name(value: &str) -> DnValue {
+    let printable = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || " '()*+,-./:=?".contains(c));
+    match rcgen::string::PrintableString::try_from(value) {
+        Ok(p) if printable => DnValue::PrintableString(p),
+        _ => DnValue::Utf8String(value.to_string()),
+    }
+}
+
+/// The names of the serving certificate: [`BASE_SANS`], then `extra_sans`, then Kind's
+/// loopback names, each once.
+fn serving_sans(extra_sans: &[String]) -> Vec<String> {
+    let mut sans: Vec<String> = BASE_SANS.iter().map(|s| s.to_string()).collect();
+    for s in extra_sans
+        .iter()
+        .map(String::as_str)
+        .chain(LOOPBACK_SANS.iter().copied())
+    {
+        if !sans.iter().any(|have| have == s) {
+            sans.push(s.to_string());
+        }
+    }
+    sans
+}
+
+/// The IP addresses the serving certificate for `extra_sans` names, in its order (as Go lists
+/// them in `x509: certificate is valid for …`).
+pub fn serving_cert_ips(extra_sans: &[String]) -> Vec<String> {
+    serving_sans(extra_sans)
+        .into_iter()
+        .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+        .collect()
 }
 
 /// A new RSA-2048 key pair (what kubeadm makes for its CA and the API server).
@@ -91,9 +130,11 @@ fn end_entity(
 ) -> Result<CertificateParams> {
     let mut p = CertificateParams::new(sans).context("certificate names")?;
     for o in organizations {
-        p.distinguished_name.push(DnType::OrganizationName, *o);
+        p.distinguished_name
+            .push(DnType::OrganizationName, go_name(o));
     }
-    p.distinguished_name.push(DnType::CommonName, common_name);
+    p.distinguished_name
+        .push(DnType::CommonName, go_name(common_name));
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
@@ -116,11 +157,12 @@ fn make(extra_sans: &[String], keys: Option<&crate::config::TlsKeys>) -> Result<
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "kubernetes"); // kubeadm (and so Kind) names its cluster CA so
+        .push(DnType::CommonName, go_name("kubernetes")); // kubeadm (and so Kind) names its cluster CA so
+    // kubeadm's CA key usages (client-go's NewSelfSignedCACert).
     ca_params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
         KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
     ];
     let ca_cert = ca_params
         .self_signed(&ca_key)
@@ -128,18 +170,8 @@ fn make(extra_sans: &[String], keys: Option<&crate::config::TlsKeys>) -> Result<
     let ca_key_pem = ca_key.serialize_pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut sans: Vec<String> = BASE_SANS.iter().map(|s| s.to_string()).collect();
-    for s in extra_sans
-        .iter()
-        .map(String::as_str)
-        .chain(LOOPBACK_SANS.iter().copied())
-    {
-        if !sans.iter().any(|have| have == s) {
-            sans.push(s.to_string());
-        }
-    }
     let leaf = end_entity(
-        sans,
+        serving_sans(extra_sans),
         &[],
         "kube-apiserver",
         ExtendedKeyUsagePurpose::ServerAuth,
@@ -193,10 +225,9 @@ pub(crate) fn build(
         ..
     } = make(extra_sans, keys)?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let chain = vec![
-        CertificateDer::from(leaf_cert.der().to_vec()),
-        CertificateDer::from(ca_cert.der().to_vec()),
-    ];
+    // The serving certificate alone, as kube-apiserver serves kubeadm's `apiserver.crt`: a
+    // CA sent along would be one more candidate issuer to Go's verifier.
+    let chain = vec![CertificateDer::from(leaf_cert.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),

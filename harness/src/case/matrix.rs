@@ -36,10 +36,14 @@ impl ClusterKind {
         self == ClusterKind::Sim
     }
 
-    /// True where authlab owns the cluster's signing key and flags (the sim, and an API
-    /// server it starts): hand-made tokens and `cluster.settings` work there.
+    /// True where authlab owns the cluster's signing key and flags (the sim, an API server
+    /// it starts, and Kind, whose clusters it creates with the case's settings and whose
+    /// control-plane node holds the key): hand-made tokens and `cluster.settings` work there.
     pub fn owns_keys(self) -> bool {
-        matches!(self, ClusterKind::Sim | ClusterKind::Apiserver)
+        matches!(
+            self,
+            ClusterKind::Sim | ClusterKind::Apiserver | ClusterKind::Kind
+        )
     }
 
     /// The name used in case files and flags.
@@ -124,13 +128,16 @@ pub fn expand(
                 ))
             } else if c.topology == super::model::Topology::Inside
                 && cluster == ClusterKind::Kubeconfig
+                && (case.uses("pod.jwt")
+                    || c.before_login.iter().any(|a| {
+                        matches!(
+                            a,
+                            super::model::ClusterAction::ReplaceServerPod {}
+                                | super::model::ClusterAction::RotateServerToken {}
+                        )
+                    }))
             {
-                Some("the inside topology needs the sim (pod emulation) or Kind (the in-cluster server is loaded into its nodes)".into())
-            } else if c.topology == super::model::Topology::Inside
-                && cluster == ClusterKind::Kind
-                && c.server.pod_service_account.is_some()
-            {
-                Some("on Kind the in-cluster server runs as its own service account, authlab-server-*/openbao".into())
+                Some("the server pod's token file and storage are on its node, which authlab reaches on Kind only (a kubeconfig cluster's nodes are not authlab's)".into())
             } else {
                 None
             };

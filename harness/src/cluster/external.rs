@@ -30,7 +30,8 @@ pub struct ExternalCluster {
     pub owned: Option<Owned>,
 }
 
-/// What authlab knows of an API server it started itself.
+/// What authlab knows of an API server it started itself, or of a Kind cluster's (whose node
+/// it can read).
 #[derive(Clone)]
 pub struct Owned {
     /// Its service-account signing key (PKCS#8 PEM): hand-made tokens are signed with it.
@@ -39,8 +40,33 @@ pub struct Owned {
     pub host: String,
     /// Its admin kubeconfig (holds a client key).
     pub kubeconfig: PathBuf,
-    /// Its audit log: the requests it answered.
-    pub audit: crate::cluster::apiserver::audit::AuditLog,
+    /// Its audit log: the requests it answered (None: a reused Kind cluster made without one).
+    pub audit: Option<crate::cluster::apiserver::audit::AuditLog>,
+    /// The control-plane node's address on the Kind network (Kind only).
+    pub node_ip: Option<String>,
+    /// The IP addresses its serving certificate names, in the certificate's order.
+    pub cert_ips: Vec<String>,
+}
+
+/// The IP addresses a PEM certificate's subjectAltName holds, in order.
+pub fn certificate_ips(pem_text: &str) -> Result<Vec<String>> {
+    let block = pem::parse(pem_text).context("the certificate is not PEM")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
+        .map_err(|e| anyhow::anyhow!("parsing the certificate: {e}"))?;
+    let mut ips = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::IPAddress(b) = name {
+                let ip = match b.len() {
+                    4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default()),
+                    16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default()),
+                    _ => continue,
+                };
+                ips.push(ip.to_string());
+            }
+        }
+    }
+    Ok(ips)
 }
 
 impl std::fmt::Debug for ExternalCluster {
@@ -61,18 +87,85 @@ pub async fn from_kubeconfig() -> Result<ExternalCluster> {
     connect(&path, context.as_deref(), None).await
 }
 
-/// Creates or reuses the Kind cluster `authlab-<AUTHLAB_KIND_NAME or "lab">`.
-pub async fn from_kind(workdir: PathBuf) -> Result<ExternalCluster> {
+/// Creates or reuses the Kind cluster `authlab-<AUTHLAB_KIND_NAME or "lab">` for `settings`
+/// (another cluster, `…-<digest>`, for settings other than the defaults), and reads from its
+/// control-plane node what authlab needs to own it as it owns an API server it starts: the
+/// service-account signing key and the audit log. `host` is the host's address on the Kind
+/// network (where fault endpoints and second clusters listen).
+pub async fn from_kind(
+    workdir: PathBuf,
+    policy_dir: PathBuf,
+    settings: &crate::case::model::ClusterSettings,
+    engine: crate::container::Engine,
+    host: String,
+) -> Result<ExternalCluster> {
     let s = crate::settings::current();
-    let name = s.kind_name.clone().unwrap_or_else(|| "lab".into());
+    let base = s.kind_name.clone().unwrap_or_else(|| "lab".into());
+    let name = kind::name_for(&base, settings);
     let image = kind::node_image(s.kind_node_image.as_deref(), s.k8s_version.as_deref());
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/kind/cluster.yaml");
+    std::fs::create_dir_all(&policy_dir)
+        .with_context(|| format!("creating {}", policy_dir.display()))?;
+    let policy = policy_dir.join("audit-policy.yaml");
+    std::fs::write(&policy, crate::cluster::apiserver::audit::POLICY)
+        .with_context(|| format!("writing {}", policy.display()))?;
+    let config = kind::render_config(kind::CLUSTER_CONFIG, &name, settings, &policy_dir)?;
     let reuse = s.kind_reuse;
-    let kc = tokio::task::spawn_blocking(move || kind::up(&name, &image, &config, &workdir, reuse))
-        .await
-        .context("the kind task failed")??;
+    let cluster_name = name.clone();
+    let kc = tokio::task::spawn_blocking(move || {
+        kind::up(&cluster_name, &image, &config, &workdir, reuse)
+    })
+    .await
+    .context("the kind task failed")??;
     let path = kc.kubeconfig.clone();
-    connect(&path, None, Some(kc)).await
+    let mut ext = connect(&path, None, Some(kc)).await?;
+    if let Some(want) = &settings.issuer {
+        let want = want.replace("${cluster.url}", &kind::internal_server(&name));
+        if ext.issuer != want {
+            bail!(
+                "the Kind cluster {name} has the issuer {}, the case needs {want}: it was made with other settings; delete it (`kind delete cluster --name {name}`) and run again",
+                ext.issuer
+            );
+        }
+    }
+    let node = kind::control_plane(&name);
+    let key = engine
+        .exec(&node, &["cat", kind::NODE_SA_KEY], None)
+        .await
+        .with_context(|| {
+            format!("reading the service-account signing key of Kind cluster {name}")
+        })?;
+    let audit = crate::cluster::apiserver::audit::AuditLog::in_node(
+        engine.clone(),
+        &node,
+        kind::NODE_AUDIT_LOG,
+    );
+    let audit = if audit.exists().await {
+        Some(audit)
+    } else {
+        tracing::warn!(
+            "Kind cluster {name} has no audit log at {} (it was not made by this version of authlab): expect.cluster_requests is not checked there",
+            kind::NODE_AUDIT_LOG
+        );
+        None
+    };
+    let cert = engine
+        .exec(&node, &["cat", "/etc/kubernetes/pki/apiserver.crt"], None)
+        .await
+        .with_context(|| format!("reading the serving certificate of Kind cluster {name}"))?;
+    let cert_ips = certificate_ips(&String::from_utf8_lossy(&cert))?;
+    let node_ip = engine
+        .container_ip(&node, &crate::settings::current().kind_network())
+        .await
+        .ok();
+    ext.owned = Some(Owned {
+        signing_key_pem: String::from_utf8(key).context("the signing key is not text")?,
+        host,
+        kubeconfig: path,
+        audit,
+        node_ip,
+        cert_ips,
+    });
+    Ok(ext)
 }
 
 /// Connects to the cluster of a kubeconfig (`context`: default the current one).

@@ -1,7 +1,9 @@
 //! Kind clusters, driven through the `kind` CLI (its documented commands and flags only).
 //!
-//! A lab's cluster is named `authlab-<name>`; it is created from `manifests/kind/cluster.yaml`
-//! with the node image from `KIND_NODE_IMAGE` or `K8S_VERSION`, reused when it already exists and
+//! A lab's cluster is named `authlab-<name>` (and `authlab-<name>-<digest>` for each further
+//! distinct `cluster.settings` of the run); it is created from `manifests/kind/cluster.yaml`
+//! with the node image from `KIND_NODE_IMAGE` or `K8S_VERSION`, the case's settings as
+//! kube-apiserver flags and an audit log (kubeadm patches), reused when it already exists and
 //! reuse was asked for, and deleted at teardown unless kept. Two kubeconfigs are fetched: the
 //! host-facing one (`server: https://127.0.0.1:<port>`) for the harness, and `--internal`
 //! (`server: https://<name>-control-plane:6443`) for servers on the `kind` Docker network.
@@ -13,6 +15,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+
+use crate::case::model::ClusterSettings;
 
 /// Kubernetes version of the default node image.
 pub const DEFAULT_K8S_VERSION: &str = "1.34.0";
@@ -37,6 +41,121 @@ pub fn network_from(var: Option<String>) -> String {
 
 /// Prefix of every cluster authlab creates.
 pub const CLUSTER_PREFIX: &str = "authlab-";
+
+/// The shipped cluster configuration (one control-plane node).
+pub const CLUSTER_CONFIG: &str = include_str!("../../../manifests/kind/cluster.yaml");
+
+/// Where the control-plane node keeps the audit policy (mounted from the host) and the API
+/// server writes its audit log.
+pub const NODE_AUDIT_DIR: &str = "/etc/kubernetes/authlab";
+/// The audit log inside the control-plane node.
+pub const NODE_AUDIT_LOG: &str = "/var/log/kubernetes/authlab/audit.log";
+/// The service-account signing key kubeadm writes on the control-plane node (PKCS#1 PEM).
+pub const NODE_SA_KEY: &str = "/etc/kubernetes/pki/sa.key";
+
+/// The name of the cluster for `settings`: `base` for the defaults, else `base-<8 hex>` of
+/// the settings (stable across runs, so a kept cluster is found again).
+pub fn name_for(base: &str, settings: &ClusterSettings) -> String {
+    let base = cluster_name(base);
+    if settings == &ClusterSettings::default() {
+        return base;
+    }
+    let json = serde_json::to_string(settings).unwrap_or_default();
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, json.as_bytes());
+    let hex: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{base}-{hex}")
+}
+
+/// The kube-apiserver flags for `settings` (`${cluster.url}` in the issuer is the cluster's
+/// internal URL, the one servers on the Kind network use) and the audit log.
+pub fn apiserver_args(name: &str, settings: &ClusterSettings) -> Vec<(String, String)> {
+    let mut args = vec![
+        (
+            "audit-policy-file".to_string(),
+            format!("{NODE_AUDIT_DIR}/audit-policy.yaml"),
+        ),
+        ("audit-log-path".into(), NODE_AUDIT_LOG.into()),
+        ("audit-log-format".into(), "json".into()),
+        ("audit-log-mode".into(), "blocking".into()),
+    ];
+    if let Some(issuer) = &settings.issuer {
+        args.push((
+            "service-account-issuer".into(),
+            issuer.replace("${cluster.url}", &internal_server(name)),
+        ));
+    }
+    if let Some(aud) = &settings.api_audiences {
+        args.push(("api-audiences".into(), aud.join(",")));
+    }
+    if let Some(anon) = settings.anonymous_auth {
+        args.push(("anonymous-auth".into(), anon.to_string()));
+    }
+    if let Some(max) = settings.max_token_expiration {
+        args.push((
+            "service-account-max-token-expiration".into(),
+            format!("{max}s"),
+        ));
+    }
+    args
+}
+
+/// The cluster configuration for `name` and `settings`: the shipped one, with a kubeadm patch
+/// that sets the API server's flags and mounts the audit directories, and the host directory
+/// `policy_dir` (holding `audit-policy.yaml`) mounted into the control-plane node.
+pub fn render_config(
+    base: &str,
+    name: &str,
+    settings: &ClusterSettings,
+    policy_dir: &Path,
+) -> Result<String> {
+    let mut cfg: serde_json::Value =
+        serde_saphyr::from_str(base).context("reading the Kind cluster configuration")?;
+    let extra_args: serde_json::Map<String, serde_json::Value> = apiserver_args(name, settings)
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::from(v)))
+        .collect();
+    let patch = serde_json::json!({
+        "kind": "ClusterConfiguration",
+        "apiServer": {
+            "extraArgs": extra_args,
+            "extraVolumes": [
+                {"name": "authlab-audit-policy", "hostPath": NODE_AUDIT_DIR,
+                 "mountPath": NODE_AUDIT_DIR, "readOnly": true, "pathType": "DirectoryOrCreate"},
+                {"name": "authlab-audit-log", "hostPath": "/var/log/kubernetes/authlab",
+                 "mountPath": "/var/log/kubernetes/authlab", "pathType": "DirectoryOrCreate"},
+            ],
+        },
+    });
+    let patches = cfg["kubeadmConfigPatches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .chain([serde_json::Value::from(patch.to_string())])
+        .collect::<Vec<_>>();
+    cfg["kubeadmConfigPatches"] = serde_json::Value::from(patches);
+    let nodes = cfg["nodes"]
+        .as_array_mut()
+        .context("the Kind cluster configuration has no nodes")?;
+    let cp = nodes
+        .iter_mut()
+        .find(|n| n["role"] == "control-plane")
+        .context("the Kind cluster configuration has no control-plane node")?;
+    let mut mounts = cp["extraMounts"].as_array().cloned().unwrap_or_default();
+    mounts.push(serde_json::json!({
+        "hostPath": policy_dir.display().to_string(),
+        "containerPath": NODE_AUDIT_DIR,
+        "readOnly": true,
+    }));
+    cp["extraMounts"] = serde_json::Value::from(mounts);
+    // JSON is YAML: kind reads it as it reads the shipped file.
+    serde_json::to_string_pretty(&cfg).context("writing the Kind cluster configuration")
+}
+
+/// The control-plane node's container (kind names it so).
+pub fn control_plane(name: &str) -> String {
+    format!("{name}-control-plane")
+}
 
 /// The node image for `KIND_NODE_IMAGE`, else `K8S_VERSION` (`1.33.4` or `v1.33.4`), else the
 /// pinned default.
@@ -208,12 +327,23 @@ pub struct KindCluster {
     pub created: bool,
 }
 
-/// Creates the cluster, or reuses it when it exists and `reuse` is set; writes both kubeconfigs
-/// into `dir`. Progress goes to stderr (creation takes a minute or more).
-pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Result<KindCluster> {
+/// Bound on `kind create cluster` as a whole (its `--wait` covers only the control plane).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Creates the cluster `name` from `config_text`, or reuses it when it exists and `reuse` is
+/// set; writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
+/// logged as they come (creation takes a minute or more).
+pub fn up(
+    name: &str,
+    image: &str,
+    config_text: &str,
+    dir: &Path,
+    reuse: bool,
+) -> Result<KindCluster> {
     let name = cluster_name(name);
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
     let internal = dir.join(format!("{name}.internal.kubeconfig"));
+    let config = dir.join(format!("{name}.kind.yaml"));
     let exists = clusters()?.contains(&name);
     if exists && !reuse {
         bail!(
@@ -221,14 +351,28 @@ pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Re
         );
     }
     if !exists {
-        tracing::info!("creating Kind cluster {name} ({image}); this takes a minute or two");
-        run_kind(&create_args(
-            name.as_str(),
-            image,
-            config,
-            &kubeconfig,
-            Duration::from_secs(300),
-        ))?;
+        std::fs::write(&config, config_text)
+            .with_context(|| format!("writing {}", config.display()))?;
+        tracing::info!(
+            "creating Kind cluster {name} ({image}); this takes a minute or two (up to {} s)",
+            CREATE_TIMEOUT.as_secs()
+        );
+        let started = std::time::Instant::now();
+        run_kind_logged(
+            &create_args(
+                name.as_str(),
+                image,
+                &config,
+                &kubeconfig,
+                Duration::from_secs(300),
+            ),
+            &name,
+            CREATE_TIMEOUT,
+        )?;
+        tracing::info!(
+            "Kind cluster {name} created in {} s",
+            started.elapsed().as_secs()
+        );
     } else {
         tracing::info!("reusing Kind cluster {name}");
     }
@@ -242,6 +386,64 @@ pub fn up(name: &str, image: &str, config: &Path, dir: &Path, reuse: bool) -> Re
         internal_kubeconfig: internal,
         created: !exists,
     })
+}
+
+/// Runs `kind` with `args`, logging each line it prints on stderr (its progress), killing it
+/// after `timeout`; the error carries the command line and its last lines.
+fn run_kind_logged(args: &[String], name: &str, timeout: Duration) -> Result<()> {
+    use std::io::BufRead;
+    let bin = kind_binary()?;
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+    let stderr = child.stderr.take().context("kind's stderr")?;
+    let prefix = name.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut last = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let line = line.trim().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            tracing::info!("kind {prefix}: {line}");
+            last.push(line);
+            if last.len() > 20 {
+                last.remove(0);
+            }
+        }
+        last
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for kind")? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "`kind {}` did not finish within {} s and was stopped",
+                args.join(" "),
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let last = reader.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "`kind {}` failed ({status}): {}",
+            args.join(" "),
+            last.join("\n")
+        );
+    }
+    Ok(())
 }
 
 impl KindCluster {
@@ -329,11 +531,46 @@ mod tests {
 
     #[test]
     fn shipped_kind_config_is_a_kind_cluster() {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/kind/cluster.yaml");
-        let v: serde_json::Value =
-            serde_saphyr::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        let v: serde_json::Value = serde_saphyr::from_str(CLUSTER_CONFIG).unwrap();
         assert_eq!(v["kind"], "Cluster");
         assert_eq!(v["apiVersion"], "kind.x-k8s.io/v1alpha4");
         assert_eq!(v["nodes"][0]["role"], "control-plane");
+    }
+
+    #[test]
+    fn settings_become_api_server_flags_with_the_audit_log() {
+        let settings = ClusterSettings {
+            issuer: Some("${cluster.url}".into()),
+            api_audiences: Some(vec!["vault".into(), "api".into()]),
+            anonymous_auth: Some(false),
+            max_token_expiration: Some(3600),
+        };
+        let name = name_for("lab", &settings);
+        assert!(name.starts_with("authlab-lab-") && name.len() == "authlab-lab-".len() + 8);
+        assert_eq!(name_for("lab", &ClusterSettings::default()), "authlab-lab");
+        assert_eq!(name_for("lab", &settings), name, "stable");
+        let text = render_config(CLUSTER_CONFIG, &name, &settings, Path::new("/p")).unwrap();
+        let cfg: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let patch: serde_json::Value =
+            serde_saphyr::from_str(cfg["kubeadmConfigPatches"][0].as_str().unwrap()).unwrap();
+        let args = &patch["apiServer"]["extraArgs"];
+        assert_eq!(patch["kind"], "ClusterConfiguration");
+        assert_eq!(
+            args["service-account-issuer"],
+            format!("https://{name}-control-plane:6443")
+        );
+        assert_eq!(args["api-audiences"], "vault,api");
+        assert_eq!(args["anonymous-auth"], "false");
+        assert_eq!(args["service-account-max-token-expiration"], "3600s");
+        assert_eq!(args["audit-log-path"], NODE_AUDIT_LOG);
+        assert_eq!(
+            args["audit-policy-file"],
+            format!("{NODE_AUDIT_DIR}/audit-policy.yaml")
+        );
+        let mounts = &cfg["nodes"][0]["extraMounts"][0];
+        assert_eq!(mounts["hostPath"], "/p");
+        assert_eq!(mounts["containerPath"], NODE_AUDIT_DIR);
+        let vols = patch["apiServer"]["extraVolumes"].as_array().unwrap();
+        assert!(vols.iter().any(|v| v["mountPath"] == NODE_AUDIT_DIR));
     }
 }

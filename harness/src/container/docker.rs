@@ -242,10 +242,35 @@ impl Engine {
             )
             .await
             .with_context(|| format!("inspecting network {name}"))?;
-        n.ipam
+        // IPv4 first: Kind's network has an IPv6 subnet too, which servers do not dial.
+        let gateways: Vec<String> = n
+            .ipam
             .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().find_map(|c| c.gateway))
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.gateway)
+            .collect();
+        gateways
+            .iter()
+            .find(|g| g.parse::<std::net::Ipv4Addr>().is_ok())
+            .or(gateways.first())
+            .cloned()
             .with_context(|| format!("network {name} has no gateway address"))
+    }
+
+    /// The IPv4 address of `container` on `network`.
+    pub async fn container_ip(&self, container: &str, network: &str) -> Result<String> {
+        let c = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .with_context(|| format!("inspecting container {container}"))?;
+        c.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty())
+            .with_context(|| format!("container {container} has no address on network {network}"))
     }
 
     /// Removes a network.
@@ -338,6 +363,81 @@ impl Engine {
             out.extend_from_slice(&chunk.into_bytes());
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Runs `cmd` in a running container (with `stdin` written to it, when given) and returns
+    /// its standard output; a non-zero exit is an error carrying its standard error. Bounded
+    /// by 30 s.
+    pub async fn exec(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
+        let what = || format!("`{}` in container {container}", cmd.join(" "));
+        let run = async {
+            let exec = self
+                .docker
+                .create_exec(
+                    container,
+                    CreateExecOptions {
+                        cmd: Some(cmd.to_vec()),
+                        attach_stdin: Some(stdin.is_some()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .with_context(|| format!("creating {}", what()))?;
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            match self
+                .docker
+                .start_exec(&exec.id, None)
+                .await
+                .with_context(|| format!("starting {}", what()))?
+            {
+                StartExecResults::Attached {
+                    mut output,
+                    mut input,
+                } => {
+                    if let Some(data) = stdin {
+                        input.write_all(data).await?;
+                        input.shutdown().await?;
+                    }
+                    drop(input);
+                    while let Some(chunk) = output.next().await {
+                        match chunk.with_context(|| format!("reading the output of {}", what()))? {
+                            bollard::container::LogOutput::StdErr { message } => {
+                                stderr.extend_from_slice(&message)
+                            }
+                            other => stdout.extend_from_slice(&other.into_bytes()),
+                        }
+                    }
+                }
+                StartExecResults::Detached => {}
+            }
+            let code = self
+                .docker
+                .inspect_exec(&exec.id)
+                .await
+                .with_context(|| format!("inspecting {}", what()))?
+                .exit_code
+                .unwrap_or(0);
+            if code != 0 {
+                bail!(
+                    "{} exited with {code}: {}",
+                    what(),
+                    String::from_utf8_lossy(&stderr).trim()
+                );
+            }
+            Ok(stdout)
+        };
+        tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .map_err(|_| anyhow!("{} did not finish within 30 s", what()))?
     }
 
     /// Reads one file out of a container.

@@ -115,6 +115,7 @@ async fn generated_once(cell: &OnceCell<crate::sim::TlsKeys>) -> Result<crate::s
 type Once<T> = OnceCell<Result<T, SharedError>>;
 type ImageCell = Arc<Once<crate::container::ServerImage>>;
 type ServerCell = Arc<Once<Arc<ServerHandle>>>;
+type ImageRefCell = Arc<Once<String>>;
 
 /// An error kept in a [`Once`] cell, shown with its whole chain of causes.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -140,7 +141,8 @@ pub struct Lab {
     workdir: PathBuf,
     cache: BinaryCache,
     servers: Mutex<HashMap<ServerSpec, ServerCell>>,
-    in_cluster: Mutex<HashMap<ServerSpec, ServerCell>>,
+    /// Server images loaded into Kind clusters: (cluster, server) → image.
+    kind_images: Mutex<HashMap<(String, ServerSpec), ImageRefCell>>,
     kind_network: Mutex<HashMap<ServerSpec, ServerCell>>,
     sa_key: OnceCell<String>,
     tls_keys: OnceCell<crate::sim::TlsKeys>,
@@ -148,7 +150,10 @@ pub struct Lab {
     foreign: OnceCell<SimCluster>,
     unrelated_ca: OnceCell<String>,
     docker: Once<(Engine, String, String)>,
-    external: Once<external::ExternalCluster>,
+    /// The kubeconfig cluster, and the Kind clusters by name (one per distinct settings).
+    external: Mutex<HashMap<String, Arc<Once<external::ExternalCluster>>>>,
+    /// Kind clusters are created one at a time (each takes both cores for a while).
+    kind_creation: tokio::sync::Mutex<()>,
     /// The run's etcd, for its API servers (`--cluster apiserver`).
     etcd: Once<String>,
     etcd_process: Mutex<Option<crate::cluster::apiserver::Etcd>>,
@@ -195,7 +200,7 @@ impl Lab {
             workdir,
             cache,
             servers: Mutex::new(HashMap::new()),
-            in_cluster: Mutex::new(HashMap::new()),
+            kind_images: Mutex::new(HashMap::new()),
             kind_network: Mutex::new(HashMap::new()),
             sa_key: OnceCell::new(),
             tls_keys: OnceCell::new(),
@@ -203,7 +208,8 @@ impl Lab {
             foreign: OnceCell::new(),
             unrelated_ca: OnceCell::new(),
             docker: OnceCell::new(),
-            external: OnceCell::new(),
+            external: Mutex::new(HashMap::new()),
+            kind_creation: tokio::sync::Mutex::new(()),
             etcd: OnceCell::new(),
             etcd_process: Mutex::new(None),
             apiservers: Mutex::new(HashMap::new()),
@@ -346,7 +352,7 @@ impl Lab {
             let engine = Engine::connect().await?;
             crate::watchdog::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
-            let name = format!("authlab-{}", self.opts.run_id);
+            let name = self.docker_network_name();
             // Until the network is registered for cleanup (see `Lab::new`).
             let creating = crate::runlock::Creating::start();
             anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
@@ -359,22 +365,79 @@ impl Lab {
         .await
     }
 
-    /// The lab's Kind or kubeconfig cluster, connected (and for Kind created or reused) once.
-    pub async fn external_cluster(&self, kind: ClusterKind) -> Result<external::ExternalCluster> {
-        once(&self.external, async {
+    /// The name of the lab's own Docker network.
+    pub fn docker_network_name(&self) -> String {
+        format!("authlab-{}", self.opts.run_id)
+    }
+
+    /// The lab's Kind cluster for `settings` (created or reused once per distinct settings), or
+    /// its kubeconfig cluster (connected once).
+    pub async fn external_cluster(
+        &self,
+        kind: ClusterKind,
+        settings: &crate::case::model::ClusterSettings,
+    ) -> Result<external::ExternalCluster> {
+        let key = match kind {
+            ClusterKind::Kind => {
+                let base = self
+                    .settings()
+                    .kind_name
+                    .clone()
+                    .unwrap_or_else(|| "lab".into());
+                crate::cluster::kind::name_for(&base, settings)
+            }
+            ClusterKind::Kubeconfig => "kubeconfig".to_string(),
+            ClusterKind::Sim => anyhow::bail!("the sim cluster is per trial"),
+            ClusterKind::Apiserver => {
+                anyhow::bail!("an API server is per settings: use Lab::apiserver_cluster")
+            }
+        };
+        let cell = {
+            let mut map = self
+                .external
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.entry(key).or_default().clone()
+        };
+        once(&cell, async {
             match kind {
-                ClusterKind::Kind => external::from_kind(self.workdir.clone()).await,
-                ClusterKind::Kubeconfig => match &self.opts.kubeconfig {
+                ClusterKind::Kind => {
+                    let (engine, ..) = self.docker().await?;
+                    let network = self.settings().kind_network();
+                    let _turn = self.kind_creation.lock().await;
+                    // kind makes its network with the first cluster; its gateway is known after.
+                    let ext = external::from_kind(
+                        self.workdir.clone(),
+                        self.cache.root().join("kind"),
+                        settings,
+                        engine.clone(),
+                        String::new(),
+                    )
+                    .await?;
+                    let host = engine.network_gateway(&network).await?;
+                    let mut ext = ext;
+                    if let Some(o) = ext.owned.as_mut() {
+                        o.host = host;
+                    }
+                    Ok(ext)
+                }
+                _ => match &self.opts.kubeconfig {
                     Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,
                     None => external::from_kubeconfig().await,
                 },
-                ClusterKind::Sim => Err(anyhow::anyhow!("the sim cluster is per trial")),
-                ClusterKind::Apiserver => Err(anyhow::anyhow!(
-                    "an API server is per settings: use Lab::apiserver_cluster"
-                )),
             }
         })
         .await
+    }
+
+    /// Every Kind and kubeconfig cluster the lab connected to.
+    fn external_clusters(&self) -> Vec<external::ExternalCluster> {
+        self.external
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .filter_map(|c| c.get().and_then(|r| r.as_ref().ok()).cloned())
+            .collect()
     }
 
     /// The run's API server for `settings` listening on `host` (started on first use, with
@@ -445,7 +508,9 @@ impl Lab {
                 signing_key_pem: sa_key,
                 host: host.to_string(),
                 kubeconfig,
-                audit,
+                audit: Some(audit),
+                node_ip: None,
+                cert_ips: crate::sim::serving_cert_ips(&[host.to_string()]),
             });
             Ok(ext)
         })
@@ -481,35 +546,40 @@ impl Lab {
         .await
     }
 
-    /// The server for `spec` inside the lab's Kind cluster (applied, loaded and started once).
-    pub async fn in_cluster_server(
+    /// The image the cluster `ext` runs for `spec`: on Kind, authlab's local image, loaded
+    /// into the cluster's nodes once per run; elsewhere the one `AUTHLAB_POD_IMAGE` names
+    /// (`{flavour}` and `{version}` filled in), else the official image, which the cluster
+    /// pulls.
+    pub async fn pod_image(
         &self,
         spec: &ServerSpec,
         ext: &external::ExternalCluster,
-    ) -> Result<Arc<ServerHandle>> {
-        let cell = cell_for(&self.in_cluster, spec);
+    ) -> Result<String> {
+        let Some(kc) = ext.kind.clone() else {
+            return Ok(match &self.settings().pod_image {
+                Some(t) => t
+                    .replace("{flavour}", &spec.flavour.to_string())
+                    .replace("{version}", &spec.version),
+                None => crate::container::official_tag(spec),
+            });
+        };
+        let cell = {
+            let mut map = self
+                .kind_images
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.entry((kc.name.clone(), spec.clone()))
+                .or_default()
+                .clone()
+        };
         once(&cell, async {
-            let kc = ext.kind.clone().context(
-                "the in-cluster server needs a Kind cluster (its image is loaded into the nodes)",
-            )?;
             let image = self.server_image(spec).await?.reference;
             tracing::info!("{spec}: loading {image} into Kind cluster {}", kc.name);
             let img = image.clone();
             tokio::task::spawn_blocking(move || kc.load_image(&img))
                 .await
                 .context("the kind task failed")??;
-            let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../manifests/in-cluster/openbao.yaml");
-            let log = self
-                .workdir
-                .join(format!("in-cluster-{}-{}.log", spec.flavour, spec.version));
-            let info = incluster::start(&ext.client, &manifest, spec, &image, &log).await?;
-            tracing::info!(
-                "{spec} ready inside the cluster at {} in {} ms",
-                info.addr,
-                info.startup_ms
-            );
-            Ok(Arc::new(ServerHandle::attached(info)))
+            Ok(image)
         })
         .await
     }
@@ -713,9 +783,10 @@ impl Lab {
         }
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "authlab-unrelated-ca");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            crate::sim::go_name("authlab-unrelated-ca"),
+        );
         let key =
             rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
         let pem = params.self_signed(&key)?.pem();
@@ -759,11 +830,10 @@ impl Lab {
             })
             .await;
         }
-        if let Some(Ok(ext)) = self.external.get()
-            && let Some(kc) = &ext.kind
-        {
-            let keep = self.opts.keep || self.settings().keep_cluster;
-            if let Err(e) = kc.down(keep) {
+        let keep = self.opts.keep || self.settings().keep_cluster;
+        for kc in self.external_clusters().into_iter().filter_map(|e| e.kind) {
+            let down = tokio::task::spawn_blocking(move || kc.down(keep)).await;
+            if let Ok(Err(e)) = down {
                 tracing::warn!("{e:#}");
             }
         }

@@ -41,6 +41,9 @@ pub struct ServerInfo {
 enum Owned {
     Process(Box<RunningServer>),
     Container(Box<ContainerServer>),
+    /// A trial's server pod on a Kind or kubeconfig cluster (its objects are the trial's, and
+    /// deleted with them).
+    Pod(Box<super::incluster::ClusterPod>),
 }
 
 /// A server used by trials; owns the process or container when this run started it.
@@ -93,6 +96,33 @@ impl ServerHandle {
             root: root_client(&info),
             info,
             owned: Some(Owned::Container(Box::new(server))),
+        }
+    }
+
+    /// Wraps a trial's server pod on a Kind or kubeconfig cluster.
+    pub fn pod(info: ServerInfo, pod: super::incluster::ClusterPod) -> Self {
+        ServerHandle {
+            root: root_client(&info),
+            info,
+            owned: Some(Owned::Pod(Box::new(pod))),
+        }
+    }
+
+    /// The trial's server pod on a Kind or kubeconfig cluster, when it is one.
+    pub fn cluster_pod(&self) -> Option<&super::incluster::ClusterPod> {
+        match &self.owned {
+            Some(Owned::Pod(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The address the server's requests to a cluster come from on `network` (a container's
+    /// address there, a pod's own address), when it is not this machine's loopback.
+    pub fn source_ip(&self, network: &str) -> Option<String> {
+        match &self.owned {
+            Some(Owned::Container(c)) => c.container_ip(network),
+            Some(Owned::Pod(p)) => p.ip(),
+            _ => None,
         }
     }
 
@@ -180,6 +210,11 @@ impl ServerHandle {
                     tracing::warn!("{e:#}");
                 }
                 crate::cleanup::unregister_container(c.name());
+            }
+            Some(Owned::Pod(p)) => {
+                if let Err(e) = p.remove_node_data().await {
+                    tracing::warn!("{e:#}");
+                }
             }
             None => {}
         }

@@ -308,6 +308,16 @@ pub async fn initialise(
     flavour: Flavour,
     audit_file: &str,
 ) -> Result<String> {
+    Ok(initialise_keyed(client, flavour, audit_file).await?.0)
+}
+
+/// [`initialise`], returning the root token and the unseal key (for a server that is
+/// restarted on its storage).
+pub async fn initialise_keyed(
+    client: &VaultClient,
+    flavour: Flavour,
+    audit_file: &str,
+) -> Result<(String, String)> {
     let init = client
         .request(
             reqwest::Method::PUT,
@@ -327,30 +337,7 @@ pub async fn initialise(
         .as_str()
         .ok_or_else(|| anyhow!("sys/init returned no root token"))?
         .to_string();
-    let unseal = client
-        .request(
-            reqwest::Method::PUT,
-            "sys/unseal",
-            Some(&json!({"key": key})),
-        )
-        .await?;
-    if !unseal.is_success() {
-        bail!(
-            "sys/unseal answered {}: {:?}",
-            unseal.status,
-            unseal.errors()
-        );
-    }
-    // Active before anything else is asked of it (Vault's audit device below; callers' mounts).
-    ready::wait_for(
-        client,
-        ready::Stage::Active,
-        Instant::now() + Duration::from_secs(30),
-        Duration::from_millis(10),
-        &mut ready::AssumeAlive,
-    )
-    .await
-    .context("after unseal")?;
+    unseal(client, flavour, &key).await?;
     if flavour == Flavour::Vault {
         let root = client.with_token(Some(root_token.clone()));
         let r = root
@@ -368,7 +355,35 @@ pub async fn initialise(
             );
         }
     }
-    Ok(root_token)
+    Ok((root_token, key))
+}
+
+/// Unseals a server with its one key share and waits until it is active (up to 30 s).
+pub async fn unseal(client: &VaultClient, _flavour: Flavour, key: &str) -> Result<()> {
+    let unseal = client
+        .request(
+            reqwest::Method::PUT,
+            "sys/unseal",
+            Some(&json!({"key": key})),
+        )
+        .await?;
+    if !unseal.is_success() {
+        bail!(
+            "sys/unseal answered {}: {:?}",
+            unseal.status,
+            unseal.errors()
+        );
+    }
+    // Active before anything else is asked of it (Vault's audit device; callers' mounts).
+    ready::wait_for(
+        client,
+        ready::Stage::Active,
+        Instant::now() + Duration::from_secs(30),
+        Duration::from_millis(10),
+        &mut ready::AssumeAlive,
+    )
+    .await
+    .context("after unseal")
 }
 
 impl std::fmt::Debug for RunningServer {

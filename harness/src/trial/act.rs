@@ -41,7 +41,25 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     if setup.config.status < 300 && setup.role.status < 300 {
         let sim = env.cluster.sim.as_ref();
         let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
-        let audit_before = env.cluster.audit.as_ref().map(|a| a.offset());
+        // On Kind the cluster's own workloads talk to the API server too: only the server's
+        // address counts there.
+        let on_kind = env.cluster.ext.as_ref().is_some_and(|e| e.kind.is_some());
+        let audit = env.cluster.audit.as_ref().map(|a| {
+            if on_kind {
+                a.from_address(Some(
+                    setup
+                        .server_ip
+                        .clone()
+                        .unwrap_or_else(|| "127.0.0.1".into()),
+                ))
+            } else {
+                a.clone()
+            }
+        });
+        let audit_before = match &audit {
+            Some(a) => Some(a.offset().await),
+            None => None,
+        };
         let anon = setup.root.with_token(None);
         let login = match &run.trial.case.case.login.path {
             // As the user wrote it, answered as the server answers it.
@@ -62,7 +80,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
                 .await?
             }
         };
-        acted.cluster_requests = match (sim, &env.cluster.audit, audit_before) {
+        acted.cluster_requests = match (sim, &audit, audit_before) {
             (Some(s), ..) => s.request_log().split_off(before),
             (None, Some(audit), Some(offset)) => {
                 let reqs = audit

@@ -34,6 +34,8 @@ pub(super) struct Setup {
     pub log_offset: u64,
     /// Placeholder values, now with the reviewer token and the accessor.
     pub vars: Vars,
+    /// The server's address as the cluster sees its requests (None: loopback).
+    pub server_ip: Option<String>,
 }
 
 pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
@@ -62,23 +64,39 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let server = match &env.server {
         Some(s) => s.clone(),
         None => {
-            run.made.pod_object = Some(super::pod::server_pod(run.trial));
-            let s = Arc::new(super::pod::pod_server(run.lab, run.trial, &env.cluster).await?);
+            let s = match &env.cluster.ext {
+                // A real pod of a Kind or kubeconfig cluster.
+                Some(ext) if ext.owned.is_none() || ext.kind.is_some() => {
+                    let (handle, objects) = super::pod::cluster_pod_server(run, ext).await?;
+                    run.made.pod_objects = objects;
+                    Arc::new(handle)
+                }
+                // Emulated: the sim, an API server authlab started.
+                _ => {
+                    run.made.pod_objects = vec![super::pod::server_pod(run.trial)];
+                    Arc::new(super::pod::pod_server(run.lab, run.trial, &env.cluster).await?)
+                }
+            };
             run.record.server_config = s.config_text();
-            if run.trial.case.uses("pod.jwt")
-                && let Some(c) = s.container_server()
-            {
-                let t = c
-                    .read_file(&format!("/{}/token", crate::container::SA_DIR))
-                    .await
-                    .context("reading the server pod's token")?;
-                vars.insert("pod.jwt".into(), String::from_utf8_lossy(&t).into_owned());
-            }
             run.made.pod_server = Some(s.clone());
+            if run.trial.case.uses("pod.jwt") {
+                let t = super::pod::pod_token_file(&s).await?;
+                vars.insert("pod.jwt".into(), t);
+            }
             run.timer.lap("pod");
             s
         }
     };
+    // The server's own address as the cluster sees its requests.
+    let network = match &env.cluster.ext {
+        Some(ext) if ext.kind.is_some() => run.lab.settings().kind_network(),
+        _ => run.lab.docker_network_name(),
+    };
+    let server_ip = server.source_ip(&network);
+    vars.insert(
+        "server.ip".into(),
+        server_ip.clone().unwrap_or_else(|| "127.0.0.1".into()),
+    );
     let log_offset = file_len(&server.server_log_path());
     let root = server.client();
     let (accessor, config, role) = configure(run, env, &root, &mut vars).await?;
@@ -92,6 +110,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
         role,
         log_offset,
         vars,
+        server_ip,
     })
 }
 

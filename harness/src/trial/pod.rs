@@ -1,5 +1,6 @@
-//! The inside topology on the sim and on an API server authlab starts: the server as a pod,
-//! emulated in a container (a real Pod object, its real bound token, the cluster's CA).
+//! The inside topology: on the sim and on an API server authlab starts, the server as a pod
+//! emulated in a container (a real Pod object, its real bound token, the cluster's CA); on Kind
+//! and kubeconfig clusters, a real pod of the cluster ([`crate::lab::incluster`]).
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -54,7 +55,7 @@ fn pod_object(trial: &Trial, ns: &str, sa: &str, pod_name: &str) -> serde_json::
 }
 
 /// The service account the server pod runs as.
-fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
+pub(super) fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
     trial
         .case
         .case
@@ -88,6 +89,74 @@ async fn pod_token(
         .with_context(|| format!("requesting the server pod's token for {sa}"))
 }
 
+/// The trial's server as a real pod of the shared cluster `ext`, with its objects (deleted at
+/// teardown).
+pub(super) async fn cluster_pod_server(
+    run: &super::Run<'_>,
+    ext: &crate::cluster::external::ExternalCluster,
+) -> Result<(crate::lab::servers::ServerHandle, Vec<serde_json::Value>)> {
+    let (lab, trial) = (run.lab, run.trial);
+    let sa = pod_account(trial);
+    let image = lab.pod_image(&trial.server, ext).await?;
+    let n = lab.next_id();
+    let replaces = trial
+        .case
+        .case
+        .before_login
+        .iter()
+        .any(|a| matches!(a, crate::case::model::ClusterAction::ReplaceServerPod {}));
+    let node = match &ext.kind {
+        Some(kc) => {
+            let (engine, ..) = lab.docker().await?;
+            Some((engine, crate::cluster::kind::control_plane(&kc.name)))
+        }
+        None => None,
+    };
+    let opts = crate::lab::incluster::PodOptions {
+        spec: &trial.server,
+        image: &image,
+        namespace: &sa.namespace,
+        service_account: &sa.name,
+        persistent: replaces.then(|| format!("{}-{n}", lab.options().run_id)),
+        run_id: &lab.options().run_id,
+        log_file: crate::lab::incluster::log_path(lab.workdir(), n),
+        node,
+    };
+    let objects = crate::lab::incluster::render(&opts)?;
+    let started = crate::lab::incluster::start(&ext.client, opts).await;
+    let (info, pod) = started.with_context(|| {
+        format!(
+            "starting the server pod {}/{} ({image})",
+            sa.namespace,
+            crate::lab::incluster::POD
+        )
+    })?;
+    tracing::info!(
+        "{} ready in pod {}/{} at {} in {} ms",
+        trial.server,
+        sa.namespace,
+        crate::lab::incluster::POD,
+        info.addr,
+        info.startup_ms
+    );
+    Ok((crate::lab::servers::ServerHandle::pod(info, pod), objects))
+}
+
+/// The server pod's token file, as the pod reads it.
+pub(super) async fn pod_token_file(server: &crate::lab::servers::ServerHandle) -> Result<String> {
+    if let Some(p) = server.cluster_pod() {
+        return p.token().await;
+    }
+    let c = server
+        .container_server()
+        .context("the server is not a pod of this trial")?;
+    let t = c
+        .read_file(&format!("/{}/token", crate::container::SA_DIR))
+        .await
+        .context("reading the server pod's token")?;
+    Ok(String::from_utf8_lossy(&t).into_owned())
+}
+
 /// A new token in the server pod's token file: for the same pod (`replace`: false, kubelet's
 /// refresh), or for a new pod of the same name that replaces the old one (`replace`: true, a
 /// restart: the old pod's tokens are invalid from then on).
@@ -98,12 +167,21 @@ pub(super) async fn renew_token(
     replace: bool,
 ) -> Result<()> {
     let trial = run.trial;
+    let kube = &env.cluster.client;
+    let sa = pod_account(trial);
+    if let Some(pod) = setup.server.cluster_pod() {
+        // A real pod: replaced, its StatefulSet makes a new one, whose token kubelet writes;
+        // refreshed, what kubelet does at 80 % of the token's life, done now.
+        if replace {
+            return pod.replace().await;
+        }
+        let token = pod_token(kube, &sa, crate::lab::incluster::POD).await?;
+        return pod.refresh_token(&token).await;
+    }
     let container = setup
         .server
         .container_server()
         .context("the server is not a pod of this trial")?;
-    let kube = &env.cluster.client;
-    let sa = pod_account(trial);
     let pod_name = format!("{}-0", trial.server.flavour);
     if replace {
         // Gone at once, as once its kubelet confirmed the deletion: a StatefulSet re-creates

@@ -110,6 +110,10 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
         _ => shared_cluster(run).await?,
     };
     let mut vars = cluster_vars(run, &cluster)?;
+    if run.trial.case.uses("cluster.dialed") {
+        vars.insert("cluster.dialed".into(), dialed(&cluster).await?);
+    }
+    vars.insert("cluster.cert_ips".into(), cert_ips(&cluster).join(", "));
     run.made.faults = faults(run, &cluster, &mut vars).await?;
     let names = names(run);
     vars.insert("mount".into(), names.mount.clone());
@@ -199,10 +203,10 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
     Ok((view, server))
 }
 
-/// The trial's second cluster, when the case has one: a sim on `host` with the foreign key.
-async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluster>> {
+/// Whether the case has a second cluster.
+fn wants_other(run: &Run<'_>) -> bool {
     let lc = &run.trial.case;
-    let wanted = lc.case.cluster.other.is_some()
+    lc.case.cluster.other.is_some()
         || [
             "other.url",
             "other.hostport",
@@ -210,8 +214,12 @@ async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluste
             "other.jwks_url",
         ]
         .iter()
-        .any(|p| lc.uses(p));
-    if !wanted {
+        .any(|p| lc.uses(p))
+}
+
+/// The trial's second cluster, when the case has one: a sim on `host` with the foreign key.
+async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluster>> {
+    if !wants_other(run) {
         return Ok(None);
     }
     let lab = run.lab;
@@ -281,7 +289,7 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         key_pem: o.signing_key_pem.clone(),
         issuer: ext.issuer.clone(),
     });
-    let audit = ext.owned.as_ref().map(|o| o.audit.clone());
+    let audit = ext.owned.as_ref().and_then(|o| o.audit.clone());
     let view = ClusterView {
         sim: None,
         other,
@@ -299,43 +307,50 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     Ok((view, server))
 }
 
-/// The lab's Kind or kubeconfig cluster, shared by every trial of the run: trials take turns
-/// and delete what they applied.
+/// The lab's Kind cluster for the case's settings, or its kubeconfig cluster, shared by the
+/// trials of the run: trials take turns and delete what they applied. Inside, the trial's
+/// server is a real pod of that cluster (started once its objects exist).
 async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
     let (lab, trial) = (run.lab, run.trial);
-    let ext = lab.external_cluster(trial.cluster).await.map_err(|e| {
-        let what = trial.cluster.as_str();
-        NotAvailable::err(what, format!("the {what} cluster is not available: {e:#}"))
-    })?;
-    let inside = trial.case.case.topology == Topology::Inside;
+    let case = &trial.case.case;
+    let ext = lab
+        .external_cluster(trial.cluster, &case.cluster.settings)
+        .await
+        .map_err(|e| {
+            let what = trial.cluster.as_str();
+            NotAvailable::err(what, format!("the {what} cluster is not available: {e:#}"))
+        })?;
+    let inside = case.topology == Topology::Inside;
     let kind = ext.kind.as_ref();
-    // Inside: the server pod. Outside a Kind cluster: a container on the `kind` network, so the
-    // cluster's pods can reach it too. Outside any other cluster: the lab's shared server.
+    // Inside: the trial's own server pod. Outside a Kind cluster: a container on the `kind`
+    // network, so the cluster's pods can reach it too. Outside any other cluster: the lab's
+    // shared server.
     let server = if inside {
-        lab.in_cluster_server(&trial.server, &ext).await?
+        None
     } else if kind.is_some() {
-        lab.kind_network_server(&trial.server).await?
+        Some(lab.kind_network_server(&trial.server).await?)
     } else {
-        lab.server(&trial.server).await?
+        Some(lab.server(&trial.server).await?)
     };
-    run.record.server_config = server.config_text();
+    if let Some(s) = &server {
+        run.record.server_config = s.config_text();
+    }
     run.timer.lap("server");
     run.made.exclusive = Some(lab.exclusive.lock().await);
     run.timer.lap("queue");
     run.made.shared = Some(ext.client.clone());
     // The API server as the server reaches it, and the server as pods reach it.
     let (url, server_from_pods) = if inside {
+        let ns = super::pod::pod_account(trial).namespace;
         (
             "https://kubernetes.default.svc".to_string(),
-            Some(format!(
-                "http://openbao.{}.svc:8200",
-                crate::lab::incluster::namespace(&trial.server)
-            )),
+            Some(format!("http://openbao.{ns}.svc:8200")),
         )
     } else if let Some(kc) = kind {
         let network = lab.settings().kind_network();
         let ip = server
-            .container_server()
+            .as_ref()
+            .and_then(|s| s.container_server())
             .and_then(|c| c.container_ip(&network));
         (
             crate::cluster::kind::internal_server(&kc.name),
@@ -345,18 +360,32 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         (ext.url.clone(), None)
     };
     run.record.kubernetes = ext.version.clone();
-    if run.trial.case.case.cluster.other.is_some() {
+    // Where fault endpoints and second clusters listen: the host's address on the Kind network
+    // (servers there and the cluster's pods reach it), else loopback (a local server process).
+    let host = ext
+        .owned
+        .as_ref()
+        .map(|o| o.host.clone())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    if inside && kind.is_none() && wants_other(run) {
         return Err(NotAvailable::err(
             "cluster",
-            "a second cluster (cluster.other) is a sim: the case runs on the sim cluster",
+            "a second cluster is a sim on this machine, which a pod of a kubeconfig cluster cannot reach",
         ));
     }
+    let other = other_cluster(run, &host).await?;
+    let signer = ext.owned.as_ref().map(|o| crate::cluster::tokens::Signer {
+        key_pem: o.signing_key_pem.clone(),
+        issuer: ext.issuer.clone(),
+    });
+    let audit = ext.owned.as_ref().and_then(|o| o.audit.clone());
     let view = ClusterView {
         sim: None,
-        other: None,
-        signer: None,
-        audit: None,
-        host: "127.0.0.1".into(),
+        other,
+        signer,
+        audit,
+        host,
         client: ext.client.clone(),
         url,
         ca_pem: ext.ca_pem.clone(),
@@ -365,7 +394,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         server_from_pods,
         ext: Some(ext),
     };
-    Ok((view, Some(server)))
+    Ok((view, server))
 }
 
 fn url_vars(url: &str) -> Vars {
@@ -407,6 +436,44 @@ fn cluster_vars(run: &Run<'_>, cv: &ClusterView) -> Result<Vars> {
     Ok(vars)
 }
 
+/// `ip:port` the server dials for the cluster URL: the URL's own address, a Kind node's
+/// address for its name, the `kubernetes` Service's cluster IP for `kubernetes.default.svc`.
+async fn dialed(cv: &ClusterView) -> Result<String> {
+    let hostport = cv.url.trim_start_matches("https://").trim_end_matches('/');
+    let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "443"));
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(format!("{host}:{port}"));
+    }
+    if host.starts_with("kubernetes.default") {
+        let svc: k8s_openapi::api::core::v1::Service =
+            kube::Api::namespaced(cv.client.clone(), "default")
+                .get("kubernetes")
+                .await
+                .context("reading Service default/kubernetes")?;
+        let ip = svc
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .context("Service default/kubernetes has no cluster IP")?;
+        return Ok(format!("{ip}:{port}"));
+    }
+    let node = cv
+        .ext
+        .as_ref()
+        .and_then(|e| e.owned.as_ref())
+        .and_then(|o| o.node_ip.clone())
+        .with_context(|| format!("the address of {host} is not known"))?;
+    Ok(format!("{node}:{port}"))
+}
+
+/// The IP addresses the cluster's serving certificate names.
+fn cert_ips(cv: &ClusterView) -> Vec<String> {
+    match cv.ext.as_ref().and_then(|e| e.owned.as_ref()) {
+        Some(o) => o.cert_ips.clone(),
+        None if cv.sim.is_some() => crate::sim::serving_cert_ips(std::slice::from_ref(&cv.host)),
+        None => Vec::new(),
+    }
+}
+
 /// Fault endpoints and CAs, made only when the case refers to them, where the server can reach
 /// them (the sim's own address).
 async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faults> {
@@ -427,26 +494,46 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
         );
         faults._reset = Some(r);
     }
-    if lc.uses("cluster.unnamed_url") {
+    if lc.uses("cluster.unnamed_url") || lc.uses("cluster.unnamed_host") {
         if !run.trial.cluster.owns_keys() {
             return Err(super::NotAvailable::err(
                 "cluster",
-                "${cluster.unnamed_url} is made on the sim and apiserver clusters only",
+                "${cluster.unnamed_url} is made on the sim, apiserver and Kind clusters only",
             ));
         }
-        // The API server at a loopback address its certificate does not name.
-        if host != "127.0.0.1" {
-            return Err(super::NotAvailable::err(
-                "cluster",
-                "${cluster.unnamed_url} needs the server as a local process (127.0.0.2 is loopback only for processes)",
-            ));
-        }
-        let port = cv.port()?;
-        let f = crate::sim::Forwarder::start(("127.0.0.2", port), ("127.0.0.1", port)).await?;
-        vars.insert(
-            "cluster.unnamed_url".into(),
-            format!("https://127.0.0.2:{port}"),
-        );
+        let node_ip = cv
+            .ext
+            .as_ref()
+            .and_then(|e| e.owned.as_ref())
+            .and_then(|o| o.node_ip.clone());
+        let (url, f) = match node_ip {
+            // Kind: the host's address on the Kind network, forwarded to the node.
+            Some(node) => {
+                let f =
+                    crate::sim::Forwarder::start((host.as_str(), 0), (node.as_str(), 6443)).await?;
+                (format!("https://{host}:{}", f.port()), f)
+            }
+            // The API server at a loopback address its certificate does not name.
+            None if host == "127.0.0.1" => {
+                let port = cv.port()?;
+                let f =
+                    crate::sim::Forwarder::start(("127.0.0.2", port), ("127.0.0.1", port)).await?;
+                (format!("https://127.0.0.2:{port}"), f)
+            }
+            None => {
+                return Err(super::NotAvailable::err(
+                    "cluster",
+                    "${cluster.unnamed_url} needs the server as a local process (127.0.0.2 is loopback only for processes)",
+                ));
+            }
+        };
+        let unnamed_host = url
+            .trim_start_matches("https://")
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
+        vars.insert("cluster.unnamed_url".into(), url);
+        vars.insert("cluster.unnamed_host".into(), unnamed_host);
         faults._unnamed = Some(f);
     }
     if lc.uses("unrelated.ca") {

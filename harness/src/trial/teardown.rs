@@ -39,8 +39,9 @@ pub(super) struct Made<'a> {
     pub mounts: Option<Mounts>,
     /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
     pub pod_server: Option<Arc<ServerHandle>>,
-    /// Its Pod object (deleted from a shared cluster).
-    pub pod_object: Option<serde_json::Value>,
+    /// Its objects (the emulated pod's Pod; a real pod's StatefulSet, Service and
+    /// ConfigMap), deleted from a shared cluster.
+    pub pod_objects: Vec<serde_json::Value>,
     /// Fault endpoints, held until the trial is over.
     pub faults: super::prepare::Faults,
 }
@@ -73,7 +74,7 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
         s.stop().await;
     }
     let problems = match made.shared {
-        Some(client) => delete_applied(run, &client, made.pod_object).await,
+        Some(client) => delete_applied(run, &client, made.pod_objects).await,
         None => Vec::new(),
     };
     if let Some(sim) = made.sim {
@@ -94,7 +95,7 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
 async fn delete_applied(
     run: &Run<'_>,
     client: &kube::Client,
-    pod: Option<serde_json::Value>,
+    pod: Vec<serde_json::Value>,
 ) -> Vec<String> {
     let case = &run.trial.case.case;
     let secrets = case
@@ -112,7 +113,7 @@ async fn delete_applied(
                                "metadata": {"name": secret, "namespace": sa.namespace}})
         });
     let objects: Vec<serde_json::Value> = secrets
-        .chain(pod)
+        .chain(pod.into_iter().rev())
         .chain(
             run.record
                 .objects

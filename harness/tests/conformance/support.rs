@@ -34,6 +34,8 @@ pub struct Env {
     pub base: String,
     pub http: reqwest::Client,
     pub issuer: String,
+    /// The cluster CA (PEM), from the kubeconfig.
+    pub ca_pem: String,
     pub sim: Option<SimCluster>,
     /// The cluster's service-account signing key (PKCS#8 PEM), where it is known: the sim's,
     /// an API server authlab started, or `AUTHLAB_CONFORMANCE_SIGNING_KEY`.
@@ -151,6 +153,7 @@ impl Env {
             base,
             http,
             issuer: String::new(),
+            ca_pem: ca_pem.clone(),
             sim,
             signing_key,
             version: String::new(),

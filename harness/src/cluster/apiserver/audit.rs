@@ -37,24 +37,120 @@ const NOT_THE_SERVERS: &[&str] = &[
     "system:kube-scheduler",
 ];
 
+/// Prefixes of users that are the cluster's own: kubelets, and the controllers and add-ons of
+/// `kube-system` (kubeadm runs the controllers with their own service accounts).
+const NOT_THE_SERVERS_PREFIXES: &[&str] = &["system:node:", "system:serviceaccount:kube-system:"];
+
 /// Bound on waiting for the marker request to reach the log.
 const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Where an audit log is read: a file on this machine (an API server authlab started), or a
+/// file inside a Kind node, read through Docker (the node's files belong to root there).
+#[derive(Debug, Clone)]
+enum Source {
+    File(PathBuf),
+    Node {
+        engine: crate::container::Engine,
+        container: String,
+        path: String,
+    },
+}
 
 /// An API server's audit log file.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    path: PathBuf,
+    source: Source,
+    /// Only requests from this address are the server under test's (on a cluster with
+    /// workloads of its own: Kind's provisioner and CNI talk to the API server all the time).
+    from: Option<String>,
 }
 
 impl AuditLog {
     /// The log at `path` (`--audit-log-path`).
     pub fn at(path: PathBuf) -> AuditLog {
-        AuditLog { path }
+        AuditLog {
+            source: Source::File(path),
+            from: None,
+        }
+    }
+
+    /// The log at `path` inside the node container `container`.
+    pub fn in_node(engine: crate::container::Engine, container: &str, path: &str) -> AuditLog {
+        AuditLog {
+            source: Source::Node {
+                engine,
+                container: container.to_string(),
+                path: path.to_string(),
+            },
+            from: None,
+        }
+    }
+
+    /// This log, keeping only requests whose source addresses include `ip`.
+    pub fn from_address(&self, ip: Option<String>) -> AuditLog {
+        AuditLog {
+            source: self.source.clone(),
+            from: ip,
+        }
     }
 
     /// Where the log ends now.
-    pub fn offset(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    pub async fn offset(&self) -> u64 {
+        match &self.source {
+            Source::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Source::Node {
+                engine,
+                container,
+                path,
+            } => engine
+                .exec(container, &["stat", "-c", "%s", path], None)
+                .await
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o).trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Whether the log exists (a reused cluster may have been made without one).
+    pub async fn exists(&self) -> bool {
+        match &self.source {
+            Source::File(path) => path.is_file(),
+            Source::Node {
+                engine,
+                container,
+                path,
+            } => engine
+                .exec(container, &["test", "-f", path], None)
+                .await
+                .is_ok(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.source {
+            Source::File(path) => path.display().to_string(),
+            Source::Node {
+                container, path, ..
+            } => format!("{path} in {container}"),
+        }
+    }
+
+    async fn read_from(&self, offset: u64) -> Result<String> {
+        match &self.source {
+            Source::File(path) => read_file_from(path, offset),
+            Source::Node {
+                engine,
+                container,
+                path,
+            } => {
+                let start = format!("+{}", offset + 1);
+                let out = engine
+                    .exec(container, &["tail", "-c", &start, path], None)
+                    .await
+                    .with_context(|| format!("reading the audit log {}", self.describe()))?;
+                Ok(String::from_utf8_lossy(&out).into_owned())
+            }
+        }
     }
 
     /// The requests made since `offset` by anyone but the cluster and authlab, once a marker
@@ -72,17 +168,20 @@ impl AuditLog {
             .context("sending the audit log's marker request")?;
         let deadline = tokio::time::Instant::now() + CATCH_UP;
         loop {
-            let text = read_from(&self.path, offset)?;
+            let text = self.read_from(offset).await?;
             if text.contains(&mark) {
                 // A request that finished just before the marker may be written just after it.
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                return Ok(parse(&read_from(&self.path, offset)?));
+                return Ok(parse_from(
+                    &self.read_from(offset).await?,
+                    self.from.as_deref(),
+                ));
             }
             if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "waited {} s for the marker request to reach the audit log {}",
                     CATCH_UP.as_secs(),
-                    self.path.display()
+                    self.describe()
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -90,7 +189,7 @@ impl AuditLog {
     }
 }
 
-fn read_from(path: &Path, offset: u64) -> Result<String> {
+fn read_file_from(path: &Path, offset: u64) -> Result<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path)
         .with_context(|| format!("opening the audit log {}", path.display()))?;
@@ -103,6 +202,11 @@ fn read_from(path: &Path, offset: u64) -> Result<String> {
 
 /// The requests of JSON audit lines, one per request (its last stage), in order.
 pub fn parse(text: &str) -> Vec<RequestRecord> {
+    parse_from(text, None)
+}
+
+/// [`parse`], keeping only requests from `from` when given.
+fn parse_from(text: &str, from: Option<&str>) -> Vec<RequestRecord> {
     let mut events: Vec<Value> = Vec::new();
     for line in text.lines() {
         let Ok(ev) = serde_json::from_str::<Value>(line) else {
@@ -118,6 +222,12 @@ pub fn parse(text: &str) -> Vec<RequestRecord> {
         .filter(|ev| {
             let user = ev["user"]["username"].as_str().unwrap_or_default();
             !NOT_THE_SERVERS.contains(&user)
+                && !NOT_THE_SERVERS_PREFIXES.iter().any(|p| user.starts_with(p))
+                && from.is_none_or(|ip| {
+                    ev["sourceIPs"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|s| s == ip))
+                })
                 && !ev["requestURI"]
                     .as_str()
                     .unwrap_or_default()
@@ -249,5 +359,22 @@ mod tests {
             Some("Authentication failed, attempted: bearer")
         );
         assert_eq!(reqs.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn on_a_cluster_with_workloads_only_the_servers_address_counts() {
+        let lines = [
+            r#"{"auditID":"a","stage":"ResponseComplete","requestURI":"/apis/coordination.k8s.io/v1/namespaces/local-path-storage/leases/x","verb":"update","user":{"username":"system:serviceaccount:local-path-storage:local-path-provisioner-service-account"},"sourceIPs":["10.244.0.3"],"objectRef":{"resource":"leases"},"responseStatus":{"code":200}}"#,
+            r#"{"auditID":"b","stage":"ResponseComplete","requestURI":"/api/v1/nodes/n","verb":"get","user":{"username":"system:node:authlab-lab-control-plane"},"sourceIPs":["172.18.0.2"],"objectRef":{"resource":"nodes"},"responseStatus":{"code":200}}"#,
+            r#"{"auditID":"c","stage":"ResponseComplete","requestURI":"/apis/authentication.k8s.io/v1/tokenreviews","verb":"create","user":{"username":"system:serviceaccount:vault:vault-auth"},"sourceIPs":["172.18.0.3"],"objectRef":{"resource":"tokenreviews"},"responseStatus":{"code":201}}"#,
+        ];
+        let text = lines.join("\n");
+        let all: Vec<String> = parse(&text).into_iter().map(|r| r.path).collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        let servers: Vec<String> = parse_from(&text, Some("172.18.0.3"))
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(servers, ["/apis/authentication.k8s.io/v1/tokenreviews"]);
     }
 }
