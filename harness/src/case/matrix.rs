@@ -157,3 +157,63 @@ pub fn expand(
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> Vec<Arc<LoadedCase>> {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        crate::case::load::load_dir(&dir)
+            .unwrap_or_else(|e| panic!("{} invalid case files", e.len()))
+            .into_iter()
+            .map(Arc::new)
+            .collect()
+    }
+
+    /// Kind is the platform users run: every shipped case applies there (ESO's only need
+    /// Kind's helm chart, which is checked when they run).
+    #[test]
+    fn every_shipped_case_applies_on_kind() {
+        let servers: Vec<ServerSpec> = vec!["openbao:2.7.2".parse().unwrap()];
+        let trials = expand(&shipped(), &servers, ClusterKind::Kind);
+        let not: Vec<String> = trials
+            .iter()
+            .filter_map(|t| {
+                t.not_applicable
+                    .as_ref()
+                    .map(|why| format!("{}: {why}", t.name))
+            })
+            .collect();
+        assert!(
+            not.is_empty(),
+            "not applicable on Kind:\n{}",
+            not.join("\n")
+        );
+    }
+
+    /// On a kubeconfig cluster the inside topology runs too, except what needs the node.
+    #[test]
+    fn inside_runs_on_a_kubeconfig_cluster_except_what_needs_the_node() {
+        let servers: Vec<ServerSpec> = vec!["openbao:2.7.2".parse().unwrap()];
+        let trials = expand(&shipped(), &servers, ClusterKind::Kubeconfig);
+        let inside: Vec<&Trial> = trials
+            .iter()
+            .filter(|t| {
+                t.case.case.topology == super::super::model::Topology::Inside
+                    && t.case.case.applies.clusters.is_empty()
+            })
+            .collect();
+        assert!(inside.iter().any(|t| t.not_applicable.is_none()));
+        for t in inside {
+            let needs_node = t.case.uses("pod.jwt") || !t.case.case.before_login.is_empty();
+            assert_eq!(
+                t.not_applicable.is_some(),
+                needs_node,
+                "{}: {:?}",
+                t.name,
+                t.not_applicable
+            );
+        }
+    }
+}
