@@ -15,6 +15,7 @@ struct Registry {
     containers: Vec<String>,
     networks: Vec<String>,
     files: Vec<PathBuf>,
+    kind_clusters: Vec<String>,
     /// Set once cleanup has run: what registers after that is removed at once.
     closed: bool,
 }
@@ -86,6 +87,23 @@ pub fn unregister_container(name: &str) {
     }
 }
 
+/// Remembers a Kind cluster the run is creating, to delete if the run is interrupted (the
+/// watchdog is told too, for a run that is killed).
+pub fn register_kind_cluster(name: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.kind_clusters.push(name.to_string());
+    }
+    crate::watchdog::delete_kind_on_death(name);
+}
+
+/// Forgets a Kind cluster that was deleted normally, or that is to be kept.
+pub fn unregister_kind_cluster(name: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.kind_clusters.retain(|n| n != name);
+    }
+    crate::watchdog::keep_kind(name);
+}
+
 /// Remembers a network to remove at the end of the run.
 pub fn register_network(name: String) {
     if let Ok(mut r) = registry().lock() {
@@ -102,13 +120,14 @@ pub fn unregister_network(name: &str) {
 
 /// Kills every registered process, removes every registered container, network and directory.
 pub fn cleanup_now() {
-    let (pids, dirs, containers, networks, files) = match registry().lock() {
+    let (pids, dirs, containers, networks, files, kind_clusters) = match registry().lock() {
         Ok(mut r) => (
             std::mem::take(&mut r.pids),
             std::mem::take(&mut r.dirs),
             std::mem::take(&mut r.containers),
             std::mem::take(&mut r.networks),
             std::mem::take(&mut r.files),
+            std::mem::take(&mut r.kind_clusters),
         ),
         Err(_) => return,
     };
@@ -152,8 +171,21 @@ pub fn cleanup_now() {
     for pid in pids {
         crate::server::process::kill_group(pid);
     }
+    // After the processes: a `kind create` still running is stopped first.
+    delete_kind_clusters(&kind_clusters);
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Deletes Kind clusters (each `kind delete cluster`, which also removes a half-made one),
+/// saying so, since each takes seconds.
+pub fn delete_kind_clusters(names: &[String]) {
+    for name in names {
+        tracing::info!("deleting Kind cluster {name}");
+        if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(name)) {
+            tracing::warn!("deleting Kind cluster {name}: {e:#}");
+        }
     }
 }
 

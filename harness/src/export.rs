@@ -113,7 +113,7 @@ pub fn expr_for(key: &str, v: &Value) -> Expression {
             }
             if s.contains("${") {
                 return Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(
-                    to_template(s).replace('\n', "\\n").replace('"', "\\\""),
+                    to_template(s, true),
                 )));
             }
             Expression::String(s.clone())
@@ -138,25 +138,67 @@ pub fn expr_for(key: &str, v: &Value) -> Expression {
     }
 }
 
-/// Rewrites `${placeholder}` into `${var.name}` and escapes other template sequences.
-fn to_template(s: &str) -> String {
-    let mut out = String::new();
+/// Writes `s` as HCL template text (for a quoted string when `quoted`, else for a heredoc):
+/// `${placeholder}` becomes `${var.name}`; every literal `$` and `%` becomes an interpolation
+/// of itself (`${"$"}`), which no neighbouring character can turn into an escape or a
+/// directive, unlike `$${` and `%%{` next to a literal `$` or `%`; in quoted strings
+/// backslashes, quotes and control characters are escaped.
+fn to_template(s: &str, quoted: bool) -> String {
+    let mut out = String::with_capacity(s.len());
     let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        match after.find('}').map(|j| (&after[..j], j)) {
-            Some((p, j)) if var_for(p).is_some() => {
-                out.push_str(&format!("${{var.{}}}", var_for(p).unwrap_or_default()));
-                rest = &after[j + 1..];
-            }
-            _ => {
-                out.push_str("$${");
-                rest = after;
-            }
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("${")
+            && let Some(j) = after.find('}')
+            && let Some(var) = var_for(&after[..j])
+        {
+            out.push_str(&format!("${{var.{var}}}"));
+            rest = &after[j + 1..];
+            continue;
+        }
+        match c {
+            '$' => out.push_str("${\"$\"}"),
+            '%' => out.push_str("${\"%\"}"),
+            '\\' if quoted => out.push_str("\\\\"),
+            '"' if quoted => out.push_str("\\\""),
+            '\n' if quoted => out.push_str("\\n"),
+            '\r' if quoted => out.push_str("\\r"),
+            '\t' if quoted => out.push_str("\\t"),
+            c if quoted && c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// A heredoc delimiter that no line of `text` equals (`EOT`, else `EOT_1`, `EOT_2`, ...): a
+/// line `EOT` in a policy would otherwise end the heredoc and let the rest be read as HCL.
+fn heredoc_delimiter(text: &str) -> String {
+    let taken = |d: &str| text.lines().any(|l| l.trim() == d);
+    std::iter::once("EOT".to_string())
+        .chain((1..).map(|i| format!("EOT_{i}")))
+        .find(|d| !taken(d))
+        .unwrap_or_else(|| "EOT".into())
+}
+
+/// Reads template text back into the value it stands for: literals as parsed, `${var.name}`
+/// back into its placeholder, interpolated string literals as their text.
+fn untemplate(t: &TemplateExpr) -> String {
+    let template = match hcl::Template::from_expr(t) {
+        Ok(t) => t,
+        Err(e) => return format!("<template does not parse: {e}>"),
+    };
+    let mut out = String::new();
+    for element in template.elements() {
+        match element {
+            hcl::template::Element::Literal(l) => out.push_str(l),
+            hcl::template::Element::Interpolation(i) => match value_of(&i.expr) {
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&other.to_string()),
+            },
+            hcl::template::Element::Directive(d) => out.push_str(&format!("<directive {d:?}>")),
         }
     }
-    out.push_str(rest);
     out
 }
 
@@ -298,7 +340,7 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
         }
         body = body.add_block(b.build());
     }
-    let policy_template = to_template(&policy);
+    let policy_template = to_template(&policy, false);
     body = body.add_block(
         Block::builder("resource")
             .add_label("vault_policy")
@@ -307,7 +349,7 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
             .add_attribute(Attribute::new(
                 "policy",
                 Expression::TemplateExpr(Box::new(TemplateExpr::Heredoc(Heredoc::new(
-                    hcl::Identifier::unchecked("EOT"),
+                    hcl::Identifier::unchecked(heredoc_delimiter(&policy_template)),
                     policy_template,
                 )))),
             ))
@@ -395,16 +437,7 @@ pub fn value_of(expr: &Expression) -> Value {
                 .unwrap_or_else(|| format!("${{{var}}}"));
             Value::String(name)
         }
-        Expression::TemplateExpr(t) => {
-            let mut s = match t.as_ref() {
-                TemplateExpr::QuotedString(q) => q.replace("\\n", "\n").replace("\\\"", "\""),
-                TemplateExpr::Heredoc(h) => h.template.clone(),
-            };
-            for (p, v, ..) in VARIABLES {
-                s = s.replace(&format!("${{var.{v}}}"), &format!("${{{p}}}"));
-            }
-            Value::String(s.replace("$${", "${"))
-        }
+        Expression::TemplateExpr(t) => Value::String(untemplate(t)),
         Expression::Null => Value::Null,
         other => Value::String(format!("{other:?}")),
     }
@@ -474,11 +507,72 @@ mod tests {
         }
     }
 
+    /// A case pasted from a bug report may hold anything: a policy with an `EOT` line (which
+    /// used to end the heredoc and let the rest be read as HCL: a sudo-on-`*` policy and a
+    /// `local-exec` provisioner), backslashes, quotes, `%{` directives and literal `${`. Each
+    /// comes back from the parsed Terraform as written, and nothing is added to the file.
+    #[test]
+    fn hostile_values_round_trip() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let mut lc = crate::case::load::load_dir(&dir)
+            .unwrap()
+            .into_iter()
+            .find(|c| c.case.auth == AuthMethod::Kubernetes)
+            .unwrap();
+        let policy = "path \"x\" {\n  capabilities = [\"read\"]\n}\nEOT\nresource \"null_resource\" \"x\" {\n  provisioner \"local-exec\" { command = \"id\" }\n}\npath \"*\" { capabilities = [\"sudo\"] }\n  EOT_1\n%{ if true }${kv}$${x}%%{ \\ \"q\"\n";
+        lc.case.server.policy = Some(policy.into());
+        let hostile = "a\\n \\\" %{ if 1 }x%{ endif } $${y} ${cluster.url} \"\n\tEOT\n";
+        lc.case
+            .server
+            .role
+            .insert("alias_metadata".into(), Value::String(hostile.into()));
+        let text = terraform(&lc.name, &lc.case).unwrap();
+        let body = hcl::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let resources: Vec<_> = body
+            .blocks()
+            .filter(|b| b.identifier() == "resource")
+            .map(|b| b.labels()[0].as_str().to_string())
+            .collect();
+        assert_eq!(
+            resources,
+            [
+                "vault_auth_backend",
+                "vault_kubernetes_auth_backend_config",
+                "vault_policy",
+                "vault_kubernetes_auth_backend_role"
+            ],
+            "{text}"
+        );
+        let attr = |t: &str, k: &str| {
+            let b = body
+                .blocks()
+                .find(|b| b.labels().first().map(|l| l.as_str()) == Some(t))
+                .unwrap();
+            value_of(b.body().attributes().find(|a| a.key() == k).unwrap().expr())
+        };
+        assert_eq!(
+            attr("vault_policy", "policy"),
+            Value::from(policy),
+            "{text}"
+        );
+        assert_eq!(
+            attr("vault_kubernetes_auth_backend_role", "alias_metadata"),
+            Value::from(hostile),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn heredoc_delimiter_is_not_a_line_of_the_text() {
+        assert_eq!(heredoc_delimiter("a\nb"), "EOT");
+        assert_eq!(heredoc_delimiter("a\n  EOT\nEOT_1\n"), "EOT_2");
+    }
+
     #[test]
     fn policy_placeholders_become_variables() {
         assert_eq!(
-            to_template("path \"${kv}/data/*\" ${x}"),
-            "path \"${var.kv_mount}/data/*\" $${x}"
+            to_template("path \"${kv}/data/*\" ${x}", false),
+            "path \"${var.kv_mount}/data/*\" ${\"$\"}{x}"
         );
     }
 }

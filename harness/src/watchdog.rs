@@ -95,6 +95,20 @@ pub fn remove_on_death(path: &Path, dir: bool) {
     }
 }
 
+/// A Kind cluster the watchdog deletes if this process dies without cleaning up.
+pub fn delete_kind_on_death(name: &str) {
+    if !name.contains('\n') {
+        send(&format!("kind {name}"));
+    }
+}
+
+/// A Kind cluster that is no longer to be deleted on death (deleted already, or kept).
+pub fn keep_kind(name: &str) {
+    if !name.contains('\n') {
+        send(&format!("kept {name}"));
+    }
+}
+
 /// Tells the watchdog a container or network named `name` is being created: if the run dies
 /// before [`landed`], the engine may still finish creating it, and the watchdog waits for it.
 pub fn in_flight(name: &str) {
@@ -124,6 +138,8 @@ struct Told {
     docker: bool,
     /// Containers and networks whose creation had not returned.
     in_flight: BTreeSet<String>,
+    /// Kind clusters to delete.
+    kind: BTreeSet<String>,
 }
 
 impl Told {
@@ -149,6 +165,12 @@ impl Told {
             }
             Some(("made", n)) => {
                 self.in_flight.remove(n);
+            }
+            Some(("kind", n)) => {
+                self.kind.insert(n.to_string());
+            }
+            Some(("kept", n)) => {
+                self.kind.remove(n);
             }
             _ if line == "docker" => self.docker = true,
             _ => {}
@@ -199,6 +221,12 @@ async fn reap(told: &Told) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     remove_paths(told).await;
+    // Its nodes are containers labelled by kind, not by the run: deleted by name.
+    let kind: Vec<String> = told.kind.iter().cloned().collect();
+    if !kind.is_empty() {
+        let _ =
+            tokio::task::spawn_blocking(move || crate::cleanup::delete_kind_clusters(&kind)).await;
+    }
     let mut all_gone = true;
     if told.docker {
         all_gone = false;
@@ -274,6 +302,27 @@ async fn remove_paths(told: &Told) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Kind cluster being created is deleted if the run dies, unless it was deleted or kept
+    /// first.
+    #[test]
+    fn kind_clusters_are_remembered_until_kept() {
+        let mut t = Told::default();
+        for l in [
+            "run r1",
+            "kind authlab-lab",
+            "kind authlab-lab-1234abcd",
+            "kept authlab-lab",
+        ] {
+            t.line(l);
+        }
+        assert_eq!(
+            t.kind.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["authlab-lab-1234abcd"]
+        );
+        t.line("done r1");
+        assert!(t.kind.is_empty(), "a run that cleaned up left none");
+    }
 
     #[test]
     fn done_forgets_a_run_and_its_paths() {

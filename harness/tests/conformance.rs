@@ -1,7 +1,7 @@
 //! Conformance suite for the Kubernetes authentication surface (§9 of
 //! `kubernetes-auth-semantics.md`). Every case talks to a cluster through a kubeconfig:
-//! `AUTHLAB_CONFORMANCE_KUBECONFIG` names a real cluster's, `AUTHLAB_CONFORMANCE_CLUSTER=apiserver`
-//! starts a real API server; otherwise an in-process sim cluster is started and its kubeconfig
+//! `AUTHLAB_CONFORMANCE_KUBECONFIG` names a real cluster's, `AUTHLAB_CONFORMANCE_CLUSTER=kind`
+//! creates a Kind cluster and `AUTHLAB_CONFORMANCE_CLUSTER=apiserver` starts a real API server; otherwise an in-process sim cluster is started and its kubeconfig
 //! is used. Checks whose answer changed between Kubernetes versions judge by the server's
 //! `/version`. Each case works in its own namespace.
 
@@ -231,9 +231,11 @@ const CASES: &[(&str, TestFn)] = &[
 ];
 
 /// Connects to the cluster under test (started lazily, once): `AUTHLAB_CONFORMANCE_KUBECONFIG`
-/// (with `AUTHLAB_CONFORMANCE_SIGNING_KEY`, a PKCS#8 PEM file of its service-account key, when
-/// known), `AUTHLAB_CONFORMANCE_CLUSTER=apiserver` (a real API server authlab starts, binaries
-/// as for `--cluster apiserver`), else an in-process sim.
+/// (with `AUTHLAB_CONFORMANCE_SIGNING_KEY`, a PEM file of its service-account key, PKCS#8 or
+/// PKCS#1 as kubeadm writes it, when known), `AUTHLAB_CONFORMANCE_CLUSTER=kind` (a Kind
+/// cluster authlab creates and deletes, its key read from the node, kind and the node image as
+/// for `--cluster kind`), `AUTHLAB_CONFORMANCE_CLUSTER=apiserver` (a real API server authlab
+/// starts, binaries as for `--cluster apiserver`), else an in-process sim.
 async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
     if let Ok(path) = std::env::var("AUTHLAB_CONFORMANCE_KUBECONFIG") {
         let mut env = Env::from_kubeconfig(std::path::Path::new(&path), None).await?;
@@ -243,6 +245,18 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
                     .with_context(|| format!("reading AUTHLAB_CONFORMANCE_SIGNING_KEY={key}"))?,
             );
         }
+        return Ok(env);
+    }
+    if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("kind") {
+        let made = Lab::new(LabOptions::new(ClusterKind::Kind)).context("creating the lab")?;
+        let made = lab.get_or_init(|| async { made }).await;
+        let ext = made
+            .external_cluster(ClusterKind::Kind, &Default::default())
+            .await
+            .context("creating the Kind cluster")?;
+        let owned = ext.owned.context("the Kind cluster is authlab's")?;
+        let mut env = Env::from_kubeconfig(&owned.kubeconfig, None).await?;
+        env.signing_key = Some(owned.signing_key_pem);
         return Ok(env);
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("apiserver") {

@@ -466,6 +466,43 @@ fn files_as_users_have_them() {
     );
 }
 
+/// A role whose bound names and namespaces are globs with several `*` (which the servers
+/// accept, and which logged in with 200) is not blamed for the token's name or namespace.
+#[test]
+fn globs_with_several_stars_bind_as_on_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now() as i64;
+    let claims = serde_json::json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "aud": ["vault"],
+        "sub": "system:serviceaccount:team-a-prod:internal-app",
+        "exp": now + 600, "iat": now - 60, "nbf": now - 60,
+        "kubernetes.io": {"namespace": "team-a-prod", "serviceaccount": {"name": "internal-app", "uid": "u"}},
+    });
+    let role = dir.path().join("role.json");
+    let write_role = |names: &str, namespaces: &str| {
+        std::fs::write(
+            &role,
+            serde_json::json!({"data": {
+                "bound_service_account_names": [names],
+                "bound_service_account_namespaces": [namespaces],
+                "token_policies": []}})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write_role("inter*-a*p", "team-*-p*d");
+    let jwt = token(claims);
+    let (_, out, err) = diagnose_cli(&["--jwt", &jwt, "--role", role.to_str().unwrap()], &[]);
+    for wrong in ["cause: namespace", "cause: sa-name"] {
+        assert!(!out.contains(wrong), "{wrong}: {out}{err}");
+    }
+    // The same globs, one character off, are still caught.
+    write_role("inter*-a*x", "team-*-p*d");
+    let (_, out, _) = diagnose_cli(&["--jwt", &jwt, "--role", role.to_str().unwrap()], &[]);
+    assert!(out.contains("cause: sa-name"), "{out}");
+}
+
 /// Read live with the usual environment: a role that answers 404 is the unknown-role cause,
 /// a role bound elsewhere is compared with the token.
 #[test]

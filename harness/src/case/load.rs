@@ -694,6 +694,39 @@ fn check_placeholders(lc: &LoadedCase) -> Result<(), CaseError> {
             .any(|pre| p.strip_prefix(pre).is_some_and(|n| mounts.contains_key(n)))
     };
     let known = |p: &String| crate::placeholders::KNOWN.iter().any(|(k, _)| k == p) || of_mount(p);
+    // Placeholders that have no value in this case's trials: sent literally they would look like
+    // a real finding (a 401 for a `token_reviewer_jwt` of `${pod.jwt}`).
+    let valueless = |p: &str| -> Option<(&'static str, &'static str)> {
+        if p == "pod.jwt" && lc.case.topology == crate::case::model::Topology::Outside {
+            return Some((
+                "only a server inside the cluster has a pod token, and this case's server is outside it (topology: outside)",
+                "set `topology: inside`, or use `${reviewer.jwt}` for a reviewer account's token.",
+            ));
+        }
+        // `${other.ca}` alone is any other cluster's CA; the rest are the second cluster's.
+        if p.starts_with("other.") && p != "other.ca" && lc.case.cluster.other.is_none() {
+            return Some((
+                "the trial has no second cluster",
+                "add `cluster: { other: {} }` to the case, or use the `${cluster.…}` placeholder.",
+            ));
+        }
+        None
+    };
+    if let Some((p, (why, fix))) = lc
+        .placeholders
+        .iter()
+        .find_map(|p| valueless(p).map(|w| (p, w)))
+    {
+        let needle = format!("${{{p}}}");
+        return Err(CaseError {
+            file: lc.path.clone(),
+            line: line_of_text(&lc.text, &needle),
+            column: None,
+            field: None,
+            problem: format!("`{needle}` has no value here: {why}."),
+            fix: fix.into(),
+        });
+    }
     match lc.placeholders.iter().find(|p| !known(p)) {
         None => Ok(()),
         Some(p) => {
@@ -1047,6 +1080,34 @@ mod tests {
         let e = err_of(&OK.replace("mode: client-token", "mode: local-token"));
         assert_eq!(e.field.as_deref(), Some("topology"));
         assert!(e.to_string().contains("set `topology: inside`"));
+    }
+
+    /// `${pod.jwt}` outside the cluster was sent literally as the reviewer JWT, and the 401
+    /// that followed looked like a finding; `${other.url}` without a second cluster pointed
+    /// at some other API server.
+    #[test]
+    fn placeholders_without_a_value_in_the_topology_are_load_errors() {
+        let e = err_of(&OK.replace(
+            "client:\n",
+            "server:\n  config:\n    token_reviewer_jwt: ${pod.jwt}\nclient:\n",
+        ));
+        let s = e.to_string();
+        assert!(s.contains("bad.yaml:6"), "{s}");
+        assert!(s.contains("`${pod.jwt}` has no value here"), "{s}");
+        assert!(s.contains("topology: inside"), "{s}");
+        let e = err_of(&OK.replace(
+            "client:\n",
+            "server:\n  config:\n    kubernetes_host: ${other.url}\nclient:\n",
+        ));
+        assert!(e.to_string().contains("no second cluster"), "{e}");
+        let ok = OK.replace(
+            "client:\n",
+            "server:\n  config:\n    kubernetes_ca_cert: ${other.ca}\nclient:\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ok.yaml");
+        std::fs::write(&f, ok).unwrap();
+        load_file(dir.path(), &f).expect("${other.ca} needs no second cluster");
     }
 
     #[test]

@@ -204,12 +204,7 @@ enum SimCommand {
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::progress::init(match cli.verbose {
-        0 if cli.quiet => Some("warn"),
-        0 => None,
-        1 => Some("debug"),
-        _ => Some("trace"),
-    });
+    crate::progress::init(crate::progress::verbosity(cli.verbose, cli.quiet).as_deref());
     let style = output::style(cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

@@ -109,10 +109,10 @@ pub async fn from_kind(
     std::fs::write(&policy, crate::cluster::apiserver::audit::POLICY)
         .with_context(|| format!("writing {}", policy.display()))?;
     let config = kind::render_config(kind::CLUSTER_CONFIG, &name, settings, &policy_dir)?;
-    let reuse = s.kind_reuse;
+    let (reuse, keep) = (s.kind_reuse, s.keep_cluster);
     let cluster_name = name.clone();
     let kc = tokio::task::spawn_blocking(move || {
-        kind::up(&cluster_name, &image, &config, &workdir, reuse)
+        kind::up(&cluster_name, &image, &config, &workdir, reuse, keep)
     })
     .await
     .context("the kind task failed")??;

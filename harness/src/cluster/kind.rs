@@ -331,7 +331,8 @@ pub struct KindCluster {
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Creates the cluster `name` from `config_text`, or reuses it when it exists and `reuse` is
-/// set; writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
+/// set (a cluster it creates is deleted if the run is interrupted, unless `keep` and it was
+/// made whole); writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
 /// logged as they come (creation takes a minute or more).
 pub fn up(
     name: &str,
@@ -339,6 +340,7 @@ pub fn up(
     config_text: &str,
     dir: &Path,
     reuse: bool,
+    keep: bool,
 ) -> Result<KindCluster> {
     let name = cluster_name(name);
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
@@ -358,6 +360,8 @@ pub fn up(
             CREATE_TIMEOUT.as_secs()
         );
         let started = std::time::Instant::now();
+        // Deleted if the run is interrupted or killed from here on, half-made or not.
+        crate::cleanup::register_kind_cluster(&name);
         run_kind_logged(
             &create_args(
                 name.as_str(),
@@ -373,6 +377,10 @@ pub fn up(
             "Kind cluster {name} created in {} s",
             started.elapsed().as_secs()
         );
+        if keep {
+            // Whole now, and asked to be kept: kept also when the run is interrupted.
+            crate::cleanup::unregister_kind_cluster(&name);
+        }
     } else {
         tracing::info!("reusing Kind cluster {name}");
     }
@@ -462,6 +470,7 @@ impl KindCluster {
         if self.created && !keep {
             run_kind(&delete_args(&self.name))?;
         }
+        crate::cleanup::unregister_kind_cluster(&self.name);
         Ok(())
     }
 }

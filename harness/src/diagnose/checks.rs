@@ -14,19 +14,38 @@ const BOUND: u8 = 90;
 /// The score of what may be the cause.
 const HINT: u8 = 45;
 
-/// Whether a bound value (`*`, a glob with `*`, or a name) admits `v`.
+/// Whether a bound value (`*`, a glob with any number of `*`, or a name) admits `v`, as the
+/// servers decide it (`strutil.StrListContainsGlob`).
 fn admits(bound: &[String], v: &str) -> bool {
-    bound.iter().any(|b| {
-        if b == "*" || b == v {
-            return true;
+    bound.iter().any(|b| go_glob(b, v))
+}
+
+/// The servers' glob (`github.com/ryanuber/go-glob`): `*` matches any run of characters and
+/// nothing else is special (no `?`, no classes, no escapes), each inner part is taken at its
+/// first occurrence. Written out because the glob crates give `?` or `[` a meaning these
+/// servers do not, and so would admit names the servers refuse.
+fn go_glob(pattern: &str, subject: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return subject == pattern;
+    }
+    let leading = pattern.starts_with('*');
+    let trailing = pattern.ends_with('*');
+    let last = parts.len() - 1;
+    let mut rest = subject;
+    for (i, part) in parts[..last].iter().enumerate() {
+        match rest.find(part) {
+            Some(0) => {}
+            Some(_) if i == 0 && !leading => return false,
+            Some(idx) => rest = &rest[idx..],
+            None => return false,
         }
-        match b.split_once('*') {
-            Some((pre, post)) if !post.contains('*') => {
-                v.len() >= pre.len() + post.len() && v.starts_with(pre) && v.ends_with(post)
-            }
-            _ => false,
-        }
-    })
+        rest = &rest[part.len()..];
+    }
+    trailing || rest.ends_with(parts[last])
 }
 
 fn num(v: &Value) -> Option<i64> {
@@ -404,5 +423,25 @@ mod tests {
         assert!(admits(&b(&["*-sa"]), "web-sa"));
         assert!(!admits(&b(&["app-*"]), "web"));
         assert!(!admits(&b(&["internal-app"]), "other"));
+    }
+
+    /// Any number of `*`, as the servers match it: a role bound to `inter*-a*p` admits
+    /// `internal-app`, and `?` means itself.
+    #[test]
+    fn globs_with_several_stars_match_as_the_servers_do() {
+        let b = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(admits(&b(&["inter*-a*p"]), "internal-app"));
+        assert!(admits(&b(&["*-*"]), "a-b"));
+        assert!(admits(&b(&["a**b"]), "ab"));
+        assert!(admits(&b(&["*a*"]), "xay"));
+        assert!(!admits(&b(&["inter*-a*p"]), "internal-apx"));
+        assert!(!admits(&b(&["x*y*z"]), "xzy"));
+        assert!(!admits(&b(&["app-?"]), "app-1"));
+        assert!(admits(&b(&["app-?"]), "app-?"));
+        assert!(!admits(&b(&["b*"]), "ab"));
+        // go-glob takes each inner part at its first occurrence.
+        assert!(admits(&b(&["a*b*c"]), "abbc"));
+        assert!(!admits(&b(&[""]), "x"));
+        assert!(admits(&b(&[""]), ""));
     }
 }

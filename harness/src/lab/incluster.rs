@@ -38,6 +38,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on the server answering through the NodePort once its pod is ready (kube-proxy
 /// programs the port shortly after the endpoint is ready).
 pub const REACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bound on one initialise or unseal request (raft storage writes its first entries then).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where a server whose pod is replaced keeps its storage on the node.
 const NODE_DATA_ROOT: &str = "/var/lib/authlab";
 
@@ -172,7 +175,15 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
     let probe =
         VaultClient::with_timeouts(&addr, None, Duration::from_secs(2), Duration::from_secs(10))?;
     reachable(&probe, &ns).await?;
-    let (root_token, unseal_key) = initialise_keyed(&probe, o.spec.flavour, "stdout").await?;
+    // Initialising raft storage on a busy node takes longer than a health request may.
+    let admin = VaultClient::with_timeouts(&addr, None, Duration::from_secs(2), INIT_TIMEOUT)?;
+    let (root_token, unseal_key) = match initialise_keyed(&admin, o.spec.flavour, "stdout").await {
+        Ok(keys) => keys,
+        Err(e) => {
+            let tail = log_tail(&pods, false).await;
+            return Err(e.context(format!("initialising the server in pod {ns}/{POD}{tail}")));
+        }
+    };
     let info = ServerInfo {
         spec: o.spec.to_string(),
         addr: addr.clone(),
@@ -442,9 +453,17 @@ rm -rf "$d/$old""#;
             Duration::from_secs(10),
         )?;
         reachable(&probe, &self.namespace).await?;
-        crate::server::process::unseal(&probe, self.flavour, &self.unseal_key)
-            .await
-            .context("unsealing the server in its new pod")
+        let admin =
+            VaultClient::with_timeouts(&self.addr, None, Duration::from_secs(2), INIT_TIMEOUT)?;
+        if let Err(e) = crate::server::process::unseal(&admin, self.flavour, &self.unseal_key).await
+        {
+            let tail = log_tail(&pods, false).await;
+            return Err(e.context(format!(
+                "unsealing the server in its new pod {}/{POD}{tail}",
+                self.namespace
+            )));
+        }
+        Ok(())
     }
 
     /// Removes what the pod left on its node (the storage of a replaced pod).

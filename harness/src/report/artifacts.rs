@@ -17,6 +17,7 @@ use crate::{
 
 /// Writes the artifacts of `trial` under `root/<trial name>/` and returns that folder.
 pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -> Result<PathBuf> {
+    super::files::own_dir(root, 0o755).with_context(|| format!("creating {}", root.display()))?;
     let dir = root.join(trial.name.replace("::", "."));
     write_record(&dir, trial, rec, verdict)?;
     Ok(dir)
@@ -24,28 +25,13 @@ pub fn write(root: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -
 
 /// Writes the artifacts into `dir`, owner-only.
 fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    super::files::own_dir(dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", dir.display()))?;
     let put = |name: &str, text: &str| -> Result<()> {
-        use std::io::Write;
-        let path = dir.join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {name}"))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("restricting {name}"))?;
-        f.write_all(text.as_bytes())
-            .with_context(|| format!("writing {name}"))
+        super::files::replace(&dir.join(name), text.as_bytes(), 0o600)
+            .with_context(|| format!("writing {name} in {}", dir.display()))
     };
     let verdict_text = match verdict {
         Verdict::Failed(m) => format!("FAILED\n{}\n", m.join("\n")),

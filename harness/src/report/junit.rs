@@ -6,6 +6,7 @@
 //! Under nextest, which runs each trial in a process of its own, the processes of one run
 //! (`NEXTEST_RUN_ID`) add their trials to one file instead of overwriting it.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::{
     io::{Read, Seek, Write},
     path::{Path, PathBuf},
@@ -153,7 +154,7 @@ pub fn write(
     let mut cases: Vec<Case> = outcomes.iter().map(|o| case_of(o, suite_name)).collect();
     let Some(run) = shared_run else {
         let xml = render(suite_name, &cases)?;
-        return std::fs::write(path, xml)
+        return super::files::replace(path, xml.as_bytes(), 0o644)
             .with_context(|| format!("writing JUnit XML to {}", path.display()));
     };
     let state_path = PathBuf::from(format!("{}.nextest.json", path.display()));
@@ -162,6 +163,8 @@ pub fn write(
         .write(true)
         .create(true)
         .truncate(false)
+        // Never through a link planted in its place.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&state_path)
         .with_context(|| format!("opening {}", state_path.display()))?;
     state_file
@@ -184,7 +187,8 @@ pub fn write(
     shared.cases.sort_by(|a, b| a.name.cmp(&b.name));
     let xml = render(suite_name, &shared.cases)?;
     let tmp = path.with_extension("xml.tmp");
-    std::fs::write(&tmp, xml).with_context(|| format!("writing {}", tmp.display()))?;
+    super::files::replace(&tmp, xml.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     state_file.set_len(0)?;
     state_file.rewind()?;

@@ -27,10 +27,55 @@ pub fn cell_word(r: &Row) -> String {
     format!("{mark} {}{part}", shown.word())
 }
 
-/// A value as a table cell: code, with pipes escaped and lines joined.
+/// A value as a code span in a table cell: [`code`] with pipes escaped (GitHub splits table
+/// cells at a bare `|` even inside code, and drops the backslash there).
+pub fn cell(s: &str) -> String {
+    code(&s.replace('|', "\\|"))
+}
+
+/// A value as an inline code span that stays one: lines joined, delimited by one backtick more
+/// than the longest run inside it, so no value ends the span early and nothing in it renders as
+/// Markdown or HTML.
 pub fn code(s: &str) -> String {
-    let s = s.replace('|', "\\|").replace(['\n', '\r'], " ");
-    if s.contains('`') { s } else { format!("`{s}`") }
+    let s = s.replace(['\n', '\r'], " ");
+    let fence = "`".repeat(longest_backtick_run(&s) + 1);
+    // A span that starts or ends with a backtick (or is all spaces) needs the padding spaces,
+    // which CommonMark strips again.
+    if s.starts_with('`') || s.ends_with('`') || (!s.is_empty() && s.trim().is_empty()) {
+        format!("{fence} {s} {fence}")
+    } else {
+        format!("{fence}{s}{fence}")
+    }
+}
+
+/// Plain text for a line or cell: the characters Markdown or HTML could read as syntax there
+/// (emphasis, code, links and images, HTML and entities, table pipes, strikethrough) are
+/// backslash-escaped, as CommonMark allows for any ASCII punctuation; lines joined.
+pub fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '<' | '>' | '#' | '|' | '~' | '&'
+            | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A fenced block that no line of `body` closes early.
+fn fenced(lang: &str, body: &str) -> String {
+    let fence = "`".repeat((longest_backtick_run(body) + 1).max(3));
+    let nl = if body.ends_with('\n') { "" } else { "\n" };
+    format!("{fence}{lang}\n{body}{nl}{fence}")
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    s.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 /// Renders the whole report.
@@ -52,22 +97,23 @@ pub fn render(m: &Matrix) -> String {
         };
         let _ = writeln!(
             out,
-            "- run `{}` at {}: cluster {}{}, servers {}, {:.1} s",
-            r.run_id,
-            r.started,
-            r.cluster,
+            "- run {} at {}: cluster {}{}, servers {}, {:.1} s",
+            code(&r.run_id),
+            text(&r.started),
+            text(&r.cluster),
             if kube.is_empty() {
                 String::new()
             } else {
-                format!(" (Kubernetes {})", kube.join(", "))
+                format!(" (Kubernetes {})", text(&kube.join(", ")))
             },
-            r.servers.join(", "),
+            text(&r.servers.join(", ")),
             r.wall_ms as f64 / 1000.0
         );
     }
     let cols = m.columns();
     let _ = writeln!(out, "\n## Trials\n");
-    let _ = writeln!(out, "| case | {} |", cols.join(" | "));
+    let heads: Vec<String> = cols.iter().map(|c| text(c)).collect();
+    let _ = writeln!(out, "| case | {} |", heads.join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
     for (case, rows) in m.by_case() {
         let cells: Vec<String> = cols
@@ -79,7 +125,7 @@ pub fn render(m: &Matrix) -> String {
                     .unwrap_or_default()
             })
             .collect();
-        let _ = writeln!(out, "| `{case}` | {} |", cells.join(" | "));
+        let _ = writeln!(out, "| {} | {} |", cell(case), cells.join(" | "));
     }
     let changed = changes(m);
     let _ = writeln!(out, "\n## Where servers differ\n");
@@ -93,20 +139,20 @@ pub fn render(m: &Matrix) -> String {
         let cluster = if ch.cluster == "sim" {
             String::new()
         } else {
-            format!(" on {}", ch.cluster)
+            format!(" on {}", text(&ch.cluster))
         };
-        let _ = writeln!(out, "### `{}`{cluster}\n", ch.case);
-        let _ = writeln!(out, "Changed at: {}.\n", ch.changed.join("; "));
-        let heads: Vec<String> = ch.groups.iter().map(|(s, _)| s.join(", ")).collect();
+        let _ = writeln!(out, "### {}{cluster}\n", code(&ch.case));
+        let _ = writeln!(out, "Changed at: {}.\n", text(&ch.changed.join("; ")));
+        let heads: Vec<String> = ch.groups.iter().map(|(s, _)| text(&s.join(", "))).collect();
         let _ = writeln!(out, "| field | {} |", heads.join(" | "));
         let _ = writeln!(out, "|---|{}", "---|".repeat(heads.len()));
         for (i, f) in ch.fields.iter().enumerate() {
             let vals: Vec<String> = ch
                 .groups
                 .iter()
-                .map(|(_, v)| v[i].as_deref().map(code).unwrap_or_else(|| "—".into()))
+                .map(|(_, v)| v[i].as_deref().map(cell).unwrap_or_else(|| "—".into()))
                 .collect();
-            let _ = writeln!(out, "| `{f}` | {} |", vals.join(" | "));
+            let _ = writeln!(out, "| {} | {} |", cell(f), vals.join(" | "));
         }
         let _ = writeln!(out);
     }
@@ -126,26 +172,26 @@ pub fn render(m: &Matrix) -> String {
         for c in &between {
             let _ = writeln!(
                 out,
-                "### `{}` on {}, sim vs {}{}
+                "### {} on {}, sim vs {}{}
 ",
-                c.case,
-                c.server,
-                c.cluster,
+                code(&c.case),
+                text(&c.server),
+                text(&c.cluster),
                 c.kubernetes
                     .as_deref()
-                    .map(|v| format!(" ({v})"))
+                    .map(|v| format!(" ({})", text(v)))
                     .unwrap_or_default()
             );
             let _ = writeln!(
                 out,
                 "| field | sim | {} |
 |---|---|---|",
-                c.cluster
+                text(&c.cluster)
             );
             for (f, sim, real) in &c.fields {
-                let cell =
-                    |v: &Option<String>| v.as_deref().map(code).unwrap_or_else(|| "—".into());
-                let _ = writeln!(out, "| `{f}` | {} | {} |", cell(sim), cell(real));
+                let value =
+                    |v: &Option<String>| v.as_deref().map(cell).unwrap_or_else(|| "—".into());
+                let _ = writeln!(out, "| {} | {} | {} |", cell(f), value(sim), value(real));
             }
             let _ = writeln!(out);
         }
@@ -166,12 +212,12 @@ pub fn render(m: &Matrix) -> String {
             shown.push((&r.case, &d.key));
             let _ = writeln!(
                 out,
-                "### `{}` on {}\n\n{}; {} answered:\n\n```yaml\n{}```\n",
-                r.case,
-                d.servers.join(", "),
-                capital(&d.because),
-                d.servers.join(", "),
-                d.block
+                "### {} on {}\n\n{}; {} answered:\n\n{}\n",
+                code(&r.case),
+                text(&d.servers.join(", ")),
+                text(&capital(&d.because)),
+                text(&d.servers.join(", ")),
+                fenced("yaml", &d.block)
             );
         }
     }
@@ -183,12 +229,12 @@ pub fn render(m: &Matrix) -> String {
     if !failures.is_empty() {
         let _ = writeln!(out, "## Failures and errors\n");
         for r in failures {
-            let _ = writeln!(out, "- `{}` ({}):", r.name, r.verdict);
+            let _ = writeln!(out, "- {} ({}):", code(&r.name), text(&r.verdict));
             for line in r.messages.iter().take(5) {
                 let _ = writeln!(out, "  - {}", code(line));
             }
             if let Some(a) = &r.artifacts {
-                let _ = writeln!(out, "  - artifacts: `{a}`");
+                let _ = writeln!(out, "  - artifacts: {}", code(a));
             }
         }
     }
@@ -200,5 +246,101 @@ fn capital(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pulldown_cmark::{Event, Options, Parser, Tag};
+
+    use super::*;
+    use crate::report::matrix::{Matrix, RunInfo};
+
+    /// What GitHub would render: HTML, images and links found, table rows per table, and the
+    /// text of every code span.
+    struct Rendered {
+        html: Vec<String>,
+        images_or_links: usize,
+        rows: Vec<usize>,
+        code: Vec<String>,
+    }
+
+    fn rendered(md: &str) -> Rendered {
+        let mut r = Rendered {
+            html: Vec::new(),
+            images_or_links: 0,
+            rows: Vec::new(),
+            code: Vec::new(),
+        };
+        for e in Parser::new_ext(md, Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH) {
+            match e {
+                Event::Html(h) | Event::InlineHtml(h) => r.html.push(h.to_string()),
+                Event::Start(Tag::Image { .. } | Tag::Link { .. }) => r.images_or_links += 1,
+                Event::Start(Tag::Table(_)) => r.rows.push(0),
+                Event::Start(Tag::TableRow) => *r.rows.last_mut().expect("in a table") += 1,
+                Event::Code(c) => r.code.push(c.to_string()),
+                _ => {}
+            }
+        }
+        r
+    }
+
+    const HOSTILE: &str = "<img src=x onerror=alert(1)> ![i](http://x/i.png) [l](http://x) | fake | row |\n| --- |\n`tick` ``two`` **b** _i_ ~~s~~ &lt; #h";
+
+    fn trial(name: &str, verdict: &str) -> crate::report::matrix::Row {
+        let mut m: Matrix = serde_json::from_value(serde_json::json!({
+            "format": 1,
+            "runs": [],
+            "trials": [{
+                "name": name, "case": name, "auth": "kubernetes", "mode": null,
+                "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
+                "kubernetes": null, "verdict": verdict, "messages": [HOSTILE, HOSTILE],
+                "observed": null, "expect_key": null, "expect": null, "observed_on": [],
+                "total_ms": 1, "phases": {}, "artifacts": HOSTILE, "run_id": HOSTILE,
+                "difference": null
+            }]
+        }))
+        .expect("a row");
+        m.trials.remove(0)
+    }
+
+    /// Case names, run ids, error texts and artifacts paths go into `$GITHUB_STEP_SUMMARY` as
+    /// text: no HTML, image, link or extra table row comes out of them, and each code span holds
+    /// the value whole.
+    #[test]
+    fn values_render_as_themselves() {
+        let name = format!("c`a`se{HOSTILE}");
+        let m = Matrix {
+            trials: vec![trial(&name, "failed"), trial("plain", "passed")],
+            ..Matrix::of_run(
+                RunInfo {
+                    run_id: HOSTILE.into(),
+                    started: HOSTILE.into(),
+                    wall_ms: 0,
+                    servers: vec![HOSTILE.into()],
+                    cluster: "sim".into(),
+                },
+                &[],
+            )
+        };
+        let md = render(&m);
+        let r = rendered(&md);
+        assert!(r.html.is_empty(), "HTML rendered: {:?}\n{md}", r.html);
+        assert_eq!(r.images_or_links, 0, "{md}");
+        // One body row per case (the header is not a row in pulldown-cmark's events).
+        assert_eq!(r.rows, vec![2], "{md}");
+        let flat = |s: &str| s.replace('\n', " ");
+        assert!(r.code.contains(&flat(&name)), "{:?}\n{md}", r.code);
+        assert!(r.code.contains(&flat(HOSTILE)), "{:?}\n{md}", r.code);
+    }
+
+    #[test]
+    fn code_spans_and_fences_outlast_backticks_inside() {
+        assert_eq!(cell("a|b"), "`a\\|b`");
+        assert_eq!(code("a|b"), "`a|b`");
+        assert_eq!(code("`x`"), "`` `x` ``");
+        assert_eq!(code("a``b"), "```a``b```");
+        assert_eq!(fenced("yaml", "a: ```\n"), "````yaml\na: ```\n````");
+        assert_eq!(text("<b>*x*</b>"), "\\<b\\>\\*x\\*\\</b\\>");
     }
 }

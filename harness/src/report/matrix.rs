@@ -261,7 +261,7 @@ impl Matrix {
             let path = path.to_path_buf();
             move |source| ReportError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        super::files::own_dir(dir, 0o755).map_err(io(dir))?;
         let json = serde_json::to_string_pretty(self).expect("a matrix serializes");
         let files = [
             ("matrix.json", json),
@@ -271,7 +271,7 @@ impl Matrix {
         let mut out = Vec::new();
         for (name, text) in files {
             let path = dir.join(name);
-            std::fs::write(&path, text).map_err(io(&path))?;
+            super::files::replace(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
             out.push(path);
         }
         Ok(out)

@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod changes;
 pub mod difference;
+pub mod files;
 pub mod html;
 pub mod junit;
 pub mod markdown;

@@ -44,14 +44,16 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         // On Kind the cluster's own workloads talk to the API server too: only the server's
         // address counts there.
         let on_kind = env.cluster.ext.as_ref().is_some_and(|e| e.kind.is_some());
+        // A replaced server pod has a new address: ask the pod, not the setup.
+        let server_ip = setup
+            .server
+            .cluster_pod()
+            .and_then(|p| p.ip())
+            .or_else(|| setup.server_ip.clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
         let audit = env.cluster.audit.as_ref().map(|a| {
             if on_kind {
-                a.from_address(Some(
-                    setup
-                        .server_ip
-                        .clone()
-                        .unwrap_or_else(|| "127.0.0.1".into()),
-                ))
+                a.from_address(Some(server_ip.clone()))
             } else {
                 a.clone()
             }

@@ -23,17 +23,36 @@ pub(super) async fn collect(
     acted: Acted,
 ) -> Result<Evidence> {
     let mount = &env.names.login_mount;
-    let audit_text = read_from(&setup.server.audit_log_path(), acted.audit_offset);
-    let entries = evidence::parse_audit_log(&audit_text);
     let prefix = format!("auth/{mount}/");
-    let mine = evidence::audit_for_mount(&entries, &prefix, Some(&setup.accessor));
-    run.record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
     let login_path = format!("auth/{mount}/login");
-    let audit_login = mine
-        .iter()
-        .rev()
-        .find(|e| e.kind == "response" && (e.path == login_path || e.path.ends_with("/login")))
-        .cloned();
+    let is_login_response = |e: &evidence::AuditEntry| {
+        e.kind == "response" && (e.path == login_path || e.path.ends_with("/login"))
+    };
+    // A file audit device has written the entry before the answer left the server; a pod's
+    // audit device writes to its log, which reaches authlab through the API server later, so
+    // the entry is waited for there, and wherever the case expects one (a login at a path
+    // that is no mount leaves none).
+    let audit_path = setup.server.audit_log_path();
+    let mine = evidence::wait_for(
+        LOG_WAIT,
+        Duration::from_millis(25),
+        || async {
+            let entries = evidence::parse_audit_log(&read_from(&audit_path, acted.audit_offset));
+            Ok(evidence::audit_for_mount(
+                &entries,
+                &prefix,
+                Some(&setup.accessor),
+            ))
+        },
+        |mine| {
+            acted.login.is_none()
+                || mine.iter().any(is_login_response)
+                || (env.expect.audit.is_none() && setup.server.cluster_pod().is_none())
+        },
+    )
+    .await?;
+    run.record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
+    let audit_login = mine.iter().rev().find(|e| is_login_response(e)).cloned();
     let log_path = setup.server.server_log_path();
     let server_log = evidence::wait_for(
         LOG_WAIT,

@@ -33,6 +33,17 @@ pub(super) fn not_run(trial: &crate::case::matrix::Trial) -> Option<EsoEvidence>
     }
 }
 
+/// Fails with [`NotAvailable`] when this trial would run ESO and helm is missing: checked
+/// before anything starts, so the trial is ignored at once rather than after its server pod
+/// and objects were set up for nothing.
+pub(super) fn require_helm(run: &Run<'_>) -> Result<()> {
+    if not_run(run.trial).is_none() {
+        eso::install::helm_binary(run.lab.settings())
+            .map_err(|e| NotAvailable::err("helm", format!("{e:#}")))?;
+    }
+    Ok(())
+}
+
 /// ESO's evidence for this trial: run on Kind, recorded as not run elsewhere.
 pub(super) async fn observe(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<EsoEvidence> {
     if let Some(ev) = not_run(run.trial) {

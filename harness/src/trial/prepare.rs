@@ -104,6 +104,7 @@ pub(super) struct Env {
 pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
     // Known before anything runs, so the artifacts say it whatever happens next.
     run.record.eso = super::eso::not_run(run.trial).and_then(|e| e.report());
+    super::eso::require_helm(run)?;
     let (cluster, server) = match run.trial.cluster {
         ClusterKind::Sim => sim_cluster(run).await?,
         ClusterKind::Apiserver => apiserver_cluster(run).await?,
