@@ -180,12 +180,41 @@ pub fn cleanup_now() {
 
 /// Deletes Kind clusters (each `kind delete cluster`, which also removes a half-made one),
 /// saying so, since each takes seconds.
+///
+/// A node container whose creation the engine was still finishing when `kind create` was
+/// stopped appears after the delete: the names are looked for again, and deleted again, until
+/// none has been seen for 3 s (at most 30 s).
 pub fn delete_kind_clusters(names: &[String]) {
-    for name in names {
-        tracing::info!("deleting Kind cluster {name}");
-        if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(name)) {
-            tracing::warn!("deleting Kind cluster {name}: {e:#}");
+    use crate::cluster::kind::{clusters, delete_args, run_kind};
+    if names.is_empty() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let mut last_seen = start;
+    let mut first = true;
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        let present = if first {
+            names.to_vec()
+        } else {
+            let now = clusters().unwrap_or_default();
+            names.iter().filter(|n| now.contains(n)).cloned().collect()
+        };
+        for name in &present {
+            if first {
+                tracing::info!("deleting Kind cluster {name}");
+            }
+            if let Err(e) = run_kind(&delete_args(name)) {
+                tracing::warn!("deleting Kind cluster {name}: {e:#}");
+            }
         }
+        if !present.is_empty() && !first {
+            last_seen = std::time::Instant::now();
+        }
+        first = false;
+        if last_seen.elapsed() >= std::time::Duration::from_secs(3) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 

@@ -98,6 +98,7 @@ pub async fn from_kind(
     settings: &crate::case::model::ClusterSettings,
     engine: crate::container::Engine,
     host: String,
+    run_id: &str,
 ) -> Result<ExternalCluster> {
     let s = crate::settings::current();
     let base = s.kind_name.clone().unwrap_or_else(|| "lab".into());
@@ -111,8 +112,17 @@ pub async fn from_kind(
     let config = kind::render_config(kind::CLUSTER_CONFIG, &name, settings, &policy_dir)?;
     let (reuse, keep) = (s.kind_reuse, s.keep_cluster);
     let cluster_name = name.clone();
+    let run_id = run_id.to_string();
     let kc = tokio::task::spawn_blocking(move || {
-        kind::up(&cluster_name, &image, &config, &workdir, reuse, keep)
+        kind::up(
+            &cluster_name,
+            &image,
+            &config,
+            &workdir,
+            reuse,
+            keep,
+            &run_id,
+        )
     })
     .await
     .context("the kind task failed")??;

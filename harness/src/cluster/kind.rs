@@ -341,6 +341,7 @@ pub fn up(
     dir: &Path,
     reuse: bool,
     keep: bool,
+    run_id: &str,
 ) -> Result<KindCluster> {
     let name = cluster_name(name);
     let kubeconfig = dir.join(format!("{name}.kubeconfig"));
@@ -372,6 +373,7 @@ pub fn up(
             ),
             &name,
             CREATE_TIMEOUT,
+            run_id,
         )?;
         tracing::info!(
             "Kind cluster {name} created in {} s",
@@ -396,12 +398,17 @@ pub fn up(
     })
 }
 
-/// Runs `kind` with `args`, logging each line it prints on stderr (its progress), killing it
-/// after `timeout`; the error carries the command line and its last lines.
-fn run_kind_logged(args: &[String], name: &str, timeout: Duration) -> Result<()> {
+/// Runs `kind` with `args` as a process of run `run_id`, logging each line it prints on stderr
+/// (its progress), killing it after `timeout`; the error carries the command line and its
+/// last lines.
+fn run_kind_logged(args: &[String], name: &str, timeout: Duration, run_id: &str) -> Result<()> {
     use std::io::BufRead;
     let bin = kind_binary()?;
-    let mut child = Command::new(&bin)
+    let mut cmd = Command::new(&bin);
+    // Labelled with the run: a watchdog reaping a killed run stops it before deleting the
+    // cluster it is making (which it would otherwise finish afterwards).
+    crate::server::process::label(&mut cmd, run_id);
+    let mut child = cmd
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -412,6 +412,7 @@ impl Lab {
                         settings,
                         engine.clone(),
                         String::new(),
+                        &self.opts.run_id,
                     )
                     .await?;
                     let host = engine.network_gateway(&network).await?;
