@@ -186,35 +186,29 @@ pub fn cleanup_now() {
 /// none has been seen for 3 s (at most 30 s).
 pub fn delete_kind_clusters(names: &[String]) {
     use crate::cluster::kind::{clusters, delete_args, run_kind};
+    let delete = |name: &str| {
+        if let Err(e) = run_kind(&delete_args(name)) {
+            tracing::warn!("deleting Kind cluster {name}: {e:#}");
+        }
+    };
+    for name in names {
+        tracing::info!("deleting Kind cluster {name}");
+        delete(name);
+    }
     if names.is_empty() {
         return;
     }
     let start = std::time::Instant::now();
     let mut last_seen = start;
-    let mut first = true;
-    while start.elapsed() < std::time::Duration::from_secs(30) {
-        let present = if first {
-            names.to_vec()
-        } else {
-            let now = clusters().unwrap_or_default();
-            names.iter().filter(|n| now.contains(n)).cloned().collect()
-        };
-        for name in &present {
-            if first {
-                tracing::info!("deleting Kind cluster {name}");
-            }
-            if let Err(e) = run_kind(&delete_args(name)) {
-                tracing::warn!("deleting Kind cluster {name}: {e:#}");
-            }
-        }
-        if !present.is_empty() && !first {
-            last_seen = std::time::Instant::now();
-        }
-        first = false;
-        if last_seen.elapsed() >= std::time::Duration::from_secs(3) {
-            return;
-        }
+    while start.elapsed() < std::time::Duration::from_secs(30)
+        && last_seen.elapsed() < std::time::Duration::from_secs(3)
+    {
         std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = clusters().unwrap_or_default();
+        for name in names.iter().filter(|n| now.contains(n)) {
+            last_seen = std::time::Instant::now();
+            delete(name);
+        }
     }
 }
 

@@ -254,10 +254,7 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
             .external_cluster(ClusterKind::Kind, &Default::default())
             .await
             .context("creating the Kind cluster")?;
-        let owned = ext.owned.context("the Kind cluster is authlab's")?;
-        let mut env = Env::from_kubeconfig(&owned.kubeconfig, None).await?;
-        env.signing_key = Some(owned.signing_key_pem);
-        return Ok(env);
+        return env_of(ext.owned.context("the Kind cluster is authlab's")?).await;
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("apiserver") {
         let opts = LabOptions::new(ClusterKind::Apiserver);
@@ -267,10 +264,7 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
             .apiserver_cluster(&Default::default(), "127.0.0.1")
             .await
             .context("starting the API server")?;
-        let owned = ext.owned.context("the API server is authlab's")?;
-        let mut env = Env::from_kubeconfig(&owned.kubeconfig, None).await?;
-        env.signing_key = Some(owned.signing_key_pem);
-        return Ok(env);
+        return env_of(ext.owned.context("the API server is authlab's")?).await;
     }
     let sim = SimCluster::start(SimConfig::default())
         .await
@@ -278,6 +272,13 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
     let path = scratch_dir.join("kubeconfig");
     std::fs::write(&path, sim.kubeconfig_yaml(None)).context("writing the sim kubeconfig")?;
     Env::from_kubeconfig(&path, Some(sim)).await
+}
+
+/// The suite's view of a cluster authlab made: its kubeconfig, and its signing key.
+async fn env_of(owned: authlab::cluster::external::Owned) -> Result<Env> {
+    let mut env = Env::from_kubeconfig(&owned.kubeconfig, None).await?;
+    env.signing_key = Some(owned.signing_key_pem);
+    Ok(env)
 }
 
 fn run_case(rt: &tokio::runtime::Handle, env: &Env, f: TestFn) -> Result<Completion, Failed> {

@@ -175,15 +175,12 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
     let probe =
         VaultClient::with_timeouts(&addr, None, Duration::from_secs(2), Duration::from_secs(10))?;
     reachable(&probe, &ns).await?;
-    // Initialising raft storage on a busy node takes longer than a health request may.
-    let admin = VaultClient::with_timeouts(&addr, None, Duration::from_secs(2), INIT_TIMEOUT)?;
-    let (root_token, unseal_key) = match initialise_keyed(&admin, o.spec.flavour, "stdout").await {
-        Ok(keys) => keys,
-        Err(e) => {
-            let tail = log_tail(&pods, false).await;
-            return Err(e.context(format!("initialising the server in pod {ns}/{POD}{tail}")));
-        }
-    };
+    let (root_token, unseal_key) = with_log_tail(
+        &pods,
+        initialise_keyed(&admin_client(&addr)?, o.spec.flavour, "stdout").await,
+        format!("initialising the server in pod {ns}/{POD}"),
+    )
+    .await?;
     let info = ServerInfo {
         spec: o.spec.to_string(),
         addr: addr.clone(),
@@ -357,6 +354,23 @@ async fn log_tail(pods: &Api<Pod>, previous: bool) -> String {
     }
 }
 
+/// A client for initialising and unsealing: raft storage writes its first entries then, which
+/// on a busy node takes longer than a health request may.
+fn admin_client(addr: &str) -> Result<VaultClient> {
+    VaultClient::with_timeouts(addr, None, Duration::from_secs(2), INIT_TIMEOUT)
+}
+
+/// `result`, its error given `what` and the end of the pod's log (the pod's own words).
+async fn with_log_tail<T>(pods: &Api<Pod>, result: Result<T>, what: String) -> Result<T> {
+    match result {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let tail = log_tail(pods, false).await;
+            Err(e.context(format!("{what}{tail}")))
+        }
+    }
+}
+
 /// Waits until the server answers at the address authlab uses.
 async fn reachable(probe: &VaultClient, ns: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + REACH_TIMEOUT;
@@ -453,17 +467,16 @@ rm -rf "$d/$old""#;
             Duration::from_secs(10),
         )?;
         reachable(&probe, &self.namespace).await?;
-        let admin =
-            VaultClient::with_timeouts(&self.addr, None, Duration::from_secs(2), INIT_TIMEOUT)?;
-        if let Err(e) = crate::server::process::unseal(&admin, self.flavour, &self.unseal_key).await
-        {
-            let tail = log_tail(&pods, false).await;
-            return Err(e.context(format!(
-                "unsealing the server in its new pod {}/{POD}{tail}",
+        let admin = admin_client(&self.addr)?;
+        with_log_tail(
+            &pods,
+            crate::server::process::unseal(&admin, self.flavour, &self.unseal_key).await,
+            format!(
+                "unsealing the server in its new pod {}/{POD}",
                 self.namespace
-            )));
-        }
-        Ok(())
+            ),
+        )
+        .await
     }
 
     /// Removes what the pod left on its node (the storage of a replaced pod).
