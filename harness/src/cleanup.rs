@@ -16,6 +16,8 @@ struct Registry {
     networks: Vec<String>,
     files: Vec<PathBuf>,
     kind_clusters: Vec<String>,
+    /// Clusters the run writes to, and the run: its objects there are swept.
+    clusters: Vec<(crate::cluster::owner::Target, String)>,
     /// Set once cleanup has run: what registers after that is removed at once.
     closed: bool,
 }
@@ -104,6 +106,23 @@ pub fn unregister_kind_cluster(name: &str) {
     crate::watchdog::keep_kind(name);
 }
 
+/// Remembers a cluster run `run` creates objects in (a kubeconfig or Kind cluster): if the run
+/// is interrupted, or killed (the watchdog is told), every object labelled with it is deleted.
+pub fn register_cluster(target: &crate::cluster::owner::Target, run: &str) {
+    if let Ok(mut r) = registry().lock() {
+        r.clusters.push((target.clone(), run.to_string()));
+    }
+    crate::watchdog::sweep_on_death(target);
+}
+
+/// Forgets a cluster whose objects the run removed itself.
+pub fn unregister_cluster(target: &crate::cluster::owner::Target) {
+    if let Ok(mut r) = registry().lock() {
+        r.clusters.retain(|(t, _)| t != target);
+    }
+    crate::watchdog::swept(target);
+}
+
 /// Remembers a network to remove at the end of the run.
 pub fn register_network(name: String) {
     if let Ok(mut r) = registry().lock() {
@@ -120,7 +139,8 @@ pub fn unregister_network(name: &str) {
 
 /// Kills every registered process, removes every registered container, network and directory.
 pub fn cleanup_now() {
-    let (pids, dirs, containers, networks, files, kind_clusters) = match registry().lock() {
+    let (pids, dirs, containers, networks, files, kind_clusters, clusters) = match registry().lock()
+    {
         Ok(mut r) => (
             std::mem::take(&mut r.pids),
             std::mem::take(&mut r.dirs),
@@ -128,11 +148,16 @@ pub fn cleanup_now() {
             std::mem::take(&mut r.networks),
             std::mem::take(&mut r.files),
             std::mem::take(&mut r.kind_clusters),
+            std::mem::take(&mut r.clusters),
         ),
         Err(_) => return,
     };
     if let Ok(mut r) = registry().lock() {
         r.closed = true;
+    }
+    // First, while the clusters are still there: the run's objects in them.
+    if !clusters.is_empty() {
+        sweep_clusters(clusters);
     }
     for file in files {
         let _ = std::fs::remove_file(file);
@@ -176,6 +201,39 @@ pub fn cleanup_now() {
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// Deletes the objects labelled with their run from each cluster (on a thread with a runtime
+/// of its own: this may run from a signal handler task), bounded at 20 s per cluster.
+fn sweep_clusters(clusters: Vec<(crate::cluster::owner::Target, String)>) {
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            for (target, run) in clusters {
+                match target
+                    .sweep(
+                        std::slice::from_ref(&run),
+                        std::time::Duration::from_secs(20),
+                    )
+                    .await
+                {
+                    Ok(gone) if !gone.is_empty() => tracing::info!(
+                        "removed {} object(s) of run {run} from the cluster of {}",
+                        gone.len(),
+                        target.kubeconfig.display()
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{e:#}; `authlab clean` removes them"),
+                }
+            }
+        });
+    })
+    .join();
 }
 
 /// Deletes Kind clusters (each `kind delete cluster`, which also removes a half-made one),
@@ -292,6 +350,12 @@ pub struct Leftovers {
         Vec<crate::container::ManagedObject>,
     )>,
     kind_clusters: Vec<String>,
+    /// The kubeconfig cluster (`AUTHLAB_KUBECONFIG`), and the runs over whose objects are
+    /// there, with those objects.
+    cluster: Option<(
+        crate::cluster::owner::Target,
+        std::collections::BTreeMap<String, Vec<String>>,
+    )>,
     /// Runs that are alive, whose objects are kept.
     live: Vec<String>,
     /// Runs whose containers and networks are in the engine but whose lock is not visible
@@ -355,11 +419,32 @@ impl Leftovers {
             .into_iter()
             .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
             .collect();
+        let cluster = match crate::settings::current().kubeconfig.clone() {
+            Some(kubeconfig) => {
+                let target = crate::cluster::owner::Target {
+                    kubeconfig,
+                    context: crate::settings::current().kube_context.clone(),
+                };
+                let client = target.client().await?;
+                let mut runs = crate::cluster::owner::runs_in(&client).await?;
+                // A run whose lock this machine cannot see may live elsewhere: kept.
+                runs.retain(|run, _| {
+                    if !force && crate::runlock::owner(run) == Owner::Unknown {
+                        unseen.insert(run.clone());
+                        return false;
+                    }
+                    keep(run)
+                });
+                Some((target, runs))
+            }
+            None => None,
+        };
         Ok(Leftovers {
             procs,
             dirs,
             docker,
             kind_clusters,
+            cluster,
             live: live.into_iter().collect(),
             unseen: unseen.into_iter().collect(),
         })
@@ -387,6 +472,16 @@ impl Leftovers {
         for c in &self.kind_clusters {
             out.push(format!("kind cluster {c}"));
         }
+        if let Some((target, runs)) = &self.cluster {
+            for (run, objects) in runs {
+                for o in objects {
+                    out.push(format!(
+                        "{o} in the cluster of {} (run {run})",
+                        target.kubeconfig.display()
+                    ));
+                }
+            }
+        }
         for run in &self.live {
             out.push(format!(
                 "run {run} is live: its processes, containers and files are kept (--force removes them)"
@@ -395,7 +490,7 @@ impl Leftovers {
         for run in &self.unseen {
             out.push(format!(
                 "run {run} has containers or networks but no lock visible here (another machine, \
-                 container or temp directory using this Docker engine?): kept (--force removes them)"
+                 container or temp directory using this Docker engine or cluster?): kept (--force removes them)"
             ));
         }
         out
@@ -422,6 +517,17 @@ impl Leftovers {
                 if let Err(e) = engine.remove_managed(o).await {
                     tracing::warn!("{e:#}");
                 }
+            }
+        }
+        if let Some((target, runs)) = &self.cluster
+            && !runs.is_empty()
+        {
+            let runs: Vec<String> = runs.keys().cloned().collect();
+            if let Err(e) = target
+                .sweep(&runs, std::time::Duration::from_secs(60))
+                .await
+            {
+                tracing::warn!("{e:#}");
             }
         }
         for c in &self.kind_clusters {

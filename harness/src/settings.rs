@@ -91,6 +91,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "1 keeps the Kind clusters after the run",
     ),
     (
+        "AUTHLAB_DELETE_FOREIGN",
+        "1: a case's `delete: <object> --foreign` may delete an object authlab did not make (never otherwise)",
+    ),
+    (
+        "AUTHLAB_CLUSTER_WAIT",
+        "seconds a run waits for another authlab run's turn on a shared cluster (its Lease default/authlab-turn; default 600)",
+    ),
+    (
         "AUTHLAB_POD_IMAGE",
         "image of the server pod for inside-topology trials on a kubeconfig cluster ({flavour} and {version} are filled in; default the official image, which the cluster pulls)",
     ),
@@ -229,6 +237,12 @@ pub struct Settings {
     pub helm_bin: Option<String>,
     /// `AUTHLAB_KEEP_CLUSTER`.
     pub keep_cluster: bool,
+    /// `AUTHLAB_DELETE_FOREIGN`: a case's `delete: … --foreign` may delete an object authlab
+    /// did not make.
+    pub delete_foreign: bool,
+    /// `AUTHLAB_CLUSTER_WAIT`: how long a run waits for another run's turn on a shared
+    /// cluster (its Lease), in seconds (default 600).
+    pub cluster_wait: Option<u64>,
     /// `AUTHLAB_POD_IMAGE`: the image of the server pod on a kubeconfig cluster.
     pub pod_image: Option<String>,
     /// `AUTHLAB_RUNTIME`.
@@ -327,6 +341,8 @@ impl Settings {
             eso_chart: path("AUTHLAB_ESO_CHART"),
             helm_bin: text("AUTHLAB_HELM_BIN"),
             keep_cluster: flag("AUTHLAB_KEEP_CLUSTER"),
+            delete_foreign: flag("AUTHLAB_DELETE_FOREIGN"),
+            cluster_wait: text("AUTHLAB_CLUSTER_WAIT").and_then(|v| v.parse().ok()),
             pod_image: text("AUTHLAB_POD_IMAGE"),
             runtime: text("AUTHLAB_RUNTIME"),
             pull: flag("AUTHLAB_PULL"),

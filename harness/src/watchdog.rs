@@ -109,6 +109,21 @@ pub fn keep_kind(name: &str) {
     }
 }
 
+/// A cluster whose objects labelled with this process's runs the watchdog deletes if the
+/// process dies without cleaning up.
+pub fn sweep_on_death(target: &crate::cluster::owner::Target) {
+    if let Ok(j) = serde_json::to_string(target) {
+        send(&format!("kube {j}"));
+    }
+}
+
+/// A cluster the run has swept itself.
+pub fn swept(target: &crate::cluster::owner::Target) {
+    if let Ok(j) = serde_json::to_string(target) {
+        send(&format!("unkube {j}"));
+    }
+}
+
 /// Tells the watchdog a container or network named `name` is being created: if the run dies
 /// before [`landed`], the engine may still finish creating it, and the watchdog waits for it.
 pub fn in_flight(name: &str) {
@@ -140,6 +155,8 @@ struct Told {
     in_flight: BTreeSet<String>,
     /// Kind clusters to delete.
     kind: BTreeSet<String>,
+    /// Clusters to sweep of the runs' objects.
+    clusters: Vec<crate::cluster::owner::Target>,
 }
 
 impl Told {
@@ -172,6 +189,18 @@ impl Told {
             Some(("kept", n)) => {
                 self.kind.remove(n);
             }
+            Some(("kube", j)) => {
+                if let Ok(t) = serde_json::from_str(j)
+                    && !self.clusters.contains(&t)
+                {
+                    self.clusters.push(t);
+                }
+            }
+            Some(("unkube", j)) => {
+                if let Ok(t) = serde_json::from_str::<crate::cluster::owner::Target>(j) {
+                    self.clusters.retain(|c| *c != t);
+                }
+            }
             _ if line == "docker" => self.docker = true,
             _ => {}
         }
@@ -200,6 +229,14 @@ pub async fn serve() {
 /// Removes what the runs in `told` left: their processes, containers and networks, and the
 /// paths noted for them.
 async fn reap(told: &Told) {
+    // First, while its clusters are there (a Kind cluster is deleted below): the runs'
+    // objects in them.
+    let runs: Vec<String> = told.runs.iter().cloned().collect();
+    for target in &told.clusters {
+        let _ = target
+            .sweep(&runs, std::time::Duration::from_secs(20))
+            .await;
+    }
     let ours = || {
         crate::server::process::find_leftover_processes()
             .into_iter()

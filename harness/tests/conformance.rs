@@ -239,6 +239,7 @@ const CASES: &[(&str, TestFn)] = &[
 async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
     if let Ok(path) = std::env::var("AUTHLAB_CONFORMANCE_KUBECONFIG") {
         let mut env = Env::from_kubeconfig(std::path::Path::new(&path), None).await?;
+        env.users = true;
         if let Ok(key) = std::env::var("AUTHLAB_CONFORMANCE_SIGNING_KEY") {
             env.signing_key = Some(
                 std::fs::read_to_string(&key)

@@ -127,6 +127,16 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         true,
         &[],
     ),
+    // Turns between clients, as Kubernetes components (and authlab runs) take them.
+    rt(
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        &[],
+    ),
 ];
 
 /// Store index of a kind, by its fixed position in [`RESOURCES`].

@@ -117,6 +117,22 @@ pub struct Applies {
     /// Why the case is limited, shown when a trial is not applicable.
     #[serde(default)]
     pub reason: Option<String>,
+    /// What the case takes for granted about the cluster, checked before each trial: a cluster
+    /// without it makes the trial not applicable there (saying what the cluster has).
+    #[serde(default)]
+    pub assumes: Vec<Assumption>,
+}
+
+/// A fact about a cluster that a case's signature depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assumption {
+    /// Anonymous requests for the issuer's discovery document and keys are forbidden (403):
+    /// nothing binds `system:service-account-issuer-discovery` to unauthenticated users.
+    AnonymousDiscoveryForbidden,
+    /// The cluster's CA is named as kubeadm names it (`CN=kubernetes`, so another kubeadm
+    /// cluster's CA has the same name).
+    KubeadmCaName,
 }
 
 /// Cluster-side settings and objects.

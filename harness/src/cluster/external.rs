@@ -28,6 +28,10 @@ pub struct ExternalCluster {
     pub version: Option<String>,
     /// Set for an API server authlab started (`--cluster apiserver`).
     pub owned: Option<Owned>,
+    /// The kubeconfig and context it was reached through.
+    pub target: crate::cluster::owner::Target,
+    /// The context's name.
+    pub context: String,
 }
 
 /// What authlab knows of an API server it started itself, or of a Kind cluster's (whose node
@@ -206,6 +210,11 @@ pub async fn connect(
     let version = client.apiserver_version().await.ok().map(|v| v.git_version);
     Ok(ExternalCluster {
         owned: None,
+        target: crate::cluster::owner::Target {
+            kubeconfig: path.to_path_buf(),
+            context: Some(access.context.clone()),
+        },
+        context: access.context.clone(),
         version,
         client,
         url: access.server.trim_end_matches('/').to_string(),

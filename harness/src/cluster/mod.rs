@@ -5,7 +5,10 @@
 
 pub mod apiserver;
 pub mod external;
+pub mod facts;
 pub mod kind;
 pub mod kubeconfig;
 pub mod objects;
+pub mod owner;
 pub mod tokens;
+pub mod turn;

@@ -18,6 +18,8 @@ pub use crate::case::manifest::{parse_documents, read_manifest};
 
 use crate::case::manifest::KINDS as KNOWN;
 
+pub use super::owner::{Collision, Owner};
+
 /// Resource plural and scope of a kind cases use.
 fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
     KNOWN
@@ -62,8 +64,14 @@ fn object_name(kind: &str, ns: Option<&str>, name: &str) -> String {
     }
 }
 
-/// Applies one object with server-side apply (force), returning the stored object.
-pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicObject> {
+/// Applies one object with server-side apply, labelled as `owner`'s. An object of that name
+/// the cluster already has is changed only when `owner` made it: otherwise the apply fails with
+/// a [`Collision`] (a Namespace the cluster has is used as it is, unchanged).
+pub async fn apply(
+    client: &Client,
+    owner: &Owner,
+    obj: &serde_json::Value,
+) -> Result<DynamicObject> {
     let api_version = obj["apiVersion"]
         .as_str()
         .context("object has no apiVersion")?;
@@ -73,49 +81,100 @@ pub async fn apply(client: &Client, obj: &serde_json::Value) -> Result<DynamicOb
         .with_context(|| format!("{kind} has no metadata.name"))?;
     let ns = obj["metadata"]["namespace"].as_str();
     let api = api_for(client, api_version, kind, ns)?;
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(name, &pp, &Patch::Apply(obj))
+    let what = object_name(kind, ns, name);
+    if let Some(existing) = api
+        .get_opt(name)
         .await
-        .with_context(|| format!("applying {}", object_name(kind, ns, name)))
-}
-
-/// Deletes an object this harness applied (its apiVersion, kind, namespace and name are read
-/// from it).
-pub async fn delete_applied(client: &Client, obj: &serde_json::Value) -> Result<()> {
-    fn str_at(v: &serde_json::Value) -> &str {
-        v.as_str().unwrap_or_default()
+        .with_context(|| format!("reading {what}"))?
+        && !owner.owns(existing.metadata.labels.as_ref())
+    {
+        if kind == "Namespace" {
+            return Ok(existing);
+        }
+        owner.check(&what, &existing)?;
     }
-    delete_object(
-        client,
-        str_at(&obj["apiVersion"]),
-        str_at(&obj["kind"]),
-        obj["metadata"]["namespace"].as_str(),
-        str_at(&obj["metadata"]["name"]),
-        None,
-    )
-    .await
+    let mut obj = obj.clone();
+    owner.label(&mut obj);
+    // Forced: the object is this run's, and a field another manager set on it (a controller
+    // filling defaults) is the case's to set.
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(name, &pp, &Patch::Apply(&obj))
+        .await
+        .with_context(|| format!("applying {what}"))
 }
 
-/// Removes an object a trial made from a shared cluster and waits (at most `timeout`) until it
-/// is gone, so the next trial does not meet its previous incarnation still being deleted:
-/// foreground propagation (dependents go first), and a pod is removed at once (grace period
-/// 0) since a lab's pods have no kubelet to confirm a graceful deletion. Gone already is fine.
-pub async fn remove_and_wait(
+/// Deletes an object `owner` applied (its apiVersion, kind, namespace and name are read from
+/// it); one that is gone, or that is not `owner`'s, is left alone.
+pub async fn delete_applied(client: &Client, owner: &Owner, obj: &serde_json::Value) -> Result<()> {
+    let Some((api, name, what)) = api_of(client, obj)? else {
+        return Ok(());
+    };
+    if !mine(&api, owner, &name, &what).await? {
+        return Ok(());
+    }
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("deleting {what}")),
+    }
+}
+
+/// The API, name and `Kind namespace/name` of an object (None: it names no kind and name).
+fn api_of(
     client: &Client,
     obj: &serde_json::Value,
-    timeout: Duration,
-) -> Result<()> {
+) -> Result<Option<(Api<DynamicObject>, String, String)>> {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let (api_version, kind, name) = (
         s(&obj["apiVersion"]),
         s(&obj["kind"]),
         s(&obj["metadata"]["name"]),
     );
+    if kind.is_empty() || name.is_empty() {
+        return Ok(None);
+    }
     let ns = obj["metadata"]["namespace"].as_str();
     let api = api_for(client, &api_version, &kind, ns)?;
     let what = object_name(&kind, ns, &name);
+    Ok(Some((api, name, what)))
+}
+
+/// Whether the object exists and `owner` made it (one that exists but is someone else's is
+/// never `owner`'s to delete).
+async fn mine(api: &Api<DynamicObject>, owner: &Owner, name: &str, what: &str) -> Result<bool> {
+    let existing = api
+        .get_opt(name)
+        .await
+        .with_context(|| format!("reading {what}"))?;
+    Ok(match existing {
+        Some(o) if owner.owns(o.metadata.labels.as_ref()) => true,
+        Some(_) => {
+            tracing::debug!("{what} is not this run's: left as it is");
+            false
+        }
+        None => false,
+    })
+}
+
+/// Removes an object a trial made from a shared cluster and waits (at most `timeout`) until it
+/// is gone, so the next trial does not meet its previous incarnation still being deleted:
+/// foreground propagation (dependents go first), and a pod is removed at once (grace period
+/// 0) since a lab's pods have no kubelet to confirm a graceful deletion. Gone already is fine;
+/// an object `owner` did not make is never deleted.
+pub async fn remove_and_wait(
+    client: &Client,
+    owner: &Owner,
+    obj: &serde_json::Value,
+    timeout: Duration,
+) -> Result<()> {
+    let Some((api, name, what)) = api_of(client, obj)? else {
+        return Ok(());
+    };
+    if !mine(&api, owner, &name, &what).await? {
+        return Ok(());
+    }
     let mut params = DeleteParams::foreground();
-    if kind == "Pod" {
+    if obj["kind"] == "Pod" {
         params.grace_period_seconds = Some(0);
     }
     match api.delete(&name, &params).await {
@@ -144,18 +203,36 @@ pub async fn remove_and_wait(
 }
 
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
-pub async fn delete(client: &Client, spec: &str) -> Result<()> {
+/// An object `owner` did not make is a [`Collision`], unless the action says `--foreign` and
+/// the user allows it (`allow_foreign`, from `AUTHLAB_DELETE_FOREIGN=1`).
+pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: bool) -> Result<()> {
     let d = DeleteSpec::parse(spec).map_err(|why| anyhow!("`{spec}`: {why}"))?;
     let api_version = api_version_of(&d.kind).unwrap_or("v1");
-    delete_object(
-        client,
-        api_version,
-        &d.kind,
-        d.namespace.as_deref(),
-        &d.name,
-        d.grace_period,
-    )
-    .await
+    let ns = d.namespace.as_deref();
+    let api = api_for(client, api_version, &d.kind, ns)?;
+    let what = object_name(&d.kind, ns, &d.name);
+    let existing = api
+        .get(&d.name)
+        .await
+        .with_context(|| format!("deleting {what}"))?;
+    let allowed = d.foreign && allow_foreign;
+    if !(owner.owns(existing.metadata.labels.as_ref()) || allowed) {
+        let mut c = owner.check(&what, &existing).expect_err("not owned");
+        c.why.push_str(if d.foreign {
+            " (the case allows deleting it with `--foreign`; the user has not: AUTHLAB_DELETE_FOREIGN=1)"
+        } else {
+            " (a `delete:` of an object the trial did not make needs `--foreign` in the case and AUTHLAB_DELETE_FOREIGN=1 from the user)"
+        });
+        return Err(c.into());
+    }
+    let params = DeleteParams {
+        grace_period_seconds: d.grace_period,
+        ..DeleteParams::default()
+    };
+    api.delete(&d.name, &params)
+        .await
+        .with_context(|| format!("deleting {what}"))?;
+    Ok(())
 }
 
 /// `<Kind> <namespace>/<name>` (or `<Kind> <name>`) with kubectl's `--grace-period=N` and
@@ -170,6 +247,9 @@ pub struct DeleteSpec {
     pub name: String,
     /// The grace period asked for (None: the object's own).
     pub grace_period: Option<u32>,
+    /// `--foreign`: the object may be one the trial did not make (deleted only when the user
+    /// allows it too).
+    pub foreign: bool,
 }
 
 impl DeleteSpec {
@@ -183,15 +263,16 @@ impl DeleteSpec {
             Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
             None => (None, target.to_string()),
         };
-        let (mut grace_period, mut force) = (None, false);
+        let (mut grace_period, mut force, mut foreign) = (None, false, false);
         for w in words {
             match w {
                 "--force" => force = true,
+                "--foreign" => foreign = true,
                 _ => match w.strip_prefix("--grace-period=").map(str::parse::<u32>) {
                     Some(Ok(n)) => grace_period = Some(n),
                     _ => {
                         return Err(format!(
-                            "`{w}` is not `--grace-period=<seconds>` or `--force`"
+                            "`{w}` is not `--grace-period=<seconds>`, `--force` or `--foreign`"
                         ));
                     }
                 },
@@ -205,27 +286,9 @@ impl DeleteSpec {
             namespace,
             name,
             grace_period,
+            foreign,
         })
     }
-}
-
-async fn delete_object(
-    client: &Client,
-    api_version: &str,
-    kind: &str,
-    ns: Option<&str>,
-    name: &str,
-    grace_period: Option<u32>,
-) -> Result<()> {
-    let api = api_for(client, api_version, kind, ns)?;
-    let params = DeleteParams {
-        grace_period_seconds: grace_period,
-        ..DeleteParams::default()
-    };
-    api.delete(name, &params)
-        .await
-        .with_context(|| format!("deleting {}", object_name(kind, ns, name)))?;
-    Ok(())
 }
 
 /// The objects of `kind` (in `ns`, for a namespaced kind), as the API returns them.
@@ -243,13 +306,26 @@ pub async fn list(client: &Client, kind: &str, ns: Option<&str>) -> Result<Vec<s
         .collect())
 }
 
-/// Deletes and re-creates a service account, which gives it a new UID.
-pub async fn recreate_service_account(client: &Client, ns: &str, name: &str) -> Result<()> {
+/// Deletes and re-creates a service account `owner` made, which gives it a new UID (one it
+/// did not make is a [`Collision`]).
+pub async fn recreate_service_account(
+    client: &Client,
+    owner: &Owner,
+    ns: &str,
+    name: &str,
+) -> Result<()> {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let old = api
         .get(name)
         .await
         .with_context(|| format!("reading service account {ns}/{name}"))?;
+    if !owner.owns(old.metadata.labels.as_ref()) {
+        let dynamic = api_for(client, "v1", "ServiceAccount", Some(ns))?
+            .get(name)
+            .await
+            .with_context(|| format!("reading service account {ns}/{name}"))?;
+        owner.check(&format!("ServiceAccount {ns}/{name}"), &dynamic)?;
+    }
     api.delete(name, &DeleteParams::default())
         .await
         .with_context(|| format!("deleting service account {ns}/{name}"))?;
@@ -282,10 +358,12 @@ pub async fn service_account_uid(client: &Client, ns: &str, name: &str) -> Resul
     sa.metadata.uid.context("service account has no uid")
 }
 
-/// Creates a `kubernetes.io/service-account-token` Secret and waits (bounded) until the
-/// tokens controller has filled in `data.token`.
+/// Creates a `kubernetes.io/service-account-token` Secret, labelled as `owner`'s, and waits
+/// (bounded) until the tokens controller has filled in `data.token`. A Secret of that name
+/// that `owner` did not make is a [`Collision`]: it is neither read nor, later, deleted.
 pub async fn legacy_token(
     client: &Client,
+    owner: &Owner,
     ns: &str,
     sa: &str,
     secret_name: &str,
@@ -298,14 +376,21 @@ pub async fn legacy_token(
     if let Ok(uid) = service_account_uid(client, ns, sa).await {
         annotations["kubernetes.io/service-account.uid"] = serde_json::json!(uid);
     }
-    let obj = serde_json::json!({
+    let mut obj = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
         "metadata": {"name": secret_name, "namespace": ns, "annotations": annotations},
     });
+    owner.label(&mut obj);
     let secret: Secret = serde_json::from_value(obj)?;
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = api_for(client, "v1", "Secret", Some(ns))?
+                .get(secret_name)
+                .await
+                .with_context(|| format!("reading token secret {ns}/{secret_name}"))?;
+            owner.check(&format!("Secret {ns}/{secret_name}"), &existing)?;
+        }
         Err(e) => {
             return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}"));
         }

@@ -57,7 +57,12 @@ pub struct Signers {
 }
 
 /// Obtains the token described by `spec`.
-pub async fn obtain(client: &Client, spec: &TokenSpec, signers: &Signers) -> Result<String> {
+pub async fn obtain(
+    client: &Client,
+    owner: &objects::Owner,
+    spec: &TokenSpec,
+    signers: &Signers,
+) -> Result<String> {
     if let Some(lit) = &spec.literal {
         return Ok(lit.clone());
     }
@@ -72,7 +77,7 @@ pub async fn obtain(client: &Client, spec: &TokenSpec, signers: &Signers) -> Res
                 .secret_name
                 .clone()
                 .unwrap_or_else(|| format!("{name}-token"));
-            objects::legacy_token(client, ns, name, &secret).await
+            objects::legacy_token(client, owner, ns, name, &secret).await
         }
         TokenKind::HandMade => hand_made(client, ns, name, spec, signers).await,
     }

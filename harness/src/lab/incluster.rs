@@ -71,8 +71,6 @@ pub fn render(o: &PodOptions<'_>) -> Result<Vec<Value>> {
     let mut docs = objects::parse_documents(MANIFEST)?;
     for d in &mut docs {
         d["metadata"]["namespace"] = Value::from(ns);
-        d["metadata"]["labels"]["app.kubernetes.io/managed-by"] = Value::from("authlab");
-        d["metadata"]["labels"][crate::container::LABEL_RUN] = Value::from(o.run_id);
         if d["kind"] == "StatefulSet" {
             let pod = &mut d["spec"]["template"]["spec"];
             pod["serviceAccountName"] = Value::from(o.service_account);
@@ -149,8 +147,9 @@ impl Drop for ClusterPod {
 pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerInfo, ClusterPod)> {
     let started = std::time::Instant::now();
     let docs = render(&o)?;
+    let owner = objects::Owner::of_run(o.run_id);
     for d in &docs {
-        objects::apply(client, d).await?;
+        objects::apply(client, &owner, d).await?;
     }
     let ns = o.namespace.to_string();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -626,7 +625,6 @@ mod tests {
         assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"]);
         for d in &docs {
             assert_eq!(d["metadata"]["namespace"], "vault", "{}", d["kind"]);
-            assert_eq!(d["metadata"]["labels"][crate::container::LABEL_RUN], "r1");
         }
         let sts = &docs[2]["spec"]["template"]["spec"];
         assert_eq!(sts["serviceAccountName"], "vault-auth");

@@ -165,6 +165,8 @@ pub struct Lab {
     pod_network: Once<Arc<crate::container::PodNetwork>>,
     /// Trials on a shared (non-sim) cluster run one at a time.
     pub(crate) exclusive: tokio::sync::Mutex<()>,
+    /// The run's turns on Kind and kubeconfig clusters other runs may use too.
+    turns: Mutex<Vec<crate::cluster::turn::Turn>>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
     counter: AtomicU64,
     /// Held while the lab lives: proves the run alive to other runs and `authlab clean`.
@@ -217,6 +219,7 @@ impl Lab {
             eso: OnceCell::new(),
             pod_network: OnceCell::new(),
             exclusive: tokio::sync::Mutex::new(()),
+            turns: Mutex::new(Vec::new()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
             _lock: lock,
@@ -365,6 +368,11 @@ impl Lab {
         .await
     }
 
+    /// The owner of what the run creates in clusters (labelled with its run id).
+    pub fn owner(&self) -> crate::cluster::owner::Owner {
+        crate::cluster::owner::Owner::of_run(&self.opts.run_id)
+    }
+
     /// The name of the lab's own Docker network.
     pub fn docker_network_name(&self) -> String {
         format!("authlab-{}", self.opts.run_id)
@@ -400,13 +408,13 @@ impl Lab {
             map.entry(key).or_default().clone()
         };
         once(&cell, async {
-            match kind {
+            let ext = match kind {
                 ClusterKind::Kind => {
                     let (engine, ..) = self.docker().await?;
                     let network = self.settings().kind_network();
                     let _turn = self.kind_creation.lock().await;
                     // kind makes its network with the first cluster; its gateway is known after.
-                    let ext = external::from_kind(
+                    let mut ext = external::from_kind(
                         self.workdir.clone(),
                         self.cache.root().join("kind"),
                         settings,
@@ -416,19 +424,44 @@ impl Lab {
                     )
                     .await?;
                     let host = engine.network_gateway(&network).await?;
-                    let mut ext = ext;
                     if let Some(o) = ext.owned.as_mut() {
                         o.host = host;
                     }
-                    Ok(ext)
+                    ext
                 }
                 _ => match &self.opts.kubeconfig {
-                    Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await,
-                    None => external::from_kubeconfig().await,
+                    Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await?,
+                    None => external::from_kubeconfig().await?,
                 },
-            }
+            };
+            self.take_turn_on(&ext).await?;
+            Ok(ext)
         })
         .await
+    }
+
+    /// Says which cluster the run is about to write to, has its objects there removed however
+    /// the run ends, and takes the run's turn on it (other runs may share it).
+    async fn take_turn_on(&self, ext: &external::ExternalCluster) -> Result<()> {
+        let run = &self.opts.run_id;
+        tracing::info!(
+            "cluster: context {} of {}, API server {}; authlab creates objects there labelled {}={run} and changes or deletes only those",
+            ext.context,
+            ext.target.kubeconfig.display(),
+            ext.url,
+            crate::cluster::owner::RUN,
+        );
+        cleanup::register_cluster(&ext.target, run);
+        let wait = std::time::Duration::from_secs(self.settings().cluster_wait.unwrap_or(600));
+        let turn = crate::cluster::turn::acquire(&ext.client, &self.owner(), wait, |msg| {
+            tracing::info!("{msg}")
+        })
+        .await?;
+        self.turns
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(turn);
+        Ok(())
     }
 
     /// Every Kind and kubeconfig cluster the lab connected to.
@@ -830,6 +863,51 @@ impl Lab {
                 }
             })
             .await;
+        }
+        // The run's objects in Kind and kubeconfig clusters (namespaces too), then its turns.
+        let turns: Vec<_> = std::mem::take(
+            &mut *self
+                .turns
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for t in turns {
+            t.release().await;
+        }
+        for ext in self.external_clusters() {
+            match crate::cluster::owner::sweep(&ext.client, std::slice::from_ref(&self.opts.run_id))
+                .await
+            {
+                Ok(gone) => {
+                    if !gone.is_empty() {
+                        tracing::debug!("removed from the cluster: {}", gone.join(", "));
+                    }
+                    if gone.iter().any(|g| g.starts_with("Namespace ")) {
+                        tracing::info!(
+                            "waiting (up to 60 s) for the cluster to finish deleting this run's namespaces"
+                        );
+                        let left = crate::cluster::owner::namespaces_gone(
+                            &ext.client,
+                            &self.opts.run_id,
+                            std::time::Duration::from_secs(60),
+                        )
+                        .await;
+                        if !left.is_empty() {
+                            tracing::warn!(
+                                "the cluster has not finished deleting namespace(s) {} after 60 s (finalizers?); they are labelled {}={}",
+                                left.join(", "),
+                                crate::cluster::owner::RUN,
+                                self.opts.run_id
+                            );
+                        }
+                    }
+                    cleanup::unregister_cluster(&ext.target);
+                }
+                Err(e) => tracing::warn!(
+                    "removing this run's objects from the cluster of {}: {e:#}",
+                    ext.target.kubeconfig.display()
+                ),
+            }
         }
         let keep = self.opts.keep || self.settings().keep_cluster;
         for kc in self.external_clusters().into_iter().filter_map(|e| e.kind) {

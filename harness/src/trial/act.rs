@@ -161,17 +161,23 @@ async fn auth_of(
 }
 
 /// `before_login`: deletions, re-creations and further objects.
-async fn change_cluster(run: &Run<'_>, env: &Env, setup: &Setup) -> Result<()> {
+async fn change_cluster(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<()> {
     let kube = &env.cluster.client;
+    let owner = run.lab.owner();
+    let allow_foreign = run.lab.settings().delete_foreign;
     for action in &run.trial.case.case.before_login {
         match action {
-            ClusterAction::Delete(what) => objects::delete(kube, what).await?,
+            ClusterAction::Delete(what) => {
+                objects::delete(kube, &owner, what, allow_foreign).await?
+            }
             ClusterAction::RecreateServiceAccount(sa) => {
-                objects::recreate_service_account(kube, &sa.namespace, &sa.name).await?;
+                objects::recreate_service_account(kube, &owner, &sa.namespace, &sa.name).await?;
             }
             ClusterAction::Apply(obj) => {
                 for o in run.trial.case.objects_of(obj) {
-                    objects::apply(kube, &o).await?;
+                    objects::apply(kube, &owner, &o).await?;
+                    // Deleted at teardown with the case's other objects.
+                    run.record.objects.push(o);
                 }
             }
             ClusterAction::Wait(d) => {

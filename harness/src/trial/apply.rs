@@ -40,9 +40,10 @@ pub(super) struct Setup {
 
 pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let kube = &env.cluster.client;
+    let owner = run.lab.owner();
     for obj in &run.trial.case.case.cluster.objects {
         for o in run.trial.case.objects_of(obj) {
-            objects::apply(kube, &o).await?;
+            objects::apply(kube, &owner, &o).await?;
             run.record.objects.push(o);
         }
     }
@@ -50,7 +51,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
         let client = other.kube_client()?;
         for obj in &spec.objects {
             for o in run.trial.case.objects_of(obj) {
-                objects::apply(&client, &o)
+                objects::apply(&client, &owner, &o)
                     .await
                     .context("applying an object to the second cluster")?;
                 run.record.objects.push(o);
@@ -117,6 +118,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
 /// The reviewer token (into `${reviewer.jwt}`) and the client token.
 async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<String> {
     let case = &run.trial.case.case;
+    let owner = run.lab.owner();
     let foreign =
         if case.client.foreign_key || case.reviewer.as_ref().is_some_and(|r| r.foreign_key) {
             Some(tokens::Signer::of_sim(run.lab.foreign_cluster().await?))
@@ -141,14 +143,14 @@ async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<
     };
     if let Some(r) = &case.reviewer {
         let (kube, signers) = issuer(r);
-        let jwt = tokens::obtain(kube, r, signers)
+        let jwt = tokens::obtain(kube, &owner, r, signers)
             .await
             .context("obtaining the reviewer token")?;
         vars.insert("reviewer.jwt".into(), jwt.clone());
         run.record.reviewer_jwt = Some(jwt);
     }
     let (kube, signers) = issuer(&case.client);
-    let client_jwt = tokens::obtain(kube, &case.client, signers)
+    let client_jwt = tokens::obtain(kube, &owner, &case.client, signers)
         .await
         .context("obtaining the client token")?;
     run.record.client_jwt = Some(client_jwt.clone());

@@ -121,7 +121,7 @@ async fn observe_on_kind(
     let mut applied = Vec::new();
     let observed = async {
         for obj in &objects {
-            apply_when_webhook_answers(kube, obj).await?;
+            apply_when_webhook_answers(kube, &run.lab.owner(), obj).await?;
             // Also listed with the trial's other objects, so they go even if this trial is
             // cut short (the target Secret is owned by the ExternalSecret and goes with it).
             run.record.objects.push(obj.clone());
@@ -143,7 +143,7 @@ async fn observe_on_kind(
     // Stop ESO's retries now, before the trial removes its mounts from the shared server: a
     // store left behind would keep logging in to a mount that is gone.
     for obj in applied.iter().rev() {
-        let _ = objects::delete_applied(kube, obj).await;
+        let _ = objects::delete_applied(kube, &run.lab.owner(), obj).await;
     }
     Ok(EsoEvidence::Seen {
         external_secret: format!("{es_ns}/{name}"),
@@ -155,11 +155,15 @@ async fn observe_on_kind(
 
 /// Applies `obj`, retrying for up to a minute while ESO's admission webhook is not answering yet
 /// (it needs its certificate right after install).
-async fn apply_when_webhook_answers(client: &kube::Client, obj: &Value) -> Result<()> {
+async fn apply_when_webhook_answers(
+    client: &kube::Client,
+    owner: &objects::Owner,
+    obj: &Value,
+) -> Result<()> {
     let res = wait_for(
         Duration::from_secs(60),
         Duration::from_secs(2),
-        || async { Ok(objects::apply(client, obj).await.map(|_| ())) },
+        || async { Ok(objects::apply(client, owner, obj).await.map(|_| ())) },
         |r: &Result<()>| match r {
             Ok(()) => true,
             Err(e) => !format!("{e:#}").contains("webhook"),

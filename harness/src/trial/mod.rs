@@ -107,6 +107,11 @@ pub struct NotAvailable {
     pub reason: String,
 }
 
+/// The cluster lacks what the case assumes of it: the trial is not applicable there.
+#[derive(Debug, thiserror::Error)]
+#[error("not applicable here: {0}")]
+pub struct NotHere(pub String);
+
 impl NotAvailable {
     fn err(what: &'static str, reason: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(NotAvailable {
@@ -187,13 +192,19 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
                 observed = Some(signature);
                 judged.verdict()
             }
-            Err(e) => match e.downcast_ref::<NotAvailable>() {
-                Some(na) => {
+            Err(e) => {
+                if let Some(na) = e.downcast_ref::<NotAvailable>() {
                     requirement = Some(na.what);
                     Verdict::Ignored(na.reason.clone())
+                } else if let Some(c) = e.downcast_ref::<crate::cluster::owner::Collision>() {
+                    // What the cluster has is not this machine's lack: no requirement.
+                    Verdict::Ignored(c.to_string())
+                } else if let Some(n) = e.downcast_ref::<NotHere>() {
+                    Verdict::Ignored(n.to_string())
+                } else {
+                    Verdict::Error(format!("{e:#}"))
                 }
-                None => Verdict::Error(format!("{e:#}")),
-            },
+            }
         }
     };
     let outcome = TrialOutcome {

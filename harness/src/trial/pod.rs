@@ -23,8 +23,9 @@ pub(super) async fn pod_server(
     let sa = pod_account(trial);
     let ns = sa.namespace.as_str();
     let pod_name = format!("{}-0", trial.server.flavour);
-    objects::apply(kube, &server_pod(trial)).await?;
-    let token = pod_token(kube, &sa, &pod_name).await?;
+    let owner = lab.owner();
+    objects::apply(kube, &owner, &server_pod(trial)).await?;
+    let token = pod_token(kube, &owner, &sa, &pod_name).await?;
     let (_, _, gateway) = lab.docker().await?;
     let port = cluster.port()?;
     let pod = crate::container::PodIdentity {
@@ -68,6 +69,7 @@ pub(super) fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRe
 /// A token of the pod's service account bound to the pod, as kubelet requests it.
 async fn pod_token(
     kube: &kube::Client,
+    owner: &objects::Owner,
     sa: &crate::case::model::ServiceAccountRef,
     pod_name: &str,
 ) -> Result<String> {
@@ -84,7 +86,7 @@ async fn pod_token(
         foreign_key: false,
         literal: None,
     };
-    tokens::obtain(kube, &spec, &tokens::Signers::default())
+    tokens::obtain(kube, owner, &spec, &tokens::Signers::default())
         .await
         .with_context(|| format!("requesting the server pod's token for {sa}"))
 }
@@ -168,6 +170,7 @@ pub(super) async fn renew_token(
 ) -> Result<()> {
     let trial = run.trial;
     let kube = &env.cluster.client;
+    let owner = run.lab.owner();
     let sa = pod_account(trial);
     if let Some(pod) = setup.server.cluster_pod() {
         // A real pod: replaced, its StatefulSet makes a new one, whose token kubelet writes;
@@ -175,7 +178,7 @@ pub(super) async fn renew_token(
         if replace {
             return pod.replace().await;
         }
-        let token = pod_token(kube, &sa, crate::lab::incluster::POD).await?;
+        let token = pod_token(kube, &owner, &sa, crate::lab::incluster::POD).await?;
         return pod.refresh_token(&token).await;
     }
     let container = setup
@@ -188,12 +191,15 @@ pub(super) async fn renew_token(
         // the pod only then.
         objects::delete(
             kube,
+            &owner,
             &format!("Pod {}/{pod_name} --grace-period=0 --force", sa.namespace),
+            false,
         )
         .await?;
-        objects::apply(kube, &pod_object(trial, &sa.namespace, &sa.name, &pod_name)).await?;
+        let pod = pod_object(trial, &sa.namespace, &sa.name, &pod_name);
+        objects::apply(kube, &owner, &pod).await?;
     }
-    let token = pod_token(kube, &sa, &pod_name).await?;
+    let token = pod_token(kube, &owner, &sa, &pod_name).await?;
     container
         .write_file(
             &format!("/{}/token", crate::container::SA_DIR),

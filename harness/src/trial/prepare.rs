@@ -110,6 +110,7 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
         ClusterKind::Apiserver => apiserver_cluster(run).await?,
         _ => shared_cluster(run).await?,
     };
+    assumptions_hold(run, &cluster).await?;
     let mut vars = cluster_vars(run, &cluster)?;
     if run.trial.case.uses("cluster.dialed") {
         vars.insert("cluster.dialed".into(), dialed(&cluster).await?);
@@ -202,6 +203,23 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         other,
     };
     Ok((view, server))
+}
+
+/// Fails with [`super::NotHere`] when the cluster lacks what the case assumes of it.
+async fn assumptions_hold(run: &Run<'_>, cluster: &ClusterView) -> Result<()> {
+    let reach = crate::cluster::facts::Reach {
+        url: cluster.ext.as_ref().map_or(&cluster.url, |e| &e.url),
+        ca_pem: &cluster.ca_pem,
+    };
+    for a in &run.trial.case.case.applies.assumes {
+        if let Some(why) = crate::cluster::facts::unmet(*a, &reach)
+            .await
+            .with_context(|| format!("checking what the case assumes of the cluster ({a:?})"))?
+        {
+            return Err(super::NotHere(why).into());
+        }
+    }
+    Ok(())
 }
 
 /// Whether the case has a second cluster.

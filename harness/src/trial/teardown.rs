@@ -89,9 +89,10 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
     problems
 }
 
-/// The cluster is shared: remove what this trial applied (namespaces stay; deleting them is
-/// slow and a later trial may need them again), its server pod and the token Secrets it had
-/// made, each waited for until gone: the next trial starts from a cluster without them.
+/// The cluster is shared: remove what this trial applied (also in `before_login`; namespaces
+/// stay until the run ends: deleting them is slow and a later trial may need them again), its
+/// server pod and the token Secrets it had made, each waited for until gone: the next trial
+/// starts from a cluster without them. Only what this run made is deleted.
 async fn delete_applied(
     run: &Run<'_>,
     client: &kube::Client,
@@ -123,9 +124,10 @@ async fn delete_applied(
                 .cloned(),
         )
         .collect();
+    let owner = run.lab.owner();
     let mut problems = Vec::new();
     for obj in &objects {
-        if let Err(e) = objects::remove_and_wait(client, obj, DELETE_TIMEOUT).await {
+        if let Err(e) = objects::remove_and_wait(client, &owner, obj, DELETE_TIMEOUT).await {
             problems.push(format!("{e:#}"));
         }
     }

@@ -45,6 +45,9 @@ pub struct Env {
     pub version: String,
     /// Serialises tests that change what anonymous callers may do.
     pub anonymous_lock: tokio::sync::Mutex<()>,
+    /// A cluster authlab did not make (`AUTHLAB_CONFORMANCE_KUBECONFIG`): what its owners
+    /// configured (an RBAC binding for anonymous discovery) may make a check not applicable.
+    pub users: bool,
 }
 
 /// A response as raw parts.
@@ -158,6 +161,7 @@ impl Env {
             signing_key,
             version: String::new(),
             anonymous_lock: tokio::sync::Mutex::new(()),
+            users: false,
         };
         let v = env.admin_call("GET", "/version", None, None).await?;
         v.expect(200).context("reading /version")?;

@@ -24,6 +24,7 @@ const OBJECT_VERBS: &[&str] = &[
 const GROUPS: &[(&str, &str)] = &[
     ("apps", "v1"),
     ("authentication.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
     ("rbac.authorization.k8s.io", "v1"),
 ];
 
