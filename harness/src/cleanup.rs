@@ -296,6 +296,7 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
             );
         }
         cleanup_now();
+        crate::runlock::remove_held();
         crate::watchdog::all_done();
         std::process::exit(code);
     });
@@ -350,6 +351,8 @@ pub struct Leftovers {
         Vec<crate::container::ManagedObject>,
     )>,
     kind_clusters: Vec<String>,
+    /// `authlab-*` Kind clusters left alone (without `--force`).
+    kept_kind: Vec<String>,
     /// The kubeconfig cluster (`AUTHLAB_KUBECONFIG`), and the runs over whose objects are
     /// there, with those objects.
     cluster: Option<(
@@ -365,21 +368,36 @@ pub struct Leftovers {
 
 impl Leftovers {
     /// Finds labelled processes, scratch directories, Docker objects (images only with
-    /// `images`: they are a build cache) and `authlab-*` Kind clusters.
-    /// Objects of live runs are left alone unless `force`.
-    pub async fn find(images: bool, force: bool) -> anyhow::Result<Leftovers> {
+    /// `images`: they are a build cache), objects in the kubeconfig cluster and (with `force`)
+    /// `authlab-*` Kind clusters. What live runs own, and processes, Docker and cluster objects
+    /// of runs whose lock is not visible here, are left alone unless `force`; `only` keeps to
+    /// what one run left.
+    pub async fn find(images: bool, force: bool, only: Option<&str>) -> anyhow::Result<Leftovers> {
         let mut live = std::collections::BTreeSet::new();
+        let mut unseen = std::collections::BTreeSet::new();
+        let in_scope = |run: &str| only.is_none_or(|o| o == run);
         let mut keep = |run: &str| {
+            if !in_scope(run) {
+                return false;
+            }
             let alive = !force && crate::runlock::owner(run) == Owner::Live;
             if alive {
                 live.insert(run.to_string());
             }
             !alive
         };
-        let procs = crate::server::process::find_leftover_processes()
-            .into_iter()
-            .filter(|(_, run)| keep(run))
-            .collect();
+        let mut procs = Vec::new();
+        for (pid, run) in crate::server::process::find_leftover_processes() {
+            // A live run whose lock is in another temp directory (or a lab's) is not provably
+            // over: not ours to kill.
+            if in_scope(&run) && !force && crate::runlock::owner(&run) == Owner::Unknown {
+                unseen.insert(run);
+                continue;
+            }
+            if keep(&run) {
+                procs.push((pid, run));
+            }
+        }
         let dirs = scratch_dirs(&std::env::temp_dir())
             .into_iter()
             .filter(|d| {
@@ -387,7 +405,6 @@ impl Leftovers {
                 keep(run.trim_start_matches("authlab-"))
             })
             .collect();
-        let mut unseen = std::collections::BTreeSet::new();
         let docker = match crate::container::Engine::connect().await {
             Ok(engine) => {
                 let objs: Vec<_> = engine
@@ -397,8 +414,11 @@ impl Leftovers {
                     .filter(|o| images || o.kind != "image")
                     .filter(|o| {
                         let Some(run) = o.run_id.as_deref() else {
-                            return true;
+                            return only.is_none();
                         };
+                        if !in_scope(run) {
+                            return false;
+                        }
                         // The engine may be shared with runs whose locks this machine cannot
                         // see: not provably over, so not ours to remove.
                         if !force && crate::runlock::owner(run) == Owner::Unknown {
@@ -418,7 +438,10 @@ impl Leftovers {
             .unwrap_or_default()
             .into_iter()
             .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
-            .collect();
+            .filter(|_| only.is_none());
+        // A Kind cluster carries no mark of a live run using it, or of one that kept it.
+        let (kind_clusters, kept_kind): (Vec<String>, Vec<String>) =
+            kind_clusters.partition(|_| force);
         let cluster = match crate::settings::current().kubeconfig.clone() {
             Some(kubeconfig) => {
                 let target = crate::cluster::owner::Target {
@@ -429,6 +452,9 @@ impl Leftovers {
                 let mut runs = crate::cluster::owner::runs_in(&client).await?;
                 // A run whose lock this machine cannot see may live elsewhere: kept.
                 runs.retain(|run, _| {
+                    if !in_scope(run) {
+                        return false;
+                    }
                     if !force && crate::runlock::owner(run) == Owner::Unknown {
                         unseen.insert(run.clone());
                         return false;
@@ -444,6 +470,7 @@ impl Leftovers {
             dirs,
             docker,
             kind_clusters,
+            kept_kind,
             cluster,
             live: live.into_iter().collect(),
             unseen: unseen.into_iter().collect(),
@@ -472,6 +499,11 @@ impl Leftovers {
         for c in &self.kind_clusters {
             out.push(format!("kind cluster {c}"));
         }
+        for c in &self.kept_kind {
+            out.push(format!(
+                "kind cluster {c}: kept (a live run may be using it, or AUTHLAB_KEEP_CLUSTER kept it; --force deletes it)"
+            ));
+        }
         if let Some((target, runs)) = &self.cluster {
             for (run, objects) in runs {
                 for o in objects {
@@ -489,7 +521,7 @@ impl Leftovers {
         }
         for run in &self.unseen {
             out.push(format!(
-                "run {run} has containers or networks but no lock visible here (another machine, \
+                "run {run} has processes, containers, networks or cluster objects but no lock visible here (another machine, \
                  container or temp directory using this Docker engine or cluster?): kept (--force removes them)"
             ));
         }

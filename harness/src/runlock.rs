@@ -81,6 +81,9 @@ impl RunLock {
         let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         file.try_lock()
             .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+        if let Ok(mut held) = HELD.lock() {
+            held.push(path.clone());
+        }
         Ok(RunLock { _file: file, path })
     }
 }
@@ -88,6 +91,22 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Ok(mut held) = HELD.lock() {
+            held.retain(|p| *p != self.path);
+        }
+    }
+}
+
+/// The lock files this process holds (an exit from the signal handler runs no destructor).
+static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes the lock files of this process's runs: called on the way out after a signal, once
+/// everything the runs made is gone (the lock is released by the exit itself).
+pub fn remove_held() {
+    if let Ok(held) = HELD.lock() {
+        for p in held.iter() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 

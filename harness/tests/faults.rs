@@ -216,6 +216,11 @@ fn interrupt_with(
     // work, with both cores busy): give it a bounded while.
     let (left, took) = settled(&run, Duration::from_secs(20), || false);
     assert!(left.is_empty(), "{what} left {left:?}");
+    if signal != 9 {
+        // A run that cleaned up after a signal leaves no lock either.
+        let lock = std::env::temp_dir().join(format!("authlab-locks/{run}.lock"));
+        assert!(!lock.exists(), "{what} left {}", lock.display());
+    }
     eprintln!("{what}: exited, nothing left {} ms later", took.as_millis());
 }
 
@@ -598,7 +603,9 @@ fn clean_keeps_what_runs_it_cannot_see_own() {
         .output();
     assert!(clean.status.success(), "{clean:?}");
     assert!(
-        said.contains(&format!("run {run} has containers or networks but no lock")),
+        said.contains(&format!(
+            "run {run} has processes, containers, networks or cluster objects but no lock"
+        )),
         "{said}"
     );
     assert_eq!(
@@ -611,5 +618,65 @@ fn clean_keeps_what_runs_it_cannot_see_own() {
     assert!(
         forced.contains(&format!("network {net} (run {run})")),
         "clean --force would not remove it: {forced}"
+    );
+}
+
+/// A live run's process whose lock is in another temp directory is not `clean`'s to kill: it is
+/// named and kept; `--run` keeps to one run, and `--force --run <it>` stops it. Kind clusters
+/// are left alone without `--force`.
+#[test]
+fn clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned() {
+    let run = format!("rlive{}", std::process::id());
+    let mut other = Command::new("sleep")
+        .arg("60")
+        .env("AUTHLAB_MANAGED", "1")
+        .env("AUTHLAB_RUN_ID", &run)
+        .spawn()
+        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_authlab");
+    let clean = Command::new(bin).arg("clean").output().unwrap();
+    let said = String::from_utf8_lossy(&clean.stdout).into_owned();
+    let survived = other.try_wait().unwrap().is_none() && alive(other.id());
+    let scoped = Command::new(bin)
+        .args(["clean", "--force", "--run", "rsomeoneelse"])
+        .output()
+        .unwrap();
+    let survived_scoped = other.try_wait().unwrap().is_none();
+    let forced = Command::new(bin)
+        .args(["clean", "--force", "--run", &run])
+        .output()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stopped = false;
+    while Instant::now() < deadline {
+        if other.try_wait().unwrap().is_some() {
+            stopped = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(clean.status.success() && scoped.status.success() && forced.status.success());
+    assert!(
+        survived,
+        "clean killed a process whose run it cannot see: {said}"
+    );
+    assert!(
+        said.contains(&format!("run {run} has processes")),
+        "clean names the run it keeps: {said}"
+    );
+    assert!(
+        !said.contains("\nkind cluster authlab-") || said.contains("kept"),
+        "{said}"
+    );
+    assert!(
+        survived_scoped,
+        "clean --run rsomeoneelse touched another run"
+    );
+    assert!(
+        stopped,
+        "clean --force --run {run} did not stop it: {}",
+        String::from_utf8_lossy(&forced.stdout)
     );
 }

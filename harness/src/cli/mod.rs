@@ -116,9 +116,13 @@ enum Command {
         /// Also remove the server images authlab built (a cache; rebuilt when needed).
         #[arg(long)]
         images: bool,
-        /// Also remove what live runs and labs own (they are left alone otherwise).
+        /// Also remove what live runs and labs own, what runs whose lock is not visible here
+        /// left, and `authlab-*` Kind clusters (all left alone otherwise).
         #[arg(long)]
         force: bool,
+        /// Only what run ID left (its id, as `authlab: run <ID>` printed it).
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
     },
     /// Merge the reports of several runs (the folders `run --report` wrote, or their
     /// matrix.json files) into one matrix report.
@@ -277,7 +281,8 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
             dry_run,
             images,
             force,
-        } => clean(dry_run, images, force).await,
+            run,
+        } => clean(dry_run, images, force, run.as_deref()).await,
         Command::Export {
             command: ExportCommand::Terraform { case, cases },
         } => {
@@ -488,8 +493,8 @@ fn explain(token: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn clean(dry_run: bool, images: bool, force: bool) -> Result<ExitCode> {
-    let found = cleanup::Leftovers::find(images, force).await?;
+async fn clean(dry_run: bool, images: bool, force: bool, run: Option<&str>) -> Result<ExitCode> {
+    let found = cleanup::Leftovers::find(images, force, run).await?;
     for line in found.describe() {
         outln!("{line}");
     }
