@@ -15,6 +15,7 @@ pub mod diagnose;
 pub mod eso;
 pub mod evidence;
 pub mod export;
+pub mod input;
 pub mod jwt;
 pub mod lab;
 pub mod matching;

@@ -680,3 +680,26 @@ fn clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned() {
         String::from_utf8_lossy(&forced.stdout)
     );
 }
+
+/// Endless inputs to `diagnose` (`/dev/zero` as the server log, as the audit log and as
+/// `--jwt @…`): each is refused within 20 s, naming the flag, in under 150 MB.
+#[test]
+fn diagnose_refuses_endless_input_in_bounded_memory() {
+    for args in [
+        &["diagnose", "--server-log", "/dev/zero"][..],
+        &["diagnose", "--audit", "/dev/zero"][..],
+        &["diagnose", "--jwt", "@/dev/zero"][..],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_authlab"));
+        cmd.args(args);
+        let (kib, status, err) = peak_kib(cmd, Duration::from_secs(20));
+        let what = args.join(" ");
+        assert_eq!(status.code(), Some(2), "{what}: {status:?} {err}");
+        assert!(
+            err.contains(args[1]) && err.contains("larger than"),
+            "{what}: {err}"
+        );
+        assert!(kib < 150 * 1024, "{what} peaked at {} MiB", kib / 1024);
+        eprintln!("{what}: refused, peak {} MiB", kib / 1024);
+    }
+}

@@ -69,20 +69,26 @@ const DIAGNOSE_HELP: &str = "Exit codes: 0 the evidence determines a cause; 1 it
 says what is missing and, for a bare client error, which causes produce it); 2 bad input.";
 
 fn read_text(v: &str) -> Result<String> {
+    use crate::input::{TOKEN_BYTES, read};
     if v == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .context("reading standard input")?;
-        Ok(s)
+        Ok(read("--jwt", std::path::Path::new("-"), TOKEN_BYTES)?)
     } else if let Some(f) = v.strip_prefix('@') {
-        std::fs::read_to_string(f).with_context(|| format!("--jwt: reading {f}"))
+        Ok(read("--jwt", std::path::Path::new(f), TOKEN_BYTES)?)
     } else {
         Ok(v.to_string())
     }
 }
 
 fn read_file(what: &str, path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("{what}: reading {}", path.display()))
+    Ok(crate::input::read(
+        what,
+        path,
+        crate::input::DOCUMENT_BYTES,
+    )?)
+}
+
+fn read_log(what: &str, path: &std::path::Path) -> Result<String> {
+    Ok(crate::input::read_log(what, path)?)
 }
 
 /// Runs the diagnosis and prints it.
@@ -97,7 +103,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
     let mut notes: Vec<String> = Vec::new();
     let mut accessor = None;
     if let Some(path) = &a.audit {
-        let text = read_file("--audit", path)?;
+        let text = read_log("--audit", path)?;
         let pick = inputs::audit(&mut input, &text, a.request_id.as_deref())
             .map_err(|why| anyhow::anyhow!("--audit {}: {why}", path.display()))?;
         eprintln!("audit entry: {}", pick.summary);
@@ -116,7 +122,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
         notes.extend(pick.notes);
     }
     if let Some(path) = &a.server_log {
-        let text = read_file("--server-log", path)?;
+        let text = read_log("--server-log", path)?;
         if inputs::server_log(&mut input, &text, accessor.as_deref()) == 0 {
             notes.push(format!(
                 "--server-log {}: no line parsed as a server log entry; the formats read are {}",

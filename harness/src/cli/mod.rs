@@ -473,10 +473,11 @@ async fn provision(servers: Option<&str>) -> Result<ExitCode> {
 
 fn explain(token: &str) -> Result<ExitCode> {
     let token = if token == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .context("reading the token from standard input")?;
-        s
+        crate::input::read(
+            "the token",
+            std::path::Path::new("-"),
+            crate::input::TOKEN_BYTES,
+        )?
     } else {
         token.to_string()
     };

@@ -27,20 +27,28 @@ pub struct Difference {
 }
 
 /// Marks every failed row that is a difference (and clears the mark of every other row).
+///
+/// Each row is compared with the rows of its own case and cluster only (grouped once), so a
+/// merged nightly of many runs takes time in proportion to its rows.
 pub fn classify(rows: &mut [Row]) {
-    let found: Vec<Option<Difference>> = (0..rows.len()).map(|i| of(rows, i)).collect();
+    let mut groups: std::collections::HashMap<(&str, &str), Vec<&Row>> = Default::default();
+    for r in rows.iter() {
+        groups
+            .entry((r.case.as_str(), r.cluster.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let found: Vec<Option<Difference>> = rows
+        .iter()
+        .map(|r| of(&groups[&(r.case.as_str(), r.cluster.as_str())], r))
+        .collect();
     for (row, d) in rows.iter_mut().zip(found) {
         row.difference = d;
     }
 }
 
-fn same_case(a: &Row, b: &Row) -> bool {
-    a.case == b.case && a.cluster == b.cluster
-}
-
-/// The difference row `i` is, if it is one.
-fn of(rows: &[Row], i: usize) -> Option<Difference> {
-    let r = &rows[i];
+/// The difference `r` is, if it is one; `rows` are those of its case and cluster.
+fn of(rows: &[&Row], r: &Row) -> Option<Difference> {
     if r.verdict != "failed" {
         return None;
     }
@@ -55,7 +63,7 @@ fn of(rows: &[Row], i: usize) -> Option<Difference> {
     }
     let passed_same: Vec<&str> = rows
         .iter()
-        .filter(|o| same_case(o, r) && o.verdict == "passed" && o.expect_key == r.expect_key)
+        .filter(|o| o.verdict == "passed" && o.expect_key == r.expect_key)
         .map(|o| o.server.as_str())
         .collect();
     let observed_elsewhere =
@@ -74,16 +82,16 @@ fn of(rows: &[Row], i: usize) -> Option<Difference> {
     // The servers of this case that answered exactly like this one and failed the same way.
     let alike: Vec<&Row> = rows
         .iter()
+        .copied()
         .filter(|o| {
-            same_case(o, r)
-                && o.verdict == "failed"
+            o.verdict == "failed"
                 && o.expect_key == r.expect_key
                 && o.observed.as_ref() == Some(observed)
         })
         .collect();
     let keep_out: Vec<&str> = rows
         .iter()
-        .filter(|o| same_case(o, r) && !alike.iter().any(|a| a.name == o.name))
+        .filter(|o| !alike.iter().any(|a| a.name == o.name))
         .map(|o| o.server.as_str())
         .collect();
     let key = key_for(

@@ -237,10 +237,17 @@ impl Matrix {
         } else {
             path.to_path_buf()
         };
-        let text = std::fs::read_to_string(&file).map_err(|source| ReportError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text = crate::input::read("report input", &file, crate::input::DOCUMENT_BYTES)
+            .map_err(|e| match e {
+                crate::input::InputError::Io { source, .. } => ReportError::Io {
+                    path: file.clone(),
+                    source,
+                },
+                other => ReportError::NotAMatrix {
+                    path: file.clone(),
+                    why: other.to_string(),
+                },
+            })?;
         let m: Matrix = serde_json::from_str(&text).map_err(|e| ReportError::NotAMatrix {
             path: file.clone(),
             why: e.to_string(),
