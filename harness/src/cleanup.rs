@@ -324,12 +324,23 @@ fn owner_of_dir(dir: &Path) -> Owner {
 
 /// Kills labelled processes of runs that are provably over (their lock is free): servers, and
 /// what a wrapper binary forked, left by a run that was SIGKILLed.
+///
+/// A watchdog is left alone: one whose run was just killed is reaping it right now (killing it
+/// mid-reap would leave the rest), and it exits by itself when done.
 pub fn reap_orphaned_processes() {
     for (pid, run) in crate::server::process::find_leftover_processes() {
-        if crate::runlock::owner(&run) == Owner::Gone {
+        if crate::runlock::owner(&run) == Owner::Gone && !is_watchdog(pid) {
             crate::server::process::kill_process(pid);
         }
     }
+}
+
+/// Whether process `pid` is a run's watchdog (`authlab __watch`).
+fn is_watchdog(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split(|b| *b == 0)
+            .any(|arg| arg == crate::watchdog::SUBCOMMAND.as_bytes())
+    })
 }
 
 /// Removes containers and networks of runs that were killed (their labels name a run whose

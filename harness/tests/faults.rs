@@ -703,3 +703,44 @@ fn diagnose_refuses_endless_input_in_bounded_memory() {
         eprintln!("{what}: refused, peak {} MiB", kib / 1024);
     }
 }
+
+/// A new run's start-up reaper kills what killed runs left, but not a watchdog still reaping
+/// one (it would leave the rest): a watchdog of a run whose lock is free survives a new run.
+#[test]
+fn a_new_run_does_not_kill_a_watchdog_mid_reap() {
+    let run = format!("rreaping{}", std::process::id());
+    let locks = std::env::temp_dir().join("authlab-locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    // A free lock: the run is provably over, as after a SIGKILL.
+    let lock = locks.join(format!("{run}.lock"));
+    std::fs::write(&lock, b"").unwrap();
+    let bin = env!("CARGO_BIN_EXE_authlab");
+    let mut watchdog = Command::new(bin)
+        .arg("__watch")
+        .env("AUTHLAB_MANAGED", "1")
+        .env("AUTHLAB_RUN_ID", &run)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = Command::new(bin)
+        .args(["run", "--exact", "kubernetes::token::garbage_jwt::openbao-2.7.2"])
+        .args(["--servers", "openbao:2.7.2"])
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let survived = watchdog.try_wait().unwrap().is_none();
+    drop(watchdog.stdin.take());
+    let _ = watchdog.wait();
+    let _ = std::fs::remove_file(&lock);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        survived,
+        "the new run killed the watchdog of a run that is over"
+    );
+}
