@@ -725,7 +725,11 @@ fn a_new_run_does_not_kill_a_watchdog_mid_reap() {
         .spawn()
         .unwrap();
     let out = Command::new(bin)
-        .args(["run", "--exact", "kubernetes::token::garbage_jwt::openbao-2.7.2"])
+        .args([
+            "run",
+            "--exact",
+            "kubernetes::token::garbage_jwt::openbao-2.7.2",
+        ])
         .args(["--servers", "openbao:2.7.2"])
         .env_remove("CI")
         .output()
