@@ -297,7 +297,9 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
         }
         cleanup_now();
         crate::runlock::remove_held();
-        crate::watchdog::all_done();
+        // A trial task may still write between here and the exit: the watchdog removes that
+        // once this process is gone.
+        crate::watchdog::stopped();
         std::process::exit(code);
     });
 }

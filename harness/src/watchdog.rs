@@ -145,6 +145,13 @@ pub fn all_done() {
     send("done *");
 }
 
+/// Every run of this process has cleaned up after a signal and exits now: what one of its
+/// tasks may still have written under a noted path between that clean-up and the exit, and
+/// its lock, are removed once the process is gone.
+pub fn stopped() {
+    send("stopped *");
+}
+
 /// What the watchdog was told.
 #[derive(Debug, Default, PartialEq)]
 struct Told {
@@ -157,6 +164,8 @@ struct Told {
     kind: BTreeSet<String>,
     /// Clusters to sweep of the runs' objects.
     clusters: Vec<crate::cluster::owner::Target>,
+    /// The runs cleaned up after a signal: only their paths and locks are left to remove.
+    stopped: bool,
 }
 
 impl Told {
@@ -175,6 +184,7 @@ impl Told {
                     *self = Told::default();
                 }
             }
+            Some(("stopped", "*")) => self.stopped = true,
             Some(("file", p)) => self.paths.push((PathBuf::from(p), false)),
             Some(("dir", p)) => self.paths.push((PathBuf::from(p), true)),
             Some(("making", n)) => {
@@ -223,7 +233,20 @@ pub async fn serve() {
     if told.runs.is_empty() {
         return;
     }
-    reap(&told).await;
+    if told.stopped {
+        tidy(&told).await;
+    } else {
+        reap(&told).await;
+    }
+}
+
+/// After runs that cleaned up on a signal have exited: removes the paths noted for them (a
+/// task may have written there after the clean-up) and their locks, now free.
+async fn tidy(told: &Told) {
+    remove_paths(told).await;
+    for run in &told.runs {
+        crate::runlock::remove_if_gone(run);
+    }
 }
 
 /// Removes what the runs in `told` left: their processes, containers and networks, and the

@@ -108,9 +108,6 @@ fn main() -> ExitCode {
                     .unwrap_or_default();
                 match verdict {
                     Verdict::Passed => Ok(Completion::Completed),
-                    Verdict::Ignored(r) if outcome.requirement.is_some_and(settings::required) => {
-                        Err(format!("required but not available: {r}").into())
-                    }
                     Verdict::Ignored(r) => Ok(Completion::ignored_with(r)),
                     Verdict::Failed(m) => Err(format!("{}{artifacts}", m.join("\n")).into()),
                     Verdict::Error(e) => Err(format!("{e}{artifacts}").into()),

@@ -23,6 +23,9 @@ enum Moment {
     Trials,
 }
 
+/// How long a run may take to exit after SIGINT or SIGTERM.
+const STOP_BOUND_SECS: u64 = 5;
+
 fn repeat() -> usize {
     std::env::var("AUTHLAB_FAULT_REPEAT")
         .ok()
@@ -85,7 +88,9 @@ fn leftovers(run: &str) -> Vec<String> {
             continue;
         };
         if alive(pid) && env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-            out.push(format!("process {pid}"));
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push(format!("process {pid} ({})", cmd.trim_end()));
         }
     }
     if docker() {
@@ -191,7 +196,8 @@ fn interrupt_with(
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let signalled = Instant::now();
+    let deadline = signalled + Duration::from_secs(60);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -202,10 +208,38 @@ fn interrupt_with(
         );
         std::thread::sleep(Duration::from_millis(50));
     };
+    let to_exit = signalled.elapsed();
     let what = format!(
         "{runtime} run {run}, {sig} to the {}, at {moment:?}",
         if group { "group" } else { "process" }
     );
+    // What the run said after the signal (its stderr may stay open a little longer in a
+    // watchdog it started: bounded).
+    let mut after = Vec::new();
+    let drained = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = drained.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => after.push(line),
+            Err(_) => break,
+        }
+    }
+    if signal != 9 {
+        // Stopping is prompt (servers and containers are stopped at once, not waited out) and
+        // quiet: nothing it removes on the way out is reported missing.
+        assert!(
+            to_exit < Duration::from_secs(STOP_BOUND_SECS),
+            "{what}: exited {} ms after the signal (bound {STOP_BOUND_SECS} s)",
+            to_exit.as_millis()
+        );
+        let warned: Vec<_> = after
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        assert!(
+            warned.is_empty(),
+            "{what}: warned while stopping: {warned:#?}"
+        );
+    }
     if signal == 9 {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9), "{what}: {status:?}");
@@ -214,14 +248,23 @@ fn interrupt_with(
     }
     // Removal of containers is asynchronous in the engine (and after SIGKILL the watchdog's
     // work, with both cores busy): give it a bounded while.
-    let (left, took) = settled(&run, Duration::from_secs(20), || false);
+    // A run that cleaned up after a signal leaves no lock either (after SIGKILL, the
+    // watchdog removes it once every container is proven gone).
+    let lock = std::env::temp_dir().join(format!("authlab-locks/{run}.lock"));
+    let (left, took) = settled(&run, Duration::from_secs(20), || {
+        signal != 9 && lock.exists()
+    });
     assert!(left.is_empty(), "{what} left {left:?}");
-    if signal != 9 {
-        // A run that cleaned up after a signal leaves no lock either.
-        let lock = std::env::temp_dir().join(format!("authlab-locks/{run}.lock"));
-        assert!(!lock.exists(), "{what} left {}", lock.display());
-    }
-    eprintln!("{what}: exited, nothing left {} ms later", took.as_millis());
+    assert!(
+        signal == 9 || !lock.exists(),
+        "{what} left {}",
+        lock.display()
+    );
+    eprintln!(
+        "{what}: exited {} ms after the signal, nothing left {} ms later",
+        to_exit.as_millis(),
+        took.as_millis()
+    );
 }
 
 fn each(runtime: &str) {

@@ -177,15 +177,16 @@ impl Lab {
     /// Creates a lab (starts nothing yet: servers start on first use).
     pub fn new(opts: LabOptions) -> Result<Lab> {
         let cache = BinaryCache::from_env()?;
+        cleanup::reap_orphaned_workdirs();
+        cleanup::reap_orphaned_processes();
+        // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing
+        // (not even its lock).
+        let creating = crate::runlock::Creating::start();
+        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
         // Removes what this run leaves if it is killed (SIGKILL) or aborts.
         crate::watchdog::watch(&opts.run_id);
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
-        cleanup::reap_orphaned_workdirs();
-        cleanup::reap_orphaned_processes();
-        // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing.
-        let creating = crate::runlock::Creating::start();
-        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         if !opts.keep {
             // Before it exists: a kill at any moment from here on leaves nothing.
             cleanup::register_dir(workdir.clone());
@@ -273,9 +274,6 @@ impl Lab {
     pub async fn start_server(&self, spec: &ServerSpec) -> Result<RunningServer> {
         let progress = |line: &str| tracing::info!("{spec}: {line}");
         let bin = self.cache.ensure(spec, &progress).await?;
-        // Until the process is registered for cleanup (see `Lab::new`).
-        let creating = crate::runlock::Creating::start();
-        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         let dir = self
             .workdir
             .join(format!("{}-{}", spec.flavour, spec.version));
@@ -284,11 +282,8 @@ impl Lab {
             run_id: self.opts.run_id.clone(),
             ready_timeout: std::time::Duration::from_secs(30),
         };
+        // Registered for cleanup as soon as it is spawned.
         let server = RunningServer::start(spec, &bin, opts).await?;
-        if let Some(pid) = server.pid() {
-            cleanup::register_pid(pid);
-        }
-        drop(creating);
         tracing::info!(
             "{spec} ready at {} in {} ms",
             server.addr(),

@@ -461,9 +461,17 @@ impl RunningServer {
         )
         .map_err(other)?;
         let started = Instant::now();
+        // Cleanup on a signal waits for this, or this sees the run stopping and starts nothing;
+        // once registered, the process is cleanup's to kill, readiness wait or not.
+        let creating = crate::runlock::Creating::start();
+        if crate::runlock::stopping() {
+            return Err(other(anyhow::anyhow!("the run is stopping")));
+        }
         let child = spawn_detached(cmd)
             .with_context(|| format!("starting `{} server`", bin.display()))
             .map_err(other)?;
+        crate::cleanup::register_pid(child.id());
+        drop(creating);
         let mut server = RunningServer {
             spec: spec.clone(),
             child: Some(child),
@@ -628,6 +636,7 @@ impl RunningServer {
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 kill_group(child.id());
+                crate::cleanup::unregister_pid(child.id());
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -635,6 +644,7 @@ impl RunningServer {
         kill_group(child.id());
         let _ = child.kill();
         let _ = child.wait();
+        crate::cleanup::unregister_pid(child.id());
     }
 }
 
@@ -644,6 +654,7 @@ impl Drop for RunningServer {
             kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
+            crate::cleanup::unregister_pid(child.id());
         }
     }
 }

@@ -207,6 +207,16 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
             }
         }
     };
+    // Decided here, once, before anything prints it: a requirement that CI=true or
+    // AUTHLAB_REQUIRE asks for fails the trial that lacked it.
+    let verdict = match (verdict, requirement) {
+        (Verdict::Ignored(r), Some(what)) if lab.settings().required(what) => {
+            Verdict::Failed(vec![format!(
+                "required but not available ({what}; CI=true or AUTHLAB_REQUIRE): {r}"
+            )])
+        }
+        (v, _) => v,
+    };
     let outcome = TrialOutcome {
         name: trial.name.clone(),
         verdict,
