@@ -44,8 +44,13 @@ pub enum BlessError {
 /// What blessing did to one case file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The file was rewritten.
-    Written,
+    /// The file was rewritten: with this `expect` block (YAML) and these `flavours` keys.
+    Written {
+        /// The `expect:` block written.
+        expect: String,
+        /// The keys of the `flavours:` entries the file now holds.
+        flavours: Vec<String>,
+    },
     /// What the servers answered is what the file says.
     Unchanged,
 }
@@ -338,12 +343,8 @@ pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcom
         }
     }
     observed_on.sort_by_key(|s| ServerKey::parse(s));
-    let mut text = replace_block(
-        &lc.text,
-        "expect",
-        Some(&yaml(&json!({ "expect": base }))),
-        "",
-    );
+    let expect_text = yaml(&json!({ "expect": base }));
+    let mut text = replace_block(&lc.text, "expect", Some(&expect_text), "");
     let flavours_text = (!flavours.is_empty()).then(|| yaml(&json!({ "flavours": flavours })));
     text = replace_block(&text, "flavours", flavours_text.as_deref(), "expect");
     text = replace_block(
@@ -366,7 +367,10 @@ pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcom
             path: lc.path.clone(),
             source,
         })?;
-    Ok(Outcome::Written)
+    Ok(Outcome::Written {
+        expect: expect_text,
+        flavours: flavours.keys().cloned().collect(),
+    })
 }
 
 #[cfg(test)]

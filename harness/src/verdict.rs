@@ -22,6 +22,9 @@ pub enum Verdict {
     Ignored(String),
     /// The lab could not carry the trial out (setup error).
     Error(String),
+    /// Under `--bless`: the trial observed what the server answers, which is to be recorded;
+    /// what did not hold of the expectations until now (one line each).
+    Observed(Vec<String>),
 }
 
 /// The outcome of judging: what did not hold, and what could not be checked here.

@@ -111,6 +111,8 @@ fn main() -> ExitCode {
                     Verdict::Ignored(r) => Ok(Completion::ignored_with(r)),
                     Verdict::Failed(m) => Err(format!("{}{artifacts}", m.join("\n")).into()),
                     Verdict::Error(e) => Err(format!("{e}{artifacts}").into()),
+                    // The test harness never records (no --bless here).
+                    Verdict::Observed(m) => Err(m.join("\n").into()),
                 }
             })
             .with_ignored_flag(opt_in)

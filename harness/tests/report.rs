@@ -127,6 +127,19 @@ fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
         ],
     );
     assert_eq!(out.status.code(), Some(1), "the 2.6.1 trial must fail");
+    // The terminal summary says what the report says: a difference, not a plain failure.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{CASE_NAME}::openbao-2.6.1 ")))
+        .unwrap_or_else(|| panic!("no summary row for 2.6.1:\n{stdout}"));
+    assert!(row.contains("DIFFERS"), "{row}");
+    assert!(
+        stdout.contains(
+            "1 failed (1 of them differ from the server their expectations were written for)"
+        ),
+        "{stdout}"
+    );
     let m = matrix(&report);
     let old = trial(&m, "openbao:2.6.1");
     assert_eq!(old["verdict"], "failed");
@@ -487,7 +500,26 @@ fn bless_records_what_the_servers_answered() {
         run_cases(&cases, "openbao:2.6.1,openbao:2.7.2", &extra)
     };
     assert_eq!(go(false).status.code(), Some(1), "an empty expect fails");
-    assert_eq!(go(true).status.code(), Some(0));
+    let first = go(true);
+    assert_eq!(first.status.code(), Some(0));
+    // What a bless run says: what it observed and what it recorded, never that trials failed.
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr),
+    );
+    assert!(
+        !stdout.contains("FAILED") && !stderr.contains("FAILED"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("2 observed for --bless, 0 passed, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("it now records:\n    expect:\n"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("    flavours: openbao:2.6\n"), "{stderr}");
     let blessed = std::fs::read_to_string(&file).unwrap();
     assert!(
         blessed.starts_with(&text[..start]),
@@ -521,4 +553,45 @@ fn bless_records_what_the_servers_answered() {
         blessed,
         "a second --bless changes nothing"
     );
+}
+
+/// A requirement `AUTHLAB_REQUIRE` asks for fails the trial that lacked it: the progress line,
+/// the summary and the exit code all say FAILED, none says ignored.
+#[test]
+fn a_required_cluster_that_is_missing_is_a_failure_everywhere_it_is_shown() {
+    let empty = tempfile::tempdir().unwrap();
+    let missing = empty.path().join("kube-apiserver");
+    let out = authlab()
+        .args(["run", "kubernetes::token::garbage_jwt::"])
+        .args(["--servers", "openbao:2.7.2", "--cluster", "apiserver"])
+        .env("AUTHLAB_REQUIRE", "apiserver")
+        .env("KUBEBUILDER_ASSETS", empty.path())
+        .env("AUTHLAB_KUBE_APISERVER_BIN", &missing)
+        .env("AUTHLAB_ETCD_BIN", empty.path().join("etcd"))
+        .env("AUTHLAB_ARTIFACTS", empty.path().join("artifacts"))
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| l.contains("garbage_jwt"))
+        .collect();
+    // Its progress line and its row in the summary.
+    let failed = lines.iter().filter(|l| l.contains("FAILED")).count();
+    assert!(failed >= 2, "{stdout}\n{stderr}");
+    for l in &lines {
+        assert!(
+            !l.to_lowercase().contains("ignored"),
+            "shown as ignored: {l}"
+        );
+    }
+    assert!(
+        stdout.contains("required but not available (apiserver"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }

@@ -133,6 +133,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let mut opts = LabOptions::new(cluster);
     opts.runtime = select::runtime(a.runtime)?;
     opts.keep = a.keep || settings::keep();
+    opts.recording = a.bless;
     opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(select::artifacts_dir));
     let run_id = opts.run_id.clone();
     eprintln!(
@@ -166,7 +167,16 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&matrix)?),
         Format::Human => {
-            out!("{}", report::summary::render(&outcomes, wall, style));
+            let differs = matrix
+                .trials
+                .iter()
+                .filter(|t| t.difference.is_some())
+                .map(|t| t.name.as_str())
+                .collect();
+            out!(
+                "{}",
+                report::summary::render(&outcomes, &differs, wall, style)
+            );
             if a.show_observed {
                 for o in &outcomes {
                     if let Some(sig) = &o.observed {
@@ -277,7 +287,7 @@ fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
             .entry(o.trial.case.path.clone())
             .or_insert_with(|| (o.trial.case.clone(), Vec::new()));
         match (&o.verdict, &o.observed) {
-            (Verdict::Passed | Verdict::Failed(_), Some(sig)) => {
+            (Verdict::Passed | Verdict::Observed(_) | Verdict::Failed(_), Some(sig)) => {
                 entry.1.push((o.trial.server.to_string(), sig.clone()))
             }
             (Verdict::Ignored(_), _) => {}
@@ -298,11 +308,19 @@ fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
         }
         let servers: Vec<&str> = observed.iter().map(|(s, _)| s.as_str()).collect();
         match crate::bless::bless(case, observed) {
-            Ok(crate::bless::Outcome::Written) => eprintln!(
-                "authlab: blessed {} with what {} answered",
-                path.display(),
-                servers.join(", ")
-            ),
+            Ok(crate::bless::Outcome::Written { expect, flavours }) => {
+                eprintln!(
+                    "authlab: blessed {} with what {} answered; it now records:",
+                    path.display(),
+                    servers.join(", ")
+                );
+                for line in expect.lines() {
+                    eprintln!("    {line}");
+                }
+                if !flavours.is_empty() {
+                    eprintln!("    flavours: {}", flavours.join(", "));
+                }
+            }
             Ok(crate::bless::Outcome::Unchanged) => eprintln!(
                 "authlab: {} already holds what {} answered",
                 path.display(),

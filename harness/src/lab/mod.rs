@@ -68,6 +68,9 @@ pub struct LabOptions {
     pub run_id: String,
     /// The environment's settings (default: this process's).
     pub settings: Settings,
+    /// The run records what servers answer (`--bless`): a trial that observed is not judged
+    /// failed by the expectations it is about to replace.
+    pub recording: bool,
 }
 
 impl LabOptions {
@@ -81,6 +84,7 @@ impl LabOptions {
             keep: false,
             run_id: new_run_id(),
             settings: crate::settings::current().clone(),
+            recording: false,
         }
     }
 }

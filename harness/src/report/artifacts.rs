@@ -38,6 +38,7 @@ fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict)
         Verdict::Error(e) => format!("ERROR\n{e}\n"),
         Verdict::Passed => "PASSED\n".into(),
         Verdict::Ignored(r) => format!("IGNORED\n{r}\n"),
+        Verdict::Observed(m) => format!("OBSERVED (for --bless)\n{}\n", m.join("\n")),
     };
     put("verdict.txt", &verdict_text)?;
     put("case.yaml", &trial.case.text)?;

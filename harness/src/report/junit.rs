@@ -51,6 +51,8 @@ fn case_of(o: &TrialOutcome, suite: &str) -> Case {
     let (status, message, description) = match &o.verdict {
         Verdict::Passed => ("passed", None, None),
         Verdict::Ignored(r) => ("skipped", Some(r.clone()), None),
+        // Recorded, not judged: neither a pass nor a failure.
+        Verdict::Observed(_) => ("skipped", Some("observed for --bless".to_string()), None),
         Verdict::Failed(m) => ("failed", m.first().cloned(), Some(m.join("\n"))),
         Verdict::Error(e) => (
             "error",

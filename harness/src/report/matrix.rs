@@ -120,6 +120,7 @@ impl Row {
             Verdict::Failed(_) => "failed",
             Verdict::Error(_) => "error",
             Verdict::Ignored(_) => "ignored",
+            Verdict::Observed(_) => "observed",
         }
     }
 
@@ -130,7 +131,7 @@ impl Row {
         let word = |v: serde_json::Value| v.as_str().map(str::to_string);
         let messages = match &o.verdict {
             Verdict::Passed => Vec::new(),
-            Verdict::Failed(m) => m.clone(),
+            Verdict::Failed(m) | Verdict::Observed(m) => m.clone(),
             Verdict::Error(e) | Verdict::Ignored(e) => vec![e.clone()],
         };
         let expect = c.expect_for(&t.server.flavour.to_string(), &t.server.version);

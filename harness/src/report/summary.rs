@@ -24,6 +24,7 @@ impl Style {
             Verdict::Passed => "32",
             Verdict::Failed(_) | Verdict::Error(_) => "1;31",
             Verdict::Ignored(_) => "33",
+            Verdict::Observed(_) => "36",
         };
         format!("\x1b[{code}m{w}\x1b[0m")
     }
@@ -36,12 +37,30 @@ pub fn word(v: &Verdict) -> &'static str {
         Verdict::Failed(_) => "FAILED",
         Verdict::Error(_) => "ERROR",
         Verdict::Ignored(_) => "ignored",
+        Verdict::Observed(_) => "observed",
+    }
+}
+
+/// The word a trial is shown with in the summary: its verdict's, with a failure that is only a
+/// difference between servers shown as `DIFFERS`.
+fn shown(o: &TrialOutcome, differs: &std::collections::BTreeSet<&str>) -> &'static str {
+    match &o.verdict {
+        Verdict::Failed(_) if differs.contains(o.name.as_str()) => "DIFFERS",
+        v => word(v),
     }
 }
 
 /// Renders the final table (with `quiet`, only the trials that did not pass) and the
 /// per-phase timing totals. An error several trials share is printed in full once.
-pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String {
+///
+/// `differs`: the trials whose failure is only a difference between servers (see
+/// [`super::difference`]), shown as `DIFFERS`.
+pub fn render(
+    outcomes: &[TrialOutcome],
+    differs: &std::collections::BTreeSet<&str>,
+    wall: Duration,
+    style: Style,
+) -> String {
     let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(10);
     let mut out = String::new();
     out.push_str(&format!(
@@ -54,8 +73,13 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String
             continue;
         }
         // Padded before colouring: escape codes have no width.
-        let w = format!("{:<7}", word(&o.verdict));
-        let w = w.replacen(word(&o.verdict), &style.word(&o.verdict), 1);
+        let plain = shown(o, differs);
+        let w = format!("{plain:<7}");
+        let w = w.replacen(
+            plain,
+            &style.word(&o.verdict).replacen(word(&o.verdict), plain, 1),
+            1,
+        );
         out.push_str(&format!(
             "{:<width$}  {w}  {:>6}ms\n",
             o.name,
@@ -75,6 +99,11 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String
                 }
             },
             Verdict::Ignored(r) => out.push_str(&format!("    ({r})\n")),
+            Verdict::Observed(m) => {
+                for line in m {
+                    out.push_str(&format!("    (to be recorded: {line})\n"));
+                }
+            }
             Verdict::Passed => {}
         }
         if let (Verdict::Failed(_), Some(key)) = (&o.verdict, &o.expect_key) {
@@ -100,10 +129,27 @@ pub fn render(outcomes: &[TrialOutcome], wall: Duration, style: Style) -> String
         }
     }
     let count = |w: &str| outcomes.iter().filter(|o| word(&o.verdict) == w).count();
+    let differ = outcomes
+        .iter()
+        .filter(|o| shown(o, differs) == "DIFFERS")
+        .count();
+    let observed = count("observed");
     out.push_str(&format!(
-        "\n{} passed, {} failed, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
+        "\n{}{} passed, {} failed{}, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
+        if observed > 0 {
+            format!("{observed} observed for --bless, ")
+        } else {
+            String::new()
+        },
         count("ok"),
         count("FAILED"),
+        if differ > 0 {
+            format!(
+                " ({differ} of them differ from the server their expectations were written for)"
+            )
+        } else {
+            String::new()
+        },
         count("ERROR"),
         count("ignored"),
         outcomes.len(),
