@@ -82,11 +82,53 @@ pub const VARIABLES: &[(&str, &str, &str, bool)] = &[
     ("kv", "kv_mount", "KV v2 mount the policy refers to", false),
 ];
 
-fn var_for(placeholder: &str) -> Option<&'static str> {
-    VARIABLES
+/// The variable a placeholder becomes: the named ones above, the role's policy and the mount
+/// path, and every other placeholder a case may hold (`${other.url}` → `var.other_url`, a
+/// further mount's `${mount.b}` → `var.mount_b`), so none is written literally to a server.
+fn var_for(placeholder: &str) -> Option<String> {
+    if let Some((_, v, ..)) = VARIABLES.iter().find(|(p, ..)| *p == placeholder) {
+        return Some(v.to_string());
+    }
+    match placeholder {
+        "policy" => return Some("policy_name".into()),
+        "mount" => return Some("mount_path".into()),
+        _ => {}
+    }
+    let known = crate::placeholders::KNOWN
         .iter()
-        .find(|(p, ..)| *p == placeholder)
-        .map(|(_, v, ..)| *v)
+        .any(|(k, _)| *k == placeholder)
+        || ["mount.", "accessor."].iter().any(|pre| {
+            placeholder.strip_prefix(pre).is_some_and(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+        });
+    known.then(|| placeholder.replace(['.', '-'], "_"))
+}
+
+/// The placeholder a variable stands for (the first, where several share one).
+fn placeholder_of(var: &str) -> String {
+    if let Some((p, ..)) = VARIABLES.iter().find(|(_, v, ..)| *v == var) {
+        return p.to_string();
+    }
+    match var {
+        "policy_name" => return "policy".into(),
+        "mount_path" => return "mount".into(),
+        _ => {}
+    }
+    crate::placeholders::KNOWN
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .find(|k| var_for(k).as_deref() == Some(var))
+        .or_else(|| {
+            ["mount", "accessor"].iter().find_map(|pre| {
+                var.strip_prefix(pre)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .map(|n| format!("{pre}.{n}"))
+            })
+        })
+        .unwrap_or_else(|| var.to_string())
 }
 
 fn var_ref(name: &str) -> Expression {
@@ -109,7 +151,7 @@ pub fn expr_for(key: &str, v: &Value) -> Expression {
             if let Some(p) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}'))
                 && let Some(var) = var_for(p)
             {
-                return var_ref(var);
+                return var_ref(&var);
             }
             if s.contains("${") {
                 return Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(
@@ -240,16 +282,25 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
         AuthMethod::Kubernetes => "kubernetes",
         AuthMethod::Jwt => "jwt",
     };
-    let mut used: Vec<&'static str> = Vec::new();
     let all_text = format!(
         "{} {} {policy}",
         serde_json::to_string(&config)?,
         serde_json::to_string(&role)?
     );
-    for (p, v, ..) in VARIABLES {
-        if all_text.contains(&format!("${{{p}}}")) && !used.contains(v) {
+    // Every placeholder in the text, as the variable it becomes (in order, once each).
+    let mut used: Vec<String> = Vec::new();
+    let mut rest = all_text.as_str();
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        let Some(j) = after.find('}') else { break };
+        if let Some(v) = var_for(&after[..j])
+            && !used.contains(&v)
+            && v != "mount_path"
+            && v != "policy_name"
+        {
             used.push(v);
         }
+        rest = &after[j + 1..];
     }
 
     let mut body = Body::builder();
@@ -279,20 +330,33 @@ pub fn terraform(name: &str, case: &Case) -> Result<String> {
             .build(),
     );
     let mut variables = vec![
-        ("mount_path", method.to_string(), false),
-        ("policy_name", "app".to_string(), false),
+        ("mount_path".to_string(), method.to_string()),
+        ("policy_name".to_string(), "app".to_string()),
     ];
-    for v in &used {
-        variables.push((v, String::new(), true));
+    for v in used {
+        variables.push((v, String::new()));
     }
-    for (v, default, _) in &variables {
+    for (v, default) in &variables {
+        let placeholder = placeholder_of(v);
         let (desc, sensitive) = VARIABLES
             .iter()
             .find(|(_, n, ..)| n == v)
             .map(|(_, _, d, s)| (d.to_string(), *s))
-            .unwrap_or_else(|| (format!("{v} (default {default})"), false));
+            .unwrap_or_else(|| {
+                if !default.is_empty() {
+                    return (format!("{v} (default {default})"), false);
+                }
+                let what = crate::placeholders::KNOWN
+                    .iter()
+                    .find(|(k, _)| *k == placeholder)
+                    .map_or("the value", |(_, d)| *d);
+                (
+                    format!("{what} (the case's ${{{placeholder}}})"),
+                    placeholder.ends_with(".jwt"),
+                )
+            });
         let mut b = Block::builder("variable")
-            .add_label(*v)
+            .add_label(v.as_str())
             .add_attribute(("type", var_ref_type()))
             .add_attribute(("description", desc));
         if !default.is_empty() {
@@ -430,12 +494,7 @@ pub fn value_of(expr: &Expression) -> Value {
                 Some(hcl::expr::TraversalOperator::GetAttr(id)) => id.as_str().to_string(),
                 other => format!("{other:?}"),
             };
-            let name = VARIABLES
-                .iter()
-                .find(|(_, v, ..)| *v == var)
-                .map(|(p, ..)| format!("${{{p}}}"))
-                .unwrap_or_else(|| format!("${{{var}}}"));
-            Value::String(name)
+            Value::String(format!("${{{}}}", placeholder_of(&var)))
         }
         Expression::TemplateExpr(t) => Value::String(untemplate(t)),
         Expression::Null => Value::Null,
@@ -579,6 +638,7 @@ mod tests {
 
 #[cfg(test)]
 mod module_tests {
+    use super::{Expression, terraform};
     use std::path::{Path, PathBuf};
 
     fn tf_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -590,6 +650,61 @@ mod module_tests {
                 out.push(p);
             }
         }
+    }
+
+    /// No placeholder of a shipped case reaches a server literally: each is a variable, which
+    /// the file declares (`${other.url}`, `${policy}`, `${reset.url}` were once written as text).
+    #[test]
+    fn every_placeholder_becomes_a_declared_variable() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let cases = crate::case::load::load_dir(&dir).expect("shipped cases load");
+        let mut checked = 0;
+        for lc in cases {
+            let text = terraform(&lc.name, &lc.case).unwrap();
+            let body = hcl::parse(&text).unwrap();
+            let declared: Vec<String> = body
+                .blocks()
+                .filter(|b| b.identifier() == "variable")
+                .filter_map(|b| b.labels().first().map(|l| l.as_str().to_string()))
+                .collect();
+            // What each resource attribute evaluates to, as text, with variables left as
+            // references: a literal placeholder would read back as `${...}` text.
+            for b in body.blocks().filter(|b| b.identifier() == "resource") {
+                for a in b.body().attributes() {
+                    let literal = match a.expr() {
+                        Expression::String(s) => s.contains("${"),
+                        Expression::TemplateExpr(t) => {
+                            let tpl = hcl::Template::from_expr(t).unwrap();
+                            tpl.elements().iter().any(|e| {
+                                matches!(e, hcl::template::Element::Literal(l) if l.contains("${"))
+                                    || matches!(e, hcl::template::Element::Interpolation(i)
+                                        if matches!(&i.expr, Expression::String(s) if s == "$"))
+                            })
+                        }
+                        _ => false,
+                    };
+                    assert!(
+                        !literal,
+                        "{}: {} is written literally:\n{text}",
+                        lc.name,
+                        a.key()
+                    );
+                }
+            }
+            for v in text.match_indices("var.") {
+                let name: String = text[v.0 + 4..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    declared.contains(&name),
+                    "{}: var.{name} undeclared",
+                    lc.name
+                );
+            }
+            checked += 1;
+        }
+        assert!(checked > 80, "{checked}");
     }
 
     /// Every shipped Terraform file parses.
