@@ -16,6 +16,11 @@ use crate::{
 /// How long a log line the case expects may take to appear.
 const LOG_WAIT: Duration = Duration::from_secs(3);
 
+/// Where no line is expected but all of them are wanted (recording for `--bless`, or a failed
+/// login on a pod server, whose log reaches authlab later): the log is taken once it has
+/// not grown for this long (within [`LOG_WAIT`]).
+const LOG_QUIET: Duration = Duration::from_millis(600);
+
 pub(super) async fn collect(
     run: &mut Run<'_>,
     env: &Env,
@@ -54,6 +59,11 @@ pub(super) async fn collect(
     run.record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
     let audit_login = mine.iter().rev().find(|e| is_login_response(e)).cloned();
     let log_path = setup.server.server_log_path();
+    let login_failed = acted.login.as_ref().is_some_and(|l| l.status >= 400);
+    let settle = env.expect.server_log.is_none()
+        && (run.lab.options().recording || (login_failed && setup.server.cluster_pod().is_some()));
+    // The last count of lines seen, and since when.
+    let grown = std::sync::Mutex::new((usize::MAX, std::time::Instant::now()));
     let server_log = evidence::wait_for(
         LOG_WAIT,
         Duration::from_millis(25),
@@ -61,11 +71,20 @@ pub(super) async fn collect(
             let lines = evidence::parse_server_log(&read_from(&log_path, setup.log_offset));
             Ok(evidence::log_for_accessor(&lines, &setup.accessor))
         },
-        |lines| {
-            env.expect
-                .server_log
-                .as_ref()
-                .is_none_or(|l| find_log_line(l, lines, &setup.vars).is_some())
+        |lines| match &env.expect.server_log {
+            Some(l) => find_log_line(l, lines, &setup.vars).is_some(),
+            None if settle => {
+                let Ok(mut g) = grown.lock() else {
+                    return true;
+                };
+                if g.0 != lines.len() {
+                    *g = (lines.len(), std::time::Instant::now());
+                    false
+                } else {
+                    g.1.elapsed() >= LOG_QUIET
+                }
+            }
+            None => true,
         },
     )
     .await?;
