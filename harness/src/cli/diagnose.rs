@@ -22,6 +22,10 @@ pub struct DiagnoseArgs {
     /// Request id of the audit entry to use.
     #[arg(long)]
     request_id: Option<String>,
+    /// The server runs in a pod of the cluster: with no token_reviewer_jwt (and
+    /// disable_local_ca_jwt not set) its own pod token is the TokenReview's bearer.
+    #[arg(long)]
+    server_in_pod: bool,
     /// Server log file in any format: hclog text or JSON, as written, from journalctl or from
     /// kubectl logs (--timestamps). Run the server at log level debug for `login unauthorized`
     /// lines.
@@ -98,6 +102,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        server_in_pod: a.server_in_pod.then_some(true),
         ..Default::default()
     };
     let mut notes: Vec<String> = Vec::new();

@@ -61,6 +61,9 @@ pub struct Input {
     pub now: u64,
     /// `now` is the login's time (from the audit entry).
     pub at_login: bool,
+    /// The server runs in a pod of the cluster (then, with no reviewer JWT and the local token
+    /// not disabled, its own pod token is the TokenReview's bearer), when known.
+    pub server_in_pod: Option<bool>,
 }
 
 /// A cause `diagnose` can name (what case files name in `expect.diagnosis`).
@@ -264,6 +267,16 @@ impl Input {
                     .as_str()
                     .is_some_and(|s| !s.is_empty())
         })
+    }
+
+    /// In a pod, with no reviewer JWT and `disable_local_ca_jwt` not set, the server reviews with
+    /// its own pod token.
+    fn local_token_is_bearer(&self) -> bool {
+        self.server_in_pod == Some(true)
+            && self
+                .config
+                .as_ref()
+                .is_some_and(|c| c["disable_local_ca_jwt"].as_bool() != Some(true))
     }
 
     fn jwt_sa(&self) -> Option<(String, String)> {
@@ -476,6 +489,15 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
                     "the mount's config tells which: give --config (or --addr)",
                 );
             }
+        } else if !input.reviewer_jwt_set() && input.local_token_is_bearer() {
+            // Local-token mode: the server's own token was rejected, not the client's.
+            add(
+                Cause::ReviewerToken,
+                90,
+                "the API server rejected the server's own pod token (local-token mode: no token_reviewer_jwt, so the server reviews with the token its pod mounts): it belongs to a pod or service account that is gone or re-created, or the server holds a stale copy".into(),
+                e.into(),
+                "restart the server pod so it reads its current token (and never pin that token as token_reviewer_jwt); check that the server pod's service account exists",
+            );
         } else if input.reviewer_jwt_set() {
             add(Cause::ReviewerToken, 85, "the API server rejected the reviewer JWT (401): expired, wrong audience, or from another cluster".into(), e.into(),
                 "issue a fresh reviewer token for the API audience (kubectl create token <sa> -n <ns>, no --audience) or a long-lived token Secret, and write it as token_reviewer_jwt");
@@ -975,5 +997,36 @@ mod tests {
         assert_eq!(report(&input).cause, Some(Cause::BearerAudience));
         input.config = Some(serde_json::json!({"token_reviewer_jwt_set": true}));
         assert_eq!(report(&input).cause, Some(Cause::ReviewerToken));
+    }
+
+    /// Local-token mode: the rejected bearer is the server's own pod token, and the client is
+    /// not blamed (it was `bearer-audience` / `service-account-gone` about the client).
+    #[test]
+    fn local_token_mode_names_the_servers_own_token() {
+        let mut input = Input {
+            log: vec!["login unauthorized: lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token".into()],
+            config: Some(serde_json::json!({"kubernetes_host": "https://k:6443", "disable_local_ca_jwt": false})),
+            server_in_pod: Some(true),
+            ..Default::default()
+        };
+        let r = report(&input);
+        assert_eq!(r.cause, Some(Cause::ReviewerToken));
+        assert!(
+            r.findings
+                .iter()
+                .all(|f| f.cause != Cause::ServiceAccountGone && f.cause != Cause::BearerAudience),
+            "{:?}",
+            r.findings
+        );
+        assert!(
+            r.findings[0].title.contains("server's own pod token"),
+            "{:?}",
+            r.findings[0]
+        );
+        // The local token disabled: the client's token is the bearer again.
+        input.config = Some(
+            serde_json::json!({"kubernetes_host": "https://k:6443", "disable_local_ca_jwt": true}),
+        );
+        assert_eq!(report(&input).cause, Some(Cause::ServiceAccountGone));
     }
 }

@@ -159,6 +159,7 @@ fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
             .collect(),
         steps: ev.steps.iter().map(first).collect(),
         at_login: true,
+        server_in_pod: Some(run.trial.case.case.topology == crate::case::model::Topology::Inside),
         now: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
