@@ -107,6 +107,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
     };
     let mut notes: Vec<String> = Vec::new();
     let mut accessor = None;
+    let mut logins = None;
     if let Some(path) = &a.audit {
         let text = read_log("--audit", path)?;
         let pick = inputs::audit(&mut input, &text, a.request_id.as_deref())
@@ -124,11 +125,12 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             input.at_login = true;
         }
         accessor = pick.accessor;
+        logins = pick.logins;
         notes.extend(pick.notes);
     }
     if let Some(path) = &a.server_log {
         let text = read_log("--server-log", path)?;
-        if inputs::server_log(&mut input, &text, accessor.as_deref()) == 0 {
+        if inputs::server_log(&mut input, &text, accessor.as_deref(), logins.as_ref()) == 0 {
             notes.push(format!(
                 "--server-log {}: no line parsed as a server log entry; the formats read are {}",
                 path.display(),

@@ -92,6 +92,28 @@ pub struct AuditPick {
     pub accessor: Option<String>,
     /// Notes for the user (HMAC'd fields, a config write used instead of a login).
     pub notes: Vec<String>,
+    /// When the chosen entry was written, and when the other login responses of its mount
+    /// were: a server-log line belongs to the login nearest in time.
+    pub logins: Option<LoginTimes>,
+}
+
+/// The time of the login the audit entry names, and of the other logins in the same log.
+#[derive(Debug, Clone, Default)]
+pub struct LoginTimes {
+    /// The chosen login's response.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Every other login response of the same mount.
+    pub others: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A timestamp as servers and audit devices write it (RFC 3339, with `Z` or an offset, or
+/// hclog's `+0000`).
+fn time_of(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = s.trim();
+    chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Reads the login's response entry (the last with an error, or the one with `request_id`)
@@ -136,6 +158,19 @@ pub fn audit(input: &mut Input, text: &str, request_id: Option<&str>) -> Result<
     }
     input.audit_given = true;
     pick.accessor = entry.mount_accessor.clone();
+    if entry.path.ends_with("/login")
+        && let Some(at) = time_of(&entry.time)
+    {
+        let others = responses()
+            .filter(|e| {
+                e.path.ends_with("/login")
+                    && !std::ptr::eq(*e, entry)
+                    && e.mount_accessor == entry.mount_accessor
+            })
+            .filter_map(|e| time_of(&e.time))
+            .collect();
+        pick.logins = Some(LoginTimes { at, others });
+    }
     pick.summary = format!(
         "{} {} error={:?}",
         entry.time,
@@ -179,8 +214,24 @@ pub fn audit(input: &mut Input, text: &str, request_id: Option<&str>) -> Result<
 /// The server-log lines worth reading for a login (`login unauthorized`, errors, discovery
 /// checks), as `message key=value ...`, of the mount with `accessor` when it is known; and how
 /// many lines of any mount the text held (0: nothing parsed).
-pub fn server_log(input: &mut Input, text: &str, accessor: Option<&str>) -> usize {
+///
+/// With `logins` (from the audit entry), only the lines nearer in time to the chosen login than
+/// to any other login of the mount are read: those of an earlier login are not this one's.
+pub fn server_log(
+    input: &mut Input,
+    text: &str,
+    accessor: Option<&str>,
+    logins: Option<&LoginTimes>,
+) -> usize {
     let all = evidence::parse_any_server_log(text);
+    let mine = |l: &LogLine| {
+        let (Some(logins), Some(t)) = (logins, time_of(&l.time)) else {
+            return true;
+        };
+        let far = |o: &chrono::DateTime<chrono::Utc>| (t - *o).abs();
+        let d = far(&logins.at);
+        logins.others.iter().all(|o| d <= far(o))
+    };
     let lines: Vec<LogLine> = match accessor {
         Some(acc)
             if all
@@ -194,6 +245,7 @@ pub fn server_log(input: &mut Input, text: &str, accessor: Option<&str>) -> usiz
     input.log_given = true;
     input.log = lines
         .iter()
+        .filter(|l| mine(l))
         .filter(|l| {
             l.message.contains("login unauthorized")
                 || l.level == "ERROR"
@@ -281,5 +333,43 @@ mod tests {
             pick.notes
         );
         assert!(audit(&mut Input::default(), "not json", None).is_err());
+    }
+
+    /// Two logins in one log: the server-log lines read are those of the login the audit
+    /// entry names (nearest in time), not an earlier one's.
+    #[test]
+    fn the_log_lines_are_those_of_the_chosen_login() {
+        let entry = |id: &str, at: &str| {
+            format!(
+                r#"{{"type":"response","time":"{at}","request":{{"id":"{id}","path":"auth/kubernetes/login","operation":"update","mount_type":"kubernetes","mount_accessor":"auth_kubernetes_1","data":{{"role":"app"}}}},"error":"permission denied"}}"#
+            )
+        };
+        let audit_log = format!(
+            "{}\n{}\n",
+            entry("first", "2026-12-01T13:40:30.100Z"),
+            entry("second", "2026-12-01T13:41:10.100Z")
+        );
+        let log = concat!(
+            "2026-12-01T13:40:30.090Z [DEBUG] auth.kubernetes.auth_kubernetes_1: login unauthorized: err=\"service account name not authorized\"\n",
+            "2026-12-01T13:41:10.095Z [DEBUG] auth.kubernetes.auth_kubernetes_1: login unauthorized: err=\"namespace not authorized\"\n",
+        );
+        for (id, want, not) in [
+            ("first", "service account name", "namespace"),
+            ("second", "namespace", "service account name"),
+        ] {
+            let mut i = Input::default();
+            let pick = audit(&mut i, &audit_log, Some(id)).unwrap();
+            server_log(&mut i, log, pick.accessor.as_deref(), pick.logins.as_ref());
+            assert_eq!(i.log.len(), 1, "{id}: {:?}", i.log);
+            assert!(
+                i.log[0].contains(want) && !i.log[0].contains(not),
+                "{id}: {:?}",
+                i.log
+            );
+        }
+        // Without an audit entry every line is read.
+        let mut i = Input::default();
+        server_log(&mut i, log, None, None);
+        assert_eq!(i.log.len(), 2);
     }
 }
