@@ -174,7 +174,7 @@ fn input(part: Part, rec: &TrialRecord) -> Input {
                     }
                 })
                 .collect();
-            inputs::server_log(&mut i, &text.join("\n"), None);
+            inputs::server_log(&mut i, &text.join("\n"), None, None);
         }
         Part::JwtRoleConfig => {
             jwt(&mut i);
