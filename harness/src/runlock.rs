@@ -37,6 +37,14 @@ impl Drop for Creating {
     }
 }
 
+/// Starts a creation unless the run is stopping (then None: make nothing). Held across the one
+/// request that creates (a container, a cluster object), so that cleanup on a signal either
+/// waits for it or it sees the stop.
+pub fn begin() -> Option<Creating> {
+    let c = Creating::start();
+    (!stopping()).then_some(c)
+}
+
 /// Waits (at most `timeout`) until no creation is under way; false if some still are.
 pub fn wait_for_creations(timeout: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;

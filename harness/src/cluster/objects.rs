@@ -98,6 +98,7 @@ pub async fn apply(
     // Forced: the object is this run's, and a field another manager set on it (a controller
     // filling defaults) is the case's to set.
     let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let _making = crate::runlock::begin().context("the run is stopping")?;
     api.patch(name, &pp, &Patch::Apply(&obj))
         .await
         .with_context(|| format!("applying {what}"))
@@ -337,7 +338,10 @@ pub async fn recreate_service_account(
     // Deletion may take a moment on a real cluster: retry the create briefly.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match api.create(&PostParams::default(), &fresh).await {
+        let making = crate::runlock::begin().context("the run is stopping")?;
+        let made = api.create(&PostParams::default(), &fresh).await;
+        drop(making);
+        match made {
             Ok(_) => return Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -382,7 +386,10 @@ pub async fn legacy_token(
     });
     owner.label(&mut obj);
     let secret: Secret = serde_json::from_value(obj)?;
-    match api.create(&PostParams::default(), &secret).await {
+    let making = crate::runlock::begin().context("the run is stopping")?;
+    let made = api.create(&PostParams::default(), &secret).await;
+    drop(making);
+    match made {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let existing = api_for(client, "v1", "Secret", Some(ns))?

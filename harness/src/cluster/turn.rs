@@ -84,7 +84,10 @@ pub async fn acquire(
     let mut last_said: Option<tokio::time::Instant> = None;
     loop {
         let mine = lease_for(owner, None);
-        match api.create(&PostParams::default(), &mine).await {
+        let making = crate::runlock::begin().context("the run is stopping")?;
+        let made = api.create(&PostParams::default(), &mine).await;
+        drop(making);
+        match made {
             Ok(_) => break,
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => {
@@ -106,7 +109,10 @@ pub async fn acquire(
                 // run was quicker (a conflict, tried again).
                 let rv = current.metadata.resource_version.clone();
                 let taken = lease_for(owner, rv);
-                match api.replace(NAME, &PostParams::default(), &taken).await {
+                let making = crate::runlock::begin().context("the run is stopping")?;
+                let made = api.replace(NAME, &PostParams::default(), &taken).await;
+                drop(making);
+                match made {
                     Ok(_) => break,
                     Err(kube::Error::Api(e)) if e.code == 409 => continue,
                     Err(e) => {
