@@ -294,7 +294,8 @@ async fn reap(told: &Told) {
             // A creation the run had asked for may complete in the engine after it died (a
             // busy engine takes seconds), and a network keeps the endpoints of removed
             // containers for a while: look again every half second until every creation in
-            // flight at the death was found and nothing was found for 5 s (at most 60 s).
+            // flight at the death was found (or 15 s passed) and nothing was found for 5 s (at
+            // most 60 s).
             let seen = std::sync::Mutex::new(BTreeSet::new());
             let ours = |o: &crate::container::ManagedObject| {
                 let mine = o.run_id.as_ref().is_some_and(|r| told.runs.contains(r));
@@ -312,10 +313,7 @@ async fn reap(told: &Told) {
             let mut last_found = start;
             while start.elapsed() < std::time::Duration::from_secs(60) {
                 match engine.remove_where(ours).await {
-                    Ok((0, _))
-                        if last_found.elapsed() >= std::time::Duration::from_secs(5)
-                            && !pending() =>
-                    {
+                    Ok((0, _)) if reaped(last_found.elapsed(), start.elapsed(), pending()) => {
                         all_gone = true;
                         break;
                     }
@@ -337,6 +335,14 @@ async fn reap(told: &Told) {
             crate::runlock::remove_if_gone(run);
         }
     }
+}
+
+/// Whether the engine's leftovers of a dead run are all gone: nothing was found for 5 s, and
+/// every creation in flight at the death was seen, or was given up on after 15 s (the engine
+/// drops a request whose client died before it was carried out: that one never appears).
+fn reaped(quiet: std::time::Duration, since_death: std::time::Duration, unseen: bool) -> bool {
+    quiet >= std::time::Duration::from_secs(5)
+        && (!unseen || since_death >= std::time::Duration::from_secs(15))
 }
 
 /// Removes the files and directories the run noted (a directory still being written to is
@@ -382,6 +388,18 @@ mod tests {
         );
         t.line("done r1");
         assert!(t.kind.is_empty(), "a run that cleaned up left none");
+    }
+
+    #[test]
+    fn an_unseen_creation_holds_the_reaping_for_a_bounded_while() {
+        let s = std::time::Duration::from_secs;
+        assert!(!reaped(s(4), s(30), false), "not quiet for 5 s yet");
+        assert!(reaped(s(5), s(6), false));
+        assert!(
+            !reaped(s(5), s(6), true),
+            "a creation in flight was not seen"
+        );
+        assert!(reaped(s(5), s(15), true), "given up on after 15 s");
     }
 
     #[test]
