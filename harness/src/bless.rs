@@ -134,6 +134,10 @@ fn fresh(sig: &Signature) -> Value {
         cluster.insert("made".into(), Value::Array(made));
     }
     if !cluster.is_empty() {
+        // Which cluster, when only one of the trial's two was asked.
+        if let Some(c) = g("cluster.asked") {
+            cluster.insert("cluster".into(), c.into());
+        }
         e.insert("cluster_requests".into(), Value::Object(cluster));
     }
     if refused && let Some(d) = g("diagnosis") {

@@ -648,3 +648,92 @@ fn blessing_a_case_again_and_again_gives_the_same_file() {
     assert!(blessed[0].contains("server_log:"), "{}", blessed[0]);
     assert!(!blessed[0].contains("flavours:"), "{}", blessed[0]);
 }
+
+/// A mount configured for the case's second cluster: its requests are recorded and judged
+/// (they were invisible: `expected a TokenReview during login, got []`, and `--bless` recorded
+/// `cluster_requests: { none: true }`, which then passed).
+#[test]
+fn the_second_clusters_requests_are_judged_and_blessed() {
+    const CASE: &str = "reported/login-at-the-wrong-mount.yaml";
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("cases").join(CASE)).unwrap();
+    let head = &text[..text.find("\nexpect:").unwrap()];
+    let file = tmp.path().join("cases").join(CASE);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    for m in [
+        "manifests/sa/internal-app.yaml",
+        "manifests/rbac/internal-app-auth-delegator.yaml",
+    ] {
+        let to = tmp.path().join(m);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(m), to).unwrap();
+    }
+    let cases = tmp.path().join("cases");
+    let artifacts = tmp.path().join("artifacts");
+    let with = |requests: &str| {
+        std::fs::write(
+            &file,
+            format!(
+                "{head}\nexpect:\n  login: {{ status: 403, error: permission denied }}\n  cluster_requests: {requests}\n"
+            ),
+        )
+        .unwrap();
+        run_cases(
+            &cases,
+            "openbao:2.7.2",
+            &["--artifacts", artifacts.to_str().unwrap()],
+        )
+    };
+    // B's API server rejected A's token: the TokenReview is there to be judged.
+    let out = with("{ tokenreview_status: 401 }");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = with("{ cluster: other, tokenreview_status: 401 }");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = with("{ none: true }");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cluster_requests.none"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The trial's own cluster was not asked.
+    let out = with("{ cluster: this, none: true }");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let log = std::fs::read_to_string(
+        artifacts.join("reported.login_at_the_wrong_mount.openbao-2.7.2/cluster-requests.txt"),
+    )
+    .unwrap();
+    let second = log.find("# the second cluster").expect(&log);
+    assert!(log[second..].contains("/tokenreviews"), "{log}");
+    assert!(!log[..second].contains("/tokenreviews"), "{log}");
+    // Blessed from nothing: what was observed, with the cluster it was observed on.
+    std::fs::write(&file, format!("{head}\nexpect: {{}}\n")).unwrap();
+    let out = run_cases(
+        &cases,
+        "openbao:2.7.2",
+        &["--bless", "--artifacts", artifacts.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let blessed = std::fs::read_to_string(&file).unwrap();
+    assert!(blessed.contains("cluster: other"), "{blessed}");
+    assert!(blessed.contains("tokenreview_status: 401"), "{blessed}");
+    assert!(!blessed.contains("none: true"), "{blessed}");
+}

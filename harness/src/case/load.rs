@@ -512,6 +512,24 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         }
         check_response(&format!("steps[{i}].expect"), &step.expect, &err)?;
     }
+    let second =
+        case.cluster.other.is_some() || lc.placeholders.iter().any(|p| p.starts_with("other."));
+    for (field, e) in std::iter::once(("expect".to_string(), &case.expect)).chain(
+        case.flavours
+            .iter()
+            .map(|(k, o)| (format!("flavours.{k}.expect"), &o.expect)),
+    ) {
+        if e.cluster_requests.as_ref().and_then(|c| c.cluster)
+            == Some(crate::case::model::TokenCluster::Other)
+            && !second
+        {
+            return Err(err(
+                &format!("{field}.cluster_requests.cluster"),
+                "the expectation is about the second cluster, but the case has none.".into(),
+                "add `cluster: { other: { objects: [...] } }`, or leave `cluster` out.",
+            ));
+        }
+    }
     for (flavour, o) in &case.flavours {
         let f = flavour.split(':').next().unwrap_or_default();
         if f != "openbao" && f != "vault" {
@@ -1108,6 +1126,16 @@ mod tests {
         let f = dir.path().join("ok.yaml");
         std::fs::write(&f, ok).unwrap();
         load_file(dir.path(), &f).expect("${other.ca} needs no second cluster");
+    }
+
+    #[test]
+    fn an_expectation_about_a_second_cluster_needs_one() {
+        let e = err_of(&OK.replace(
+            "login: { status: 200 }",
+            "login: { status: 403 }\n  cluster_requests: { cluster: other, none: true }",
+        ));
+        assert_eq!(e.field.as_deref(), Some("expect.cluster_requests.cluster"));
+        assert!(e.to_string().contains("the case has none"), "{e}");
     }
 
     #[test]

@@ -574,6 +574,10 @@ pub struct LogExpect {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterRequestsExpect {
+    /// The cluster the expectation is about: `this` (the trial's cluster) or `other` (the
+    /// case's second cluster). Unset: the requests of every cluster of the trial, together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<TokenCluster>,
     /// No request reached the cluster (the server decided locally).
     #[serde(default)]
     pub none: bool,

@@ -73,6 +73,50 @@ pub struct AuthObserved {
     pub alias_name: Option<String>,
 }
 
+impl Evidence {
+    /// The requests answered during the login by `cluster` (`None`: every cluster of the
+    /// trial, the trial's own first), or `None` when they were not recorded.
+    pub fn requests_of(
+        &self,
+        cluster: Option<crate::case::model::TokenCluster>,
+    ) -> Option<Vec<RequestRecord>> {
+        use crate::case::model::TokenCluster;
+        let this = self
+            .cluster_requests_recorded
+            .then(|| self.cluster_requests.clone());
+        match cluster {
+            Some(TokenCluster::This) => this,
+            Some(TokenCluster::Other) => {
+                Some(self.other_cluster_requests.clone().unwrap_or_default())
+            }
+            None => match (this, &self.other_cluster_requests) {
+                (Some(mut all), Some(other)) => {
+                    all.extend(other.iter().cloned());
+                    Some(all)
+                }
+                (this, None) => this,
+                // The second cluster's requests alone would say nothing of the first's.
+                (None, Some(_)) => None,
+            },
+        }
+    }
+
+    /// Which cluster answered every request of the login, when the trial has two and only
+    /// one of them was asked.
+    pub fn only_asked(&self) -> Option<crate::case::model::TokenCluster> {
+        use crate::case::model::TokenCluster;
+        let other = self.other_cluster_requests.as_ref()?;
+        if !self.cluster_requests_recorded {
+            return None;
+        }
+        match (self.cluster_requests.is_empty(), other.is_empty()) {
+            (false, true) => Some(TokenCluster::This),
+            (true, false) => Some(TokenCluster::Other),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a trial collected, judged as a whole by [`crate::verdict::judge`].
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
@@ -90,6 +134,9 @@ pub struct Evidence {
     pub server_log: Vec<LogLine>,
     /// Cluster requests answered during the login (see `cluster_requests_recorded`).
     pub cluster_requests: Vec<RequestRecord>,
+    /// Requests the trial's second cluster (`cluster.other`) answered during the login; `None`
+    /// when the trial has no second cluster (it is a sim: always recorded).
+    pub other_cluster_requests: Option<Vec<RequestRecord>>,
     /// For each of the case's `cluster_objects`, how many objects matched after login.
     pub cluster_objects: Vec<usize>,
     /// Whether the cluster records the requests it answers (only the sim does).

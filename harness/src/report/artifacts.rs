@@ -107,10 +107,8 @@ fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict)
             .collect::<Vec<_>>()
             .join("\n"),
     )?;
-    put(
-        "cluster-requests.txt",
-        &rec.cluster_log
-            .iter()
+    let requests = |log: &[crate::sim::RequestRecord]| {
+        log.iter()
             .map(|r| {
                 format!(
                     "{} {} user={} -> {}{}",
@@ -125,8 +123,19 @@ fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict)
                 )
             })
             .collect::<Vec<_>>()
-            .join("\n"),
-    )?;
+            .join("\n")
+    };
+    // Both clusters of a trial that has two, each under a heading.
+    let text = if ev.other_cluster_requests.is_some() || !rec.other_cluster_log.is_empty() {
+        format!(
+            "# the trial's cluster\n{}\n# the second cluster (cluster.other)\n{}",
+            requests(&rec.cluster_log),
+            requests(&rec.other_cluster_log)
+        )
+    } else {
+        requests(&rec.cluster_log)
+    };
+    put("cluster-requests.txt", &text)?;
     if let Some(eso) = &rec.eso {
         put("eso.txt", eso)?;
     }

@@ -334,6 +334,13 @@ fn cluster(v: &Value, observed: &Signature) -> Value {
         }
         let got = observed.get(&format!("cluster.{k}"));
         let new = match (k.as_str(), got) {
+            // Only while no request was made.
+            ("none", _) if observed.get("cluster.requests") != Some("none") => continue,
+            // Which cluster was asked: as observed (no longer one alone: left out).
+            ("cluster", _) => match observed.get("cluster.asked") {
+                Some(c) => Some(Value::from(c)),
+                None => continue,
+            },
             ("tokenreview_status", Some(s)) => s.parse::<u16>().map(Value::from).ok(),
             ("tokenreview_audiences", Some(s)) => serde_json::from_str(s).ok(),
             ("tokenreview_user", Some(_)) => Some(text(want, got)),

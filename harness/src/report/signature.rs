@@ -35,6 +35,7 @@ const ORDER: &[&str] = &[
     "server_log.level",
     "server_log.message",
     "server_log.err",
+    "cluster.asked",
     "cluster.tokenreview_status",
     "cluster.tokenreview_user",
     "cluster.tokenreview_audiences",
@@ -146,11 +147,21 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             }
         }
     }
-    if ev.cluster_requests_recorded
-        && let Some(r) = ev
-            .cluster_requests
-            .iter()
-            .find(|r| r.path.contains("/tokenreviews"))
+    let requests = ev.requests_of(None);
+    if let Some(c) = ev.only_asked() {
+        put(
+            "cluster.asked",
+            match c {
+                crate::case::model::TokenCluster::This => "this",
+                crate::case::model::TokenCluster::Other => "other",
+            }
+            .into(),
+        );
+    }
+    if let Some(r) = requests
+        .iter()
+        .flatten()
+        .find(|r| r.path.contains("/tokenreviews"))
     {
         put("cluster.tokenreview_status", r.status.to_string());
         put(
@@ -164,9 +175,8 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             );
         }
     }
-    if ev.cluster_requests_recorded {
-        let other: Vec<String> = ev
-            .cluster_requests
+    if let Some(requests) = &requests {
+        let other: Vec<String> = requests
             .iter()
             .filter(|r| !r.path.contains("/tokenreviews"))
             .map(|r| {
@@ -181,7 +191,7 @@ pub fn observe(expect: &Expect, ev: &Evidence, vars: &Vars) -> Signature {
             .collect();
         if !other.is_empty() {
             put("cluster.requests", other.join("; "));
-        } else if ev.cluster_requests.is_empty() && ev.login.is_some() {
+        } else if requests.is_empty() && ev.login.is_some() {
             put("cluster.requests", "none".into());
         }
     }

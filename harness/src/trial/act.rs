@@ -18,6 +18,8 @@ pub(super) struct Acted {
     pub login: Option<Observed>,
     /// Requests the cluster answered during the login.
     pub cluster_requests: Vec<RequestRecord>,
+    /// Requests the second cluster answered during the login (None: the trial has none).
+    pub other_cluster_requests: Option<Vec<RequestRecord>>,
     /// Answers to the follow-up steps.
     pub steps: Vec<Observed>,
     /// What a successful login produced.
@@ -32,6 +34,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     let mut acted = Acted {
         login: None,
         cluster_requests: Vec::new(),
+        other_cluster_requests: None,
         steps: Vec::new(),
         auth: None,
         audit_offset,
@@ -41,6 +44,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
     if setup.config.status < 300 && setup.role.status < 300 {
         let sim = env.cluster.sim.as_ref();
         let before = sim.map(|s| s.request_log().len()).unwrap_or(0);
+        let other_before = env.cluster.other.as_ref().map(|o| o.request_log().len());
         // On Kind the cluster's own workloads talk to the API server too: only the server's
         // address counts there.
         let on_kind = env.cluster.ext.as_ref().is_some_and(|e| e.kind.is_some());
@@ -94,9 +98,16 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
             }
             _ => Vec::new(),
         };
+        acted.other_cluster_requests = env
+            .cluster
+            .other
+            .as_ref()
+            .zip(other_before)
+            .map(|(o, before)| o.request_log().split_off(before));
         acted.login = Some(Observed::from(&login));
         run.record.evidence.login = acted.login.clone();
         run.record.evidence.cluster_requests = acted.cluster_requests.clone();
+        run.record.evidence.other_cluster_requests = acted.other_cluster_requests.clone();
         client_token = login.body["auth"]["client_token"]
             .as_str()
             .map(str::to_string);

@@ -107,6 +107,7 @@ pub(super) async fn collect(
         auth: acted.auth,
         server_log,
         cluster_requests: acted.cluster_requests,
+        other_cluster_requests: acted.other_cluster_requests,
         cluster_objects,
         cluster_requests_recorded: env.cluster.sim.is_some() || env.cluster.audit.is_some(),
         steps: acted.steps,

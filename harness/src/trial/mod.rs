@@ -86,6 +86,8 @@ pub struct TrialRecord {
     pub audit_raw: Vec<Value>,
     /// Cluster request log for the whole trial.
     pub cluster_log: Vec<crate::sim::RequestRecord>,
+    /// The second cluster's (`cluster.other`) request log for the whole trial.
+    pub other_cluster_log: Vec<crate::sim::RequestRecord>,
     /// Placeholder values (may hold secrets).
     pub vars: Vars,
     /// The rendered diagnosis.

@@ -82,6 +82,7 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
         sim.shutdown().await;
     }
     if let Some(other) = made.other_sim {
+        run.record.other_cluster_log = other.request_log();
         other.shutdown().await;
     }
     drop(made.faults);
