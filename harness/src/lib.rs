@@ -5,6 +5,14 @@
 //! [`container`]) as typed stages, collects [`evidence`], and [`verdict`] judges it; the
 //! [`runner`] schedules trials and [`report`] shows the outcomes.
 
+/// This build of authlab: its version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("AUTHLAB_BUILD_COMMIT"),
+    ")"
+);
+
 pub mod bless;
 pub mod case;
 pub mod cleanup;

@@ -401,8 +401,130 @@ fn permission_denied_alone_lists_the_candidates_with_their_checks() {
     assert_eq!(code, Some(1));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(v["cause"].is_null());
-    assert!(v["candidates"].as_array().unwrap().len() >= 8);
+    assert!(v["candidates"].as_array().unwrap().len() >= 6);
     assert!(!v["missing"].as_array().unwrap().is_empty());
+    // The checks the server answers with their own error are not what a bare one means.
+    let out_of_it: Vec<&str> = v["ruled_out"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["cause"].as_str())
+        .collect();
+    assert_eq!(
+        out_of_it,
+        ["sa-name", "namespace", "role-audience", "client-token-time"]
+    );
+    assert!(!out.contains("] the token's namespace is not in"), "{out}");
+}
+
+/// A bare `permission denied` with the token, the role and the config the user has: the causes
+/// they already rule out are not listed (they were: the whole list, whatever was given), and the
+/// report says why each was left out.
+#[test]
+fn permission_denied_leaves_out_what_the_evidence_rules_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now() as i64;
+    let jwt = token(serde_json::json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "aud": ["https://kubernetes.default.svc.cluster.local"],
+        "sub": "system:serviceaccount:app:app",
+        "exp": now + 600, "iat": now - 60, "nbf": now - 60,
+        "kubernetes.io": {"namespace": "app", "serviceaccount": {"name": "app", "uid": "u"}},
+    }));
+    let role = dir.path().join("role.json");
+    std::fs::write(
+        &role,
+        serde_json::json!({"data": {"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["a*"], "token_policies": ["p"]}}).to_string(),
+    )
+    .unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"data": {"kubernetes_host": "https://k:6443", "token_reviewer_jwt_set": true}}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = diagnose_cli(
+        &[
+            "--login-error",
+            "permission denied",
+            "--jwt",
+            &jwt,
+            "--role",
+            role.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let causes = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cause"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let listed = causes("candidates");
+    let out_of_it = causes("ruled_out");
+    for (gone, because) in [
+        ("sa-name", "bound_service_account_names"),
+        ("namespace", "bound_service_account_namespaces"),
+        ("role-audience", "no audience"),
+        ("client-token-time", "valid at"),
+        ("bearer-audience", "token_reviewer_jwt is set"),
+    ] {
+        assert!(
+            !listed.iter().any(|c| c == gone),
+            "{gone} listed: {listed:?}"
+        );
+        let why = v["ruled_out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["cause"] == gone)
+            .unwrap_or_else(|| panic!("{gone} not said: {out_of_it:?}"))["why"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(why.contains(because), "{gone}: {why}");
+    }
+    // What only the cluster can tell stays.
+    for left in [
+        "reviewer-rbac",
+        "reviewer-token",
+        "service-account-gone",
+        "wrong-ca",
+    ] {
+        assert!(
+            listed.iter().any(|c| c == left),
+            "{left} missing: {listed:?}"
+        );
+    }
+    // A server log with the API server's 401: it was reached, over TLS it trusted.
+    let log = dir.path().join("server.log");
+    std::fs::write(
+        &log,
+        "2026-12-01T13:40:30.880Z [DEBUG] auth.kubernetes.auth_kubernetes_1: login unauthorized: err=\"lookup failed: service account unauthorized; this could mean it has been deleted or recreated with a new token\"\n",
+    )
+    .unwrap();
+    let (_, text, _) = diagnose_cli(
+        &[
+            "--login-error",
+            "permission denied",
+            "--server-log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(text.contains("ruled out by the evidence given:"), "{text}");
+    assert!(!text.contains(" [wrong-ca] kubernetes_ca_cert"), "{text}");
+    assert!(
+        text.contains("  - [wrong-ca] the server's log holds"),
+        "{text}"
+    );
 }
 
 /// Inputs as users have them: a token file with a `Bearer ` prefix, a role file with the whole

@@ -162,6 +162,9 @@ fn main() -> ExitCode {
                     .map(|s| s.iter().map(|x| x.to_string()).collect())
                     .unwrap_or_default(),
                 cluster: default_cluster.as_str().to_string(),
+                cases_digest: authlab::case::load::digest(&select::default_cases_dir())
+                    .unwrap_or_default(),
+                ..Default::default()
             };
             if let Err(e) = report::matrix::Matrix::of_run(run, &o).write(dir) {
                 eprintln!("authlab: {e}");

@@ -335,6 +335,16 @@ fn list_into_a_closed_pipe_exits_0() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `check` on the shipped catalog is clean: no error, and no warning either.
+#[test]
+fn the_shipped_catalog_checks_without_warnings() {
+    let out = authlab().args(["check"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    assert!(err.contains("case files are valid"), "{err}");
+}
+
 #[test]
 fn list_and_check_speak_json() {
     let out = authlab()

@@ -101,6 +101,27 @@ pub fn find_case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     Ok(out)
 }
 
+/// A digest of the case files below `dir` (their paths and contents): two runs with the same
+/// digest ran the same catalog. `sha256:` and 16 hex digits.
+pub fn digest(dir: &Path) -> Result<String, CaseError> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for f in find_case_files(dir)? {
+        let rel = f.strip_prefix(dir).unwrap_or(&f);
+        ctx.update(rel.to_string_lossy().as_bytes());
+        ctx.update(&[0]);
+        ctx.update(read_case_text(&f)?.as_bytes());
+        ctx.update(&[0]);
+    }
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
+}
+
 /// How deep case directories may nest.
 const MAX_DEPTH: usize = 16;
 /// The largest case file read.

@@ -229,6 +229,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
                 "findings": report.findings,
                 "missing": report.missing,
                 "candidates": report.candidates,
+                "ruled_out": report.ruled_out,
                 "notes": notes,
             }))?
         ),

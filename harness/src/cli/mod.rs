@@ -26,7 +26,7 @@ fn env_help() -> String {
 
 /// authlab: reproduce and test Vault/OpenBao Kubernetes and JWT auth setups.
 #[derive(Parser, Debug)]
-#[command(name = "authlab", version, about, after_help = env_help())]
+#[command(name = "authlab", version = crate::VERSION, about, after_help = env_help())]
 pub struct Cli {
     /// Print less: only trials that did not pass, and no "still running" lines.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
@@ -133,6 +133,10 @@ enum Command {
         /// Where to write the merged report.
         #[arg(long, short, default_value = "authlab-report")]
         out: PathBuf,
+        /// Merge runs of different case files or authlab builds too (refused otherwise: their
+        /// trials do not compare); the report says how they differ.
+        #[arg(long)]
+        mixed: bool,
     },
     /// Print a shell completion script (e.g. `authlab completions bash > ~/.local/share/bash-completion/completions/authlab`).
     Completions {
@@ -240,7 +244,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
         } => list(cases, names, expected.as_deref(), format),
         Command::Check { cases, format } => check(cases, format),
         Command::Run(a) => run::run(a, style).await,
-        Command::Report { inputs, out } => run::merge_reports(&inputs, &out),
+        Command::Report { inputs, out, mixed } => run::merge_reports(&inputs, &out, mixed),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -150,7 +150,18 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let lab = Arc::new(Lab::new(opts)?);
     let started_at = std::time::SystemTime::now();
     let started = Instant::now();
+    let again = a.bless.then(|| trials.clone());
     let outcomes = runner::run_all(lab.clone(), trials, a.jobs, style).await;
+    // `--bless` records only what repeats: every trial is observed a second time.
+    let again = match again {
+        Some(trials) if !crate::runlock::stopping() => {
+            eprintln!(
+                "authlab: observing each trial again: --bless records only what both observations share"
+            );
+            runner::run_all(lab.clone(), trials, a.jobs, style).await
+        }
+        _ => Vec::new(),
+    };
     let wall = started.elapsed();
     lab.shutdown().await;
     cleanup::cleanup_now();
@@ -161,6 +172,8 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
             wall_ms: wall.as_millis() as u64,
             servers: servers.iter().map(|s| s.to_string()).collect(),
             cluster: cluster.as_str().to_string(),
+            cases_digest: load::digest(&dir)?,
+            ..Default::default()
         },
         &outcomes,
     );
@@ -190,7 +203,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         }
     }
     if a.bless {
-        return bless(&outcomes);
+        return bless(&outcomes, &again);
     }
     if a.compare_sim && a.format == Format::Human {
         let between = report::changes::between_clusters(&matrix);
@@ -277,27 +290,59 @@ type Observations = (
     Vec<(String, report::signature::Signature)>,
 );
 
-/// Blesses every case the run observed; exit 0 when each was written or already held.
-fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
+/// Blesses every case the run observed, with what its two observations (`first`, `again`)
+/// share; exit 0 when each was written or already held.
+fn bless(
+    first: &[crate::trial::TrialOutcome],
+    again: &[crate::trial::TrialOutcome],
+) -> Result<ExitCode> {
     let mut by_case: std::collections::BTreeMap<std::path::PathBuf, Observations> =
         std::collections::BTreeMap::new();
     let mut failed = false;
-    for o in outcomes {
+    let second: std::collections::BTreeMap<&str, &crate::trial::TrialOutcome> =
+        again.iter().map(|o| (o.name.as_str(), o)).collect();
+    for o in first {
         let entry = by_case
             .entry(o.trial.case.path.clone())
             .or_insert_with(|| (o.trial.case.clone(), Vec::new()));
-        match (&o.verdict, &o.observed) {
+        let observed = |o: &crate::trial::TrialOutcome| match (&o.verdict, &o.observed) {
             (Verdict::Passed | Verdict::Observed(_) | Verdict::Failed(_), Some(sig)) => {
-                entry.1.push((o.trial.server.to_string(), sig.clone()))
+                Some(sig.clone())
             }
-            (Verdict::Ignored(_), _) => {}
-            (other, _) => {
+            _ => None,
+        };
+        let twice = observed(o).zip(second.get(o.name.as_str()).and_then(|a| observed(a)));
+        match (&o.verdict, twice) {
+            (_, Some((sig, again))) => {
+                let (shared, varied) = sig.shared_with(&again);
+                if !varied.is_empty() {
+                    eprintln!(
+                        "authlab: {}: on {} not recorded, as two observations differed: {}",
+                        o.trial.case.path.display(),
+                        o.trial.server,
+                        varied.join("; ")
+                    );
+                }
+                entry.1.push((o.trial.server.to_string(), shared))
+            }
+            (Verdict::Ignored(_), None) => {}
+            (_, None) => {
                 failed = true;
+                let why = match (observed(o), second.get(o.name.as_str())) {
+                    (None, _) => format!(
+                        "the trial did not get as far as observing ({})",
+                        crate::report::summary::word(&o.verdict)
+                    ),
+                    (Some(_), Some(a)) => format!(
+                        "its second observation did not get as far ({})",
+                        crate::report::summary::word(&a.verdict)
+                    ),
+                    (Some(_), None) => "it was not observed a second time".to_string(),
+                };
                 eprintln!(
-                    "authlab: {}: not blessed on {}: the trial did not get as far as observing ({})",
+                    "authlab: {}: not blessed on {}: {why}",
                     o.trial.case.path.display(),
                     o.trial.server,
-                    crate::report::summary::word(other)
                 );
             }
         }
@@ -339,12 +384,19 @@ fn bless(outcomes: &[crate::trial::TrialOutcome]) -> Result<ExitCode> {
     })
 }
 
-pub(super) fn merge_reports(inputs: &[PathBuf], out: &std::path::Path) -> Result<ExitCode> {
+pub(super) fn merge_reports(
+    inputs: &[PathBuf],
+    out: &std::path::Path,
+    mixed: bool,
+) -> Result<ExitCode> {
     let parts = inputs
         .iter()
         .map(|p| report::matrix::Matrix::read(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let merged = report::matrix::Matrix::merge(parts);
+    let merged = report::matrix::Matrix::merge(parts, mixed)?;
+    for why in &merged.mixed {
+        eprintln!("authlab: warning: merged anyway (--mixed): {why}");
+    }
     let files = merged.write(out)?;
     eprintln!(
         "authlab: {} runs, {}",

@@ -144,6 +144,130 @@ pub fn check(input: &Input, out: &mut Vec<Finding>) {
 
 type Add<'a> = dyn FnMut(Cause, u8, String, String, &str) + 'a;
 
+/// Whether a client error is `permission denied` and nothing else, also as CLIs wrap it
+/// (`Code: 403. Errors:` / `* permission denied`, `1 error occurred:`).
+fn bare(error: &str) -> bool {
+    let lines: Vec<&str> = error
+        .lines()
+        .map(|l| l.trim().trim_start_matches('*').trim())
+        .filter(|l| !l.is_empty() && !l.ends_with("error occurred:") && !l.ends_with("Errors:"))
+        .collect();
+    lines == ["permission denied"]
+}
+
+/// The causes of a Kubernetes-auth `permission denied` that the evidence given excludes, each
+/// with the evidence that excludes it (decided as the server decides: the bound names,
+/// namespaces and audience, the token's times with the method's leeway of 60 s, who the
+/// TokenReview's bearer is, and whether the API server answered at all).
+pub fn ruled_out(input: &Input) -> Vec<(Cause, String)> {
+    let mut out = Vec::new();
+    let now = input.now as i64;
+    if let Some(jwt) = &input.jwt {
+        if let (Some(role), Some((ns, name))) = (&input.role, jwt.service_account()) {
+            let names = strs(&role["bound_service_account_names"]);
+            if admits(&names, &name) {
+                out.push((
+                    Cause::SaName,
+                    format!("the role's bound_service_account_names {names:?} admit the token's {name:?}"),
+                ));
+            }
+            let namespaces = strs(&role["bound_service_account_namespaces"]);
+            let selector = role["bound_service_account_namespace_selector"]
+                .as_str()
+                .unwrap_or("");
+            if selector.is_empty() && admits(&namespaces, &ns) {
+                out.push((
+                    Cause::Namespace,
+                    format!("the role's bound_service_account_namespaces {namespaces:?} admit the token's {ns:?}"),
+                ));
+            }
+            let audience = role["audience"].as_str().unwrap_or("");
+            if audience.is_empty() {
+                out.push((Cause::RoleAudience, "the role sets no audience".into()));
+            } else if jwt.audiences().iter().any(|a| a == audience) {
+                out.push((
+                    Cause::RoleAudience,
+                    format!("the token's audiences hold the role's {audience:?}"),
+                ));
+            }
+        }
+        let c = &jwt.claims;
+        let started = num(&c["nbf"]).or_else(|| num(&c["iat"]));
+        if let Some(exp) = num(&c["exp"])
+            && now <= exp + 60
+            && started.is_none_or(|s| s <= now + 60)
+        {
+            out.push((
+                Cause::ClientTokenTime,
+                format!(
+                    "the token is valid at {} (exp {exp})",
+                    if input.at_login { "the login" } else { "now" }
+                ),
+            ));
+        }
+    }
+    if let Some(config) = &input.config {
+        let reviewer = config["token_reviewer_jwt_set"].as_bool() == Some(true)
+            || config["token_reviewer_jwt"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty());
+        let no_local = config["disable_local_ca_jwt"].as_bool() == Some(true);
+        if reviewer {
+            out.push((
+                Cause::BearerAudience,
+                "a token_reviewer_jwt is set: it is the TokenReview's bearer, not the client's token".into(),
+            ));
+        } else if input.server_in_pod == Some(true) && !no_local {
+            out.push((
+                Cause::BearerAudience,
+                "the server runs in a pod with no token_reviewer_jwt: its own token is the TokenReview's bearer".into(),
+            ));
+        }
+        if !reviewer && (input.server_in_pod == Some(false) || no_local) {
+            out.push((
+                Cause::ReviewerToken,
+                "no token_reviewer_jwt is set, and no pod token stands in for one".into(),
+            ));
+        }
+    }
+    // A line of the API server's answer (a 401, `authenticated: false`, a 403, another
+    // user): the server reached it, over TLS it trusted. (A TLS or connection failure names
+    // the TokenReview URL too, but never these.)
+    if let Some(line) = input.log.iter().find(|l| {
+        l.contains("lookup failed")
+            || l.contains("is forbidden")
+            || l.contains("JWT names did not match")
+    }) {
+        let why = format!("the server's log holds the API server's answer ({line:?})");
+        out.push((Cause::WrongCa, why.clone()));
+        out.push((Cause::Unreachable, why));
+    }
+    // The checks the server makes itself before its TokenReview answer with their own error.
+    let error = input
+        .login
+        .as_ref()
+        .map(|(_, e)| e.as_str())
+        .or(input.audit_error.as_deref())
+        .unwrap_or("");
+    if bare(error) {
+        for (cause, own) in [
+            (Cause::SaName, "service account name not authorized"),
+            (Cause::Namespace, "namespace not authorized"),
+            (Cause::RoleAudience, "invalid audience (aud) claim: …"),
+            (
+                Cause::ClientTokenTime,
+                "invalid expiration time (exp) claim: token is expired, or invalid not before (nbf) claim: …",
+            ),
+        ] {
+            out.push((
+                cause,
+                format!("the error is a bare `permission denied`; this one is answered `{own}`"),
+            ));
+        }
+    }
+    out
+}
+
 fn kubernetes_role(jwt: &DecodedJwt, role: &Value, add: &mut Add<'_>) {
     let Some((ns, name)) = jwt.service_account() else {
         return;
@@ -414,6 +538,15 @@ fn times(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_permission_denied_is_recognised_as_clients_print_it() {
+        assert!(bare("permission denied"));
+        assert!(bare("Code: 403. Errors:\n\n* permission denied\n"));
+        assert!(bare("1 error occurred:\n\t* permission denied\n\n"));
+        assert!(!bare("namespace not authorized"));
+        assert!(!bare("permission denied: namespace not authorized"));
+    }
 
     #[test]
     fn globs_and_stars_admit() {

@@ -781,8 +781,20 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Without a cause: the evidence that would tell, most telling first.
     pub missing: Vec<String>,
-    /// Without a cause, for a bare client error: the causes that produce it.
+    /// Without a cause, for a bare client error: the causes that produce it and the evidence
+    /// given does not exclude.
     pub candidates: Vec<Candidate>,
+    /// The causes of that error the evidence given excludes.
+    pub ruled_out: Vec<RuledOut>,
+}
+
+/// A cause the evidence given excludes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuledOut {
+    /// The cause.
+    pub cause: Cause,
+    /// The evidence that excludes it.
+    pub why: String,
 }
 
 /// Diagnoses `input` into a [`Report`].
@@ -792,8 +804,8 @@ pub fn report(input: &Input) -> Report {
         .first()
         .filter(|f| f.score >= DETERMINED)
         .map(|f| f.cause);
-    let (missing, candidates) = if cause.is_some() {
-        (Vec::new(), Vec::new())
+    let (missing, candidates, ruled_out) = if cause.is_some() {
+        (Vec::new(), Vec::new(), Vec::new())
     } else {
         let error = input
             .login
@@ -802,15 +814,26 @@ pub fn report(input: &Input) -> Report {
             .or(input.audit_error.as_deref())
             .unwrap_or("");
         let mut c = candidates::for_client_error(error);
-        // What the evidence already rules in goes first.
+        // What the evidence rules out is left out (and said); what it rules in goes first.
+        let mut ruled_out: Vec<RuledOut> = Vec::new();
+        if !c.is_empty() {
+            for (cause, why) in checks::ruled_out(input) {
+                if c.iter().any(|x| x.cause == cause) && !ruled_out.iter().any(|r| r.cause == cause)
+                {
+                    ruled_out.push(RuledOut { cause, why });
+                }
+            }
+        }
+        c.retain(|c| !ruled_out.iter().any(|r| r.cause == c.cause));
         c.sort_by_key(|c| !findings.iter().any(|f| f.cause == c.cause));
-        (missing(input, &findings), c)
+        (missing(input, &findings), c, ruled_out)
     };
     Report {
         cause,
         findings,
         missing,
         candidates,
+        ruled_out,
     }
 }
 
@@ -939,6 +962,12 @@ pub fn render(input: &Input, report: &Report) -> String {
                 c.what,
                 c.check
             );
+        }
+    }
+    if !report.ruled_out.is_empty() {
+        let _ = writeln!(s, "ruled out by the evidence given:");
+        for r in &report.ruled_out {
+            let _ = writeln!(s, "  - [{}] {}", r.cause, r.why);
         }
     }
     if !report.missing.is_empty() {

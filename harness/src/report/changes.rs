@@ -228,6 +228,7 @@ mod tests {
                     wall_ms: 0,
                     servers: Vec::new(),
                     cluster: "sim".into(),
+                    ..Default::default()
                 },
                 &[],
             )

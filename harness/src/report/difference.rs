@@ -28,19 +28,25 @@ pub struct Difference {
 
 /// Marks every failed row that is a difference (and clears the mark of every other row).
 ///
-/// Each row is compared with the rows of its own case and cluster only (grouped once), so a
-/// merged nightly of many runs takes time in proportion to its rows.
+/// Each row is compared with the rows of its own case, cluster and Kubernetes version only
+/// (grouped once), so a merged nightly of many runs takes time in proportion to its rows.
 pub fn classify(rows: &mut [Row]) {
-    let mut groups: std::collections::HashMap<(&str, &str), Vec<&Row>> = Default::default();
+    type Group<'a> = (&'a str, &'a str, Option<&'a str>);
+    let mut groups: std::collections::HashMap<Group<'_>, Vec<&Row>> = Default::default();
     for r in rows.iter() {
         groups
-            .entry((r.case.as_str(), r.cluster.as_str()))
+            .entry((r.case.as_str(), r.cluster.as_str(), r.kubernetes.as_deref()))
             .or_default()
             .push(r);
     }
     let found: Vec<Option<Difference>> = rows
         .iter()
-        .map(|r| of(&groups[&(r.case.as_str(), r.cluster.as_str())], r))
+        .map(|r| {
+            of(
+                &groups[&(r.case.as_str(), r.cluster.as_str(), r.kubernetes.as_deref())],
+                r,
+            )
+        })
         .collect();
     for (row, d) in rows.iter_mut().zip(found) {
         row.difference = d;
@@ -91,7 +97,7 @@ fn of(rows: &[&Row], r: &Row) -> Option<Difference> {
         .collect();
     let keep_out: Vec<&str> = rows
         .iter()
-        .filter(|o| !alike.iter().any(|a| a.name == o.name))
+        .filter(|o| !alike.iter().any(|a| a.key() == o.key()))
         .map(|o| o.server.as_str())
         .collect();
     let key = key_for(

@@ -104,15 +104,37 @@ pub fn render(m: &Matrix) -> String {
     for r in &m.runs {
         let _ = write!(
             out,
-            "<li>run <code>{}</code> at {}: cluster {}, servers {}, {:.1} s</li>",
+            "<li>run <code>{}</code> at {}: cluster {}{}, servers {}, {:.1} s{}{}</li>",
             esc(&r.run_id),
             esc(&r.started),
             esc(&r.cluster),
+            r.kubernetes
+                .as_ref()
+                .map(|k| format!(" (Kubernetes {})", esc(k)))
+                .unwrap_or_default(),
             esc(&r.servers.join(", ")),
-            r.wall_ms as f64 / 1000.0
+            r.wall_ms as f64 / 1000.0,
+            if r.authlab.is_empty() {
+                String::new()
+            } else {
+                format!("; authlab {}", esc(&r.authlab))
+            },
+            if r.cases_digest.is_empty() {
+                String::new()
+            } else {
+                format!(", cases <code>{}</code>", esc(&r.cases_digest))
+            },
         );
     }
-    out.push_str("</ul>\n<form id=\"filters\" onsubmit=\"return false\">");
+    out.push_str("</ul>");
+    for why in &m.mixed {
+        let _ = write!(
+            out,
+            "<p class=\"mixed\"><strong>Merged from runs that are not alike: {}.</strong></p>",
+            esc(why)
+        );
+    }
+    out.push_str("\n<form id=\"filters\" onsubmit=\"return false\">");
     select(&mut out, "auth", &distinct(m, |r| Some(&r.auth)));
     select(&mut out, "mode", &distinct(m, |r| r.mode.as_deref()));
     select(&mut out, "topology", &distinct(m, |r| Some(&r.topology)));

@@ -78,6 +78,18 @@ fn longest_backtick_run(s: &str) -> usize {
     s.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
+/// `; authlab …, cases …` of a run, as far as it recorded them.
+pub fn provenance(r: &super::matrix::RunInfo) -> String {
+    let mut out = String::new();
+    if !r.authlab.is_empty() {
+        out.push_str(&format!("; authlab {}", text(&r.authlab)));
+    }
+    if !r.cases_digest.is_empty() {
+        out.push_str(&format!(", cases {}", code(&r.cases_digest)));
+    }
+    out
+}
+
 /// Renders the whole report.
 pub fn render(m: &Matrix) -> String {
     let mut out = String::new();
@@ -97,7 +109,7 @@ pub fn render(m: &Matrix) -> String {
         };
         let _ = writeln!(
             out,
-            "- run {} at {}: cluster {}{}, servers {}, {:.1} s",
+            "- run {} at {}: cluster {}{}, servers {}, {:.1} s{}",
             code(&r.run_id),
             text(&r.started),
             text(&r.cluster),
@@ -107,7 +119,15 @@ pub fn render(m: &Matrix) -> String {
                 format!(" (Kubernetes {})", text(&kube.join(", ")))
             },
             text(&r.servers.join(", ")),
-            r.wall_ms as f64 / 1000.0
+            r.wall_ms as f64 / 1000.0,
+            provenance(r)
+        );
+    }
+    for why in &m.mixed {
+        let _ = writeln!(
+            out,
+            "\n**Merged from runs that are not alike: {}.**",
+            text(why)
         );
     }
     let cols = m.columns();
@@ -319,6 +339,7 @@ mod tests {
                     wall_ms: 0,
                     servers: vec![HOSTILE.into()],
                     cluster: "sim".into(),
+                    ..Default::default()
                 },
                 &[],
             )

@@ -45,12 +45,24 @@ pub struct Matrix {
     pub format: u32,
     /// The runs, in the order they were merged.
     pub runs: Vec<RunInfo>,
-    /// The trials, sorted by name.
+    /// The trials, sorted by name, then column.
     pub trials: Vec<Row>,
+    /// Why the runs merged here are not alike (other cases, another authlab), when they were
+    /// merged anyway (`authlab report --mixed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixed: Vec<String>,
 }
 
+/// Runs that should not be merged into one matrix.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "these runs are not alike, so their trials do not compare: {}; merge runs of one authlab and one catalog, or pass --mixed to merge them anyway (the report then says so)",
+    .0.join("; ")
+)]
+pub struct Unalike(pub Vec<String>);
+
 /// One `authlab run` (or `cargo test` run).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunInfo {
     /// Run id.
     pub run_id: String,
@@ -62,6 +74,15 @@ pub struct RunInfo {
     pub servers: Vec<String>,
     /// The cluster kind.
     pub cluster: String,
+    /// The cluster's Kubernetes version, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<String>,
+    /// The authlab that ran it: version and commit ([`crate::VERSION`]).
+    #[serde(default)]
+    pub authlab: String,
+    /// The digest of the case files it ran from ([`crate::case::load::digest`]).
+    #[serde(default)]
+    pub cases_digest: String,
 }
 
 /// One trial.
@@ -183,51 +204,82 @@ impl Row {
         }
     }
 
-    /// The column a row sits in: the server, with the cluster when it is not the sim.
+    /// The column a row sits in: the server, with the cluster and its Kubernetes version
+    /// when it is not the sim.
     pub fn column(&self) -> String {
-        if self.cluster == "sim" {
-            self.server.clone()
-        } else {
-            format!("{} on {}", self.server, self.cluster)
+        match (self.cluster.as_str(), &self.kubernetes) {
+            ("sim", _) => self.server.clone(),
+            (c, Some(k)) => format!("{} on {c} {k}", self.server),
+            (c, None) => format!("{} on {c}", self.server),
         }
+    }
+
+    /// What tells this trial from every other of a merged matrix: its name (case, server,
+    /// cluster kind), and the cluster's Kubernetes version.
+    pub fn key(&self) -> (&str, &str, Option<&str>) {
+        (&self.name, &self.cluster, self.kubernetes.as_deref())
+    }
+
+    /// Its place among the rows of a case: server, then cluster and Kubernetes version.
+    pub fn order(&self) -> ServerKey {
+        ServerKey::parse(&self.server).with_cluster(&self.cluster, self.kubernetes.as_deref())
     }
 }
 
 impl Matrix {
     /// The matrix of one run.
-    pub fn of_run(run: RunInfo, outcomes: &[TrialOutcome]) -> Matrix {
+    pub fn of_run(mut run: RunInfo, outcomes: &[TrialOutcome]) -> Matrix {
+        if run.kubernetes.is_none() {
+            run.kubernetes = outcomes.iter().find_map(|o| o.kubernetes.clone());
+        }
+        if run.authlab.is_empty() {
+            run.authlab = crate::VERSION.to_string();
+        }
         let trials = outcomes.iter().map(|o| Row::of(o, &run.run_id)).collect();
         let mut m = Matrix {
             format: FORMAT,
             runs: vec![run],
             trials,
+            mixed: Vec::new(),
         };
         m.settle();
         m
     }
 
-    /// Several matrices as one: a trial that two of them ran is taken from the later one.
-    pub fn merge(parts: Vec<Matrix>) -> Matrix {
-        let mut runs = Vec::new();
-        let mut trials: BTreeMap<String, Row> = BTreeMap::new();
+    /// Several matrices as one. Trials are told apart by every dimension ([`Row::key`]): only
+    /// a trial that two of them ran on the same cluster and Kubernetes version is taken from
+    /// the later one. Runs of different case files or another authlab are refused, unless
+    /// `mixed`: then the matrix says how they differ.
+    pub fn merge(parts: Vec<Matrix>, mixed: bool) -> Result<Matrix, Unalike> {
+        let mut runs: Vec<RunInfo> = Vec::new();
+        let mut trials: BTreeMap<(String, String, Option<String>), Row> = BTreeMap::new();
+        let mut notes: Vec<String> = parts.iter().flat_map(|p| p.mixed.clone()).collect();
         for p in parts {
             runs.extend(p.runs);
             for t in p.trials {
-                trials.insert(t.name.clone(), t);
+                let (n, c, k) = t.key();
+                trials.insert((n.to_string(), c.to_string(), k.map(str::to_string)), t);
             }
+        }
+        notes.extend(unalike(&runs));
+        notes.dedup();
+        if !notes.is_empty() && !mixed {
+            return Err(Unalike(notes));
         }
         let mut m = Matrix {
             format: FORMAT,
             runs,
             trials: trials.into_values().collect(),
+            mixed: notes,
         };
         m.settle();
-        m
+        Ok(m)
     }
 
     /// Sorts the trials and works out which failures are differences between servers.
     fn settle(&mut self) {
-        self.trials.sort_by(|a, b| a.name.cmp(&b.name));
+        self.trials
+            .sort_by(|a, b| (&a.name, a.order()).cmp(&(&b.name, b.order())));
         difference::classify(&mut self.trials);
     }
 
@@ -285,13 +337,13 @@ impl Matrix {
         Ok(out)
     }
 
-    /// The columns (servers, with their cluster), in server order.
+    /// The columns (servers, with their cluster and its Kubernetes version), in server order.
     pub fn columns(&self) -> Vec<String> {
         let mut cols: Vec<(ServerKey, String)> = Vec::new();
         for t in &self.trials {
             let c = t.column();
             if !cols.iter().any(|(_, x)| *x == c) {
-                cols.push((ServerKey::parse(&t.server).with_cluster(&t.cluster), c));
+                cols.push((t.order(), c));
             }
         }
         cols.sort();
@@ -306,7 +358,7 @@ impl Matrix {
         }
         out.into_iter()
             .map(|(c, mut rows)| {
-                rows.sort_by_key(|r| ServerKey::parse(&r.server).with_cluster(&r.cluster));
+                rows.sort_by_key(|r| r.order());
                 (c, rows)
             })
             .collect()
@@ -409,8 +461,8 @@ pub struct ServerKey {
     pub version: Vec<u64>,
     /// The version as written.
     pub text: String,
-    /// Cluster kind (sim first).
-    pub cluster: (bool, String),
+    /// Cluster kind (sim first), then Kubernetes version numerically.
+    pub cluster: (bool, String, Vec<u64>),
 }
 
 impl ServerKey {
@@ -424,12 +476,162 @@ impl ServerKey {
                 .map(|p| p.parse().unwrap_or(0))
                 .collect(),
             text: text.to_string(),
-            cluster: (false, String::new()),
+            cluster: (false, String::new(), Vec::new()),
         }
     }
 
-    fn with_cluster(mut self, cluster: &str) -> ServerKey {
-        self.cluster = (cluster != "sim", cluster.to_string());
+    fn with_cluster(mut self, cluster: &str, kubernetes: Option<&str>) -> ServerKey {
+        let version = kubernetes
+            .unwrap_or_default()
+            .trim_start_matches('v')
+            .split(['.', '-', '+'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect();
+        self.cluster = (cluster != "sim", cluster.to_string(), version);
         self
+    }
+}
+
+/// How the runs differ in what they ran: other case files, another authlab. Runs of an older
+/// report that did not record either are taken as alike in it.
+fn unalike(runs: &[RunInfo]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (what, of) in [
+        (
+            "case files",
+            (|r: &RunInfo| r.cases_digest.as_str()) as fn(&RunInfo) -> &str,
+        ),
+        ("authlab", |r: &RunInfo| r.authlab.as_str()),
+    ] {
+        let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
+        for r in runs.iter().filter(|r| !of(r).is_empty()) {
+            match seen.iter_mut().find(|(v, _)| *v == of(r)) {
+                Some((_, ids)) => ids.push(&r.run_id),
+                None => seen.push((of(r), vec![&r.run_id])),
+            }
+        }
+        if seen.len() > 1 {
+            out.push(format!(
+                "{what} differ: {}",
+                seen.iter()
+                    .map(|(v, ids)| format!("{v} in run {}", ids.join(", ")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kubernetes: &str, verdict: &str) -> Row {
+        Row {
+            name: "c::openbao-2.7.2::kind".into(),
+            case: "c".into(),
+            auth: "kubernetes".into(),
+            mode: None,
+            topology: "outside".into(),
+            server: "openbao:2.7.2".into(),
+            cluster: "kind".into(),
+            kubernetes: Some(kubernetes.into()),
+            verdict: verdict.into(),
+            messages: Vec::new(),
+            not_checked: Vec::new(),
+            observed: None,
+            expect_key: None,
+            expect: None,
+            observed_on: Vec::new(),
+            total_ms: 1,
+            phases: Default::default(),
+            artifacts: None,
+            run_id: format!("r-{kubernetes}"),
+            difference: None,
+        }
+    }
+
+    fn run(kubernetes: &str, verdict: &str, digest: &str) -> Matrix {
+        let mut m = Matrix::of_run(
+            RunInfo {
+                run_id: format!("r-{kubernetes}"),
+                cluster: "kind".into(),
+                cases_digest: digest.into(),
+                ..Default::default()
+            },
+            &[],
+        );
+        m.trials.push(row(kubernetes, verdict));
+        m
+    }
+
+    /// The nightly's Kind jobs name their trials alike: merged by name, the 1.33 failure was
+    /// overwritten by the 1.34 pass.
+    #[test]
+    fn a_merge_of_three_kubernetes_versions_keeps_every_failure() {
+        let m = Matrix::merge(
+            vec![
+                run("v1.34.0", "passed", "sha256:a"),
+                run("v1.33.1", "failed", "sha256:a"),
+                run("v1.32.2", "passed", "sha256:a"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.trials.len(), 3);
+        assert_eq!(m.counts().failed, 1);
+        assert_eq!(
+            m.columns(),
+            [
+                "openbao:2.7.2 on kind v1.32.2",
+                "openbao:2.7.2 on kind v1.33.1",
+                "openbao:2.7.2 on kind v1.34.0"
+            ]
+        );
+        let md = markdown::render(&m);
+        assert!(md.contains("openbao:2.7.2 on kind v1.33.1"), "{md}");
+        assert!(md.contains("FAILED"), "{md}");
+        // The same trial run again on the same version: the later one counts.
+        let again = Matrix::merge(
+            vec![
+                run("v1.33.1", "failed", "sha256:a"),
+                run("v1.33.1", "passed", "sha256:a"),
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(again.trials.len(), 1);
+        assert_eq!(again.trials[0].verdict, "passed");
+    }
+
+    #[test]
+    fn runs_of_other_cases_are_refused_or_flagged() {
+        let parts = || {
+            vec![
+                run("v1.34.0", "passed", "sha256:a"),
+                run("v1.33.1", "failed", "sha256:b"),
+            ]
+        };
+        let e = Matrix::merge(parts(), false).unwrap_err().to_string();
+        assert!(e.contains("case files differ"), "{e}");
+        assert!(e.contains("sha256:a in run r-v1.34.0"), "{e}");
+        assert!(e.contains("--mixed"), "{e}");
+        let m = Matrix::merge(parts(), true).unwrap();
+        assert_eq!(m.mixed.len(), 1);
+        assert!(markdown::render(&m).contains("not alike"));
+        assert!(html::render(&m).contains("not alike"));
+        // A merge of the merged report keeps saying so.
+        let json = serde_json::to_string(&m).unwrap();
+        let back: Matrix = serde_json::from_str(&json).unwrap();
+        assert!(Matrix::merge(vec![back], false).is_err());
+        // Older reports recorded neither: taken as alike.
+        assert!(
+            Matrix::merge(
+                vec![run("v1.34.0", "passed", ""), run("v1.33.1", "passed", "")],
+                false
+            )
+            .is_ok()
+        );
     }
 }

@@ -49,6 +49,28 @@ impl Signature {
         self.0.get(field).map(String::as_str)
     }
 
+    /// The fields this and `other` observed alike, and for each field they differ in, what
+    /// each saw (`field: a, then b`; `(none)` where one did not observe it).
+    pub fn shared_with(&self, other: &Signature) -> (Signature, Vec<String>) {
+        let mut shared = BTreeMap::new();
+        let mut varied = Vec::new();
+        let keys: std::collections::BTreeSet<&String> =
+            self.0.keys().chain(other.0.keys()).collect();
+        for k in keys {
+            match (self.0.get(k), other.0.get(k)) {
+                (Some(a), Some(b)) if a == b => {
+                    shared.insert(k.clone(), a.clone());
+                }
+                (a, b) => varied.push(format!(
+                    "{k}: {}, then {}",
+                    a.map_or("(none)".into(), |v| format!("{v:?}")),
+                    b.map_or("(none)".into(), |v| format!("{v:?}"))
+                )),
+            }
+        }
+        (Signature(shared), varied)
+    }
+
     /// Fields in display order.
     pub fn fields(&self) -> Vec<(&str, &str)> {
         let mut out: Vec<(&str, &str)> = self
@@ -274,6 +296,32 @@ pub fn placeholders_back(text: &str, vars: &Vars) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_observations_share_only_what_both_saw_alike() {
+        let sig = |kv: &[(&str, &str)]| {
+            Signature(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let a = sig(&[
+            ("login.status", "403"),
+            ("server_log.message", "login unauthorized"),
+        ]);
+        let b = sig(&[("login.status", "403"), ("server_log.err", "x")]);
+        let (shared, varied) = a.shared_with(&b);
+        assert_eq!(shared, sig(&[("login.status", "403")]));
+        assert_eq!(
+            varied,
+            [
+                "server_log.err: (none), then \"x\"",
+                "server_log.message: \"login unauthorized\", then (none)"
+            ]
+        );
+        assert_eq!(a.shared_with(&a), (a.clone(), Vec::new()));
+    }
 
     #[test]
     fn run_values_become_placeholders_longest_first() {
