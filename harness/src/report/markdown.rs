@@ -103,6 +103,7 @@ pub fn render(m: &Matrix) -> String {
                 .filter(|t| t.run_id == r.run_id)
                 .filter_map(|t| t.kubernetes.as_deref())
                 .collect();
+            k.extend(r.kubernetes.as_deref());
             k.sort();
             k.dedup();
             k
