@@ -272,6 +272,106 @@ fn two_runs_merge_into_one_matrix_that_sees_the_difference() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("matrix.json"));
 }
 
+/// The nightly's Kind jobs for three Kubernetes versions, merged: every job keeps its cells (the
+/// 1.33 failure was overwritten by the 1.34 pass when trials were keyed by name), the version is
+/// a column, and a job of other case files is refused unless `--mixed`.
+#[test]
+fn a_merged_nightly_of_three_kubernetes_versions_keeps_every_failure() {
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let one = tmp.path().join("one");
+    let out = run(&[
+        "run",
+        "-q",
+        "--servers",
+        "openbao:2.7.2",
+        "--report",
+        one.to_str().unwrap(),
+        "--artifacts",
+        tmp.path().join("artifacts").to_str().unwrap(),
+        "kubernetes::role::audience_mismatch",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    // As the Kind jobs write it: the same trials, on Kind, each job its Kubernetes version.
+    let job = |version: &str, verdict: &str, digest: Option<&str>| {
+        let mut m = matrix(&one);
+        for t in m["trials"].as_array_mut().unwrap() {
+            t["name"] = format!("{}::kind", t["name"].as_str().unwrap()).into();
+            t["cluster"] = "kind".into();
+            t["kubernetes"] = version.into();
+            t["verdict"] = verdict.into();
+        }
+        m["runs"][0]["cluster"] = "kind".into();
+        m["runs"][0]["run_id"] = format!("r-{version}").into();
+        if let Some(d) = digest {
+            m["runs"][0]["cases_digest"] = d.into();
+        }
+        let dir = tmp.path().join(version);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("matrix.json"), m.to_string()).unwrap();
+        dir
+    };
+    let jobs = [
+        job("v1.32.2", "passed", None),
+        job("v1.33.1", "failed", None),
+        job("v1.34.0", "passed", None),
+    ];
+    let merged = tmp.path().join("merged");
+    let mut args = vec!["report"];
+    args.extend(jobs.iter().map(|j| j.to_str().unwrap()));
+    args.extend(["--out", merged.to_str().unwrap()]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = matrix(&merged);
+    let trials = m["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3);
+    assert_eq!(
+        trials.iter().filter(|t| t["verdict"] == "failed").count(),
+        1
+    );
+    let md = std::fs::read_to_string(merged.join("matrix.md")).unwrap();
+    for col in ["v1.32.2", "v1.33.1", "v1.34.0"] {
+        assert!(
+            md.contains(&format!("openbao:2.7.2 on kind {col}")),
+            "{col}: {md}"
+        );
+    }
+    assert!(md.contains("FAILED"), "{md}");
+    assert!(md.contains("authlab 0.1.0 ("), "provenance: {md}");
+    // A job of other case files.
+    let other = job("v1.31.0", "passed", Some("sha256:0000000000000000"));
+    let out = run(&[
+        "report",
+        jobs[0].to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("case files differ") && err.contains("--mixed"),
+        "{err}"
+    );
+    let out = run(&[
+        "report",
+        jobs[0].to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--mixed",
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let md = std::fs::read_to_string(merged.join("matrix.md")).unwrap();
+    assert!(md.contains("Merged from runs that are not alike"), "{md}");
+}
+
 #[test]
 fn the_shipped_discovery_cases_differ_between_2_6_and_2_7() {
     if !servers_available() {
