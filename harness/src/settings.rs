@@ -64,11 +64,19 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     (
         "AUTHLAB_KUBE_APISERVER_BIN",
-        "the kube-apiserver binary for --cluster apiserver (default: KUBEBUILDER_ASSETS, then PATH)",
+        "the kube-apiserver binary for --cluster apiserver (default: TEST_ASSET_KUBE_APISERVER, KUBEBUILDER_ASSETS, /usr/local/kubebuilder/bin, then PATH)",
     ),
     (
         "AUTHLAB_ETCD_BIN",
-        "the etcd binary for --cluster apiserver (default: KUBEBUILDER_ASSETS, then PATH)",
+        "the etcd binary for --cluster apiserver (default: TEST_ASSET_ETCD, KUBEBUILDER_ASSETS, /usr/local/kubebuilder/bin, then PATH)",
+    ),
+    (
+        "TEST_ASSET_KUBE_APISERVER",
+        "envtest's own variable for the kube-apiserver binary (honoured after AUTHLAB_KUBE_APISERVER_BIN)",
+    ),
+    (
+        "TEST_ASSET_ETCD",
+        "envtest's own variable for the etcd binary (honoured after AUTHLAB_ETCD_BIN)",
     ),
     (
         "AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN",
@@ -225,6 +233,10 @@ pub struct Settings {
     pub kubebuilder_assets: Option<PathBuf>,
     /// `AUTHLAB_KUBE_APISERVER_BIN`.
     pub kube_apiserver_bin: Option<PathBuf>,
+    /// `TEST_ASSET_KUBE_APISERVER` (envtest's).
+    pub test_asset_kube_apiserver: Option<PathBuf>,
+    /// `TEST_ASSET_ETCD` (envtest's).
+    pub test_asset_etcd: Option<PathBuf>,
     /// `AUTHLAB_ETCD_BIN`.
     pub etcd_bin: Option<PathBuf>,
     /// `AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN`.
@@ -336,6 +348,8 @@ impl Settings {
             kubebuilder_assets: path("KUBEBUILDER_ASSETS"),
             kube_apiserver_bin: path("AUTHLAB_KUBE_APISERVER_BIN"),
             etcd_bin: path("AUTHLAB_ETCD_BIN"),
+            test_asset_kube_apiserver: path("TEST_ASSET_KUBE_APISERVER"),
+            test_asset_etcd: path("TEST_ASSET_ETCD"),
             kube_controller_manager_bin: path("AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN"),
             eso_version: text("AUTHLAB_ESO_VERSION"),
             eso_chart: path("AUTHLAB_ESO_CHART"),

@@ -1,6 +1,8 @@
 //! Finding the control-plane binaries the envtest way: `AUTHLAB_KUBE_APISERVER_BIN`,
-//! `AUTHLAB_ETCD_BIN` and `AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN` first, then the directory
-//! `KUBEBUILDER_ASSETS` names (what `setup-envtest use <version> -p path` prints), then `PATH`.
+//! `AUTHLAB_ETCD_BIN` and `AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN` first, then envtest's own
+//! `TEST_ASSET_KUBE_APISERVER` and `TEST_ASSET_ETCD`, then the directory `KUBEBUILDER_ASSETS`
+//! names (what `setup-envtest use <version> -p path` prints), then envtest's default directory
+//! `/usr/local/kubebuilder/bin`, then `PATH`.
 
 use std::path::{Path, PathBuf};
 
@@ -41,15 +43,32 @@ impl Binaries {
             apiserver: find(
                 s,
                 "kube-apiserver",
-                "AUTHLAB_KUBE_APISERVER_BIN",
-                s.kube_apiserver_bin.as_deref(),
+                &[
+                    (
+                        "AUTHLAB_KUBE_APISERVER_BIN",
+                        s.kube_apiserver_bin.as_deref(),
+                    ),
+                    (
+                        "TEST_ASSET_KUBE_APISERVER",
+                        s.test_asset_kube_apiserver.as_deref(),
+                    ),
+                ],
             )?,
-            etcd: find(s, "etcd", "AUTHLAB_ETCD_BIN", s.etcd_bin.as_deref())?,
+            etcd: find(
+                s,
+                "etcd",
+                &[
+                    ("AUTHLAB_ETCD_BIN", s.etcd_bin.as_deref()),
+                    ("TEST_ASSET_ETCD", s.test_asset_etcd.as_deref()),
+                ],
+            )?,
             controller_manager: find(
                 s,
                 "kube-controller-manager",
-                "AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN",
-                s.kube_controller_manager_bin.as_deref(),
+                &[(
+                    "AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN",
+                    s.kube_controller_manager_bin.as_deref(),
+                )],
             )
             .ok(),
         })
@@ -61,25 +80,36 @@ fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// envtest's default directory of its binaries, where `KUBEBUILDER_ASSETS` is not set.
+const ENVTEST_DEFAULT: &str = "/usr/local/kubebuilder/bin";
+
+/// `name` from the first of the variables `explicit` that names an executable, then the
+/// directories, then `PATH`.
 fn find(
     s: &Settings,
     name: &'static str,
-    var: &'static str,
-    explicit: Option<&Path>,
+    explicit: &[(&'static str, Option<&Path>)],
 ) -> Result<PathBuf, NotFound> {
     let mut looked = Vec::new();
-    if let Some(p) = explicit {
-        if executable(p) {
-            return Ok(p.to_path_buf());
+    for (var, p) in explicit {
+        if let Some(p) = p {
+            if executable(p) {
+                return Ok(p.to_path_buf());
+            }
+            looked.push(format!("{var}={}", p.display()));
         }
-        looked.push(format!("{var}={}", p.display()));
     }
-    if let Some(dir) = &s.kubebuilder_assets {
+    let var = explicit.first().map(|(v, _)| *v).unwrap_or_default();
+    let dir = match &s.kubebuilder_assets {
+        Some(dir) => Some(("KUBEBUILDER_ASSETS=", dir.clone())),
+        None => Some(("", PathBuf::from(ENVTEST_DEFAULT))).filter(|(_, d)| d.is_dir()),
+    };
+    if let Some((label, dir)) = dir {
         let p = dir.join(name);
         if executable(&p) {
             return Ok(p);
         }
-        looked.push(format!("KUBEBUILDER_ASSETS={}", dir.display()));
+        looked.push(format!("{label}{}", dir.display()));
     }
     if let Some(path) = &s.path {
         for dir in std::env::split_paths(path) {
@@ -127,6 +157,24 @@ mod tests {
             path: Some("/nonexistent".into()),
             ..Settings::default()
         };
+        // envtest's own variables, after authlab's.
+        let envtest = Settings {
+            test_asset_kube_apiserver: Some(dir.path().join("kube-apiserver")),
+            test_asset_etcd: Some(dir.path().join("nonexistent-etcd")),
+            etcd_bin: Some(etcd.clone()),
+            path: Some("/nonexistent".into()),
+            ..Settings::default()
+        };
+        let b = Binaries::locate(&envtest).unwrap();
+        assert_eq!(b.apiserver, dir.path().join("kube-apiserver"));
+        assert_eq!(b.etcd, etcd);
+        let wrong = Settings {
+            test_asset_kube_apiserver: Some(dir.path().join("kube-apiserver")),
+            test_asset_etcd: Some(dir.path().join("nonexistent-etcd")),
+            ..none.clone()
+        };
+        let e = Binaries::locate(&wrong).unwrap_err().to_string();
+        assert!(e.contains("TEST_ASSET_ETCD="), "{e}");
         let e = Binaries::locate(&none).unwrap_err().to_string();
         assert!(e.contains("kube-apiserver not found"), "{e}");
         assert!(
