@@ -679,3 +679,51 @@ fn a_live_server_through_bao_addr_and_bao_token() {
     assert!(out.contains("cause: namespace"), "{out}");
     rt.block_on(lab.shutdown());
 }
+
+/// `explain` takes a token as `diagnose --jwt` does (`@FILE`, `-`, a `Bearer ` prefix), and
+/// speaks JSON.
+#[test]
+fn explain_takes_what_diagnose_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now() as i64;
+    let tok = token(serde_json::json!({
+        "aud": ["vault"], "sub": "system:serviceaccount:apps:web", "exp": now + 600,
+        "kubernetes.io": {"namespace": "apps", "serviceaccount": {"name": "web", "uid": "u"}},
+    }));
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("Bearer {tok}\n")).unwrap();
+    let explain = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_authlab"))
+            .arg("explain")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = c.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let at = format!("@{}", file.display());
+    let (code, out, err) = explain(&[&at, "--format", "json"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["service_account"]["name"], "web");
+    assert_eq!(v["audiences"][0], "vault");
+    let left = v["times"]["exp"]["seconds_from_now"].as_i64().unwrap();
+    assert!((590..=600).contains(&left), "{left}");
+    let (code, out, _) = explain(&["-"], Some(&format!("Bearer {tok}")));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("service account: apps/web"), "{out}");
+    let (code, _, err) = explain(&["@/nonexistent/token"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("/nonexistent/token"), "{err}");
+}

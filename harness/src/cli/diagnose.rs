@@ -72,12 +72,13 @@ pub struct DiagnoseArgs {
 const DIAGNOSE_HELP: &str = "Exit codes: 0 the evidence determines a cause; 1 it does not (the report \
 says what is missing and, for a bare client error, which causes produce it); 2 bad input.";
 
-fn read_text(v: &str) -> Result<String> {
+/// A token argument: itself, `-` for standard input, or `@FILE` (`what` names it in errors).
+pub(super) fn read_text(what: &str, v: &str) -> Result<String> {
     use crate::input::{TOKEN_BYTES, read};
     if v == "-" {
-        Ok(read("--jwt", std::path::Path::new("-"), TOKEN_BYTES)?)
+        Ok(read(what, std::path::Path::new("-"), TOKEN_BYTES)?)
     } else if let Some(f) = v.strip_prefix('@') {
-        Ok(read("--jwt", std::path::Path::new(f), TOKEN_BYTES)?)
+        Ok(read(what, std::path::Path::new(f), TOKEN_BYTES)?)
     } else {
         Ok(v.to_string())
     }
@@ -139,7 +140,7 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
         }
     }
     if let Some(j) = &a.jwt {
-        let text = read_text(j)?;
+        let text = read_text("--jwt", j)?;
         if let Err(e) = inputs::set_jwt(&mut input, &text) {
             // A token that is not a JWT is a finding, not bad input.
             input.jwt_error = Some(e.to_string());

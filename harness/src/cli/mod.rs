@@ -101,8 +101,12 @@ enum Command {
     },
     /// Decode a JWT (argument or `-` for standard input) and show its claims and times.
     Explain {
-        /// The token, or `-` to read it from standard input.
+        /// The token, `-` to read it from standard input, or `@FILE` (a `Bearer ` prefix is
+        /// dropped), as `diagnose --jwt` takes it.
         token: String,
+        /// Output format (json: header, claims, service account, audiences and times).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Name the likely cause of a failed login from an audit entry, the server log, the JWT
     /// and/or the mount's config and role, with the fix.
@@ -279,7 +283,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
             crate::sim::serve_foreground(cfg, kubeconfig_out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { token } => explain(&token),
+        Command::Explain { token, format } => explain(&token, format),
         Command::Diagnose(a) => diagnose::run(a).await,
         Command::Clean {
             dry_run,
@@ -475,21 +479,41 @@ async fn provision(servers: Option<&str>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn explain(token: &str) -> Result<ExitCode> {
-    let token = if token == "-" {
-        crate::input::read(
-            "the token",
-            std::path::Path::new("-"),
-            crate::input::TOKEN_BYTES,
-        )?
-    } else {
-        token.to_string()
-    };
-    let d = crate::jwt::decode_unverified(&token)?;
+fn explain(token: &str, format: Format) -> Result<ExitCode> {
+    let text = diagnose::read_text("the token", token)?;
+    let d = crate::jwt::decode_unverified(&crate::diagnose::inputs::jwt_text(&text))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    if format == Format::Json {
+        let times: serde_json::Map<String, serde_json::Value> = ["iat", "nbf", "exp"]
+            .into_iter()
+            .filter_map(|k| {
+                let t = d.claims[k].as_u64()?;
+                Some((
+                    k.to_string(),
+                    serde_json::json!({
+                        "at": humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t)
+                        ).to_string(),
+                        "seconds_from_now": t as i64 - now as i64,
+                    }),
+                ))
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "header": d.header,
+                "claims": d.claims,
+                "service_account": d.service_account().map(|(namespace, name)| serde_json::json!({"namespace": namespace, "name": name})),
+                "audiences": d.audiences(),
+                "times": times,
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     out!("{}", d.render(now));
     if let Some((ns, name)) = d.service_account() {
         outln!("service account: {ns}/{name}");
