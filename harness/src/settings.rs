@@ -71,6 +71,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "the etcd binary for --cluster apiserver (default: TEST_ASSET_ETCD, KUBEBUILDER_ASSETS, /usr/local/kubebuilder/bin, then PATH)",
     ),
     (
+        "GITHUB_ACTIONS",
+        "set by GitHub Actions: `authlab check` also writes each problem as a workflow annotation",
+    ),
+    (
         "TEST_ASSET_KUBE_APISERVER",
         "envtest's own variable for the kube-apiserver binary (honoured after AUTHLAB_KUBE_APISERVER_BIN)",
     ),
@@ -237,6 +241,8 @@ pub struct Settings {
     pub test_asset_kube_apiserver: Option<PathBuf>,
     /// `TEST_ASSET_ETCD` (envtest's).
     pub test_asset_etcd: Option<PathBuf>,
+    /// `GITHUB_ACTIONS=true`: `check` also writes its problems as workflow annotations.
+    pub github_actions: bool,
     /// `AUTHLAB_ETCD_BIN`.
     pub etcd_bin: Option<PathBuf>,
     /// `AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN`.
@@ -348,6 +354,7 @@ impl Settings {
             kubebuilder_assets: path("KUBEBUILDER_ASSETS"),
             kube_apiserver_bin: path("AUTHLAB_KUBE_APISERVER_BIN"),
             etcd_bin: path("AUTHLAB_ETCD_BIN"),
+            github_actions: get("GITHUB_ACTIONS").is_some_and(|v| v == "true"),
             test_asset_kube_apiserver: path("TEST_ASSET_KUBE_APISERVER"),
             test_asset_etcd: path("TEST_ASSET_ETCD"),
             kube_controller_manager_bin: path("AUTHLAB_KUBE_CONTROLLER_MANAGER_BIN"),

@@ -473,10 +473,109 @@ fn list_and_check_speak_json() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["valid"], false);
-    assert!(!v["errors"].as_array().unwrap().is_empty());
+    let errors = v["errors"].as_array().unwrap();
+    assert!(!errors.is_empty());
+    for k in ["file", "line", "column", "field", "message", "fix"] {
+        assert!(errors[0].get(k).is_some(), "{k} in {}", errors[0]);
+    }
+}
+
+/// A case written in one pass from a bug report, with nine problems: `check` names every one,
+/// each with its own line, field and fix, so one round fixes them all (it named one, and with
+/// two errors the wrong field). Under GitHub Actions each is also an annotation.
+#[test]
+fn check_names_every_problem_of_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let file = cases.join("from-a-report.yaml");
+    std::fs::write(
+        &file,
+        "about: a report, written in one pass
+auth: kubernetes
+mode: client-tokn
+topolgy: inside
+cluster:
+  objects:
+    - manifests/nope.yaml
+client:
+  service_acount: default/app
+  expiration_seconds: many
+login:
+  mount: elsewhere
+expect:
+  login: { status: forbidden }
+  audit: { eror: permission denied }
+  diagnosis: no-such-cause
+steps:
+  - { kv_read: a, kv_write: b, expect: { status: 200 } }
+",
+    )
+    .unwrap();
+    let out = authlab()
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--cases",
+            cases.to_str().unwrap(),
+        ])
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(u64, String)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (3, "mode"),
+        (4, "topolgy"),
+        (7, "cluster.objects[0]"),
+        (9, "client.service_acount"),
+        (10, "client.expiration_seconds"),
+        (12, "login.mount"),
+        (14, "expect.login.status"),
+        (15, "expect.audit.eror"),
+        (16, "expect.diagnosis"),
+        (18, "steps[0]"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(l, f)| (l, f.to_string())),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = authlab()
+        .args(["check", "--cases", cases.to_str().unwrap()])
+        .env("GITHUB_ACTIONS", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let annotations = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(annotations.lines().count(), want.len(), "{annotations}");
+    let first = annotations.lines().next().unwrap();
+    assert!(
+        first.starts_with("::error file=")
+            && first.contains(",line=3,col=1,title=field mode::unknown variant"),
+        "{first}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("10 problem(s) in 1 invalid case file(s)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -86,6 +86,50 @@ impl fmt::Display for CaseError {
 
 impl std::error::Error for CaseError {}
 
+impl CaseError {
+    /// As `check --format json` prints it: `{file, line, column, field, message, fix}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.file.display().to_string(),
+            "line": self.line,
+            "column": self.column,
+            "field": self.field,
+            "message": self.problem.trim_end(),
+            "fix": self.fix.trim_end(),
+        })
+    }
+
+    /// As a GitHub Actions workflow command (`::error file=…,line=…::…`), escaped as the
+    /// runner reads it.
+    pub fn github_annotation(&self) -> String {
+        let data = |s: &str| {
+            s.replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A")
+        };
+        let prop = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+        let mut props = vec![format!("file={}", prop(&self.file.display().to_string()))];
+        if let Some(l) = self.line {
+            props.push(format!("line={l}"));
+        }
+        if let Some(c) = self.column {
+            props.push(format!("col={c}"));
+        }
+        if let Some(f) = &self.field {
+            props.push(format!("title={}", prop(&format!("field {f}"))));
+        }
+        format!(
+            "::error {}::{}",
+            props.join(","),
+            data(&format!(
+                "{} Fix: {}",
+                self.problem.trim_end(),
+                self.fix.trim_end()
+            ))
+        )
+    }
+}
+
 /// Finds the case files below `dir` (`*.yaml`, `*.yml`), sorted.
 pub fn find_case_files(dir: &Path) -> Result<Vec<PathBuf>, CaseError> {
     let mut out = Vec::new();
@@ -266,9 +310,9 @@ pub fn load_dir(cases_dir: &Path) -> Result<Vec<LoadedCase>, Vec<CaseError>> {
     let mut cases = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        match load_file(cases_dir, &file) {
+        match load_file_all(cases_dir, &file) {
             Ok(c) => cases.push(c),
-            Err(e) => errors.push(e),
+            Err(e) => errors.extend(e),
         }
     }
     let mut by_name: BTreeMap<&str, &Path> = BTreeMap::new();
@@ -295,10 +339,23 @@ pub fn load_dir(cases_dir: &Path) -> Result<Vec<LoadedCase>, Vec<CaseError>> {
     }
 }
 
-/// Loads and validates one case file.
+/// Loads and validates one case file (its first problem, in file order).
 pub fn load_file(cases_dir: &Path, file: &Path) -> Result<LoadedCase, CaseError> {
-    let text = read_case_text(file)?;
-    let case = parse(file, &text)?;
+    load_file_all(cases_dir, file).map_err(|mut e| e.remove(0))
+}
+
+/// Loads and validates one case file, or names every problem it has (in file order, each with
+/// its own line, field and fix).
+pub fn load_file_all(cases_dir: &Path, file: &Path) -> Result<LoadedCase, Vec<CaseError>> {
+    let text = read_case_text(file).map_err(|e| vec![e])?;
+    let (case, mut problems) = match parse_all(file, &text) {
+        Ok(case) => (case, Vec::new()),
+        Err((Some(rest), problems)) => (*rest, problems),
+        Err((None, problems)) => return Err(problems),
+    };
+    // The checks below see a case without the nodes refused above: what they say of those
+    // fields (or of what lies under them) is a consequence, not another problem.
+    let refused: Vec<String> = problems.iter().filter_map(|p| p.field.clone()).collect();
     let base_dir = cases_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -314,10 +371,161 @@ pub fn load_file(cases_dir: &Path, file: &Path) -> Result<LoadedCase, CaseError>
         placeholders,
         manifests: BTreeMap::new(),
     };
-    validate(&loaded)?;
-    check_placeholders(&loaded)?;
-    loaded.manifests = read_manifests(&loaded)?;
-    Ok(loaded)
+    let mut more = validate(&loaded);
+    more.extend(check_placeholders(&loaded).err());
+    // A manifest named above as not found is not read (nor reported again).
+    if !more.iter().any(|p| p.problem.contains("was not found")) {
+        match read_manifests(&loaded) {
+            Ok(m) => loaded.manifests = m,
+            Err(e) => more.push(e),
+        }
+    }
+    problems.extend(more.into_iter().filter(|p| {
+        !p.field.as_ref().is_some_and(|f| {
+            refused.iter().any(|r| {
+                f == r || f.starts_with(&format!("{r}.")) || r.starts_with(&format!("{f}."))
+            })
+        })
+    }));
+    if problems.is_empty() {
+        return Ok(loaded);
+    }
+    problems.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
+    problems.dedup_by(|a, b| a.field == b.field && a.problem == b.problem);
+    Err(problems)
+}
+
+/// The most problems of one file named: past it, the rest are likely its consequences.
+const MAX_PROBLEMS: usize = 32;
+
+/// Parses case text, naming every field the types refuse: each problem is recorded and its
+/// node taken out, and the rest parsed again (a YAML syntax error ends it: nothing after it
+/// can be read). With the problems, the case without those nodes, when it then parses (its
+/// other checks can still run).
+pub fn parse_all(file: &Path, text: &str) -> Result<Case, (Option<Box<Case>>, Vec<CaseError>)> {
+    let first = match parse(file, text) {
+        Ok(case) => return Ok(case),
+        Err(e) => e,
+    };
+    let Ok(mut value) = serde_saphyr::from_str::<serde_json::Value>(text) else {
+        return Err((None, vec![first]));
+    };
+    let mut problems = Vec::new();
+    let mut rest = None;
+    while problems.len() < MAX_PROBLEMS {
+        let e = match serde_path_to_error::deserialize::<_, Case>(value.clone()) {
+            Ok(case) => {
+                rest = Some(Box::new(case));
+                break;
+            }
+            Err(e) => e,
+        };
+        let path: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+        let field = e.path().to_string();
+        let message = first_line(&e.inner().to_string());
+        let line = line_of_field(text, &field).or(first.line);
+        // A field missing where one was just taken out (misspelt, or of the wrong type): a
+        // consequence of that one, not another problem.
+        let consequence = missing_field(&message).is_some()
+            && problems.iter().any(|p: &CaseError| {
+                p.field
+                    .as_ref()
+                    .is_some_and(|f| f.starts_with(&format!("{field}.")))
+            });
+        if !consequence {
+            problems.push(CaseError {
+                file: file.to_path_buf(),
+                line,
+                column: line.map(|_| 1),
+                field: (field != ".").then_some(field),
+                fix: fix_for(&message),
+                problem: format!("{message}."),
+            });
+        }
+        let recovered = match missing_field(&message) {
+            // A required field: a stand-in where a minimal case has one, else the node
+            // that lacks it goes.
+            Some(name) => fill_in(&mut value, &path, name) || remove_at(&mut value, &path),
+            None => remove_at(&mut value, &path),
+        };
+        if !recovered {
+            break;
+        }
+    }
+    if problems.is_empty() {
+        problems.push(first);
+    }
+    problems.sort_by_key(|e| e.line.unwrap_or(u32::MAX));
+    Err((rest, problems))
+}
+
+/// The field a `missing field `x`` message names.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+}
+
+/// Puts the stand-in of a minimal case for the required field `name` of the node at `path`
+/// (true when the minimal case has one there).
+fn fill_in(
+    value: &mut serde_json::Value,
+    path: &[serde_path_to_error::Segment],
+    name: &str,
+) -> bool {
+    use serde_path_to_error::Segment;
+    let minimal = serde_json::json!({
+        "about": "",
+        "auth": "kubernetes",
+        "client": { "service_account": "default/stand-in" },
+        "expect": {},
+    });
+    let mut stand_in = &minimal;
+    let mut node = value;
+    for seg in path {
+        let Segment::Map { key } = seg else {
+            return false;
+        };
+        stand_in = &stand_in[key.as_str()];
+        node = match node.get_mut(key.as_str()) {
+            Some(n) => n,
+            None => return false,
+        };
+    }
+    match (&stand_in[name], node.as_object_mut()) {
+        (serde_json::Value::Null, _) | (_, None) => false,
+        (v, Some(m)) => m.insert(name.to_string(), v.clone()).is_none(),
+    }
+}
+
+/// Takes out the node at `path` (true when there was one).
+fn remove_at(value: &mut serde_json::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for seg in parents {
+        node = match (seg, node) {
+            (Segment::Map { key }, serde_json::Value::Object(m)) => match m.get_mut(key) {
+                Some(n) => n,
+                None => return false,
+            },
+            (Segment::Seq { index }, serde_json::Value::Array(a)) => match a.get_mut(*index) {
+                Some(n) => n,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, node) {
+        (Segment::Map { key }, serde_json::Value::Object(m)) => m.remove(key).is_some(),
+        (Segment::Seq { index }, serde_json::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Parses case text; errors carry the YAML location and the field path.
@@ -386,7 +594,8 @@ fn fix_for(message: &str) -> String {
 }
 
 /// Checks contradictions and references that the types cannot express.
-fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
+fn validate(lc: &LoadedCase) -> Vec<CaseError> {
+    let mut bad = Vec::new();
     let case = &lc.case;
     let err = |field: &str, problem: String, fix: &str| {
         let line = line_of_field(&lc.text, field);
@@ -401,14 +610,14 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     };
     match (case.auth, case.mode) {
         (AuthMethod::Kubernetes, None) => {
-            return Err(err(
+            bad.push(err(
                 "mode",
                 "kubernetes auth needs a mode; none was given.".into(),
                 "add `mode: local-token`, `mode: client-token` or `mode: reviewer-jwt`.",
             ));
         }
         (AuthMethod::Jwt, Some(_)) => {
-            return Err(err(
+            bad.push(err(
                 "mode",
                 "`mode` applies to kubernetes auth only, but `auth` is jwt.".into(),
                 "remove `mode`, or set `auth: kubernetes`.",
@@ -418,14 +627,14 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     }
     match (case.mode, &case.reviewer) {
         (Some(KubeMode::ReviewerJwt), None) => {
-            return Err(err(
+            bad.push(err(
                 "reviewer",
                 "mode reviewer-jwt needs a `reviewer` token, but none was given.".into(),
                 "add `reviewer: { service_account: <namespace>/<name> }`.",
             ));
         }
         (Some(KubeMode::ClientToken | KubeMode::LocalToken) | None, Some(_)) => {
-            return Err(err(
+            bad.push(err(
                 "reviewer",
                 "a `reviewer` token is only used in mode reviewer-jwt.".into(),
                 "remove `reviewer`, or set `mode: reviewer-jwt`.",
@@ -434,7 +643,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         _ => {}
     }
     if case.mode == Some(KubeMode::LocalToken) && case.topology != Topology::Inside {
-        return Err(err(
+        bad.push(err(
             "topology",
             "mode local-token needs the server inside the cluster (it reviews with its own pod token), but topology is outside.".into(),
             "set `topology: inside`, or use `mode: client-token` / `mode: reviewer-jwt`.",
@@ -443,18 +652,18 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     if let Some(m) = &case.login.mount
         && !case.server.mounts.contains_key(m)
     {
-        return Err(err(
+        bad.push(err(
             "login.mount",
             format!("`{m}` is not one of the case's server.mounts."),
             "name a mount of `server.mounts`, or leave `login.mount` out to log in at the trial's own mount.",
         ));
     }
-    check_token(lc, "client", &case.client, &err)?;
+    bad.extend(check_token(lc, "client", &case.client, &err).err());
     if let Some(r) = &case.reviewer {
-        check_token(lc, "reviewer", r, &err)?;
+        bad.extend(check_token(lc, "reviewer", r, &err).err());
     }
     for (i, obj) in case.cluster.objects.iter().enumerate() {
-        check_object(lc, &format!("cluster.objects[{i}]"), obj, &err)?;
+        bad.extend(check_object(lc, &format!("cluster.objects[{i}]"), obj, &err).err());
     }
     for (i, obj) in case
         .cluster
@@ -463,13 +672,13 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
         .flat_map(|o| &o.objects)
         .enumerate()
     {
-        check_object(lc, &format!("cluster.other.objects[{i}]"), obj, &err)?;
+        bad.extend(check_object(lc, &format!("cluster.other.objects[{i}]"), obj, &err).err());
     }
     for (field, t) in std::iter::once(("client", &case.client))
         .chain(case.reviewer.iter().map(|r| ("reviewer", r)))
     {
         if t.cluster == crate::case::model::TokenCluster::Other && case.cluster.other.is_none() {
-            return Err(err(
+            bad.push(err(
                 &format!("{field}.cluster"),
                 "the token comes from the second cluster, but the case has none.".into(),
                 "add `cluster: { other: { objects: [...] } }` with the token's service account.",
@@ -479,10 +688,10 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     for (i, action) in case.before_login.iter().enumerate() {
         let field = format!("before_login[{i}]");
         match action {
-            ClusterAction::Apply(obj) => check_object(lc, &field, obj, &err)?,
+            ClusterAction::Apply(obj) => bad.extend(check_object(lc, &field, obj, &err).err()),
             ClusterAction::Delete(what) => {
                 if let Err(why) = crate::cluster::objects::DeleteSpec::parse(what) {
-                    return Err(err(
+                    bad.push(err(
                         &field,
                         format!("`delete: {what}`: {why}."),
                         "write e.g. `delete: ServiceAccount default/internal-app`, or `delete: Pod default/app-0 --grace-period=0 --force`.",
@@ -494,7 +703,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             ClusterAction::Wait(d) => match humantime::parse_duration(d) {
                 Ok(t) if t <= crate::case::model::MAX_WAIT => {}
                 Ok(t) => {
-                    return Err(err(
+                    bad.push(err(
                         &format!("{field}.wait"),
                         format!(
                             "{} is longer than the {} s a trial may wait.",
@@ -505,7 +714,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
                     ));
                 }
                 Err(e) => {
-                    return Err(err(
+                    bad.push(err(
                         &format!("{field}.wait"),
                         format!("`{d}` is not a duration ({e})."),
                         "write a duration such as `5s` or `1500ms`.",
@@ -514,7 +723,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             },
             ClusterAction::ReplaceServerPod {} | ClusterAction::RotateServerToken {} => {
                 if case.topology != crate::case::model::Topology::Inside {
-                    return Err(err(
+                    bad.push(err(
                         &field,
                         "only a server inside the cluster has a pod to replace or a token file to rotate.".into(),
                         "add `topology: inside`, or drop the action.",
@@ -525,13 +734,13 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     }
     for (i, step) in case.steps.iter().enumerate() {
         if step.kv_read.is_some() == step.kv_write.is_some() {
-            return Err(err(
+            bad.push(err(
                 &format!("steps[{i}]"),
                 "a step needs exactly one of `kv_read` and `kv_write`.".into(),
                 "write e.g. `- { kv_read: allowed/config, expect: { status: 200 } }`.",
             ));
         }
-        check_response(&format!("steps[{i}].expect"), &step.expect, &err)?;
+        bad.extend(check_response(&format!("steps[{i}].expect"), &step.expect, &err).err());
     }
     let second =
         case.cluster.other.is_some() || lc.placeholders.iter().any(|p| p.starts_with("other."));
@@ -544,7 +753,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             == Some(crate::case::model::TokenCluster::Other)
             && !second
         {
-            return Err(err(
+            bad.push(err(
                 &format!("{field}.cluster_requests.cluster"),
                 "the expectation is about the second cluster, but the case has none.".into(),
                 "add `cluster: { other: { objects: [...] } }`, or leave `cluster` out.",
@@ -554,7 +763,7 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
     for (flavour, o) in &case.flavours {
         let f = flavour.split(':').next().unwrap_or_default();
         if f != "openbao" && f != "vault" {
-            return Err(err(
+            bad.push(err(
                 &format!("flavours.{flavour}"),
                 format!(
                     "unknown flavour `{flavour}`; expected `openbao`, `vault`, or one of them with a version such as `openbao:2.6`."
@@ -562,11 +771,11 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
                 "use `flavours: { \"openbao:2.6\": { expect: ... } }` or `vault:`.",
             ));
         }
-        check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err)?;
+        bad.extend(check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err).err());
     }
     for (key, o) in &case.kubernetes {
         if super::model::kubernetes_key_matches(key, (0, true)).is_none() {
-            return Err(err(
+            bad.push(err(
                 &format!("kubernetes.{key}"),
                 format!(
                     "`{key}` is not a Kubernetes version key; expected a minor version (`1.24`), `<1.31` or `>=1.31`."
@@ -574,9 +783,9 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
                 "use e.g. `kubernetes: { \"<1.31\": { expect: ... } }`.",
             ));
         }
-        check_expect(&format!("kubernetes.{key}.expect"), &o.expect, &err)?;
+        bad.extend(check_expect(&format!("kubernetes.{key}.expect"), &o.expect, &err).err());
     }
-    check_expect("expect", &case.expect, &err)?;
+    bad.extend(check_expect("expect", &case.expect, &err).err());
     let sim_only = case.client.token == TokenKind::HandMade
         || case
             .reviewer
@@ -584,21 +793,21 @@ fn validate(lc: &LoadedCase) -> Result<(), CaseError> {
             .is_some_and(|r| r.token == TokenKind::HandMade)
         || case.cluster.settings != Default::default();
     if sim_only && case.applies.clusters.iter().any(|c| !c.owns_keys()) {
-        return Err(err(
+        bad.push(err(
             "applies.clusters",
             "hand-made tokens and cluster settings need a cluster whose key and flags authlab owns (the sim, or the API server it starts), but the case also lists another cluster.".into(),
             "set `applies: { clusters: [sim, apiserver] }`.",
         ));
     }
     if sim_only && case.applies.clusters.is_empty() {
-        return Err(err(
+        bad.push(err(
             "applies.clusters",
             "hand-made tokens and cluster settings need a cluster whose key and flags authlab owns (the sim, or the API server it starts), but `applies.clusters` is empty (all clusters).".into(),
             "add `applies: { clusters: [sim, apiserver], reason: \"...\" }`.",
         ));
     }
-    check_eso(case, &err)?;
-    Ok(())
+    bad.extend(check_eso(case, &err).err());
+    bad
 }
 
 type ErrFn<'a> = dyn Fn(&str, String, &str) -> CaseError + 'a;
@@ -1058,9 +1267,35 @@ pub fn line_of_field(text: &str, field: &str) -> Option<u32> {
             let t = l.trim_start().trim_start_matches("- ");
             t.starts_with(&format!("{key}:")) || t.starts_with(&format!("{{ {key}:"))
         });
-        if let Some((i, _)) = pos {
+        if let Some((i, l)) = pos {
             start = i;
             found = u32::try_from(i + 1).ok();
+            // `steps[2]`: the third `- ` item of the block list below the key.
+            if let Some(n) = part
+                .split_once('[')
+                .and_then(|(_, r)| r.trim_end_matches(']').parse::<usize>().ok())
+            {
+                let indent = |s: &str| s.len() - s.trim_start().len();
+                let key_indent = indent(l);
+                let mut seen = 0;
+                for (j, item) in lines.iter().enumerate().skip(i + 1) {
+                    if item.trim().is_empty() || item.trim_start().starts_with('#') {
+                        continue;
+                    }
+                    let is_item = item.trim_start().starts_with("- ");
+                    if indent(item) < key_indent || (indent(item) == key_indent && !is_item) {
+                        break;
+                    }
+                    if is_item && indent(item) <= key_indent + 2 {
+                        if seen == n {
+                            start = j;
+                            found = u32::try_from(j + 1).ok();
+                            break;
+                        }
+                        seen += 1;
+                    }
+                }
+            }
         }
     }
     found

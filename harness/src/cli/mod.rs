@@ -425,10 +425,18 @@ fn list(
 fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
     let dir = cases_dir(cases);
     let result = load::load_dir(&dir);
+    if crate::settings::current().github_actions
+        && format == Format::Human
+        && let Err(errs) = &result
+    {
+        for e in errs {
+            outln!("{}", e.github_annotation());
+        }
+    }
     if format == Format::Json {
         let (valid, errors) = match &result {
             Ok(all) => (all.len(), Vec::new()),
-            Err(errs) => (0, errs.iter().map(|e| e.to_string()).collect()),
+            Err(errs) => (0, errs.iter().map(|e| e.to_json()).collect()),
         };
         outln!(
             "{}",
@@ -439,7 +447,7 @@ fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
                 "errors": errors,
             }))?
         );
-        return Ok(ExitCode::from(if errors.is_empty() { 0 } else { 1 }));
+        return Ok(ExitCode::from(if errors.is_empty() { 0 } else { 2 }));
     }
     match result {
         Ok(all) => {
@@ -462,8 +470,13 @@ fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
             for e in &errs {
                 eprintln!("{e}");
             }
-            eprintln!("{} invalid case file(s)", errs.len());
-            Ok(ExitCode::from(1))
+            let files: std::collections::BTreeSet<_> = errs.iter().map(|e| &e.file).collect();
+            eprintln!(
+                "{} problem(s) in {} invalid case file(s)",
+                errs.len(),
+                files.len()
+            );
+            Ok(ExitCode::from(2))
         }
     }
 }
