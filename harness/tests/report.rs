@@ -946,3 +946,94 @@ fn the_second_clusters_requests_are_judged_and_blessed() {
     assert!(blessed.contains("tokenreview_status: 401"), "{blessed}");
     assert!(!blessed.contains("none: true"), "{blessed}");
 }
+
+/// The habits of test runners: `run --list` lists and runs nothing; `--format json` is a JSON
+/// document also when nothing matched; the summary lists only what did not pass (progress
+/// showed the rest), with the diagnosis of a failure; colour is decided per stream, so
+/// `authlab run > out.txt` from a terminal writes no escape codes into the file.
+#[test]
+fn run_speaks_as_test_runners_do() {
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    let out = run(&[
+        "run",
+        "--list",
+        "kubernetes::role::",
+        "--servers",
+        "openbao:2.7.2",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == "kubernetes::role::unknown_role::openbao-2.7.2"),
+        "{listed}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("authlab: run "),
+        "--list ran something"
+    );
+    let out = run(&["run", "nosuch", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(4));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["trials"].as_array().unwrap().len(), 0);
+    // A failing case, run from a terminal with standard output into a file.
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("cases/kubernetes/role/namespace-not-bound.yaml"))
+            .unwrap()
+            .replace(
+                "status: 403, error: \"namespace not authorized\"",
+                "status: 200",
+            );
+    std::fs::write(cases.join("namespace-not-bound.yaml"), text).unwrap();
+    for m in [
+        "manifests/sa/internal-app.yaml",
+        "manifests/rbac/internal-app-auth-delegator.yaml",
+    ] {
+        let to = tmp.path().join(m);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(m), to).unwrap();
+    }
+    let file = tmp.path().join("out.txt");
+    let cmd = format!(
+        "{} run --cases {} --servers openbao:2.7.2 --artifacts {} kubernetes::role::unknown_role namespace_not_bound > {}",
+        env!("CARGO_BIN_EXE_authlab"),
+        cases.display(),
+        tmp.path().join("artifacts").display(),
+        file.display()
+    );
+    let Ok(tty) = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .env_remove("CI")
+        .output()
+    else {
+        eprintln!("skipped the terminal part: no `script`");
+        return;
+    };
+    let summary = std::fs::read_to_string(&file).unwrap();
+    assert!(summary.contains("FAILED"), "{summary}");
+    assert!(
+        !summary.contains('\x1b'),
+        "escape codes in a file: {summary:?}"
+    );
+    assert!(
+        summary.contains("    diagnosis: namespace: "),
+        "the failure's diagnosis: {summary}"
+    );
+    assert_eq!(
+        summary.matches("::openbao-2.7.2").count(),
+        1 + summary.matches("longest trial").count(),
+        "only the failed trial is listed: {summary}"
+    );
+    let progress = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        progress.contains('\x1b'),
+        "the terminal gets colour: {progress:?}"
+    );
+}

@@ -31,11 +31,20 @@ pub fn text(text: &str) {
     line(text.strip_suffix('\n').unwrap_or(text));
 }
 
-/// The style of progress and summary lines: quiet from `-q`, colour as described above.
+/// The style of progress lines (standard error): quiet from `-q`, colour as described above.
 pub fn style(quiet: bool) -> Style {
     Style {
         quiet,
         color: std::io::stderr().is_terminal() && !crate::settings::current().no_color,
+    }
+}
+
+/// `style` for what goes to standard output (the summary): coloured only when standard
+/// output itself is a terminal (`authlab run > out.txt` writes no escape codes).
+pub fn stdout_style(style: Style) -> Style {
+    Style {
+        color: std::io::stdout().is_terminal() && !crate::settings::current().no_color,
+        ..style
     }
 }
 

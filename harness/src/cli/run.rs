@@ -22,6 +22,10 @@ pub(super) struct RunArgs {
     /// Filters are whole trial names.
     #[arg(long)]
     exact: bool,
+    /// List the trials the selection holds, one name a line (`--format json`: objects with
+    /// name, case, server and cluster), and run none (as `cargo test -- --list`).
+    #[arg(long)]
+    list: bool,
     /// Leave out trials whose name contains this (repeatable).
     #[arg(long, value_name = "FILTER")]
     skip: Vec<String>,
@@ -73,8 +77,9 @@ pub(super) struct RunArgs {
     /// Keep scratch files (server data and logs).
     #[arg(long)]
     keep: bool,
-    /// Trials at once.
-    #[arg(long, default_value_t = 8)]
+    /// Trials at once. Not the number of cores: a trial mostly waits on its server and
+    /// cluster (README, Performance).
+    #[arg(long, short = 'j', default_value_t = 8)]
     jobs: usize,
     /// With a real cluster (--cluster apiserver, kind, kubeconfig): also run each trial on the
     /// sim, and print per case where the sim and the real cluster disagreed.
@@ -115,7 +120,44 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         on_sim.retain(|t| picked.contains(t.case.name.as_str()));
         trials.extend(on_sim);
     }
+    if a.list {
+        match a.format {
+            Format::Json => outln!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &trials
+                        .iter()
+                        .map(|t| serde_json::json!({
+                            "name": t.name,
+                            "case": t.case.name,
+                            "server": t.server.to_string(),
+                            "cluster": t.cluster.as_str(),
+                        }))
+                        .collect::<Vec<_>>()
+                )?
+            ),
+            Format::Human => {
+                for t in &trials {
+                    outln!("{}", t.name);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if trials.is_empty() {
+        if a.format == Format::Json {
+            // Whoever reads standard output still gets the document, with no trial in it.
+            let m = report::matrix::Matrix::of_run(
+                report::matrix::RunInfo {
+                    servers: servers.iter().map(|s| s.to_string()).collect(),
+                    cluster: cluster.as_str().to_string(),
+                    cases_digest: load::digest(&dir)?,
+                    ..Default::default()
+                },
+                &[],
+            );
+            outln!("{}", serde_json::to_string_pretty(&m)?);
+        }
         eprintln!(
             "authlab: no trial matches {} (see `authlab list` for case names; trial names are <case>::<flavour>-<version>)",
             if filter.patterns.is_empty() {
@@ -188,7 +230,12 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
                 .collect();
             out!(
                 "{}",
-                report::summary::render(&outcomes, &differs, wall, style)
+                report::summary::render(
+                    &outcomes,
+                    &differs,
+                    wall,
+                    super::output::stdout_style(style)
+                )
             );
             if a.show_observed {
                 for o in &outcomes {

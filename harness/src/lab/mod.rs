@@ -758,11 +758,13 @@ impl Lab {
         };
         match crate::container::ContainerServer::start(&engine, opts).await {
             Ok(server) => {
-                tracing::info!(
-                    "{spec} ready in container {name} at {} in {} ms",
-                    server.addr(),
-                    server.startup().as_millis()
-                );
+                // A trial's own server is one of many: said under -v only.
+                let (addr, ms) = (server.addr(), server.startup().as_millis());
+                if trial.is_some() {
+                    tracing::debug!("{spec} ready in container {name} at {addr} in {ms} ms");
+                } else {
+                    tracing::info!("{spec} ready in container {name} at {addr} in {ms} ms");
+                }
                 Ok(ServerHandle::container(spec, server))
             }
             Err(e) => {

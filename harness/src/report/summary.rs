@@ -7,7 +7,7 @@ use crate::trial::{TrialOutcome, Verdict};
 /// How progress and summary lines look.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Style {
-    /// Only what did not pass (`-q`).
+    /// Less: no ignored trials in the table either, no progress of passing ones (`-q`).
     pub quiet: bool,
     /// ANSI colour on the verdict words.
     pub color: bool,
@@ -41,6 +41,20 @@ pub fn word(v: &Verdict) -> &'static str {
     }
 }
 
+/// The one line of a rendered diagnosis a summary shows: the cause and the top finding.
+fn diagnosis_line(text: &str) -> Option<String> {
+    let cause = text.lines().find_map(|l| l.strip_prefix("cause: "))?;
+    let top = text
+        .lines()
+        .find_map(|l| l.strip_prefix("1. ["))
+        .and_then(|l| l.split_once("] "))
+        .map(|(_, title)| title);
+    Some(match top {
+        Some(t) => format!("{cause}: {t}"),
+        None => cause.to_string(),
+    })
+}
+
 /// The word a trial is shown with in the summary: its verdict's, with a failure that is only a
 /// difference between servers shown as `DIFFERS`.
 fn shown(o: &TrialOutcome, differs: &std::collections::BTreeSet<&str>) -> &'static str {
@@ -50,8 +64,10 @@ fn shown(o: &TrialOutcome, differs: &std::collections::BTreeSet<&str>) -> &'stat
     }
 }
 
-/// Renders the final table (with `quiet`, only the trials that did not pass) and the
-/// per-phase timing totals. An error several trials share is printed in full once.
+/// Renders the final table of the trials that did not pass (their progress lines showed the
+/// passing ones; with `quiet`, the ignored ones are left out too), the count line and the
+/// per-phase timing totals. An error several trials share is printed in full once; a failed
+/// trial shows what `diagnose` made of it.
 ///
 /// `differs`: the trials whose failure is only a difference between servers (see
 /// [`super::difference`]), shown as `DIFFERS`.
@@ -61,17 +77,24 @@ pub fn render(
     wall: Duration,
     style: Style,
 ) -> String {
-    let width = outcomes.iter().map(|o| o.name.len()).max().unwrap_or(10);
+    let listed: Vec<&TrialOutcome> = outcomes
+        .iter()
+        .filter(|o| match o.verdict {
+            Verdict::Passed => false,
+            Verdict::Ignored(_) => !style.quiet,
+            _ => true,
+        })
+        .collect();
+    let width = listed.iter().map(|o| o.name.len()).max().unwrap_or(10);
     let mut out = String::new();
-    out.push_str(&format!(
-        "{:<width$}  {:<7}  {:>8}\n",
-        "trial", "result", "time"
-    ));
+    if !listed.is_empty() {
+        out.push_str(&format!(
+            "{:<width$}  {:<7}  {:>8}\n",
+            "trial", "result", "time"
+        ));
+    }
     let mut errors_seen: Vec<(&str, &str)> = Vec::new();
-    for o in outcomes {
-        if style.quiet && matches!(o.verdict, Verdict::Passed | Verdict::Ignored(_)) {
-            continue;
-        }
+    for o in listed {
         // Padded before colouring: escape codes have no width.
         let plain = shown(o, differs);
         let w = format!("{plain:<7}");
@@ -118,6 +141,11 @@ pub fn render(
         for what in &o.not_checked {
             out.push_str(&format!("    (not checked here: {what})\n"));
         }
+        if matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_))
+            && let Some(d) = o.diagnosis.as_deref().and_then(diagnosis_line)
+        {
+            out.push_str(&format!("    diagnosis: {d}\n"));
+        }
         if let Some(dir) = &o.artifacts {
             out.push_str(&format!("    artifacts: {}\n", dir.display()));
         }
@@ -134,8 +162,11 @@ pub fn render(
         .filter(|o| shown(o, differs) == "DIFFERS")
         .count();
     let observed = count("observed");
+    if !out.is_empty() {
+        out.push('\n');
+    }
     out.push_str(&format!(
-        "\n{}{} passed, {} failed{}, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
+        "{}{} passed, {} failed{}, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
         if observed > 0 {
             format!("{observed} observed for --bless, ")
         } else {

@@ -133,7 +133,7 @@ pub(super) async fn cluster_pod_server(
             crate::lab::incluster::POD
         )
     })?;
-    tracing::info!(
+    tracing::debug!(
         "{} ready in pod {}/{} at {} in {} ms",
         trial.server,
         sa.namespace,
