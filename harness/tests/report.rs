@@ -1037,3 +1037,83 @@ fn run_speaks_as_test_runners_do() {
         "the terminal gets colour: {progress:?}"
     );
 }
+
+/// Mistakes that used to load and then fail late (or never match) are load errors, each
+/// naming its field: a server-log level no server logs at, a kind typo in
+/// `expect.cluster_objects`, a login expected after a refused role write, and a placeholder of
+/// a mount the case does not have.
+#[test]
+fn late_mistakes_are_load_errors() {
+    let base =
+        "about: x\nauth: kubernetes\nmode: client-token\nclient:\n  service_account: default/app\n";
+    for (expect, field, says) in [
+        (
+            "expect:\n  login: { status: 403 }\n  server_log: { level: dbg, message: login unauthorized }\n",
+            "expect.server_log.level",
+            "no line would ever match",
+        ),
+        (
+            "expect:\n  login: { status: 200 }\n  cluster_objects:\n    - { kind: Secrets, namespace: default, count: 1 }\n",
+            "expect.cluster_objects[0].kind",
+            "`Secrets` is not a kind",
+        ),
+        (
+            "expect:\n  role: { status: 400 }\n  login: { status: 403 }\n",
+            "expect.login",
+            "leaves nothing to log in to",
+        ),
+        (
+            "server:\n  config:\n    kubernetes_host: \"${mount.nope}\"\nexpect:\n  login: { status: 200 }\n",
+            "",
+            "names a mount `nope` the case does not have",
+        ),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cases = tmp.path().join("cases");
+        std::fs::create_dir_all(&cases).unwrap();
+        std::fs::write(cases.join("c.yaml"), format!("{base}{expect}")).unwrap();
+        let out = authlab()
+            .args([
+                "check",
+                "--format",
+                "json",
+                "--cases",
+                cases.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{expect}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let e = &v["errors"][0];
+        if !field.is_empty() {
+            assert_eq!(e["field"], field, "{e}");
+        }
+        assert!(e["message"].as_str().unwrap().contains(says), "{e}");
+    }
+}
+
+/// A `kubernetes:` entry that leaves out a field of `expect` is warned about, as a `flavours`
+/// one is (it got no warning).
+#[test]
+fn a_kubernetes_entry_that_drops_fields_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    std::fs::write(
+        cases.join("c.yaml"),
+        "about: x\nauth: kubernetes\nmode: client-token\nclient:\n  service_account: default/app\nexpect:\n  login: { status: 403 }\n  diagnosis: reviewer-rbac\nkubernetes:\n  \"<1.24\":\n    expect:\n      login: { status: 403 }\n",
+    )
+    .unwrap();
+    let out = authlab()
+        .args(["check", "--cases", cases.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "warning: kubernetes.\"<1.24\" replaces `expect` as a whole and has no diagnosis"
+        ),
+        "{err}"
+    );
+}

@@ -989,7 +989,28 @@ fn check_placeholders(lc: &LoadedCase) -> Result<(), CaseError> {
                 line,
                 column: None,
                 field: None,
-                problem: format!("`${{{p}}}` is not a placeholder authlab fills."),
+                problem: match p.split_once('.') {
+                    Some((pre @ ("mount" | "accessor"), name)) => format!(
+                        "`${{{p}}}` names a mount `{name}` the case does not have ({}).",
+                        if mounts.is_empty() {
+                            "it has no `server.mounts`".to_string()
+                        } else {
+                            format!(
+                                "its `server.mounts`: {}",
+                                mounts.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    )
+                    .replace(
+                        "names a mount",
+                        if pre == "mount" {
+                            "names a mount"
+                        } else {
+                            "names the accessor of a mount"
+                        },
+                    ),
+                    _ => format!("`${{{p}}}` is not a placeholder authlab fills."),
+                },
                 fix: format!(
                     "use one of {}{}.",
                     crate::placeholders::KNOWN
@@ -1121,10 +1142,46 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
             }
         }
     }
+    if let (Some(role), Some(_)) = (&e.role, &e.login)
+        && role.status >= 300
+    {
+        return Err(err(
+            &format!("{field}.login"),
+            format!(
+                "the role write is expected to be refused ({}), which leaves nothing to log in to: no login is made.",
+                role.status
+            ),
+            "remove `login` from this expectation (the refused write is the finding), or expect the role write to succeed.",
+        ));
+    }
+    for (i, o) in e.cluster_objects.iter().enumerate() {
+        if crate::cluster::objects::api_version_of(&o.kind).is_none() {
+            return Err(err(
+                &format!("{field}.cluster_objects[{i}].kind"),
+                format!("`{}` is not a kind authlab lists.", o.kind),
+                &format!(
+                    "use one of {} (singular, as in a manifest's `kind`).",
+                    crate::cluster::objects::known_kinds().join(", ")
+                ),
+            ));
+        }
+    }
     if let Some(LogExpect {
-        message, fields, ..
+        message,
+        fields,
+        level,
     }) = &e.server_log
     {
+        const LEVELS: [&str; 5] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+        if let Some(l) = level
+            && !LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l))
+        {
+            return Err(err(
+                &format!("{field}.server_log.level"),
+                format!("`{l}` is not a level the servers log at, so no line would ever match."),
+                "use one of TRACE, DEBUG, INFO, WARN, ERROR (or leave `level` out).",
+            ));
+        }
         check_text(&format!("{field}.server_log.message"), message, err)?;
         for (k, v) in fields {
             check_text(&format!("{field}.server_log.fields.{k}"), v, err)?;

@@ -701,8 +701,8 @@ impl Case {
             .map(String::as_str)
     }
 
-    /// For each `flavours` key, the fields of `expect` its replacement leaves out (so they are
-    /// not checked on the servers it matches).
+    /// For each `flavours` and `kubernetes` entry (`flavours."openbao:2.6"`), the fields of
+    /// `expect` its replacement leaves out (so they are not checked where it applies).
     pub fn override_gaps(&self) -> Vec<(String, Vec<&'static str>)> {
         let fields = |e: &Expect| {
             [
@@ -719,6 +719,12 @@ impl Case {
         };
         self.flavours
             .iter()
+            .map(|(k, o)| (format!("flavours.\"{k}\""), o))
+            .chain(
+                self.kubernetes
+                    .iter()
+                    .map(|(k, o)| (format!("kubernetes.\"{k}\""), o)),
+            )
             .filter_map(|(k, o)| {
                 let gaps: Vec<&'static str> = fields(&self.expect)
                     .into_iter()
@@ -833,7 +839,7 @@ flavours:
         .unwrap();
         assert_eq!(
             case.override_gaps(),
-            [("openbao:2.6".to_string(), vec!["diagnosis"])]
+            [("flavours.\"openbao:2.6\"".to_string(), vec!["diagnosis"])]
         );
         assert_eq!(case.expect_key_for("openbao", "2.6.2"), Some("openbao:2.6"));
         assert_eq!(case.expect_key_for("openbao", "2.7.0"), None);

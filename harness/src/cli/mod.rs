@@ -454,7 +454,7 @@ fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
             for c in &all {
                 for (key, gaps) in c.case.override_gaps() {
                     eprintln!(
-                        "{}: warning: flavours.\"{key}\" replaces `expect` as a whole and has no {}: {} not checked on the servers it matches (repeat {} in it to check {})",
+                        "{}: warning: {key} replaces `expect` as a whole and has no {}: {} not checked on the servers it matches (repeat {} in it to check {})",
                         c.path.display(),
                         gaps.join(", "),
                         if gaps.len() == 1 { "it is" } else { "they are" },

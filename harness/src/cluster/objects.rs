@@ -29,7 +29,13 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
 }
 
 /// The apiVersion of a kind cases use (each kind is known at one version).
-fn api_version_of(kind: &str) -> Option<&'static str> {
+/// The kinds authlab applies and lists, by name.
+pub fn known_kinds() -> Vec<&'static str> {
+    KNOWN.iter().map(|(_, k, _, _)| *k).collect()
+}
+
+/// The `apiVersion` of a kind authlab knows.
+pub fn api_version_of(kind: &str) -> Option<&'static str> {
     KNOWN
         .iter()
         .find(|(_, k, _, _)| *k == kind)
