@@ -727,3 +727,39 @@ fn explain_takes_what_diagnose_takes() {
     assert_eq!(code, Some(2));
     assert!(err.contains("/nonexistent/token"), "{err}");
 }
+
+/// Logs as users collect them from a cluster node or Docker: a CRI container log from
+/// /var/log/pods and a Docker json-file log read as the server's own; an empty file says so.
+#[test]
+fn logs_from_pods_and_docker_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"2026-12-01T13:40:30.880Z [DEBUG] auth.kubernetes.auth_kubernetes_1: login unauthorized: err="tokenreviews.authentication.k8s.io is forbidden: User \"system:serviceaccount:default:internal-app\" cannot create resource \"tokenreviews\" in API group \"authentication.k8s.io\" at the cluster scope""#;
+    let cri = dir.path().join("0.log");
+    std::fs::write(
+        &cri,
+        format!("2026-12-01T13:40:30.880033123Z stderr F {line}\n"),
+    )
+    .unwrap();
+    let docker = dir.path().join("container-json.log");
+    std::fs::write(
+        &docker,
+        format!(
+            "{{\"log\":{},\"stream\":\"stderr\",\"time\":\"2026-12-01T13:40:30.88Z\"}}\n",
+            serde_json::to_string(&format!("{line}\n")).unwrap()
+        ),
+    )
+    .unwrap();
+    for f in [&cri, &docker] {
+        let (code, out, err) = diagnose_cli(&["--server-log", f.to_str().unwrap()], &[]);
+        assert_eq!(code, Some(0), "{}: {out}{err}", f.display());
+        assert!(
+            out.contains("cause: reviewer-rbac"),
+            "{}: {out}",
+            f.display()
+        );
+    }
+    let empty = dir.path().join("empty.log");
+    std::fs::write(&empty, "").unwrap();
+    let (_, _, err) = diagnose_cli(&["--server-log", empty.to_str().unwrap()], &[]);
+    assert!(err.contains("the file is empty"), "{err}");
+}

@@ -131,7 +131,12 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &a.server_log {
         let text = read_log("--server-log", path)?;
-        if inputs::server_log(&mut input, &text, accessor.as_deref(), logins.as_ref()) == 0 {
+        if text.trim().is_empty() {
+            notes.push(format!(
+                "--server-log {}: the file is empty (was the server's log level debug, and the log collected after the login?)",
+                path.display()
+            ));
+        } else if inputs::server_log(&mut input, &text, accessor.as_deref(), logins.as_ref()) == 0 {
             notes.push(format!(
                 "--server-log {}: no line parsed as a server log entry; the formats read are {}",
                 path.display(),

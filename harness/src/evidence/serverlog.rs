@@ -213,7 +213,34 @@ fn parse_pairs(text: &str) -> Option<Vec<(String, String)>> {
 /// The log formats [`parse_any_server_log`] reads.
 pub const LOG_FORMATS: &str = "hclog text (the default log_format), hclog JSON (log_format = \"json\"), \
 either as written, behind journalctl's prefix (`Dec 01 13:40:30 host bao[812]: `, also -o short-iso), \
-or behind kubectl logs --timestamps (and --prefix)";
+in journalctl -o json, behind kubectl logs --timestamps (and --prefix), in a CRI container log \
+(/var/log/pods: `<time> stderr F <line>`), or in a Docker json-file log";
+
+/// A CRI container log line (`/var/log/pods/…/0.log`): time, stream, `F` (full) or `P`
+/// (partial: continued on the next line), the content.
+fn cri_re() -> &'static Regex {
+    static R: OnceLock<Regex> = OnceLock::new();
+    R.get_or_init(|| {
+        Regex::new(r"^\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d) (?:stdout|stderr) ([FP]) ?(.*)$")
+            .expect("static regex")
+    })
+}
+
+/// The server's own line inside a container runtime's or the journal's JSON record: Docker's
+/// json-file `{"log": …, "stream": …}`, `journalctl -o json`'s `{"MESSAGE": …}`.
+fn unwrap_record(line: &str) -> Option<String> {
+    if !line.starts_with('{') {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let o = v.as_object()?;
+    let inner = if o.contains_key("stream") {
+        o.get("log")?.as_str()?
+    } else {
+        o.get("MESSAGE")?.as_str()?
+    };
+    Some(inner.trim_end_matches(['\n', '\r']).to_string())
+}
 
 fn journal_re() -> &'static Regex {
     static R: OnceLock<Regex> = OnceLock::new();
@@ -283,7 +310,18 @@ fn parse_json_line(line: &str) -> Option<LogLine> {
 pub fn parse_any_server_log(text: &str) -> Vec<LogLine> {
     let mut out = Vec::new();
     let mut plain = String::new();
+    let mut partial = String::new();
     for line in text.lines() {
+        // A CRI line's content (partial ones joined), or a JSON record's line.
+        let unwrapped = match cri_re().captures(line) {
+            Some(c) if &c[1] == "P" => {
+                partial.push_str(&c[2]);
+                continue;
+            }
+            Some(c) => Some(std::mem::take(&mut partial) + &c[2]),
+            None => unwrap_record(line),
+        };
+        let line = unwrapped.as_deref().unwrap_or(line);
         let line = without_prefix(line);
         if line.starts_with('{')
             && let Some(entry) = parse_json_line(line)
@@ -319,6 +357,44 @@ mod tests {
 
     /// Captured from OpenBao 2.7.2 with `-log-format=json -log-level=debug`.
     const JSON: &str = r#"{"@level":"debug","@message":"login unauthorized","@module":"auth.kubernetes.auth_kubernetes_515761f3","@timestamp":"2026-12-01T13:40:30.880033Z","err":"error verifying token signature: illegal base64 data at input byte 0"}"#;
+
+    /// As the container runtimes and the journal store the same two entries (one hclog text,
+    /// one hclog JSON): each reads as written.
+    #[test]
+    fn container_and_journal_records_read_as_their_lines() {
+        let want: Vec<LogLine> = parse_any_server_log(&format!("{REFUSED}\n{JSON}\n"));
+        assert_eq!(want.len(), 2);
+        let esc = |s: &str| serde_json::to_string(s).unwrap();
+        let (half, rest) = REFUSED.split_at(20);
+        for text in [
+            // CRI (/var/log/pods), the text line split into a partial and a full one.
+            format!(
+                "2026-12-01T13:40:30.880033123Z stderr P {half}\n2026-12-01T13:40:30.880033123Z stderr F {rest}\n2026-12-01T13:40:30.9Z stderr F {JSON}\n"
+            ),
+            // Docker json-file.
+            format!(
+                "{{\"log\":{},\"stream\":\"stderr\",\"time\":\"2026-12-01T13:40:30.88Z\"}}\n{{\"log\":{},\"stream\":\"stderr\",\"time\":\"2026-12-01T13:40:30.9Z\"}}\n",
+                esc(&format!("{REFUSED}\n")),
+                esc(&format!("{JSON}\n"))
+            ),
+            // journalctl -o json.
+            format!(
+                "{{\"__REALTIME_TIMESTAMP\":\"1764596430880033\",\"_SYSTEMD_UNIT\":\"openbao.service\",\"MESSAGE\":{}}}\n{{\"MESSAGE\":{}}}\n",
+                esc(REFUSED),
+                esc(JSON)
+            ),
+        ] {
+            let got = parse_any_server_log(&text);
+            assert_eq!(got.len(), 2, "{text}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(
+                    (&g.level, &g.message, &g.fields),
+                    (&w.level, &w.message, &w.fields),
+                    "{text}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_format_reads_the_same_entry() {
