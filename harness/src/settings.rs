@@ -155,6 +155,39 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("BAO_CACERT", "authlab diagnose: as VAULT_CACERT"),
     (
+        "VAULT_CAPATH",
+        "authlab diagnose: a directory of CA certificates (PEM) of that server (else BAO_CAPATH)",
+    ),
+    ("BAO_CAPATH", "authlab diagnose: as VAULT_CAPATH"),
+    (
+        "VAULT_CLIENT_CERT",
+        "authlab diagnose: the client certificate (PEM) for a server that asks for one (else BAO_CLIENT_CERT)",
+    ),
+    ("BAO_CLIENT_CERT", "authlab diagnose: as VAULT_CLIENT_CERT"),
+    (
+        "VAULT_CLIENT_KEY",
+        "authlab diagnose: the key (PEM) of VAULT_CLIENT_CERT (else BAO_CLIENT_KEY)",
+    ),
+    ("BAO_CLIENT_KEY", "authlab diagnose: as VAULT_CLIENT_KEY"),
+    (
+        "VAULT_SKIP_VERIFY",
+        "authlab diagnose: true: do not verify the server's certificate (else BAO_SKIP_VERIFY)",
+    ),
+    ("BAO_SKIP_VERIFY", "authlab diagnose: as VAULT_SKIP_VERIFY"),
+    (
+        "VAULT_TLS_SERVER_NAME",
+        "authlab diagnose: the name the server's certificate is checked for (else BAO_TLS_SERVER_NAME)",
+    ),
+    (
+        "BAO_TLS_SERVER_NAME",
+        "authlab diagnose: as VAULT_TLS_SERVER_NAME",
+    ),
+    (
+        "VAULT_NAMESPACE",
+        "authlab diagnose: the namespace the mount is in (else BAO_NAMESPACE)",
+    ),
+    ("BAO_NAMESPACE", "authlab diagnose: as VAULT_NAMESPACE"),
+    (
         "NO_COLOR",
         "any value turns colour off (colour is on only when standard error is a terminal)",
     ),
@@ -285,6 +318,18 @@ pub struct Settings {
     pub vault_token: Option<String>,
     /// `VAULT_CACERT`, else `BAO_CACERT`.
     pub vault_cacert: Option<PathBuf>,
+    /// `VAULT_CAPATH`, else `BAO_CAPATH`.
+    pub vault_capath: Option<PathBuf>,
+    /// `VAULT_CLIENT_CERT`, else `BAO_CLIENT_CERT`.
+    pub vault_client_cert: Option<PathBuf>,
+    /// `VAULT_CLIENT_KEY`, else `BAO_CLIENT_KEY`.
+    pub vault_client_key: Option<PathBuf>,
+    /// `VAULT_SKIP_VERIFY`, else `BAO_SKIP_VERIFY` (`true`, `1`).
+    pub vault_skip_verify: bool,
+    /// `VAULT_TLS_SERVER_NAME`, else `BAO_TLS_SERVER_NAME`.
+    pub vault_tls_server_name: Option<String>,
+    /// `VAULT_NAMESPACE`, else `BAO_NAMESPACE`.
+    pub vault_namespace: Option<String>,
     /// `AUTHLAB_REQUIRE`, split at commas.
     pub require: Vec<String>,
     /// `CI=true`.
@@ -376,6 +421,13 @@ impl Settings {
             vault_addr: text("VAULT_ADDR").or_else(|| text("BAO_ADDR")),
             vault_token: text("VAULT_TOKEN").or_else(|| text("BAO_TOKEN")),
             vault_cacert: path("VAULT_CACERT").or_else(|| path("BAO_CACERT")),
+            vault_capath: path("VAULT_CAPATH").or_else(|| path("BAO_CAPATH")),
+            vault_client_cert: path("VAULT_CLIENT_CERT").or_else(|| path("BAO_CLIENT_CERT")),
+            vault_client_key: path("VAULT_CLIENT_KEY").or_else(|| path("BAO_CLIENT_KEY")),
+            vault_skip_verify: flag("VAULT_SKIP_VERIFY") || flag("BAO_SKIP_VERIFY"),
+            vault_tls_server_name: text("VAULT_TLS_SERVER_NAME")
+                .or_else(|| text("BAO_TLS_SERVER_NAME")),
+            vault_namespace: text("VAULT_NAMESPACE").or_else(|| text("BAO_NAMESPACE")),
             require: get("AUTHLAB_REQUIRE")
                 .map(|v| v.split(',').map(|x| x.trim().to_string()).collect())
                 .unwrap_or_default(),

@@ -360,6 +360,13 @@ fn diagnose_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, St
     ] {
         c.env_remove(k);
     }
+    // Nothing of the vault CLI's own setup on this machine: its other variables, its token file.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VAULT_") || k.starts_with("BAO_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", "/nonexistent");
     let out = c
         .arg("diagnose")
         .args(args)
@@ -659,6 +666,30 @@ fn a_live_server_through_bao_addr_and_bao_token() {
             .await
             .unwrap();
         assert!(r.is_success(), "{r:?}");
+        // The same mount and role in a namespace of its own, which only VAULT_NAMESPACE reaches.
+        let r = c
+            .write("sys/namespaces/team", &serde_json::json!({}))
+            .await
+            .unwrap();
+        assert!(r.is_success(), "{r:?}");
+        let team = authlab::vault::VaultClient::for_user(
+            &server.info().addr,
+            Some(server.info().root_token.clone()),
+            &authlab::vault::UserServer {
+                namespace: Some("team".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        team.enable_auth("inteam", "kubernetes").await.unwrap();
+        let r = team
+            .write(
+                "auth/inteam/role/app",
+                &serde_json::json!({"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["other"]}),
+            )
+            .await
+            .unwrap();
+        assert!(r.is_success(), "{r:?}");
         server.info().clone()
     });
     let env = [
@@ -677,6 +708,45 @@ fn a_live_server_through_bao_addr_and_bao_token() {
     let (code, out, err) = diagnose_cli(&["--mount", "diag", "--role", "app", "--jwt", &jwt], &env);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("cause: namespace"), "{out}");
+    // The vault CLI's habits: the namespace from VAULT_NAMESPACE, the token from the token
+    // helper's ~/.vault-token.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".vault-token"),
+        format!("{}\n", info.root_token),
+    )
+    .unwrap();
+    let home_dir = home.path().to_str().unwrap();
+    let in_team = [
+        ("VAULT_ADDR", info.addr.as_str()),
+        ("HOME", home_dir),
+        ("VAULT_NAMESPACE", "team"),
+    ];
+    let (code, out, err) = diagnose_cli(
+        &["--mount", "inteam", "--role", "app", "--jwt", &jwt],
+        &in_team,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("cause: namespace"), "{out}");
+    let (_, out, err) = diagnose_cli(
+        &["--mount", "inteam", "--role", "app", "--jwt", &jwt],
+        &in_team[..2],
+    );
+    assert!(
+        !out.contains("cause: namespace"),
+        "outside the namespace: {out}{err}"
+    );
+    // A client certificate without its key is bad input, named.
+    let (code, _, err) = diagnose_cli(
+        &["--mount", "diag", "--role", "app"],
+        &[
+            ("VAULT_ADDR", info.addr.as_str()),
+            ("HOME", home_dir),
+            ("VAULT_CLIENT_CERT", "/etc/hostname"),
+        ],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("VAULT_CLIENT_KEY"), "{err}");
     rt.block_on(lab.shutdown());
 }
 

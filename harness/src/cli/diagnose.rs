@@ -48,7 +48,8 @@ pub struct DiagnoseArgs {
     /// Server address, to read the mount's config and role (default: VAULT_ADDR, else BAO_ADDR).
     #[arg(long)]
     addr: Option<String>,
-    /// Token for reading the config and role (default: VAULT_TOKEN, else BAO_TOKEN; needs read
+    /// Token for reading the config and role (default: VAULT_TOKEN, else BAO_TOKEN, else the
+    /// token helper's ~/.vault-token; needs read
     /// on auth/<mount>/config and role).
     #[arg(long)]
     token: Option<String>,
@@ -82,6 +83,63 @@ pub(super) fn read_text(what: &str, v: &str) -> Result<String> {
     } else {
         Ok(v.to_string())
     }
+}
+
+/// The token the vault CLI's token helper keeps (`~/.vault-token`), when there is one.
+fn token_file(s: &crate::settings::Settings) -> Option<String> {
+    let f = s.home.as_ref()?.join(".vault-token");
+    let t = crate::input::read("~/.vault-token", &f, crate::input::TOKEN_BYTES).ok()?;
+    Some(t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// How to reach the user's server, from `--ca-cert` and the vault CLI's variables.
+fn user_server(
+    ca_cert: Option<&std::path::Path>,
+    s: &crate::settings::Settings,
+) -> Result<crate::vault::UserServer> {
+    let mut how = crate::vault::UserServer {
+        skip_verify: s.vault_skip_verify,
+        tls_server_name: s.vault_tls_server_name.clone(),
+        namespace: s.vault_namespace.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = ca_cert
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| s.vault_cacert.clone())
+    {
+        how.ca_pems
+            .push((p.display().to_string(), read_file("--ca-cert", &p)?));
+    }
+    if let Some(dir) = &s.vault_capath {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .with_context(|| format!("VAULT_CAPATH {}: not a directory to read", dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            let text = read_file("VAULT_CAPATH", &f)?;
+            // Certificates only: a CA directory often holds other files (hash links, keys).
+            if text.contains("-----BEGIN CERTIFICATE-----") {
+                how.ca_pems.push((f.display().to_string(), text));
+            }
+        }
+    }
+    match (&s.vault_client_cert, &s.vault_client_key) {
+        (Some(c), Some(k)) => {
+            how.identity_pem = Some(format!(
+                "{}\n{}",
+                read_file("VAULT_CLIENT_CERT", c)?,
+                read_file("VAULT_CLIENT_KEY", k)?
+            ))
+        }
+        (None, None) => {}
+        _ => anyhow::bail!(
+            "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY go together: set both (or neither)"
+        ),
+    }
+    Ok(how)
 }
 
 fn read_file(what: &str, path: &std::path::Path) -> Result<String> {
@@ -184,12 +242,13 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             a.mount
         ),
         (Some(addr), _, _) => {
-            let ca = match a.ca_cert.clone().or_else(|| s.vault_cacert.clone()) {
-                Some(p) => Some(read_file("--ca-cert", &p)?),
-                None => None,
-            };
-            let token = a.token.clone().or_else(|| s.vault_token.clone());
-            let client = VaultClient::with_ca(addr, token, ca.as_deref())?;
+            let token = a
+                .token
+                .clone()
+                .or_else(|| s.vault_token.clone())
+                .or_else(|| token_file(s));
+            let client =
+                VaultClient::for_user(addr, token, &user_server(a.ca_cert.as_deref(), s)?)?;
             if input.config.is_none() {
                 let cfg = client.read(&format!("auth/{}/config", a.mount)).await?;
                 if cfg.is_success() {

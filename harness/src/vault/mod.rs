@@ -50,6 +50,8 @@ impl ApiResponse {
 pub struct VaultClient {
     base: String,
     token: Option<String>,
+    /// `X-Vault-Namespace` of every request (a user's server: `VAULT_NAMESPACE`).
+    namespace: Option<String>,
     http: reqwest::Client,
     /// Per-request timeout overriding the client's.
     timeout: Option<Duration>,
@@ -81,6 +83,23 @@ fn http_builder(connect: Duration, request: Duration) -> reqwest::ClientBuilder 
         .no_proxy()
 }
 
+/// How to reach a user's server: what the vault CLI's environment (`VAULT_CACERT`,
+/// `VAULT_CAPATH`, `VAULT_CLIENT_CERT`/`KEY`, `VAULT_SKIP_VERIFY`, `VAULT_TLS_SERVER_NAME`,
+/// `VAULT_NAMESPACE`) says.
+#[derive(Debug, Default, Clone)]
+pub struct UserServer {
+    /// CA certificates (PEM), each with what it was read from.
+    pub ca_pems: Vec<(String, String)>,
+    /// The client certificate and its key (PEM, together).
+    pub identity_pem: Option<String>,
+    /// Do not verify the server's certificate.
+    pub skip_verify: bool,
+    /// The name the certificate is checked for.
+    pub tls_server_name: Option<String>,
+    /// `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+}
+
 impl VaultClient {
     /// A client for `addr` (`http://127.0.0.1:8200`) with the default timeouts
     /// ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]).
@@ -90,18 +109,40 @@ impl VaultClient {
 
     /// A client for a user's server at `addr` whose TLS certificate `ca_pem` (PEM) signs, when
     /// given (else the system's roots).
-    pub fn with_ca(addr: &str, token: Option<String>, ca_pem: Option<&str>) -> Result<Self> {
+    pub fn for_user(addr: &str, token: Option<String>, how: &UserServer) -> Result<Self> {
         let mut builder = http_builder(CONNECT_TIMEOUT, REQUEST_TIMEOUT);
-        if let Some(pem) = ca_pem {
+        for (what, pem) in &how.ca_pems {
             for cert in reqwest::Certificate::from_pem_bundle(pem.as_bytes())
-                .context("the CA certificate is not PEM")?
+                .with_context(|| format!("{what} is not PEM"))?
             {
                 builder = builder.add_root_certificate(cert);
             }
         }
+        if let Some(pem) = &how.identity_pem {
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).context(
+                "the client certificate and key are not PEM (a certificate and its private key)",
+            )?);
+        }
+        if how.skip_verify {
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        let mut base = addr.trim_end_matches('/').to_string();
+        if let Some(name) = &how.tls_server_name {
+            // The certificate is checked for `name`, the connection made to `addr`'s host.
+            let mut url =
+                reqwest::Url::parse(&base).with_context(|| format!("{addr} is not a URL"))?;
+            let to = url
+                .socket_addrs(|| Some(8200))
+                .with_context(|| format!("resolving {addr}"))?;
+            builder = builder.resolve_to_addrs(name, &to);
+            url.set_host(Some(name))
+                .with_context(|| format!("{name} is not a host name"))?;
+            base = url.as_str().trim_end_matches('/').to_string();
+        }
         Ok(VaultClient {
-            base: addr.trim_end_matches('/').to_string(),
+            base,
             token,
+            namespace: how.namespace.clone(),
             http: builder.build().context("building the HTTP client")?,
             timeout: None,
         })
@@ -119,6 +160,7 @@ impl VaultClient {
             .build()
             .context("building the HTTP client")?;
         Ok(VaultClient {
+            namespace: None,
             base: addr.trim_end_matches('/').to_string(),
             token,
             http,
@@ -169,6 +211,9 @@ impl VaultClient {
         let mut req = http.request(method.clone(), url);
         if let Some(t) = &self.token {
             req = req.header("X-Vault-Token", t);
+        }
+        if let Some(n) = &self.namespace {
+            req = req.header("X-Vault-Namespace", n);
         }
         if let Some(b) = body {
             req = req.json(b);
