@@ -55,6 +55,16 @@ fn provisioned(servers: &str) -> bool {
     false
 }
 
+/// Copies the repository's `manifests` (paths relative to it) into `root`, as a scratch catalog
+/// beside its `cases` needs them.
+fn copy_manifests(root: &Path, manifests: &[&str]) {
+    for m in manifests {
+        let to = root.join(m);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(m), to).unwrap();
+    }
+}
+
 /// A cases directory holding the discovery case without its `flavours` block (so 2.6 is
 /// judged by what 2.7 says), with the manifests it applies.
 fn case_without_flavours(root: &Path) -> PathBuf {
@@ -67,14 +77,13 @@ fn case_without_flavours(root: &Path) -> PathBuf {
     let file = root.join("cases").join(CASE);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, stripped).unwrap();
-    for m in [
-        "manifests/sa/internal-app.yaml",
-        "manifests/rbac/anonymous-issuer-discovery.yaml",
-    ] {
-        let to = root.join(m);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join(m), to).unwrap();
-    }
+    copy_manifests(
+        root,
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/rbac/anonymous-issuer-discovery.yaml",
+        ],
+    );
     file
 }
 
@@ -827,15 +836,14 @@ fn blessing_a_case_again_and_again_gives_the_same_file() {
     let empty = format!("{}\nexpect: {{}}\n", &text[..start]);
     let file = tmp.path().join("cases").join(PINNED);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    for m in [
-        "manifests/sa/internal-app.yaml",
-        "manifests/sa/vault-auth.yaml",
-        "manifests/rbac/vault-auth-delegator.yaml",
-    ] {
-        let to = tmp.path().join(m);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join(m), to).unwrap();
-    }
+    copy_manifests(
+        tmp.path(),
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/sa/vault-auth.yaml",
+            "manifests/rbac/vault-auth-delegator.yaml",
+        ],
+    );
     let cases = tmp.path().join("cases");
     let artifacts = tmp.path().join("artifacts");
     let mut blessed = Vec::new();
@@ -872,14 +880,13 @@ fn the_second_clusters_requests_are_judged_and_blessed() {
     let head = &text[..text.find("\nexpect:").unwrap()];
     let file = tmp.path().join("cases").join(CASE);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    for m in [
-        "manifests/sa/internal-app.yaml",
-        "manifests/rbac/internal-app-auth-delegator.yaml",
-    ] {
-        let to = tmp.path().join(m);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join(m), to).unwrap();
-    }
+    copy_manifests(
+        tmp.path(),
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/rbac/internal-app-auth-delegator.yaml",
+        ],
+    );
     let cases = tmp.path().join("cases");
     let artifacts = tmp.path().join("artifacts");
     let with = |requests: &str| {
@@ -991,14 +998,13 @@ fn run_speaks_as_test_runners_do() {
                 "status: 200",
             );
     std::fs::write(cases.join("namespace-not-bound.yaml"), text).unwrap();
-    for m in [
-        "manifests/sa/internal-app.yaml",
-        "manifests/rbac/internal-app-auth-delegator.yaml",
-    ] {
-        let to = tmp.path().join(m);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join(m), to).unwrap();
-    }
+    copy_manifests(
+        tmp.path(),
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/rbac/internal-app-auth-delegator.yaml",
+        ],
+    );
     let file = tmp.path().join("out.txt");
     let cmd = format!(
         "{} run --cases {} --servers openbao:2.7.2 --artifacts {} kubernetes::role::unknown_role namespace_not_bound > {}",

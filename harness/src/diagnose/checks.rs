@@ -144,6 +144,19 @@ pub fn check(input: &Input, out: &mut Vec<Finding>) {
 
 type Add<'a> = dyn FnMut(Cause, u8, String, String, &str) + 'a;
 
+/// What of a Kubernetes config decides the TokenReview's bearer: whether a reviewer JWT is
+/// set (as written, or as the server reads it back), and `disable_local_ca_jwt`.
+fn bearer_settings(config: &Value) -> (bool, bool) {
+    let reviewer = config["token_reviewer_jwt_set"].as_bool() == Some(true)
+        || config["token_reviewer_jwt"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty());
+    (
+        reviewer,
+        config["disable_local_ca_jwt"].as_bool() == Some(true),
+    )
+}
+
 /// Whether a client error is `permission denied` and nothing else, also as CLIs wrap it
 /// (`Code: 403. Errors:` / `* permission denied`, `1 error occurred:`).
 fn bare(error: &str) -> bool {
@@ -207,11 +220,7 @@ pub fn ruled_out(input: &Input) -> Vec<(Cause, String)> {
         }
     }
     if let Some(config) = &input.config {
-        let reviewer = config["token_reviewer_jwt_set"].as_bool() == Some(true)
-            || config["token_reviewer_jwt"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty());
-        let no_local = config["disable_local_ca_jwt"].as_bool() == Some(true);
+        let (reviewer, no_local) = bearer_settings(config);
         if reviewer {
             out.push((
                 Cause::BearerAudience,
@@ -243,13 +252,7 @@ pub fn ruled_out(input: &Input) -> Vec<(Cause, String)> {
         out.push((Cause::Unreachable, why));
     }
     // The checks the server makes itself before its TokenReview answer with their own error.
-    let error = input
-        .login
-        .as_ref()
-        .map(|(_, e)| e.as_str())
-        .or(input.audit_error.as_deref())
-        .unwrap_or("");
-    if bare(error) {
+    if bare(input.client_error()) {
         for (cause, own) in [
             (Cause::SaName, "service account name not authorized"),
             (Cause::Namespace, "namespace not authorized"),
@@ -312,11 +315,7 @@ fn kubernetes_role(jwt: &DecodedJwt, role: &Value, add: &mut Add<'_>) {
 }
 
 fn kubernetes_config(jwt: &DecodedJwt, config: &Value, role: Option<&Value>, add: &mut Add<'_>) {
-    let reviewer = config["token_reviewer_jwt_set"].as_bool() == Some(true)
-        || config["token_reviewer_jwt"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty());
-    let no_local = config["disable_local_ca_jwt"].as_bool() == Some(true);
+    let (reviewer, no_local) = bearer_settings(config);
     let ca = config["kubernetes_ca_cert"].as_str().unwrap_or("");
     let host = config["kubernetes_host"].as_str().unwrap_or("");
     if no_local && ca.trim().is_empty() && host.starts_with("https://") {

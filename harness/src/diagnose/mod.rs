@@ -241,6 +241,15 @@ fn strs(v: &Value) -> Vec<String> {
 }
 
 impl Input {
+    /// The error the client saw: the login's, else the audit entry's ("" when neither).
+    pub fn client_error(&self) -> &str {
+        self.login
+            .as_ref()
+            .map(|(_, e)| e.as_str())
+            .or(self.audit_error.as_deref())
+            .unwrap_or("")
+    }
+
     fn all_errors(&self) -> Vec<&str> {
         let mut v: Vec<&str> = Vec::new();
         if let Some((_, e)) = &self.config_error {
@@ -807,13 +816,7 @@ pub fn report(input: &Input) -> Report {
     let (missing, candidates, ruled_out) = if cause.is_some() {
         (Vec::new(), Vec::new(), Vec::new())
     } else {
-        let error = input
-            .login
-            .as_ref()
-            .map(|(_, e)| e.as_str())
-            .or(input.audit_error.as_deref())
-            .unwrap_or("");
-        let mut c = candidates::for_client_error(error);
+        let mut c = candidates::for_client_error(input.client_error());
         // What the evidence rules out is left out (and said); what it rules in goes first.
         let mut ruled_out: Vec<RuledOut> = Vec::new();
         if !c.is_empty() {
