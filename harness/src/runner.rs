@@ -204,6 +204,57 @@ pub fn only_waits(t: &Trial) -> bool {
                 .any(|a| matches!(a, crate::case::model::ClusterAction::Wait(_))))
 }
 
+/// Why a trial did not run under `--fail-fast`.
+pub const NOT_RUN_AFTER_FAILURE: &str =
+    "not run: --fail-fast stops starting trials after the first failure";
+
+/// Runs the trials of `outcomes` that failed or errored again, up to `retries` more times
+/// each, as nextest's `--retries` does: a trial that passes on a retry keeps its earlier
+/// failures (`earlier`) and is reported as flaky; one that never passes keeps its last failure.
+pub async fn retry_failed(
+    lab: Arc<Lab>,
+    outcomes: &mut [TrialOutcome],
+    retries: u32,
+    concurrency: usize,
+    style: Style,
+) {
+    for attempt in 1..=retries {
+        let again: Vec<Trial> = outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)))
+            .map(|o| o.trial.clone())
+            .collect();
+        if again.is_empty() || crate::runlock::stopping() {
+            return;
+        }
+        eprintln!(
+            "authlab: retry {attempt} of {retries}: {} trial(s) that did not pass",
+            again.len()
+        );
+        for new in run_all(lab.clone(), again, concurrency, style, false).await {
+            if let Some(old) = outcomes.iter_mut().find(|o| o.name == new.name) {
+                let mut earlier = std::mem::take(&mut old.earlier);
+                earlier.push(first_line(&old.verdict));
+                *old = TrialOutcome { earlier, ..new };
+            }
+        }
+    }
+}
+
+/// The first line of how a trial ended, for the record of an earlier attempt.
+fn first_line(v: &Verdict) -> String {
+    let text = match v {
+        Verdict::Failed(m) | Verdict::Observed(m) => m.first().cloned().unwrap_or_default(),
+        Verdict::Error(e) | Verdict::Ignored(e) => e.clone(),
+        Verdict::Passed => String::new(),
+    };
+    format!(
+        "{} {}",
+        summary::word(v),
+        text.lines().next().unwrap_or_default()
+    )
+}
+
 /// How often the trials still running are named while nothing finishes.
 const STILL_RUNNING_EVERY: Duration = Duration::from_secs(5);
 
@@ -216,6 +267,7 @@ pub async fn run_all(
     mut trials: Vec<Trial>,
     concurrency: usize,
     style: Style,
+    fail_fast: bool,
 ) -> Vec<TrialOutcome> {
     let mut history = History::load(lab.cache().root());
     history.longest_first(&mut trials);
@@ -224,19 +276,38 @@ pub async fn run_all(
     let mut set = JoinSet::new();
     let started = Instant::now();
     let running: Running = Arc::default();
-    for t in trials {
+    // Set at the first failure under `fail_fast`: trials not started by then are not run.
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Slots are taken in the order of `trials` (longest first), not in whatever order the
+    // tasks happen to be polled: the n-th slot-taking trial waits for turn n.
+    let (turn_tx, turn_rx) = tokio::sync::watch::channel(0usize);
+    let turn_tx = Arc::new(turn_tx);
+    let mut turns = 0usize;
+    for mut t in trials {
         let lab = lab.clone();
         let running = running.clone();
+        let failed = failed.clone();
         // A trial that only waits out a server's timeout takes no slot from the others.
-        let sem = (!only_waits(&t)).then(|| sem.clone());
+        let slot = (!only_waits(&t)).then(|| {
+            turns += 1;
+            (sem.clone(), turns - 1, turn_rx.clone(), turn_tx.clone())
+        });
         set.spawn(async move {
-            let _permit = match sem {
-                Some(sem) => Some(sem.acquire_owned().await),
+            let _permit = match slot {
+                Some((sem, mine, mut turn, next)) => {
+                    let _ = turn.wait_for(|t| *t >= mine).await;
+                    let permit = sem.acquire_owned().await;
+                    next.send_modify(|t| *t += 1);
+                    Some(permit)
+                }
                 None => None,
             };
             if crate::runlock::stopping() {
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
+            }
+            if fail_fast && failed.load(std::sync::atomic::Ordering::SeqCst) {
+                t.not_applicable = Some(NOT_RUN_AFTER_FAILURE.to_string());
             }
             let bound = if t.case.uses("hang.url") {
                 Some("waits out the server's 10 s TLS handshake timeout for an endpoint that never answers")
@@ -256,6 +327,9 @@ pub async fn run_all(
             }
             if let Ok(mut r) = running.lock() {
                 r.remove(&t.name);
+            }
+            if matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)) {
+                failed.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             o
         });

@@ -358,8 +358,6 @@ pub struct Settings {
     pub log: Option<String>,
     /// `PATH`.
     pub path: Option<OsString>,
-    /// Names of inherited `VAULT_*` / `BAO_*` variables (kept away from lab servers).
-    pub server_env: Vec<OsString>,
 }
 
 impl Settings {
@@ -367,13 +365,6 @@ impl Settings {
     pub fn from_env() -> Settings {
         let mut s = Settings::from_lookup(|k| std::env::var(k).ok());
         s.path = std::env::var_os("PATH");
-        s.server_env = std::env::vars_os()
-            .map(|(k, _)| k)
-            .filter(|k| {
-                let n = k.to_string_lossy();
-                n.starts_with("VAULT_") || n.starts_with("BAO_")
-            })
-            .collect();
         s
     }
 
@@ -444,7 +435,6 @@ impl Settings {
             bless: get("AUTHLAB_BLESS").is_some_and(|v| v == "1"),
             log: text("AUTHLAB_LOG"),
             path: None,
-            server_env: Vec::new(),
         }
     }
 

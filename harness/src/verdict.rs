@@ -3,10 +3,12 @@
 //! reported as not checked, never passed silently.
 
 use crate::{
-    case::model::{ClusterRequestsExpect, EsoExpect, Expect, RequestMatch, ResponseExpect},
+    case::model::{
+        ClusterRequestsExpect, EsoExpect, Expect, RequestMatch, ResponseExpect, TextMatch,
+    },
     diagnose::Cause,
-    evidence::{EsoEvidence, EsoObserved, Evidence, Observed},
-    matching::{describe, find_log_line, text_matches},
+    evidence::{EsoEvidence, EsoObserved, Evidence, LogLine, Observed},
+    matching::{describe, find_log_line, mismatch, text_matches, word_diff},
     placeholders::{Vars, substitute},
     sim::RequestRecord,
 };
@@ -67,11 +69,7 @@ fn check_response(
     if let Some(m) = &want.error {
         let first = got.errors.first().map(String::as_str).unwrap_or("");
         if !text_matches(m, first, vars) {
-            out.push(format!(
-                "{what}.error: expected {}, got {:?}",
-                describe(m, vars),
-                first
-            ));
+            out.push(mismatch(&format!("{what}.error"), m, first, vars));
         }
     }
     if let Some(w) = &want.warnings {
@@ -113,6 +111,22 @@ fn check_write(
             }
         }
     }
+}
+
+/// The server-log message most like an exact expected one, as a word diff against it (none
+/// when no line shares half its words).
+fn nearest_line(m: &TextMatch, lines: &[LogLine], vars: &Vars) -> Option<String> {
+    let TextMatch::Exact(s) = m else { return None };
+    let want = substitute(s, vars);
+    lines
+        .iter()
+        .map(|l| {
+            let ratio = similar::TextDiff::from_words(want.as_str(), l.message.as_str()).ratio();
+            (ratio, l)
+        })
+        .filter(|(r, _)| *r >= 0.5)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, l)| word_diff(&want, &l.message))
 }
 
 /// Judges the evidence of a trial against its expectations (`steps`: those of the follow-up
@@ -158,10 +172,7 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
                     if let Some(m) = m {
                         let actual = actual.as_deref().unwrap_or("");
                         if !text_matches(m, actual, vars) {
-                            out.push(format!(
-                                "audit.{field}: expected {}, got {actual:?}",
-                                describe(m, vars)
-                            ));
+                            out.push(mismatch(&format!("audit.{field}"), m, actual, vars));
                         }
                     }
                 }
@@ -189,8 +200,11 @@ pub fn judge(expect: &Expect, steps: &[ResponseExpect], ev: &Evidence, vars: &Va
             .filter(|x| x.level != "TRACE")
             .map(|x| x.raw.clone())
             .collect();
+        let nearest = nearest_line(&l.message, &ev.server_log, vars)
+            .map(|n| format!("; nearest: {n}"))
+            .unwrap_or_default();
         out.push(format!(
-            "server_log: no line of the mount has message {}{}; lines seen: {seen:?}",
+            "server_log: no line of the mount has message {}{}{nearest}; lines seen: {seen:?}",
             describe(&l.message, vars),
             if l.fields.is_empty() {
                 String::new()
@@ -286,19 +300,13 @@ fn check_auth(
     for (k, m) in &a.metadata {
         let v = got.metadata.get(k).map(String::as_str).unwrap_or("");
         if !text_matches(m, v, vars) {
-            out.push(format!(
-                "auth.metadata.{k}: expected {}, got {v:?}",
-                describe(m, vars)
-            ));
+            out.push(mismatch(&format!("auth.metadata.{k}"), m, v, vars));
         }
     }
     if let Some(m) = &a.alias_name {
         let v = got.alias_name.as_deref().unwrap_or("");
         if !text_matches(m, v, vars) {
-            out.push(format!(
-                "auth.alias_name: expected {}, got {v:?}",
-                describe(m, vars)
-            ));
+            out.push(mismatch("auth.alias_name", m, v, vars));
         }
     }
 }
@@ -385,10 +393,7 @@ fn check_cluster(
         if let Some(m) = &c.tokenreview_user {
             let user = r.user.as_deref().unwrap_or("");
             if !text_matches(m, user, vars) {
-                out.push(format!(
-                    "cluster_requests.tokenreview_user: expected {}, got {user:?}",
-                    describe(m, vars)
-                ));
+                out.push(mismatch("cluster_requests.tokenreview_user", m, user, vars));
             }
         }
         if let Some(a) = &c.tokenreview_audiences {

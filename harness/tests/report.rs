@@ -1044,6 +1044,108 @@ fn run_speaks_as_test_runners_do() {
     );
 }
 
+/// `--retries` runs a failed trial again and keeps what each earlier attempt ended with;
+/// `--fail-fast` starts nothing after the first failure and reports the rest as not run.
+#[test]
+fn retries_and_fail_fast_as_nextest_has_them() {
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    // Names no earlier run has timed, so the order is the catalog's: the failing one first.
+    let tag = std::process::id();
+    let base =
+        std::fs::read_to_string(repo().join("cases/kubernetes/role/unknown-role.yaml")).unwrap();
+    std::fs::write(
+        cases.join(format!("a-fails-{tag}.yaml")),
+        base.replace(
+            "status: 400, error: 'invalid role name \"nope\"'",
+            "status: 200, error: 'invalid role name \"nope\" on this mount, which holds no role of that name'",
+        ),
+    )
+    .unwrap();
+    for b in ["b", "c"] {
+        std::fs::write(cases.join(format!("{b}-passes-{tag}.yaml")), &base).unwrap();
+    }
+    copy_manifests(
+        tmp.path(),
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/sa/vault-auth.yaml",
+            "manifests/rbac/vault-auth-delegator.yaml",
+        ],
+    );
+    // First, while no run has timed these names and the catalog's order holds.
+    let out = run_cases(
+        &cases,
+        "openbao:2.7.2",
+        &["--fail-fast", "-j", "1", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(&str, &str)> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["verdict"].as_str().unwrap(),
+                t["messages"][0].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts[0].0, "failed", "{m}");
+    // A long expected text is shown once, with what differs marked.
+    let messages = m["trials"][0]["messages"].to_string();
+    assert!(
+        messages.contains(
+            r#"login.error: differs from the expected text ([-expected-]{+got+}): invalid role name \"nope\"[- on this mount, which holds no role of that name-]"#
+        ),
+        "{messages}"
+    );
+    for (verdict, why) in &verdicts[1..] {
+        assert_eq!(*verdict, "ignored", "{m}");
+        assert!(why.starts_with("not run: --fail-fast"), "{m}");
+    }
+    // The last of the two flags wins, as with cargo's.
+    let out = run_cases(
+        &cases,
+        "openbao:2.7.2",
+        &["--fail-fast", "--no-fail-fast", "-j", "1"],
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("2 passed, 1 failed"), "{summary}");
+
+    let out = run_cases(
+        &cases,
+        "openbao:2.7.2",
+        &["--retries", "2", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retry 1 of 2: 1 trial(s)"), "{stderr}");
+    assert!(stderr.contains("retry 2 of 2: 1 trial(s)"), "{stderr}");
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&Value> = m["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["verdict"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{m}");
+    let earlier = failed[0]["earlier"].as_array().expect("earlier attempts");
+    assert_eq!(earlier.len(), 2, "{m}");
+    assert!(
+        earlier[0]
+            .as_str()
+            .unwrap()
+            .starts_with("FAILED login.status: expected 200, got 400"),
+        "{m}"
+    );
+}
+
 /// Mistakes that used to load and then fail late (or never match) are load errors, each
 /// naming its field: a server-log level no server logs at, a kind typo in
 /// `expect.cluster_objects`, a login expected after a refused role write, and a placeholder of

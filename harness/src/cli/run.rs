@@ -81,6 +81,16 @@ pub(super) struct RunArgs {
     /// cluster (on 2 cores the sim matrix takes 29.2 s with 8, 34.9 s with 2).
     #[arg(long, short = 'j', default_value_t = 8)]
     jobs: usize,
+    /// Run a trial that failed up to N more times. One that then passes is reported as
+    /// FLAKY (in the summary, the report and JUnit's `flakyFailure`), never as a plain pass.
+    #[arg(long, value_name = "N", default_value_t = 0, conflicts_with = "bless")]
+    retries: u32,
+    /// Start no trial after the first failure; those left are reported as not run.
+    #[arg(long, overrides_with = "no_fail_fast")]
+    fail_fast: bool,
+    /// Run every trial whatever fails (the default; as cargo's and nextest's flag).
+    #[arg(long, overrides_with = "fail_fast")]
+    no_fail_fast: bool,
     /// With a real cluster (--cluster apiserver, kind, kubeconfig): also run each trial on the
     /// sim, and print per case where the sim and the real cluster disagreed.
     #[arg(long)]
@@ -193,14 +203,16 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let started_at = std::time::SystemTime::now();
     let started = Instant::now();
     let again = a.bless.then(|| trials.clone());
-    let outcomes = runner::run_all(lab.clone(), trials, a.jobs, style).await;
+    let fail_fast = a.fail_fast && !a.no_fail_fast;
+    let mut outcomes = runner::run_all(lab.clone(), trials, a.jobs, style, fail_fast).await;
+    runner::retry_failed(lab.clone(), &mut outcomes, a.retries, a.jobs, style).await;
     // `--bless` records only what repeats: every trial is observed a second time.
     let again = match again {
         Some(trials) if !crate::runlock::stopping() => {
             eprintln!(
                 "authlab: observing each trial again: --bless records only what both observations share"
             );
-            runner::run_all(lab.clone(), trials, a.jobs, style).await
+            runner::run_all(lab.clone(), trials, a.jobs, style, false).await
         }
         _ => Vec::new(),
     };

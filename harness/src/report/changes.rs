@@ -215,6 +215,7 @@ mod tests {
             artifacts: None,
             run_id: "r".into(),
             difference: None,
+            earlier: Vec::new(),
         }
     }
 

@@ -411,6 +411,7 @@ mod tests {
             artifacts: None,
             run_id: "r".into(),
             difference: None,
+            earlier: Vec::new(),
         }
     }
 

@@ -29,7 +29,7 @@ pub fn esc(s: &str) -> String {
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}\
 th{background:#f4f4f4;position:sticky;top:0}tr.case{cursor:pointer}tr.case:hover{background:#f8f8ff}\
-td.passed{background:#e6f4ea}td.failed{background:#fde7e9}td.differs{background:#fff4d6}\
+td.passed{background:#e6f4ea}td.flaky{background:#fff4d6}td.failed{background:#fde7e9}td.differs{background:#fff4d6}\
 td.error{background:#f6d5f7}td.ignored{color:#888}code,pre{font:12px ui-monospace,monospace;white-space:pre-wrap}\
 form{margin:1em 0}label{margin-right:1em}tr.details>td{background:#fafafa}.sig td{font-size:12px}";
 
@@ -141,7 +141,7 @@ pub fn render(m: &Matrix) -> String {
     select(
         &mut out,
         "verdict",
-        &["passed", "failed", "differs", "error", "ignored"].map(String::from),
+        &["passed", "flaky", "failed", "differs", "error", "ignored"].map(String::from),
     );
     out.push_str("<label>case <input name=\"q\" type=\"search\" placeholder=\"part of a name\"></label></form>\n<p id=\"shown\"></p>\n");
     let cols = m.columns();

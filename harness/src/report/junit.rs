@@ -32,6 +32,10 @@ struct Case {
     time_ms: u64,
     properties: Vec<(String, String)>,
     system_out: Option<String>,
+    /// A passed trial's earlier failed attempts (`--retries`), as nextest writes them:
+    /// `<flakyFailure>` elements.
+    #[serde(default)]
+    flaky: Vec<String>,
 }
 
 /// Test cases written so far by the processes of one nextest run.
@@ -94,6 +98,7 @@ fn case_of(o: &TrialOutcome, suite: &str) -> Case {
         time_ms: o.total.as_millis() as u64,
         properties,
         system_out: (!system_out.is_empty()).then_some(system_out),
+        flaky: o.earlier.clone(),
     }
 }
 
@@ -121,6 +126,13 @@ fn render(suite_name: &str, cases: &[Case]) -> Result<String> {
         }
         if let Some(d) = &c.description {
             status.set_description(d.as_str());
+        }
+        if c.status == "passed" {
+            status.add_reruns(c.flaky.iter().map(|m| {
+                let mut r = quick_junit::TestRerun::new(NonSuccessKind::Failure);
+                r.message = Some(m.as_str().into());
+                r
+            }));
         }
         let mut case = TestCase::new(c.name.clone(), status);
         case.set_classname(c.classname.clone());
@@ -199,13 +211,14 @@ pub fn write(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{path::Path, sync::Arc, time::Duration};
 
     use super::*;
     use crate::{case::matrix, server::ServerSpec};
 
-    fn outcome(server: &str, verdict: Verdict) -> TrialOutcome {
+    /// An outcome of the catalog's `client-token/works` case on `server` (for report tests).
+    pub(crate) fn outcome(server: &str, verdict: Verdict) -> TrialOutcome {
         let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases");
         let file = cases.join("kubernetes/client-token/works.yaml");
         let case = Arc::new(crate::case::load::load_file(&cases, &file).unwrap());
@@ -225,6 +238,7 @@ mod tests {
             expect_key: None,
             kubernetes: Some("v1.33.1".into()),
             diagnosis: Some("top cause: wrong-ca\n".into()),
+            earlier: Vec::new(),
         }
     }
 
@@ -237,6 +251,24 @@ mod tests {
             .iter()
             .map(|c| c.original_name.clone())
             .collect()
+    }
+
+    /// A trial that passed on a retry is written as nextest writes a flaky test: passed, with
+    /// a `<flakyFailure>` per earlier attempt.
+    #[test]
+    fn a_flaky_trial_carries_its_earlier_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("junit.xml");
+        let mut o = outcome("openbao:2.7.2", Verdict::Passed);
+        o.earlier = vec!["login.status: expected 200, got 500".into()];
+        assert!(o.flaky());
+        write(&path, "authlab-sim", std::slice::from_ref(&o), None).unwrap();
+        let xml = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            xml.contains("<flakyFailure message=\"login.status: expected 200, got 500\""),
+            "{xml}"
+        );
+        assert!(!xml.contains("<failure"), "{xml}");
     }
 
     /// The processes of one nextest run add to one file; a new run starts it afresh.

@@ -14,6 +14,7 @@ pub fn cell_word(r: &Row) -> String {
     let shown = r.shown();
     let mark = match shown {
         Shown::Ok => "✅",
+        Shown::Flaky => "🔁",
         Shown::Differs => "⚠️",
         Shown::Failed => "❌",
         Shown::Error => "💥",

@@ -131,6 +131,9 @@ pub struct Row {
     /// expectations were written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difference: Option<difference::Difference>,
+    /// Under `--retries`: how each earlier attempt ended. A passed trial with any is flaky.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<String>,
 }
 
 impl Row {
@@ -190,12 +193,14 @@ impl Row {
             artifacts: o.artifacts.as_ref().map(|p| p.display().to_string()),
             run_id: run_id.to_string(),
             difference: None,
+            earlier: o.earlier.clone(),
         }
     }
 
     /// How the trial is shown: its verdict, with a failure that is a difference apart.
     pub fn shown(&self) -> Shown {
         match (self.verdict.as_str(), self.difference.is_some()) {
+            ("passed", _) if !self.earlier.is_empty() => Shown::Flaky,
             ("passed", _) => Shown::Ok,
             ("failed", true) => Shown::Differs,
             ("failed", false) => Shown::Failed,
@@ -377,6 +382,9 @@ impl Matrix {
             if t.difference.is_some() {
                 c.differences += 1;
             }
+            if t.shown() == Shown::Flaky {
+                c.flaky += 1;
+            }
         }
         c
     }
@@ -387,9 +395,14 @@ impl Counts {
     /// ignored`.
     pub fn sentence(&self) -> String {
         format!(
-            "{} trials: {} passed, {} failed ({} of them differences between servers), {} errors, {} ignored",
+            "{} trials: {} passed{}, {} failed ({} of them differences between servers), {} errors, {} ignored",
             self.passed + self.failed + self.errors + self.ignored,
             self.passed,
+            if self.flaky > 0 {
+                format!(" ({} of them flaky: passed on a retry)", self.flaky)
+            } else {
+                String::new()
+            },
             self.failed,
             self.differences,
             self.errors,
@@ -403,6 +416,8 @@ impl Counts {
 pub enum Shown {
     /// Passed.
     Ok,
+    /// Passed after failing (under `--retries`).
+    Flaky,
     /// Failed only by a difference between servers.
     Differs,
     /// Failed.
@@ -418,6 +433,7 @@ impl Shown {
     pub fn class(self) -> &'static str {
         match self {
             Shown::Ok => "passed",
+            Shown::Flaky => "flaky",
             Shown::Differs => "differs",
             Shown::Failed => "failed",
             Shown::Error => "error",
@@ -429,6 +445,7 @@ impl Shown {
     pub fn word(self) -> &'static str {
         match self {
             Shown::Ok => "ok",
+            Shown::Flaky => "FLAKY",
             Shown::Differs => "differs",
             Shown::Failed => "FAILED",
             Shown::Error => "ERROR",
@@ -450,6 +467,8 @@ pub struct Counts {
     pub errors: usize,
     /// Ignored.
     pub ignored: usize,
+    /// Passed only on a retry (counted in `passed` too).
+    pub flaky: usize,
 }
 
 /// Orders servers: flavour, then version numerically (`2.10.0` after `2.9.1`), then cluster.
@@ -549,6 +568,7 @@ mod tests {
             artifacts: None,
             run_id: format!("r-{kubernetes}"),
             difference: None,
+            earlier: Vec::new(),
         }
     }
 

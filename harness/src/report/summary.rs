@@ -60,6 +60,7 @@ fn diagnosis_line(text: &str) -> Option<String> {
 fn shown(o: &TrialOutcome, differs: &std::collections::BTreeSet<&str>) -> &'static str {
     match &o.verdict {
         Verdict::Failed(_) if differs.contains(o.name.as_str()) => "DIFFERS",
+        _ if o.flaky() => "FLAKY",
         v => word(v),
     }
 }
@@ -80,7 +81,7 @@ pub fn render(
     let listed: Vec<&TrialOutcome> = outcomes
         .iter()
         .filter(|o| match o.verdict {
-            Verdict::Passed => false,
+            Verdict::Passed => o.flaky(),
             Verdict::Ignored(_) => !style.quiet,
             _ => true,
         })
@@ -127,7 +128,15 @@ pub fn render(
                     out.push_str(&format!("    (to be recorded: {line})\n"));
                 }
             }
-            Verdict::Passed => {}
+            Verdict::Passed => {
+                for (i, e) in o.earlier.iter().enumerate() {
+                    out.push_str(&format!("    - try {} failed: {e}\n", i + 1));
+                }
+                out.push_str(&format!(
+                    "    (passed on try {}: flaky, not a pass to rely on)\n",
+                    o.earlier.len() + 1
+                ));
+            }
         }
         if let (Verdict::Failed(_), Some(key)) = (&o.verdict, &o.expect_key) {
             let (map, key) = match key.strip_prefix("kubernetes:") {
@@ -162,17 +171,23 @@ pub fn render(
         .filter(|o| shown(o, differs) == "DIFFERS")
         .count();
     let observed = count("observed");
+    let flaky = outcomes.iter().filter(|o| o.flaky()).count();
     if !out.is_empty() {
         out.push('\n');
     }
     out.push_str(&format!(
-        "{}{} passed, {} failed{}, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
+        "{}{} passed{}, {} failed{}, {} errors, {} ignored; {} trials in {:.1}s ({:.1} trials/s)\n",
         if observed > 0 {
             format!("{observed} observed for --bless, ")
         } else {
             String::new()
         },
         count("ok"),
+        if flaky > 0 {
+            format!(" ({flaky} flaky: passed only on a retry)")
+        } else {
+            String::new()
+        },
         count("FAILED"),
         if differ > 0 {
             format!(
@@ -207,4 +222,34 @@ pub fn render(
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::junit::tests::outcome;
+
+    /// A pass after failures is listed as FLAKY with each earlier failure, and counted.
+    #[test]
+    fn a_flaky_trial_is_not_shown_as_a_plain_pass() {
+        let steady = outcome("openbao:2.6.1", Verdict::Passed);
+        let mut flaky = outcome("openbao:2.7.2", Verdict::Passed);
+        flaky.earlier = vec!["FAILED login.status: expected 200, got 500".into()];
+        let text = render(
+            &[steady, flaky.clone()],
+            &Default::default(),
+            Duration::from_secs(1),
+            Style::default(),
+        );
+        assert!(text.contains(&format!("{}  FLAKY", flaky.name)), "{text}");
+        assert!(
+            text.contains("    - try 1 failed: FAILED login.status: expected 200, got 500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("2 passed (1 flaky: passed only on a retry), 0 failed"),
+            "{text}"
+        );
+        assert_eq!(text.matches("openbao-2.6.1").count(), 0, "{text}");
+    }
 }

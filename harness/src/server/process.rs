@@ -212,6 +212,9 @@ pub fn find_leftover_processes() -> Vec<(u32, String)> {
         .collect()
 }
 
+/// The only variables a server process inherits.
+const SERVER_KEEPS_ENV: &[&str] = &["PATH", "HOME", "TMPDIR", "TZ"];
+
 /// The `server -config=…` command: output to `server_log`, labelled, with a clean environment.
 fn server_command(
     bin: &Path,
@@ -231,10 +234,15 @@ fn server_command(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log2));
-    // OpenBao reads BAO_* and falls back to VAULT_*: inherited ones (an address, a token, a
-    // log level, a CA) would change what the lab server does.
-    for k in &crate::settings::current().server_env {
-        cmd.env_remove(k);
+    // A clean environment: OpenBao reads BAO_* and VAULT_* (an address, a token, a log level,
+    // a CA), and Go reads proxies, GODEBUG, GOMAXPROCS and SSL_CERT_* — any of them inherited
+    // would change what the lab server does, and how differs between the Go releases the
+    // server versions are built with.
+    cmd.env_clear();
+    for k in SERVER_KEEPS_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
     }
     label(&mut cmd, &opts.run_id);
     cmd.env("BAO_LOG_LEVEL", "debug")

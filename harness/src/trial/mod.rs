@@ -55,6 +55,16 @@ pub struct TrialOutcome {
     pub kubernetes: Option<String>,
     /// The diagnosis of a trial that did not pass (rendered).
     pub diagnosis: Option<String>,
+    /// Under `--retries`: how each earlier attempt ended (first line). A trial that passed
+    /// after any of them is flaky.
+    pub earlier: Vec<String>,
+}
+
+impl TrialOutcome {
+    /// Passed, but only after failing first (under `--retries`).
+    pub fn flaky(&self) -> bool {
+        matches!(self.verdict, Verdict::Passed) && !self.earlier.is_empty()
+    }
 }
 
 /// What a trial made and saw, for artifacts and tests.
@@ -241,6 +251,7 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         ),
         kubernetes: run.record.kubernetes.clone(),
         diagnosis: None,
+        earlier: Vec::new(),
     };
     (outcome, run.record)
 }

@@ -1,0 +1,3 @@
+path "kv-r56bfb2d62/data/allowed/*" {
+  capabilities = ["read"]
+}

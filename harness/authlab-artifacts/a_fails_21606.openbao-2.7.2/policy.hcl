@@ -1,0 +1,3 @@
+path "kv-r5782cb521/data/allowed/*" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,16 @@
+storage "inmem" {}
+
+listener "tcp" {
+  address     = "127.0.0.1:38633"
+  tls_disable = true
+}
+
+api_addr  = "http://127.0.0.1:38633"
+log_level = "debug"
+
+audit "file" "authlab" {
+  options {
+    file_path = "/tmp/authlab-r5782cb52/openbao-2.7.2/audit.log"
+    log_raw   = "true"
+  }
+}

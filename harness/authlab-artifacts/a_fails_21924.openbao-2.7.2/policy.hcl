@@ -1,0 +1,3 @@
+path "kv-r91618f744/data/allowed/*" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,16 @@
+storage "inmem" {}
+
+listener "tcp" {
+  address     = "127.0.0.1:40525"
+  tls_disable = true
+}
+
+api_addr  = "http://127.0.0.1:40525"
+log_level = "debug"
+
+audit "file" "authlab" {
+  options {
+    file_path = "/tmp/authlab-r29ba6c5e/openbao-2.7.2/audit.log"
+    log_raw   = "true"
+  }
+}

@@ -1,0 +1,3 @@
+path "kv-r483a3db81/data/allowed/*" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,3 @@
+path "kv-ra8fd1b934/data/allowed/*" {
+  capabilities = ["read"]
+}

@@ -1,0 +1,3 @@
+path "kv-r90755bf64/data/allowed/*" {
+  capabilities = ["read"]
+}
