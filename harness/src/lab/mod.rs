@@ -266,7 +266,20 @@ impl Lab {
                 return Ok(Arc::new(h));
             }
             let started = match self.opts.runtime {
-                Runtime::Process => self.start_server(spec).await.map(ServerHandle::owned),
+                Runtime::Process => match self.start_server(spec).await {
+                    Ok(s) => Ok(s),
+                    // Every trial on this server depends on this one start: a start that
+                    // failed (not ready in time on a loaded machine, a port taken twice) is
+                    // tried once more before its error becomes all of theirs.
+                    Err(e) if !crate::runlock::stopping() => {
+                        tracing::warn!("{spec}: {e:#}; starting it once more");
+                        self.start_server(spec)
+                            .await
+                            .with_context(|| format!("the first start failed too: {e:#}"))
+                    }
+                    Err(e) => Err(e),
+                }
+                .map(ServerHandle::owned),
                 Runtime::Container => self.start_container(spec, None, None).await,
             };
             started.map(Arc::new)
