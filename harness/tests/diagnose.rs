@@ -833,3 +833,231 @@ fn logs_from_pods_and_docker_are_read() {
     let (_, _, err) = diagnose_cli(&["--server-log", empty.to_str().unwrap()], &[]);
     assert!(err.contains("the file is empty"), "{err}");
 }
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        authlab::server::process::terminate_process(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (at most 60 s) for `path` to hold something that parses.
+fn wait_for_file(path: &std::path::Path, what: &str, child: &mut std::process::Child) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.ends_with('\n') || text.trim_end().ends_with('}') {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not come up in 60 s"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "{what} exited");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The README's walk from a lab to diagnose, as a user takes it: `lab up` and `sim serve`, the
+/// CLI pointed at the lab's server with `eval "$(authlab lab env)"`, Kubernetes auth written
+/// with `bao write`, a login the server refuses, then `diagnose --role --jwt @FILE --probe`.
+#[test]
+fn from_a_lab_to_diagnose_as_the_readme_walks() {
+    let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
+    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    let rt = runtime();
+    let bao = match rt.block_on(cache.ensure(&spec, &|_| {})) {
+        Ok(b) => b,
+        Err(e) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}");
+            eprintln!("skipped: {e:#}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("lab.json");
+    let kubeconfig = dir.path().join("sim.kubeconfig");
+    let authlab = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_authlab"));
+        c.args(args)
+            .env("AUTHLAB_LAB_STATE", &state)
+            .env("NO_COLOR", "1");
+        c
+    };
+    let mut lab = Killed(
+        authlab(&["lab", "up", "--servers", "openbao:2.7.2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("lab.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut sim = Killed(
+        authlab(&[
+            "sim",
+            "serve",
+            "--kubeconfig-out",
+            kubeconfig.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let lab_state = wait_for_file(&state, "the lab", &mut lab.0);
+    let kc = wait_for_file(&kubeconfig, "the sim", &mut sim.0);
+    // `lab up` says how to point the CLIs at it, without the root token.
+    let root: serde_json::Value = serde_json::from_str(&lab_state).unwrap();
+    let root_token = root["servers"][0]["root_token"].as_str().unwrap();
+    let said = std::fs::read_to_string(dir.path().join("lab.err")).unwrap();
+    assert!(
+        said.contains("eval \"$(authlab lab env openbao:2.7.2)\""),
+        "{said}"
+    );
+    assert!(
+        !said.contains(root_token),
+        "the root token in lab up's output"
+    );
+    // eval "$(authlab lab env)"
+    let out = authlab(&["lab", "env"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let exports: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect();
+    let var = |k: &str| {
+        exports
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("lab env exports no {k}: {exports:?}"))
+    };
+    assert_eq!(var("VAULT_TOKEN"), root_token);
+    assert_eq!(var("BAO_ADDR"), var("VAULT_ADDR"));
+    let out = authlab(&["lab", "env", "openbao:2.6.1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("it runs openbao:2.7.2"),
+        "{out:?}"
+    );
+
+    // The cluster side, as kubectl would do it: a namespace, a service account, its token.
+    let field = |key: &str| {
+        kc.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {kc}"))
+            .trim()
+            .to_string()
+    };
+    let host = field("server:");
+    let admin = field("token:");
+    use base64::Engine;
+    let ca = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(field("certificate-authority-data:"))
+            .unwrap(),
+    )
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let jwt = rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{host}{path}"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+        };
+        for (path, body) in [
+            (
+                "/api/v1/namespaces",
+                serde_json::json!({"metadata": {"name": "app"}}),
+            ),
+            (
+                "/api/v1/namespaces/app/serviceaccounts",
+                serde_json::json!({"metadata": {"name": "web"}}),
+            ),
+        ] {
+            let r = post(path, body).await.unwrap();
+            assert!(r.status().is_success(), "{path}: {r:?}");
+        }
+        let r = post(
+            "/api/v1/namespaces/app/serviceaccounts/web/token",
+            serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                "spec": {"audiences": ["vault"]}}),
+        )
+        .await
+        .unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["status"]["token"].as_str().unwrap().to_string()
+    });
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &jwt).unwrap();
+
+    // The server side with the bao CLI, as the README shows it with vault.
+    let cli = |args: &[&str]| {
+        let mut c = std::process::Command::new(&bao);
+        c.args(args).env("HOME", dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("VAULT_") || k.starts_with("BAO_") {
+                c.env_remove(k);
+            }
+        }
+        c.envs(exports.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c.output().unwrap()
+    };
+    for args in [
+        vec!["auth", "enable", "kubernetes"],
+        vec![
+            "write",
+            "auth/kubernetes/config",
+            &format!("kubernetes_host={host}"),
+            &format!("kubernetes_ca_cert=@{}", ca_file.display()),
+        ],
+        vec![
+            "write",
+            "auth/kubernetes/role/web",
+            "bound_service_account_names=web",
+            "bound_service_account_namespaces=default",
+            "audience=vault",
+        ],
+    ] {
+        let out = cli(&args);
+        assert!(out.status.success(), "bao {args:?}: {out:?}");
+    }
+    let login = cli(&[
+        "write",
+        "auth/kubernetes/login",
+        "role=web",
+        &format!("jwt=@{}", token_file.display()),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&login.stderr).contains("namespace not authorized"),
+        "{login:?}"
+    );
+    let env: Vec<(&str, &str)> = exports
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (code, out, err) = diagnose_cli(
+        &[
+            "--role",
+            "web",
+            "--jwt",
+            &format!("@{}", token_file.display()),
+            "--probe",
+        ],
+        &env,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The probe's TokenReview is refused too (the client's token lacks the API audience), but
+    // the server refuses the namespace before it ever reviews: that is the cause.
+    assert!(out.contains("probe: TokenReview"), "{out}");
+    assert!(out.contains("cause: namespace"), "{out}");
+}

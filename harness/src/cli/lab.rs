@@ -68,6 +68,7 @@ pub async fn up(
         handles.len(),
         path.display()
     );
+    eprint!("{}", env_hint(&state));
     // The signal handler cleans up and exits; this waits for it.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -125,7 +126,67 @@ pub async fn status() -> Result<ExitCode> {
         };
         outln!("  {:<16} {}  {}", s.spec, s.addr, health);
     }
+    out!("{}", env_hint(&state));
     Ok(ExitCode::SUCCESS)
+}
+
+/// How to point the vault and bao CLIs (and `authlab diagnose`) at the lab's servers, the
+/// root token left out: `authlab lab env` prints it on request.
+fn env_hint(state: &LabState) -> String {
+    let mut out =
+        String::from("To use a server with the vault or bao CLI and `authlab diagnose`:\n");
+    for s in &state.servers {
+        out.push_str(&format!(
+            "  eval \"$(authlab lab env {})\"    # VAULT_ADDR={}, VAULT_TOKEN=<its root token>\n",
+            s.spec, s.addr
+        ));
+    }
+    out
+}
+
+/// `export` lines for `server` of the running lab (or its first).
+pub fn env(server: Option<&str>) -> Result<ExitCode> {
+    let path = servers::state_path();
+    let Some(state) = servers::read_state(&path) else {
+        bail!("no lab is running: start one with `authlab lab up`");
+    };
+    let spec = match server {
+        Some(s) => Some(s.parse::<crate::server::ServerSpec>()?.to_string()),
+        None => None,
+    };
+    let Some(info) = state
+        .servers
+        .iter()
+        .find(|s| spec.as_deref().is_none_or(|want| s.spec == want))
+    else {
+        bail!(
+            "the lab runs no {}: it runs {}",
+            spec.unwrap_or_default(),
+            state
+                .servers
+                .iter()
+                .map(|s| s.spec.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    for var in ["VAULT", "BAO"] {
+        outln!("export {var}_ADDR={}", shell_word(&info.addr));
+        outln!("export {var}_TOKEN={}", shell_word(&info.root_token));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `s` as one shell word (single-quoted unless it is plainly safe).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// Starts each selected server in the chosen runtime, prints its start-up time (spawn or

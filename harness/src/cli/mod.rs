@@ -186,6 +186,12 @@ enum LabCommand {
     Down,
     /// Show the running lab's servers and their health.
     Status,
+    /// Print `export VAULT_ADDR=… VAULT_TOKEN=…` (and the BAO_ forms) for a server of the
+    /// running lab, for `eval "$(authlab lab env)"`: the root token is printed only here.
+    Env {
+        /// The server (default: the lab's first).
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,6 +273,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
                 lab::timings(servers.as_deref(), runtime).await
             }
             LabCommand::Status => lab::status().await,
+            LabCommand::Env { server } => lab::env(server.as_deref()),
         },
         Command::Provision { servers } => provision(servers.as_deref()).await,
         Command::Sim {

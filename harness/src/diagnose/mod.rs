@@ -766,9 +766,13 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
 
     drop(add);
     checks::check(input, &mut out);
+    // At equal scores, what the server checks first: a role's bound name, namespace or
+    // audience is refused before any TokenReview is made, so what a probe of the TokenReview
+    // shows comes after it.
     out.sort_by(|a, b| {
         b.score
             .cmp(&a.score)
+            .then(before_review(b.cause).cmp(&before_review(a.cause)))
             .then(a.cause.as_str().cmp(b.cause.as_str()))
     });
     // One finding per cause: the best-scored.
@@ -779,6 +783,11 @@ pub fn diagnose(input: &Input) -> Vec<Finding> {
         new
     });
     out
+}
+
+/// Causes the Kubernetes method finds from the token and role alone, before its TokenReview.
+fn before_review(c: Cause) -> bool {
+    matches!(c, Cause::SaName | Cause::Namespace | Cause::RoleAudience)
 }
 
 /// What `diagnose` concludes from an input.
