@@ -1061,3 +1061,78 @@ fn from_a_lab_to_diagnose_as_the_readme_walks() {
     assert!(out.contains("probe: TokenReview"), "{out}");
     assert!(out.contains("cause: namespace"), "{out}");
 }
+
+/// A failed trial's artifacts hold the config and role as `vault read -format=json` gives
+/// them back (no reviewer JWT, `token_reviewer_jwt_set: true`), and diagnose determines the
+/// cause from that form as the README shows.
+#[test]
+fn the_read_back_form_in_the_artifacts_is_what_diagnose_takes() {
+    let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
+    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    if let Err(e) = runtime().block_on(cache.ensure(&spec, &|_| {})) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{e:#}");
+        eprintln!("skipped: {e:#}");
+        return;
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    // The shipped case, made to fail so that its artifacts are written.
+    let text = std::fs::read_to_string(
+        repo.join("cases/kubernetes/reviewer-jwt/reviewer-token-expired.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        cases.join("expired.yaml"),
+        text.replace("status: 403", "status: 299"),
+    )
+    .unwrap();
+    for m in [
+        "manifests/sa/internal-app.yaml",
+        "manifests/sa/vault-auth.yaml",
+        "manifests/rbac/vault-auth-delegator.yaml",
+    ] {
+        let to = tmp.path().join(m);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo.join(m), to).unwrap();
+    }
+    let artifacts = tmp.path().join("artifacts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_authlab"))
+        .args(["run", "-q", "--servers", "openbao:2.7.2", "--cases"])
+        .arg(&cases)
+        .arg("--artifacts")
+        .arg(&artifacts)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let dir = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().is_dir())
+        .expect("an artifacts folder")
+        .path();
+    let read: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("auth-config.read.json")).unwrap())
+            .unwrap();
+    assert_eq!(read["data"]["token_reviewer_jwt_set"], true, "{read}");
+    assert!(read["data"].get("token_reviewer_jwt").is_none(), "{read}");
+    let role: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("role.read.json")).unwrap())
+            .unwrap();
+    assert_eq!(role["data"]["token_ttl"], 3600, "{role}");
+    let log = dir.join("server.log");
+    let config = dir.join("auth-config.read.json");
+    let (code, out, err) = diagnose_cli(
+        &[
+            "--server-log",
+            log.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("cause: reviewer-token"), "{out}");
+}

@@ -55,6 +55,15 @@ fn write_record(dir: &Path, trial: &Trial, rec: &TrialRecord, verdict: &Verdict)
         "role.json",
         &serde_json::to_string_pretty(&rec.role).unwrap_or_default(),
     )?;
+    // As `vault read -format=json` gives them: what a user hands to `diagnose`.
+    for (name, v) in [
+        ("auth-config.read.json", &rec.read_back.0),
+        ("role.read.json", &rec.read_back.1),
+    ] {
+        if !v.is_null() {
+            put(name, &serde_json::to_string_pretty(v).unwrap_or_default())?;
+        }
+    }
     put("policy.hcl", &rec.policy)?;
     put("diagnosis.txt", &rec.diagnosis)?;
     put(

@@ -252,6 +252,19 @@ async fn configure(
     }
     run.record.evidence.config = Some(config.clone());
     run.record.evidence.role = Some(role.clone());
+    if config.status < 300 && role.status < 300 {
+        // What a user holds: the read-back form, for the artifacts beside what was written.
+        let mount = &n.login_mount;
+        let (config_path, role_path) = (
+            format!("auth/{mount}/config"),
+            format!("auth/{mount}/role/{}", n.role),
+        );
+        let (c, r) = tokio::join!(root.read(&config_path), root.read(&role_path));
+        run.record.read_back = (
+            c.map(|c| c.body).unwrap_or_default(),
+            r.map(|r| r.body).unwrap_or_default(),
+        );
+    }
     Ok((login_accessor, config, role))
 }
 

@@ -82,6 +82,10 @@ pub struct TrialRecord {
     pub auth_config: Value,
     /// Role written.
     pub role: Value,
+    /// The config and role as the server gives them back (`vault read -format=json
+    /// auth/<mount>/config` and `…/role/<name>`: `token_reviewer_jwt_set`, no JWT, TTLs in
+    /// seconds), read after they were written; Null when a write failed.
+    pub read_back: (Value, Value),
     /// Policy HCL.
     pub policy: String,
     /// Client JWT (secret).
