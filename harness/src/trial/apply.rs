@@ -252,20 +252,25 @@ async fn configure(
     }
     run.record.evidence.config = Some(config.clone());
     run.record.evidence.role = Some(role.clone());
-    if config.status < 300 && role.status < 300 {
-        // What a user holds: the read-back form, for the artifacts beside what was written.
-        let mount = &n.login_mount;
-        let (config_path, role_path) = (
-            format!("auth/{mount}/config"),
-            format!("auth/{mount}/role/{}", n.role),
-        );
-        let (c, r) = tokio::join!(root.read(&config_path), root.read(&role_path));
-        run.record.read_back = (
-            c.map(|c| c.body).unwrap_or_default(),
-            r.map(|r| r.body).unwrap_or_default(),
-        );
-    }
     Ok((login_accessor, config, role))
+}
+
+/// Reads the login mount's config and role back as a user holds them (`vault read
+/// -format=json`), for the artifacts of a trial that did not pass; nothing when a write failed.
+pub(super) async fn read_back(run: &mut Run<'_>, env: &Env, setup: &Setup) {
+    if setup.config.status >= 300 || setup.role.status >= 300 {
+        return;
+    }
+    let n = &env.names;
+    let (config_path, role_path) = (
+        format!("auth/{}/config", n.login_mount),
+        format!("auth/{}/role/{}", n.login_mount, n.role),
+    );
+    let (c, r) = tokio::join!(setup.root.read(&config_path), setup.root.read(&role_path));
+    run.record.read_back = (
+        c.map(|c| c.body).unwrap_or_default(),
+        r.map(|r| r.body).unwrap_or_default(),
+    );
 }
 
 /// Writes one secret into a fresh KV v2 mount, which upgrades its storage first and refuses

@@ -275,6 +275,9 @@ async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<(Judgement, Signature)> {
         .map(|s| s.expect.clone())
         .collect();
     let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &setup.vars);
+    if !judged.mismatches.is_empty() {
+        apply::read_back(run, &env, &setup).await;
+    }
     let signature = crate::report::signature::observe(&env.expect, &evidence, &setup.vars);
     run.record.vars = setup.vars.clone();
     run.record.evidence = evidence;
