@@ -1175,6 +1175,11 @@ fn late_mistakes_are_load_errors() {
             "",
             "names a mount `nope` the case does not have",
         ),
+        (
+            "before_login:\n  - wait: 12s\n  - wait: 12s\n  - wait: 12s\nexpect:\n  login: { status: 403 }\n",
+            "before_login[2].wait",
+            "the waits up to here come to 36s, more than the 30 s a trial may wait in all",
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let cases = tmp.path().join("cases");

@@ -685,6 +685,8 @@ fn validate(lc: &LoadedCase) -> Vec<CaseError> {
             ));
         }
     }
+    // The waits of a trial share one budget: three `wait: 30s` are 90 s, not three times 30.
+    let mut waited = std::time::Duration::ZERO;
     for (i, action) in case.before_login.iter().enumerate() {
         let field = format!("before_login[{i}]");
         match action {
@@ -701,16 +703,17 @@ fn validate(lc: &LoadedCase) -> Vec<CaseError> {
             // Parsed as a `ServiceAccountRef` at load.
             ClusterAction::RecreateServiceAccount(_) => {}
             ClusterAction::Wait(d) => match humantime::parse_duration(d) {
-                Ok(t) if t <= crate::case::model::MAX_WAIT => {}
+                Ok(t) if waited + t <= crate::case::model::MAX_WAIT => waited += t,
                 Ok(t) => {
+                    waited += t;
                     bad.push(err(
                         &format!("{field}.wait"),
                         format!(
-                            "{} is longer than the {} s a trial may wait.",
-                            humantime::format_duration(t),
+                            "the waits up to here come to {}, more than the {} s a trial may wait in all.",
+                            humantime::format_duration(waited),
                             crate::case::model::MAX_WAIT.as_secs()
                         ),
-                        "wait at most 30s: give the token a shorter lifetime (expiration_seconds) instead.",
+                        "wait at most 30s in all: give the token a shorter lifetime (expiration_seconds) instead.",
                     ));
                 }
                 Err(e) => {

@@ -358,7 +358,8 @@ pub enum ClusterAction {
     RecreateServiceAccount(ServiceAccountRef),
     /// Apply an object (path or inline).
     Apply(ObjectSource),
-    /// Wait this long (e.g. `5s`; at most 30 s): a short-lived token expires.
+    /// Wait this long (e.g. `5s`; at most 30 s for all of a trial's waits together): a
+    /// short-lived token expires.
     Wait(String),
     /// The server's pod is replaced, as after a restart (inside topology): its Pod object is
     /// deleted and re-created (a new UID) and the container's token file holds a token bound to
