@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     case::{LoadedCase, load},
     report::{
-        difference::{Ordered, covers, key_for, matcher_for, with_observed},
+        difference::{covers, key_for, matcher_for, with_observed},
         matrix::ServerKey,
         signature::Signature,
     },
@@ -281,11 +281,25 @@ fn replace_block(text: &str, key: &str, new: Option<&str>, after: &str) -> Strin
 }
 
 fn yaml(v: &Value) -> String {
-    serde_saphyr::to_string(&Ordered(v)).unwrap_or_default()
+    crate::report::catalog_yaml::render(v)
 }
 
-/// Blesses one case with what `observed` servers answered (`flavour:version`, signature).
-pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcome, BlessError> {
+/// The pending file a bless writes beside a case file for review: `<file>.new` (as insta's
+/// `.snap.new`).
+pub fn pending_path(case: &std::path::Path) -> std::path::PathBuf {
+    let mut p = case.as_os_str().to_os_string();
+    p.push(".new");
+    p.into()
+}
+
+/// Blesses one case with what `observed` servers answered (`flavour:version`, signature):
+/// into the case file itself with `in_place`, else into its pending file ([`pending_path`]),
+/// which is removed when the case already holds what was observed.
+pub fn bless(
+    lc: &LoadedCase,
+    observed: &[(String, Signature)],
+    in_place: bool,
+) -> Result<Outcome, BlessError> {
     if observed.is_empty() {
         return Ok(Outcome::Unchanged);
     }
@@ -357,20 +371,23 @@ pub fn bless(lc: &LoadedCase, observed: &[(String, Signature)]) -> Result<Outcom
         Some(&format!("observed_on: [{}]\n", observed_on.join(", "))),
         "flavours",
     );
+    let pending = pending_path(&lc.path);
     if text == lc.text {
+        // A pending file from an earlier bless is out of date now.
+        let _ = std::fs::remove_file(&pending);
         return Ok(Outcome::Unchanged);
     }
     load::parse(&lc.path, &text).map_err(|e| BlessError::Invalid {
         path: lc.path.clone(),
         why: e.to_string(),
     })?;
-    let tmp = lc.path.with_extension("yaml.blessing");
-    std::fs::write(&tmp, &text)
-        .and_then(|_| std::fs::rename(&tmp, &lc.path))
-        .map_err(|source| BlessError::Io {
-            path: lc.path.clone(),
+    let target = if in_place { lc.path.clone() } else { pending };
+    crate::report::files::replace(&target, text.as_bytes(), 0o644).map_err(|source| {
+        BlessError::Io {
+            path: target.clone(),
             source,
-        })?;
+        }
+    })?;
     Ok(Outcome::Written {
         expect: expect_text,
         flavours: flavours.keys().cloned().collect(),

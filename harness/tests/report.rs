@@ -88,7 +88,12 @@ fn case_without_flavours(root: &Path) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    let out = authlab().args(args).output().unwrap();
+    let mut c = authlab();
+    if args.contains(&"--bless") {
+        // Refused under CI=true, where nobody would review what it writes.
+        c.env_remove("CI");
+    }
+    let out = c.args(args).output().unwrap();
     eprintln!(
         "authlab {}: {}\n{}",
         args.join(" "),
@@ -710,7 +715,7 @@ fn bless_records_what_the_servers_answered() {
     let go = |bless: bool| {
         let mut extra = vec!["--artifacts", artifacts];
         if bless {
-            extra.push("--bless");
+            extra.extend(["--bless", "--in-place"]);
         }
         run_cases(&cases, "openbao:2.6.1,openbao:2.7.2", &extra)
     };
@@ -745,7 +750,7 @@ fn bless_records_what_the_servers_answered() {
         "{blessed}"
     );
     assert!(
-        blessed.contains(r#"expected \"${cluster.url}\" got \"${cluster.issuer}\""#),
+        blessed.contains(r#"expected "${cluster.url}" got "${cluster.issuer}"'"#),
         "this run's values are placeholders again:\n{blessed}"
     );
     assert!(!blessed.contains("127.0.0.1"), "{blessed}");
@@ -754,7 +759,7 @@ fn bless_records_what_the_servers_answered() {
         "{blessed}"
     );
     assert!(
-        blessed.contains("error: error checking oidc discovery URL\n"),
+        blessed.contains("config: { status: 400, error: error checking oidc discovery URL }\n"),
         "2.6's shorter error: {blessed}"
     );
     assert!(
@@ -853,7 +858,12 @@ fn blessing_a_case_again_and_again_gives_the_same_file() {
         let out = run_cases(
             &cases,
             servers,
-            &["--bless", "--artifacts", artifacts.to_str().unwrap()],
+            &[
+                "--bless",
+                "--in-place",
+                "--artifacts",
+                artifacts.to_str().unwrap(),
+            ],
         );
         assert_eq!(out.status.code(), Some(0));
         blessed.push(std::fs::read_to_string(&file).unwrap());
@@ -945,7 +955,12 @@ fn the_second_clusters_requests_are_judged_and_blessed() {
     let out = run_cases(
         &cases,
         "openbao:2.7.2",
-        &["--bless", "--artifacts", artifacts.to_str().unwrap()],
+        &[
+            "--bless",
+            "--in-place",
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(0));
     let blessed = std::fs::read_to_string(&file).unwrap();
@@ -1077,11 +1092,21 @@ fn retries_and_fail_fast_as_nextest_has_them() {
             "manifests/rbac/vault-auth-delegator.yaml",
         ],
     );
+    let artifacts = tmp.path().join("artifacts");
+    let artifacts = artifacts.to_str().unwrap();
     // First, while no run has timed these names and the catalog's order holds.
     let out = run_cases(
         &cases,
         "openbao:2.7.2",
-        &["--fail-fast", "-j", "1", "--format", "json"],
+        &[
+            "--fail-fast",
+            "-j",
+            "1",
+            "--format",
+            "json",
+            "--artifacts",
+            artifacts,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -1113,7 +1138,14 @@ fn retries_and_fail_fast_as_nextest_has_them() {
     let out = run_cases(
         &cases,
         "openbao:2.7.2",
-        &["--fail-fast", "--no-fail-fast", "-j", "1"],
+        &[
+            "--fail-fast",
+            "--no-fail-fast",
+            "-j",
+            "1",
+            "--artifacts",
+            artifacts,
+        ],
     );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("2 passed, 1 failed"), "{summary}");
@@ -1121,7 +1153,14 @@ fn retries_and_fail_fast_as_nextest_has_them() {
     let out = run_cases(
         &cases,
         "openbao:2.7.2",
-        &["--retries", "2", "--format", "json"],
+        &[
+            "--retries",
+            "2",
+            "--format",
+            "json",
+            "--artifacts",
+            artifacts,
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1144,6 +1183,82 @@ fn retries_and_fail_fast_as_nextest_has_them() {
             .starts_with("FAILED login.status: expected 200, got 400"),
         "{m}"
     );
+}
+
+/// `--bless` as insta records snapshots: a pending `<file>.new` in the catalog's style, the case
+/// file untouched until `authlab bless accept`; `review` shows the diff, `reject` drops it;
+/// refused under CI=true.
+#[test]
+fn bless_writes_pending_files_to_review() {
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("cases/kubernetes/role/unknown-role.yaml")).unwrap();
+    let start = text.find("\nexpect:").unwrap();
+    let empty = format!("{}\nexpect: {{}}\n", &text[..start]);
+    let file = cases.join("unknown-role.yaml");
+    std::fs::write(&file, &empty).unwrap();
+    copy_manifests(
+        tmp.path(),
+        &[
+            "manifests/sa/internal-app.yaml",
+            "manifests/sa/vault-auth.yaml",
+            "manifests/rbac/vault-auth-delegator.yaml",
+        ],
+    );
+    let dir = cases.to_str().unwrap();
+    let out = authlab()
+        .env("CI", "true")
+        .args([
+            "run",
+            "--cases",
+            dir,
+            "--servers",
+            "openbao:2.7.2",
+            "--bless",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("under CI=true"));
+    let out = run_cases(&cases, "openbao:2.7.2", &["--bless"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 pending file(s)"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), empty, "untouched");
+    let pending = cases.join("unknown-role.yaml.new");
+    let blessed = std::fs::read_to_string(&pending).unwrap();
+    assert!(
+        blessed.contains("  login: { status: 400, error: 'invalid role name \"nope\"' }\n"),
+        "in the catalog's style: {blessed}"
+    );
+    let bless = |verb: &str| {
+        let out = authlab()
+            .args(["bless", verb, "--cases", dir])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "bless {verb}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let diff = bless("review");
+    assert!(diff.contains("-expect: {}"), "{diff}");
+    assert!(diff.contains("+  login: { status: 400"), "{diff}");
+    assert!(pending.exists(), "review without a terminal takes nothing");
+    bless("reject");
+    assert!(!pending.exists());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), empty);
+    run_cases(&cases, "openbao:2.7.2", &["--bless"]);
+    bless("accept");
+    assert!(!pending.exists());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), blessed);
+    let out = run_cases(&cases, "openbao:2.7.2", &[]);
+    assert_eq!(out.status.code(), Some(0), "the accepted case passes");
 }
 
 /// Mistakes that used to load and then fail late (or never match) are load errors, each

@@ -4,6 +4,7 @@
 mod output;
 pub mod diagnose;
 pub mod lab;
+mod pending;
 mod run;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -147,6 +148,11 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Review, accept or reject what `run --bless` recorded (`<file>.new` beside each case).
+    Bless {
+        #[command(subcommand)]
+        command: pending::BlessCommand,
+    },
     /// Print the JSON Schema of case files.
     Schema,
     /// The watchdog a run starts for itself (removes what the run leaves if it is killed).
@@ -255,6 +261,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
         Command::Check { cases, format } => check(cases, format),
         Command::Run(a) => run::run(a, style).await,
         Command::Report { inputs, out, mixed } => run::merge_reports(&inputs, &out, mixed),
+        Command::Bless { command } => pending::run(command),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut buf = Vec::new();

@@ -45,8 +45,14 @@ pub(super) struct RunArgs {
     /// Write what the servers answered into each selected case file (expect, flavours per
     /// server where they differ, observed_on), as snapshot tests record snapshots; the rest of
     /// the file is kept.
+    /// What is recorded goes into `<file>.new` beside each case file, to review with `authlab
+    /// bless review` and take with `authlab bless accept` (as insta's pending snapshots);
+    /// refused under CI=true.
     #[arg(long)]
     bless: bool,
+    /// With --bless: write into the case files themselves, with no pending file to review.
+    #[arg(long, requires = "bless")]
+    in_place: bool,
     /// Also show what passing trials observed.
     #[arg(long)]
     show_observed: bool,
@@ -114,6 +120,11 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let dir = cases_dir(a.cases);
     let servers = select::servers(a.servers.as_deref())?;
     let cluster = select::cluster(a.cluster)?;
+    if a.bless && settings::current().ci {
+        anyhow::bail!(
+            "--bless writes case files, and under CI=true nobody reviews them: bless where you can look at the result (unset CI), and commit what `authlab bless accept` takes"
+        );
+    }
     if a.bless && !cluster.is_sim() {
         anyhow::bail!(
             "--bless records into `expect` and `flavours`, which are judged on the sim (Kubernetes {}); on --cluster {} a case's version-specific answers go into a `kubernetes:` entry written by hand from `--show-observed` (see cases/README.md)",
@@ -262,7 +273,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         }
     }
     if a.bless {
-        return bless(&outcomes, &again);
+        return bless(&outcomes, &again, a.in_place);
     }
     if a.compare_sim && a.format == Format::Human {
         let between = report::changes::between_clusters(&matrix);
@@ -354,10 +365,12 @@ type Observations = (
 fn bless(
     first: &[crate::trial::TrialOutcome],
     again: &[crate::trial::TrialOutcome],
+    in_place: bool,
 ) -> Result<ExitCode> {
     let mut by_case: std::collections::BTreeMap<std::path::PathBuf, Observations> =
         std::collections::BTreeMap::new();
     let mut failed = false;
+    let mut pending = 0;
     let second: std::collections::BTreeMap<&str, &crate::trial::TrialOutcome> =
         again.iter().map(|o| (o.name.as_str(), o)).collect();
     for o in first {
@@ -411,13 +424,22 @@ fn bless(
             continue;
         }
         let servers: Vec<&str> = observed.iter().map(|(s, _)| s.as_str()).collect();
-        match crate::bless::bless(case, observed) {
+        match crate::bless::bless(case, observed, in_place) {
             Ok(crate::bless::Outcome::Written { expect, flavours }) => {
-                eprintln!(
-                    "authlab: blessed {} with what {} answered; it now records:",
-                    path.display(),
-                    servers.join(", ")
-                );
+                if in_place {
+                    eprintln!(
+                        "authlab: blessed {} with what {} answered; it now records:",
+                        path.display(),
+                        servers.join(", ")
+                    );
+                } else {
+                    pending += 1;
+                    eprintln!(
+                        "authlab: wrote {} with what {} answered; it records:",
+                        crate::bless::pending_path(path).display(),
+                        servers.join(", ")
+                    );
+                }
                 for line in expect.lines() {
                     eprintln!("    {line}");
                 }
@@ -435,6 +457,11 @@ fn bless(
                 eprintln!("authlab: {e}");
             }
         }
+    }
+    if pending > 0 {
+        eprintln!(
+            "authlab: {pending} pending file(s): `authlab bless review` shows each as a diff, `authlab bless accept` takes them, `authlab bless reject` drops them"
+        );
     }
     Ok(if failed {
         ExitCode::from(1)

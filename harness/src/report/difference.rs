@@ -143,66 +143,7 @@ pub fn key_for(server: &str, applied: Option<&str>, alike: &[&str], keep_out: &[
 pub fn block(key: &str, expect: &Value, observed: &Signature) -> String {
     let updated = with_observed(expect, observed);
     let doc = json!({ "flavours": { key: { "expect": updated } } });
-    serde_saphyr::to_string(&Ordered(&doc)).unwrap_or_else(|e| format!("# could not render: {e}\n"))
-}
-
-/// A JSON value serialized with the keys of each object in the order case files write them
-/// (`status` before `error`, `level` before `message`), the rest alphabetically.
-pub struct Ordered<'a>(pub &'a Value);
-
-impl serde::Serialize for Ordered<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        const FIRST: &[&str] = &[
-            "config",
-            "role",
-            "login",
-            "audit",
-            "auth",
-            "server_log",
-            "cluster_requests",
-            "cluster_objects",
-            "kind",
-            "method",
-            "path",
-            "namespace",
-            "name",
-            "type",
-            "status",
-            "user",
-            "level",
-            "message",
-            "error",
-            "warnings",
-            "count",
-        ];
-        match self.0 {
-            Value::Object(m) => {
-                // Null is the same as absent in a case file.
-                let mut keys: Vec<&String> = m
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, _)| k)
-                    .collect();
-                keys.sort_by_key(|k| {
-                    (FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()), *k)
-                });
-                let mut map = s.serialize_map(Some(keys.len()))?;
-                for k in keys {
-                    map.serialize_entry(k, &Ordered(&m[k]))?;
-                }
-                map.end()
-            }
-            Value::Array(a) => {
-                let mut seq = s.serialize_seq(Some(a.len()))?;
-                for v in a {
-                    seq.serialize_element(&Ordered(v))?;
-                }
-                seq.end()
-            }
-            other => other.serialize(s),
-        }
-    }
+    super::catalog_yaml::render(&doc)
 }
 
 /// `expect` (the JSON of an [`crate::case::model::Expect`]) with every field the observation

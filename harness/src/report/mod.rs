@@ -2,6 +2,7 @@
 //! matrix report (observed signatures, differences between servers, Markdown and HTML).
 
 pub mod artifacts;
+pub mod catalog_yaml;
 pub mod changes;
 pub mod difference;
 pub mod files;

@@ -1,3 +1,0 @@
-path "kv-r56bfb2d62/data/allowed/*" {
-  capabilities = ["read"]
-}

@@ -1,3 +1,0 @@
-path "kv-r5782cb521/data/allowed/*" {
-  capabilities = ["read"]
-}

@@ -1,3 +1,0 @@
-path "kv-r36d7cf274/data/allowed/*" {
-  capabilities = ["read"]
-}

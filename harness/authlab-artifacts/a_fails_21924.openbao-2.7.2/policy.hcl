@@ -1,3 +1,0 @@
-path "kv-r91618f744/data/allowed/*" {
-  capabilities = ["read"]
-}

@@ -1,3 +1,0 @@
-path "kv-r29ba6c5e4/data/allowed/*" {
-  capabilities = ["read"]
-}

@@ -1,3 +1,0 @@
-path "kv-r90755bf64/data/allowed/*" {
-  capabilities = ["read"]
-}

@@ -1,3 +1,0 @@
-path "kv-rbf9d491f4/data/allowed/*" {
-  capabilities = ["read"]
-}
