@@ -594,9 +594,33 @@ steps:
 
 #[test]
 fn completions_are_generated() {
-    let out = authlab().args(["completions", "bash"]).output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("authlab"));
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = authlab().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("AUTHLAB_COMPLETE"), "{shell}: {script}");
+    }
+    // What the bash script asks at a Tab after `authlab run kubernetes::role::un`: case names.
+    let ask = |words: &[&str]| {
+        let out = authlab()
+            .env("AUTHLAB_COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", (words.len() - 1).to_string())
+            .env("_CLAP_COMPLETE_COMP_TYPE", "9")
+            .env("_CLAP_IFS", "\n")
+            .env("AUTHLAB_CASES", repo().join("cases"))
+            .arg("--")
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let got = ask(&["authlab", "run", "kubernetes::role::un"]);
+    assert_eq!(got.trim(), "kubernetes::role::unknown_role", "{got}");
+    let got = ask(&["authlab", "export", "terraform", "jwt::discovery_w"]);
+    assert_eq!(got.trim(), "jwt::discovery_works", "{got}");
+    let got = ask(&["authlab", "bl"]);
+    assert_eq!(got.trim(), "bless", "{got}");
 }
 
 /// The YAML examples of a Markdown file, with the line each starts at.

@@ -355,7 +355,11 @@ fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
         let mut out = Vec::new();
         for i in 0..8 {
             let mount = format!("k8s-{i}");
-            let port = refused_port();
+            // Eight different ports: a port just let go may be handed out again.
+            let mut port = refused_port();
+            while out.iter().any(|(_, p, _)| *p == port) {
+                port = refused_port();
+            }
             let acc = kubernetes_mount(&client, &mount, port, &ca).await;
             out.push((mount, port, acc));
         }

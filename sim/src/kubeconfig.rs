@@ -8,27 +8,53 @@ pub const CONTEXT: &str = "authlab-sim";
 
 /// A kubeconfig with one cluster (CA data), one token user and context [`CONTEXT`].
 pub(crate) fn render(server: &str, ca_pem: &str, token: &str) -> String {
-    format!(
-        "apiVersion: v1\n\
-         kind: Config\n\
-         clusters:\n\
-         - name: {CONTEXT}\n  \
-           cluster:\n    \
-             server: {server}\n    \
-             certificate-authority-data: {ca}\n\
-         users:\n\
-         - name: authlab-admin\n  \
-           user:\n    \
-             token: {token}\n\
-         contexts:\n\
-         - name: {CONTEXT}\n  \
-           context:\n    \
-             cluster: {CONTEXT}\n    \
-             user: authlab-admin\n\
-         current-context: {CONTEXT}\n\
-         preferences: {{}}\n",
-        ca = STANDARD.encode(ca_pem),
-    )
+    let user = kube::config::AuthInfo {
+        token: Some(token.to_string().into()),
+        ..Default::default()
+    };
+    document(CONTEXT, server, ca_pem, "authlab-admin", user)
+}
+
+/// A kubeconfig with cluster and context `name` (`server`, trusting `ca_pem`) and one user, as
+/// YAML: kube-rs's own types serialized, so every value is written as YAML needs it.
+pub fn document(
+    name: &str,
+    server: &str,
+    ca_pem: &str,
+    user_name: &str,
+    user: kube::config::AuthInfo,
+) -> String {
+    use kube::config::{Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
+    let kc = Kubeconfig {
+        api_version: Some("v1".into()),
+        kind: Some("Config".into()),
+        clusters: vec![NamedCluster {
+            name: name.into(),
+            cluster: Some(Cluster {
+                server: Some(server.into()),
+                certificate_authority_data: Some(STANDARD.encode(ca_pem)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: user_name.into(),
+            auth_info: Some(user),
+            ..Default::default()
+        }],
+        contexts: vec![NamedContext {
+            name: name.into(),
+            context: Some(Context {
+                cluster: name.into(),
+                user: Some(user_name.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        current_context: Some(name.into()),
+        ..Default::default()
+    };
+    serde_saphyr::to_string(&kc).unwrap_or_default()
 }
 
 /// A kube-rs client for `server`, trusting `ca_der` and sending `token`.
@@ -42,4 +68,50 @@ pub(crate) fn client(server: &str, ca_der: &[u8], token: &str) -> Result<kube::C
     config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
         .context("building the admin credentials")?;
     kube::Client::try_from(config).context("building the kube client for the sim")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What is written reads back through kube-rs as the same cluster, user and context.
+    #[test]
+    fn a_document_reads_back() {
+        let user = kube::config::AuthInfo {
+            client_certificate_data: Some("Y2VydA==".into()),
+            client_key_data: Some("a2V5".to_string().into()),
+            ..Default::default()
+        };
+        let text = document("c: x", "https://127.0.0.1:6443", "PEM #1", "admin", user);
+        let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(kc.current_context.as_deref(), Some("c: x"), "{text}");
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
+        assert_eq!(
+            cluster.certificate_authority_data.as_deref(),
+            Some(STANDARD.encode("PEM #1").as_str())
+        );
+        let ctx = kc.contexts[0].context.as_ref().unwrap();
+        assert_eq!(
+            (ctx.cluster.as_str(), ctx.user.as_deref()),
+            ("c: x", Some("admin"))
+        );
+        let auth = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(auth.client_certificate_data.as_deref(), Some("Y2VydA=="));
+        let token = render("https://h:1", "PEM", "tok");
+        let kc = kube::config::Kubeconfig::from_yaml(&token).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            kc.auth_infos[0]
+                .auth_info
+                .as_ref()
+                .unwrap()
+                .token
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            "tok",
+            "{token}"
+        );
+    }
 }

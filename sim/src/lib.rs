@@ -11,7 +11,7 @@ mod config;
 mod core;
 mod fault;
 mod keys;
-mod kubeconfig;
+pub mod kubeconfig;
 mod log;
 mod protobuf;
 mod rbac;

@@ -757,24 +757,18 @@ impl Case {
 /// A Kubernetes `gitVersion` as (minor, is a release): `v1.24.0-alpha.1` → (24, false),
 /// `v1.33.1` → (33, true). Major 1 only.
 pub fn kubernetes_minor(version: &str) -> Option<(u32, bool)> {
-    let v = version.trim_start_matches('v');
-    let v = v.split('+').next()?;
-    let release = !v.contains('-');
-    let mut parts = v.split('.');
-    if parts.next()? != "1" {
+    let v = semver::Version::parse(version.trim_start_matches('v')).ok()?;
+    if v.major != 1 {
         return None;
     }
-    let minor: String = parts
-        .next()?
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    Some((minor.parse().ok()?, release))
+    Some((u32::try_from(v.minor).ok()?, v.pre.is_empty()))
 }
 
 /// Whether a `kubernetes` key matches a version (`kubernetes_minor`'s form): `1.24` is every
-/// 1.24 build, `<1.24` is before 1.24.0 (its pre-releases included, as in semver), `>=1.24`
-/// is 1.24.0 on. None when the key is not one of those forms.
+/// 1.24 build, `<1.24` is before 1.24.0 (its pre-releases included, as in semver's order),
+/// `>=1.24` is 1.24.0 on. None when the key is not one of those forms. Not `semver::VersionReq`:
+/// its requirements never match a pre-release of another version (`1.24` would leave out
+/// `v1.24.0-alpha.1`), and a pre-release API server is what the v1.24 rig builds.
 pub fn kubernetes_key_matches(key: &str, (minor, release): (u32, bool)) -> Option<bool> {
     let (op, v) = if let Some(v) = key.strip_prefix(">=") {
         (">=", v)

@@ -143,7 +143,8 @@ enum Command {
         #[arg(long)]
         mixed: bool,
     },
-    /// Print a shell completion script (e.g. `authlab completions bash > ~/.local/share/bash-completion/completions/authlab`).
+    /// Print a shell completion script, which completes subcommands, flags and case names by
+    /// asking authlab (e.g. `authlab completions bash > ~/.local/share/bash-completion/completions/authlab`).
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -205,6 +206,7 @@ enum ExportCommand {
     /// Terraform (Vault provider resources) for the case's auth mount, config, role and policy.
     Terraform {
         /// Case name (as `authlab list` shows it).
+        #[arg(add = clap_complete::ArgValueCompleter::new(case_names))]
         case: String,
         /// Case directory.
         #[arg(long, env = "AUTHLAB_CASES")]
@@ -225,8 +227,59 @@ enum SimCommand {
     },
 }
 
+/// The variable under which the shell asks authlab for completions.
+const COMPLETE_VAR: &str = "AUTHLAB_COMPLETE";
+
+/// Case names under the selected case directory that start with `current`, for the shell.
+fn case_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCandidate> {
+    let dir = cases_dir(None);
+    let prefix = current.to_string_lossy();
+    let mut names: Vec<String> = crate::case::load::find_case_files(&dir)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| crate::case::load::case_name(&dir, f))
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(clap_complete::CompletionCandidate::new)
+        .collect()
+}
+
+/// The shell's registration script: completions of subcommands, flags and case names,
+/// answered by `authlab` itself at each Tab.
+fn completion_script(shell: clap_complete::Shell) -> Result<String> {
+    use clap_complete::env::EnvCompleter;
+    let mut buf = Vec::new();
+    let (var, name) = (COMPLETE_VAR, "authlab");
+    match shell {
+        clap_complete::Shell::Bash => {
+            clap_complete::env::Bash.write_registration(var, name, name, name, &mut buf)
+        }
+        clap_complete::Shell::Zsh => {
+            clap_complete::env::Zsh.write_registration(var, name, name, name, &mut buf)
+        }
+        clap_complete::Shell::Fish => {
+            clap_complete::env::Fish.write_registration(var, name, name, name, &mut buf)
+        }
+        clap_complete::Shell::Elvish => {
+            clap_complete::env::Elvish.write_registration(var, name, name, name, &mut buf)
+        }
+        clap_complete::Shell::PowerShell => {
+            clap_complete::env::Powershell.write_registration(var, name, name, name, &mut buf)
+        }
+        other => anyhow::bail!("no completions for {other}"),
+    }?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Parses the command line and runs the command; returns the process exit code.
 pub fn main() -> ExitCode {
+    // A shell asking for completions (see `authlab completions`) is answered and nothing else.
+    clap_complete::CompleteEnv::with_factory(<Cli as clap::CommandFactory>::command)
+        .var(COMPLETE_VAR)
+        .complete();
     let cli = Cli::parse();
     crate::progress::init(crate::progress::verbosity(cli.verbose, cli.quiet).as_deref());
     let style = output::style(cli.quiet);
@@ -263,10 +316,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
         Command::Report { inputs, out, mixed } => run::merge_reports(&inputs, &out, mixed),
         Command::Bless { command } => pending::run(command),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "authlab", &mut buf);
-            out!("{}", String::from_utf8_lossy(&buf));
+            out!("{}", completion_script(shell)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { command } => match command {

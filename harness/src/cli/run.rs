@@ -18,6 +18,7 @@ use crate::{
 #[derive(clap::Args, Debug)]
 pub(super) struct RunArgs {
     /// Substrings of trial names to run (any of them; all trials when none).
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::case_names))]
     filters: Vec<String>,
     /// Filters are whole trial names.
     #[arg(long)]

@@ -27,6 +27,9 @@ pub fn esc(s: &str) -> String {
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
+.wide{overflow-x:auto;max-width:100%}#matrix td:first-child code{word-break:break-all}\
+#matrix th{white-space:normal;max-width:9em}#matrix td{white-space:nowrap}\
+#matrix td:first-child{white-space:normal;min-width:14em;max-width:28em}\
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top}\
 th{background:#f4f4f4;position:sticky;top:0}tr.case{cursor:pointer}tr.case:hover{background:#f8f8ff}\
 td.passed{background:#e6f4ea}td.flaky{background:#fff4d6}td.failed{background:#fde7e9}td.differs{background:#fff4d6}\
@@ -134,6 +137,7 @@ pub fn render(m: &Matrix) -> String {
             esc(why)
         );
     }
+    not_passing(&mut out, m);
     out.push_str("\n<form id=\"filters\" onsubmit=\"return false\">");
     select(&mut out, "auth", &distinct(m, |r| Some(&r.auth)));
     select(&mut out, "mode", &distinct(m, |r| r.mode.as_deref()));
@@ -146,7 +150,7 @@ pub fn render(m: &Matrix) -> String {
     out.push_str("<label>case <input name=\"q\" type=\"search\" placeholder=\"part of a name\"></label></form>\n<p id=\"shown\"></p>\n");
     let cols = m.columns();
     out.push_str(
-        "<table id=\"matrix\"><thead><tr><th>case</th><th>auth</th><th>mode</th><th>topology</th>",
+        "<div class=\"wide\"><table id=\"matrix\"><thead><tr><th>case</th><th>auth</th><th>mode</th><th>topology</th>",
     );
     for col in &cols {
         let _ = write!(out, "<th>{}</th>", esc(col));
@@ -186,7 +190,7 @@ pub fn render(m: &Matrix) -> String {
         out.push_str("</tr>\n");
         details(&mut out, &rows, cols.len() + 4);
     }
-    out.push_str("</tbody></table>\n<h2>Where servers differ</h2>\n");
+    out.push_str("</tbody></table></div>\n<h2 id=\"differ\">Where servers differ</h2>\n");
     let changed = changes(m);
     if changed.is_empty() {
         out.push_str("<p>Every case observed the same on every server it ran on.</p>\n");
@@ -222,6 +226,59 @@ pub fn render(m: &Matrix) -> String {
     }
     let _ = write!(out, "<script>{SCRIPT}</script>\n</body></html>\n");
     out
+}
+
+/// First on the page: the trials that did not pass (and the flaky ones), one line each with
+/// its first message and a link that opens its case in the matrix; and how many cases
+/// observed differently between servers.
+fn not_passing(out: &mut String, m: &Matrix) {
+    let bad: Vec<&Row> = m
+        .trials
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.shown(),
+                super::matrix::Shown::Failed
+                    | super::matrix::Shown::Error
+                    | super::matrix::Shown::Differs
+                    | super::matrix::Shown::Flaky
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        out.push_str("<p id=\"not-passing\">Every trial that ran passed.</p>\n");
+    } else {
+        let _ = write!(
+            out,
+            "<h2 id=\"not-passing\">Did not pass ({})</h2><ul>",
+            bad.len()
+        );
+        for r in bad {
+            let _ = write!(
+                out,
+                "<li class=\"{}\"><a href=\"#open={}\">{}</a> on {}: <strong>{}</strong> <code>{}</code></li>",
+                r.shown().class(),
+                esc(&r.case),
+                esc(&r.case),
+                esc(&r.column()),
+                esc(r.shown().word()),
+                esc(r
+                    .messages
+                    .first()
+                    .or(r.earlier.first())
+                    .map(String::as_str)
+                    .unwrap_or(""))
+            );
+        }
+        out.push_str("</ul>\n");
+    }
+    let changed = changes(m).len();
+    if changed > 0 {
+        let _ = writeln!(
+            out,
+            "<p><a href=\"#differ\">{changed} case(s) observed differently between servers</a> (below the matrix).</p>"
+        );
+    }
 }
 
 /// The hidden row under a case: its observed signature per server, what did not hold, and the
@@ -261,6 +318,43 @@ fn details(out: &mut String, rows: &[&Row], span: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page leads with what did not pass, before the filters and the matrix, and the
+    /// matrix scrolls inside its own box instead of being cut off.
+    #[test]
+    fn the_page_leads_with_what_did_not_pass() {
+        let mut m: Matrix = serde_json::from_value(serde_json::json!({
+            "format": 1, "runs": [],
+            "trials": [
+                {"name": "a::openbao-2.7.2", "case": "a", "auth": "kubernetes", "mode": null,
+                 "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
+                 "kubernetes": null, "verdict": "failed", "messages": ["login.status: expected 200, got <403>"],
+                 "observed": null, "expect_key": null, "expect": null, "observed_on": [],
+                 "total_ms": 1, "phases": {}, "artifacts": null, "run_id": "r", "difference": null},
+                {"name": "b::openbao-2.7.2", "case": "b", "auth": "kubernetes", "mode": null,
+                 "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
+                 "kubernetes": null, "verdict": "passed", "messages": [],
+                 "observed": null, "expect_key": null, "expect": null, "observed_on": [],
+                 "total_ms": 1, "phases": {}, "artifacts": null, "run_id": "r", "difference": null,
+                 "earlier": ["FAILED login.status: expected 200, got 500"]}
+            ]
+        }))
+        .unwrap();
+        m.trials.sort_by(|a, b| a.name.cmp(&b.name));
+        let page = render(&m);
+        let lead = page.find("id=\"not-passing\"").expect("the section");
+        assert!(lead < page.find("id=\"filters\"").unwrap(), "{page}");
+        assert!(page.contains("Did not pass (2)"), "{page}");
+        assert!(
+            page.contains("<a href=\"#open=a\">a</a> on openbao:2.7.2: <strong>FAILED</strong> <code>login.status: expected 200, got &lt;403&gt;</code>"),
+            "{page}"
+        );
+        assert!(page.contains("<strong>FLAKY</strong>"), "{page}");
+        assert!(
+            page.contains("<div class=\"wide\"><table id=\"matrix\">"),
+            "{page}"
+        );
+    }
 
     #[test]
     fn text_is_escaped() {

@@ -33,7 +33,8 @@ pub struct ServerConfig {
 }
 
 /// A string literal for the servers' config parser (HCL 1, whose escapes are JSON's and which
-/// has no `${…}` templates).
+/// has no `${…}` templates). Written by hand, not with `hcl-rs`: that writes HCL 2, which
+/// escapes `${` as `$${`, and HCL 1 would read those two dollars literally.
 fn quote(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }

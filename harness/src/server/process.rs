@@ -11,6 +11,7 @@
 //! `authlab clean` finds leftovers of crashed runs by reading `/proc/<pid>/environ`
 //! ([`find_leftover_processes`]).
 
+use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
@@ -127,57 +128,46 @@ fn free_port() -> Result<u16> {
 pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-    // async-signal-safe; it touches no memory shared with the parent.
+    // async-signal-safe; it touches no memory shared with the parent. (`pre_exec` is unsafe
+    // in itself: no crate offers a safe way to set a child's parent-death signal.)
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
         });
     }
 }
 
-/// Sends `sig` to `pid`.
-#[allow(unsafe_code)]
-fn signal(pid: u32, sig: i32) {
-    let Ok(pid) = i32::try_from(pid) else { return };
-    if pid <= 0 {
-        return;
-    }
-    // SAFETY: kill(2) with a positive pid has no memory-safety preconditions.
-    unsafe {
-        libc::kill(pid, sig);
+/// Sends `sig` to `pid` (never to pid 0 or below, which would mean a group or everyone).
+fn signal(pid: u32, sig: Signal) {
+    if let Ok(pid) = i32::try_from(pid)
+        && pid > 0
+    {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// SIGKILLs a process (cleanup of leftovers).
 pub fn kill_process(pid: u32) {
-    signal(pid, libc::SIGKILL);
+    signal(pid, Signal::SIGKILL);
 }
 
 /// SIGKILLs a whole process group (a child started with its own group, and what it forked).
 pub fn kill_group(pgid: u32) {
-    signal_group(pgid, libc::SIGKILL);
+    signal_group(pgid, Signal::SIGKILL);
 }
 
-#[allow(unsafe_code)]
-fn signal_group(pgid: u32, sig: i32) {
-    let Ok(pgid) = i32::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) with a negative pid (a process group) has no memory-safety preconditions.
-    unsafe {
-        libc::kill(-pgid, sig);
+/// Sends `sig` to the process group `pgid` (never to group 0 or 1).
+fn signal_group(pgid: u32, sig: Signal) {
+    if let Ok(pgid) = i32::try_from(pgid)
+        && pgid > 1
+    {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
     }
 }
 
 /// SIGTERMs a process.
 pub fn terminate_process(pid: u32) {
-    signal(pid, libc::SIGTERM);
+    signal(pid, Signal::SIGTERM);
 }
 
 /// Labels a child as run `run_id`'s (in its environment, inherited by what it forks), for
@@ -639,7 +629,7 @@ impl RunningServer {
             return;
         };
         // The server leads its own group: what a wrapper forked is stopped with it.
-        signal_group(child.id(), libc::SIGTERM);
+        signal_group(child.id(), Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -12,7 +12,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde_json::Value;
 
 use crate::sim::{RequestRecord, ReviewRecord};
@@ -296,24 +295,26 @@ fn method_of(verb: &str, resource: bool) -> String {
 
 /// `sub` of a JWT, read without verification.
 fn subject_of(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims["sub"].as_str().map(str::to_string)
+    crate::jwt::decode_unverified(token).ok()?.claims["sub"]
+        .as_str()
+        .map(str::to_string)
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
     use super::*;
 
     #[test]
     fn audit_lines_become_the_requests_of_the_server_under_test() {
         let sub = URL_SAFE_NO_PAD.encode(br#"{"sub":"system:serviceaccount:default:app"}"#);
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
         let lines = [
             r#"{"auditID":"a","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{},"objectRef":{"resource":"pods"},"responseStatus":{"code":401}}"#.to_string(),
             r#"{"auditID":"a","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods","verb":"list","user":{},"objectRef":{"resource":"pods"},"responseStatus":{"code":401,"message":"Authentication failed, attempted: bearer"},"requestReceivedTimestamp":"2026-12-01T16:15:01.337123Z"}"#.to_string(),
             format!(
-                r#"{{"auditID":"b","stage":"ResponseComplete","requestURI":"/apis/authentication.k8s.io/v1/tokenreviews","verb":"create","user":{{"username":"system:serviceaccount:vault:vault-auth"}},"objectRef":{{"resource":"tokenreviews"}},"responseStatus":{{"code":201}},"requestObject":{{"spec":{{"token":"h.{sub}.s","audiences":["vault"]}}}},"responseObject":{{"status":{{"authenticated":true}}}}}}"#
+                r#"{{"auditID":"b","stage":"ResponseComplete","requestURI":"/apis/authentication.k8s.io/v1/tokenreviews","verb":"create","user":{{"username":"system:serviceaccount:vault:vault-auth"}},"objectRef":{{"resource":"tokenreviews"}},"responseStatus":{{"code":201}},"requestObject":{{"spec":{{"token":"{h}.{sub}.s","audiences":["vault"]}}}},"responseObject":{{"status":{{"authenticated":true}}}}}}"#
             ),
             r#"{"auditID":"c","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/kube-system/configmaps","verb":"list","user":{"username":"system:kube-controller-manager"},"objectRef":{},"responseStatus":{"code":200}}"#.to_string(),
             r#"{"auditID":"d","stage":"ResponseComplete","requestURI":"/version?authlab-mark=x","verb":"get","user":{"username":"kubernetes-admin"},"responseStatus":{"code":200}}"#.to_string(),

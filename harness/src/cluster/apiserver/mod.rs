@@ -498,11 +498,17 @@ async fn admin_client(kubeconfig: &Path) -> Result<kube::Client> {
 /// An admin kubeconfig for `url` (context `authlab-apiserver`).
 fn kubeconfig_yaml(url: &str, pki: &crate::sim::ApiServerPki) -> String {
     let b = |s: &str| STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: authlab-apiserver\nclusters:\n- name: authlab-apiserver\n  cluster:\n    server: {url}\n    certificate-authority-data: {}\ncontexts:\n- name: authlab-apiserver\n  context:\n    cluster: authlab-apiserver\n    user: kubernetes-admin\nusers:\n- name: kubernetes-admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b(&pki.ca_pem),
-        b(&pki.admin_cert_pem),
-        b(&pki.admin_key_pem),
+    let admin = kube::config::AuthInfo {
+        client_certificate_data: Some(b(&pki.admin_cert_pem)),
+        client_key_data: Some(b(&pki.admin_key_pem).into()),
+        ..Default::default()
+    };
+    crate::sim::kubeconfig::document(
+        "authlab-apiserver",
+        url,
+        &pki.ca_pem,
+        "kubernetes-admin",
+        admin,
     )
 }
 
