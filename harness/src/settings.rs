@@ -1,6 +1,10 @@
 //! Settings shared by the `authlab` CLI and the `cargo test` runner: every environment
 //! variable authlab reads is read here, once, into [`Settings`] (flags override them in the
 //! CLI). Nothing else in the library reads the environment.
+//!
+//! Read by hand rather than through clap's `env`: the same settings reach `cargo test` and
+//! nextest, which give authlab no command line to parse; where a flag exists, clap's `env`
+//! takes the variable too (`--cases`/`AUTHLAB_CASES`, `--junit`/`AUTHLAB_JUNIT`, …).
 
 use std::{ffi::OsString, path::PathBuf, sync::OnceLock};
 

@@ -2,6 +2,10 @@
 //! table with filters by auth, mode, topology, verdict and name (kept in the address's `#`
 //! part, so a filtered view can be linked), a case's observed signatures per server on click,
 //! and where servers differ.
+//!
+//! Written with `write!` and one escaping function ([`esc`]) rather than a template crate: one
+//! page, every value passes through `esc` (the report tests feed it hostile names, errors and
+//! paths), and the binary ships no template files.
 
 use std::fmt::Write;
 
@@ -352,6 +356,31 @@ mod tests {
         assert!(page.contains("<strong>FLAKY</strong>"), "{page}");
         assert!(
             page.contains("<div class=\"wide\"><table id=\"matrix\">"),
+            "{page}"
+        );
+    }
+
+    /// Case names, messages, servers and run ids from a run's input come out as text: no tag,
+    /// attribute or script of theirs reaches the page.
+    #[test]
+    fn values_render_as_themselves() {
+        let evil = "x\"><img src=x onerror=alert(1)><script>alert(2)</script>'";
+        let m: Matrix = serde_json::from_value(serde_json::json!({
+            "format": 1,
+            "runs": [{"run_id": evil, "started": evil, "wall_ms": 1, "servers": [evil], "cluster": evil}],
+            "trials": [{"name": evil, "case": evil, "auth": evil, "mode": evil,
+                 "topology": evil, "server": evil, "cluster": "sim",
+                 "kubernetes": null, "verdict": "failed", "messages": [evil],
+                 "observed": {"login.error": evil}, "expect_key": null, "expect": null, "observed_on": [],
+                 "total_ms": 1, "phases": {}, "artifacts": evil, "run_id": evil, "difference": null}]
+        }))
+        .unwrap();
+        let page = render(&m);
+        assert!(!page.contains("<img"), "{page}");
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("x&quot;&gt;&lt;img"), "{page}");
+        assert!(
+            page.contains("&lt;img src=x onerror=alert(1)&gt;"),
             "{page}"
         );
     }

@@ -1,4 +1,8 @@
 //! The human-readable summary: one line per trial, per-phase timings, totals.
+//!
+//! Padded with `format!` rather than a table crate: two columns after the name, each line
+//! followed by free-form detail lines a table would have to wrap, and the verdict word coloured
+//! after padding (escape codes have no width).
 
 use std::{collections::BTreeMap, time::Duration};
 
