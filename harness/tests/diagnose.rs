@@ -945,19 +945,18 @@ fn from_a_lab_to_diagnose_as_the_readme_walks() {
     );
 
     // The cluster side, as kubectl would do it: a namespace, a service account, its token.
-    let field = |key: &str| {
-        kc.lines()
-            .find_map(|l| l.trim().strip_prefix(key))
-            .unwrap_or_else(|| panic!("no {key} in {kc}"))
-            .trim()
-            .to_string()
-    };
-    let host = field("server:");
-    let admin = field("token:");
+    let parsed = kube::config::Kubeconfig::from_yaml(&kc).unwrap();
+    let cluster = parsed.clusters[0].cluster.clone().unwrap();
+    let host = cluster.server.unwrap();
+    let admin: serde_json::Value = serde_saphyr::from_str(&kc).unwrap();
+    let admin = admin["users"][0]["user"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     use base64::Engine;
     let ca = String::from_utf8(
         base64::engine::general_purpose::STANDARD
-            .decode(field("certificate-authority-data:"))
+            .decode(cluster.certificate_authority_data.unwrap())
             .unwrap(),
     )
     .unwrap();

@@ -54,7 +54,10 @@ pub fn document(
         current_context: Some(name.into()),
         ..Default::default()
     };
-    serde_saphyr::to_string(&kc).unwrap_or_default()
+    // Each value on its line, as kubectl writes it (no folded base64).
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(&kc, options).unwrap_or_default()
 }
 
 /// A kube-rs client for `server`, trusting `ca_der` and sending `token`.
@@ -82,14 +85,22 @@ mod tests {
             client_key_data: Some("a2V5".to_string().into()),
             ..Default::default()
         };
-        let text = document("c: x", "https://127.0.0.1:6443", "PEM #1", "admin", user);
+        let pem = "-----BEGIN CERTIFICATE-----\n".to_string()
+            + &"A".repeat(300)
+            + "\n-----END CERTIFICATE-----\n";
+        let text = document("c: x", "https://127.0.0.1:6443", &pem, "admin", user);
+        let ca_line = format!("certificate-authority-data: {}\n", STANDARD.encode(&pem));
+        assert!(
+            text.contains(&ca_line),
+            "one line, as kubectl writes it: {text}"
+        );
         let kc = kube::config::Kubeconfig::from_yaml(&text).unwrap();
         assert_eq!(kc.current_context.as_deref(), Some("c: x"), "{text}");
         let cluster = kc.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
         assert_eq!(
             cluster.certificate_authority_data.as_deref(),
-            Some(STANDARD.encode("PEM #1").as_str())
+            Some(STANDARD.encode(&pem).as_str())
         );
         let ctx = kc.contexts[0].context.as_ref().unwrap();
         assert_eq!(
