@@ -1083,30 +1083,19 @@ fn run_speaks_as_test_runners_do() {
     );
 }
 
-/// `--retries` runs a failed trial again and keeps what each earlier attempt ended with;
-/// `--fail-fast` starts nothing after the first failure and reports the rest as not run.
-#[test]
-fn retries_and_fail_fast_as_nextest_has_them() {
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+/// The shipped `kubernetes/role/unknown-role.yaml`.
+fn unknown_role() -> String {
+    std::fs::read_to_string(repo().join("cases/kubernetes/role/unknown-role.yaml")).unwrap()
+}
+
+/// A scratch catalog of `files` (name, text) under `cases/`, beside the manifests the
+/// `unknown-role` case applies: the folder (removed when dropped) and its `cases`.
+fn unknown_role_catalog(files: &[(String, String)]) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
     std::fs::create_dir_all(&cases).unwrap();
-    // Names no earlier run has timed, so the order is the catalog's: the failing one first.
-    let tag = std::process::id();
-    let base =
-        std::fs::read_to_string(repo().join("cases/kubernetes/role/unknown-role.yaml")).unwrap();
-    std::fs::write(
-        cases.join(format!("a-fails-{tag}.yaml")),
-        base.replace(
-            "status: 400, error: 'invalid role name \"nope\"'",
-            "status: 200, error: 'invalid role name \"nope\" on this mount, which holds no role of that name'",
-        ),
-    )
-    .unwrap();
-    for b in ["b", "c"] {
-        std::fs::write(cases.join(format!("{b}-passes-{tag}.yaml")), &base).unwrap();
+    for (name, text) in files {
+        std::fs::write(cases.join(name), text).unwrap();
     }
     copy_manifests(
         tmp.path(),
@@ -1116,6 +1105,30 @@ fn retries_and_fail_fast_as_nextest_has_them() {
             "manifests/rbac/vault-auth-delegator.yaml",
         ],
     );
+    (tmp, cases)
+}
+
+/// `--retries` runs a failed trial again and keeps what each earlier attempt ended with;
+/// `--fail-fast` starts nothing after the first failure and reports the rest as not run.
+#[test]
+fn retries_and_fail_fast_as_nextest_has_them() {
+    if !provisioned("openbao:2.7.2") {
+        return;
+    }
+    // Names no earlier run has timed, so the order is the catalog's: the failing one first.
+    let tag = std::process::id();
+    let base = unknown_role();
+    let (tmp, cases) = unknown_role_catalog(&[
+        (
+            format!("a-fails-{tag}.yaml"),
+            base.replace(
+                "status: 400, error: 'invalid role name \"nope\"'",
+                "status: 200, error: 'invalid role name \"nope\" on this mount, which holds no role of that name'",
+            ),
+        ),
+        (format!("b-passes-{tag}.yaml"), base.clone()),
+        (format!("c-passes-{tag}.yaml"), base.clone()),
+    ]);
     let artifacts = tmp.path().join("artifacts");
     let artifacts = artifacts.to_str().unwrap();
     // First, while no run has timed these names and the catalog's order holds.
@@ -1217,23 +1230,11 @@ fn bless_writes_pending_files_to_review() {
     if !provisioned("openbao:2.7.2") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let cases = tmp.path().join("cases");
-    std::fs::create_dir_all(&cases).unwrap();
-    let text =
-        std::fs::read_to_string(repo().join("cases/kubernetes/role/unknown-role.yaml")).unwrap();
+    let text = unknown_role();
     let start = text.find("\nexpect:").unwrap();
     let empty = format!("{}\nexpect: {{}}\n", &text[..start]);
+    let (_tmp, cases) = unknown_role_catalog(&[("unknown-role.yaml".into(), empty.clone())]);
     let file = cases.join("unknown-role.yaml");
-    std::fs::write(&file, &empty).unwrap();
-    copy_manifests(
-        tmp.path(),
-        &[
-            "manifests/sa/internal-app.yaml",
-            "manifests/sa/vault-auth.yaml",
-            "manifests/rbac/vault-auth-delegator.yaml",
-        ],
-    );
     let dir = cases.to_str().unwrap();
     let out = authlab()
         .env("CI", "true")

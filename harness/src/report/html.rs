@@ -322,29 +322,27 @@ fn details(out: &mut String, rows: &[&Row], span: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::matrix::tests::row_with;
 
     /// The page leads with what did not pass, before the filters and the matrix, and the
     /// matrix scrolls inside its own box instead of being cut off.
     #[test]
     fn the_page_leads_with_what_did_not_pass() {
-        let mut m: Matrix = serde_json::from_value(serde_json::json!({
-            "format": 1, "runs": [],
-            "trials": [
-                {"name": "a::openbao-2.7.2", "case": "a", "auth": "kubernetes", "mode": null,
-                 "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
-                 "kubernetes": null, "verdict": "failed", "messages": ["login.status: expected 200, got <403>"],
-                 "observed": null, "expect_key": null, "expect": null, "observed_on": [],
-                 "total_ms": 1, "phases": {}, "artifacts": null, "run_id": "r", "difference": null},
-                {"name": "b::openbao-2.7.2", "case": "b", "auth": "kubernetes", "mode": null,
-                 "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
-                 "kubernetes": null, "verdict": "passed", "messages": [],
-                 "observed": null, "expect_key": null, "expect": null, "observed_on": [],
-                 "total_ms": 1, "phases": {}, "artifacts": null, "run_id": "r", "difference": null,
-                 "earlier": ["FAILED login.status: expected 200, got 500"]}
-            ]
-        }))
-        .unwrap();
-        m.trials.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut m: Matrix =
+            serde_json::from_value(serde_json::json!({"format": 1, "runs": [], "trials": []}))
+                .unwrap();
+        m.trials = vec![
+            row_with(
+                "a",
+                "failed",
+                serde_json::json!({"messages": ["login.status: expected 200, got <403>"]}),
+            ),
+            row_with(
+                "b",
+                "passed",
+                serde_json::json!({"earlier": ["FAILED login.status: expected 200, got 500"]}),
+            ),
+        ];
         let page = render(&m);
         let lead = page.find("id=\"not-passing\"").expect("the section");
         assert!(lead < page.find("id=\"filters\"").unwrap(), "{page}");
@@ -365,16 +363,18 @@ mod tests {
     #[test]
     fn values_render_as_themselves() {
         let evil = "x\"><img src=x onerror=alert(1)><script>alert(2)</script>'";
-        let m: Matrix = serde_json::from_value(serde_json::json!({
-            "format": 1,
+        let mut m: Matrix = serde_json::from_value(serde_json::json!({
+            "format": 1, "trials": [],
             "runs": [{"run_id": evil, "started": evil, "wall_ms": 1, "servers": [evil], "cluster": evil}],
-            "trials": [{"name": evil, "case": evil, "auth": evil, "mode": evil,
-                 "topology": evil, "server": evil, "cluster": "sim",
-                 "kubernetes": null, "verdict": "failed", "messages": [evil],
-                 "observed": {"login.error": evil}, "expect_key": null, "expect": null, "observed_on": [],
-                 "total_ms": 1, "phases": {}, "artifacts": evil, "run_id": evil, "difference": null}]
         }))
         .unwrap();
+        m.trials = vec![row_with(
+            evil,
+            "failed",
+            serde_json::json!({"name": evil, "auth": evil, "mode": evil, "topology": evil,
+                "server": evil, "messages": [evil], "observed": {"login.error": evil},
+                "artifacts": evil, "run_id": evil}),
+        )];
         let page = render(&m);
         assert!(!page.contains("<img"), "{page}");
         assert!(!page.contains("<script>alert"), "{page}");

@@ -543,8 +543,24 @@ fn unalike(runs: &[RunInfo]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A row of `case` on openbao 2.7.2 on the sim with `verdict`, and `fields` (a JSON object
+    /// of row fields) over it: for the report renderers' tests.
+    pub(crate) fn row_with(case: &str, verdict: &str, fields: serde_json::Value) -> Row {
+        let mut v = serde_json::json!({
+            "name": format!("{case}::openbao-2.7.2"), "case": case, "auth": "kubernetes",
+            "mode": null, "topology": "outside", "server": "openbao:2.7.2", "cluster": "sim",
+            "kubernetes": null, "verdict": verdict, "messages": [], "observed": null,
+            "expect_key": null, "expect": null, "observed_on": [], "total_ms": 1, "phases": {},
+            "artifacts": null, "run_id": "r", "difference": null
+        });
+        if let (Some(row), serde_json::Value::Object(f)) = (v.as_object_mut(), fields) {
+            row.extend(f);
+        }
+        serde_json::from_value(v).expect("a row")
+    }
 
     fn row(kubernetes: &str, verdict: &str) -> Row {
         Row {
