@@ -382,12 +382,14 @@ pub fn bless(
         why: e.to_string(),
     })?;
     let target = if in_place { lc.path.clone() } else { pending };
-    crate::report::files::replace(&target, text.as_bytes(), 0o644).map_err(|source| {
-        BlessError::Io {
+    // Written beside it and renamed over it: a case file is never left half-written.
+    let tmp = target.with_extension("blessing");
+    crate::report::files::replace(&tmp, text.as_bytes(), 0o644)
+        .and_then(|_| std::fs::rename(&tmp, &target))
+        .map_err(|source| BlessError::Io {
             path: target.clone(),
             source,
-        }
-    })?;
+        })?;
     Ok(Outcome::Written {
         expect: expect_text,
         flavours: flavours.keys().cloned().collect(),

@@ -170,23 +170,16 @@ pub fn env(server: Option<&str>) -> Result<ExitCode> {
                 .join(", ")
         );
     };
+    let word = |s: &str| {
+        shlex::try_quote(s).map(|w| w.into_owned()).map_err(|e| {
+            anyhow::anyhow!("the lab's state file holds a value no shell word can carry: {e}")
+        })
+    };
     for var in ["VAULT", "BAO"] {
-        outln!("export {var}_ADDR={}", shell_word(&info.addr));
-        outln!("export {var}_TOKEN={}", shell_word(&info.root_token));
+        outln!("export {var}_ADDR={}", word(&info.addr)?);
+        outln!("export {var}_TOKEN={}", word(&info.root_token)?);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `s` as one shell word (single-quoted unless it is plainly safe).
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 /// Starts each selected server in the chosen runtime, prints its start-up time (spawn or

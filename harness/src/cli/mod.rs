@@ -251,26 +251,18 @@ fn case_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCandida
 /// answered by `authlab` itself at each Tab.
 fn completion_script(shell: clap_complete::Shell) -> Result<String> {
     use clap_complete::env::EnvCompleter;
-    let mut buf = Vec::new();
-    let (var, name) = (COMPLETE_VAR, "authlab");
-    match shell {
-        clap_complete::Shell::Bash => {
-            clap_complete::env::Bash.write_registration(var, name, name, name, &mut buf)
-        }
-        clap_complete::Shell::Zsh => {
-            clap_complete::env::Zsh.write_registration(var, name, name, name, &mut buf)
-        }
-        clap_complete::Shell::Fish => {
-            clap_complete::env::Fish.write_registration(var, name, name, name, &mut buf)
-        }
-        clap_complete::Shell::Elvish => {
-            clap_complete::env::Elvish.write_registration(var, name, name, name, &mut buf)
-        }
-        clap_complete::Shell::PowerShell => {
-            clap_complete::env::Powershell.write_registration(var, name, name, name, &mut buf)
-        }
+    use clap_complete::{Shell, env};
+    let completer: &dyn EnvCompleter = match shell {
+        Shell::Bash => &env::Bash,
+        Shell::Zsh => &env::Zsh,
+        Shell::Fish => &env::Fish,
+        Shell::Elvish => &env::Elvish,
+        Shell::PowerShell => &env::Powershell,
         other => anyhow::bail!("no completions for {other}"),
-    }?;
+    };
+    let mut buf = Vec::new();
+    let name = "authlab";
+    completer.write_registration(COMPLETE_VAR, name, name, name, &mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 

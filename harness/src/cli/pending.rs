@@ -31,29 +31,22 @@ pub(super) struct Selection {
     cases: Option<PathBuf>,
 }
 
-/// The pending files under `dir` whose case path contains one of `filters`: (case, pending).
-fn pending(dir: &Path, filters: &[String]) -> Vec<(PathBuf, PathBuf)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            // Not into symlinked directories: the catalog is a plain tree.
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(p);
-            } else if let Some(case) = p.to_str().and_then(|s| s.strip_suffix(".new"))
-                && (case.ends_with(".yaml") || case.ends_with(".yml"))
-                && (filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str())))
-            {
-                out.push((PathBuf::from(case), p));
-            }
-        }
-    }
-    out.sort();
-    out
+/// The case files under `dir` with a pending file, whose path contains one of `filters`:
+/// (case, pending).
+fn pending(dir: &Path, filters: &[String]) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let cases = crate::case::load::find_case_files(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(cases
+        .into_iter()
+        .filter(|c| {
+            let p = c.to_string_lossy();
+            filters.is_empty() || filters.iter().any(|f| p.contains(f.as_str()))
+        })
+        .map(|c| {
+            let new = crate::bless::pending_path(&c);
+            (c, new)
+        })
+        .filter(|(_, new)| new.is_file())
+        .collect())
 }
 
 /// A unified diff of `case` (or nothing) against `new`, as `git diff` shows one.
@@ -89,7 +82,7 @@ pub(super) fn run(cmd: BlessCommand) -> Result<ExitCode> {
         BlessCommand::Reject(s) => (s, "reject"),
     };
     let dir = super::cases_dir(sel.cases.clone());
-    let files = pending(&dir, &sel.filters);
+    let files = pending(&dir, &sel.filters)?;
     if files.is_empty() {
         eprintln!(
             "authlab: no pending file under {} (`authlab run --bless` writes them)",

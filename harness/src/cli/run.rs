@@ -43,12 +43,10 @@ pub(super) struct RunArgs {
     /// `--no-tests=pass`.
     #[arg(long)]
     allow_empty: bool,
-    /// Write what the servers answered into each selected case file (expect, flavours per
-    /// server where they differ, observed_on), as snapshot tests record snapshots; the rest of
-    /// the file is kept.
-    /// What is recorded goes into `<file>.new` beside each case file, to review with `authlab
-    /// bless review` and take with `authlab bless accept` (as insta's pending snapshots);
-    /// refused under CI=true.
+    /// Record what the servers answered (expect, flavours per server where they differ,
+    /// observed_on; the rest of the file kept) as snapshot tests record snapshots: into
+    /// `<file>.new` beside each case file, to review with `authlab bless review` and take with
+    /// `authlab bless accept` (as insta's pending snapshots). Refused under CI=true.
     #[arg(long)]
     bless: bool,
     /// With --bless: write into the case files themselves, with no pending file to review.
