@@ -592,6 +592,75 @@ steps:
     );
 }
 
+/// Every problem of one expectation is named in the same round, not the first of them: a bad
+/// status, a level no server logs at, a kind typo and an unknown field, beside problems
+/// elsewhere in the file.
+#[test]
+fn check_names_every_problem_of_an_expectation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    std::fs::write(
+        cases.join("nine.yaml"),
+        "about: nine problems
+auth: kubernetes
+mode: client-tokn
+topology: sideways
+client:
+  service_acount: default/app
+server:
+  config:
+    kubernetes_host: \"${mount.nope}\"
+before_login:
+  - wait: 20s
+  - wait: 20s
+expect:
+  login: { status: 900 }
+  server_log: { level: dbg, message: x }
+  cluster_objects:
+    - { kind: Secrets, namespace: default, count: 1 }
+  bogus: 1
+",
+    )
+    .unwrap();
+    let out = authlab()
+        .args(["check", "--format", "json", "--cases"])
+        .arg(&cases)
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(u64, String)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (3, "mode"),
+        (4, "topology"),
+        (6, "client.service_acount"),
+        (9, ""),
+        (12, "before_login[1].wait"),
+        (14, "expect.login.status"),
+        (15, "expect.server_log.level"),
+        (17, "expect.cluster_objects[0].kind"),
+        (18, "expect.bogus"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(l, f)| (l, f.to_string())),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 #[test]
 fn completions_are_generated() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {

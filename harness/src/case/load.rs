@@ -774,7 +774,12 @@ fn validate(lc: &LoadedCase) -> Vec<CaseError> {
                 "use `flavours: { \"openbao:2.6\": { expect: ... } }` or `vault:`.",
             ));
         }
-        bad.extend(check_expect(&format!("flavours.{flavour}.expect"), &o.expect, &err).err());
+        check_expect(
+            &format!("flavours.{flavour}.expect"),
+            &o.expect,
+            &err,
+            &mut bad,
+        );
     }
     for (key, o) in &case.kubernetes {
         if super::model::kubernetes_key_matches(key, (0, true)).is_none() {
@@ -786,9 +791,14 @@ fn validate(lc: &LoadedCase) -> Vec<CaseError> {
                 "use e.g. `kubernetes: { \"<1.31\": { expect: ... } }`.",
             ));
         }
-        bad.extend(check_expect(&format!("kubernetes.{key}.expect"), &o.expect, &err).err());
+        check_expect(
+            &format!("kubernetes.{key}.expect"),
+            &o.expect,
+            &err,
+            &mut bad,
+        );
     }
-    bad.extend(check_expect("expect", &case.expect, &err).err());
+    check_expect("expect", &case.expect, &err, &mut bad);
     let sim_only = case.client.token == TokenKind::HandMade
         || case
             .reviewer
@@ -1114,41 +1124,42 @@ pub fn resolve_manifest(lc: &LoadedCase, p: &str) -> Option<PathBuf> {
     })
 }
 
-fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseError> {
+/// Every problem of one expectation (`field`), into `bad`.
+fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>, bad: &mut Vec<CaseError>) {
     // `expect: {}` is a case whose expectations are still to be recorded (`run --bless`).
     if field == "expect" && e.is_empty() {
-        return Ok(());
+        return;
     }
     if e.login.is_none()
         && e.config.as_ref().is_none_or(|c| c.status < 300)
         && e.role.as_ref().is_none_or(|r| r.status < 300)
     {
-        return Err(err(
+        bad.push(err(
             &format!("{field}.login"),
             "no login expectation, and the config write is expected to succeed.".into(),
             "add `login: { status: 200 }` (or the failure you expect).",
         ));
     }
     if let Some(l) = &e.login {
-        check_response(&format!("{field}.login"), l, err)?;
+        bad.extend(check_response(&format!("{field}.login"), l, err).err());
     }
     if let Some(c) = &e.config {
-        check_response(&format!("{field}.config"), c, err)?;
+        bad.extend(check_response(&format!("{field}.config"), c, err).err());
     }
     if let Some(r) = &e.role {
-        check_response(&format!("{field}.role"), r, err)?;
+        bad.extend(check_response(&format!("{field}.role"), r, err).err());
     }
     if let Some(a) = &e.audit {
         for (name, m) in [("error", &a.error), ("data_error", &a.data_error)] {
             if let Some(m) = m {
-                check_text(&format!("{field}.audit.{name}"), m, err)?;
+                bad.extend(check_text(&format!("{field}.audit.{name}"), m, err).err());
             }
         }
     }
     if let (Some(role), Some(_)) = (&e.role, &e.login)
         && role.status >= 300
     {
-        return Err(err(
+        bad.push(err(
             &format!("{field}.login"),
             format!(
                 "the role write is expected to be refused ({}), which leaves nothing to log in to: no login is made.",
@@ -1159,7 +1170,7 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
     }
     for (i, o) in e.cluster_objects.iter().enumerate() {
         if crate::cluster::objects::api_version_of(&o.kind).is_none() {
-            return Err(err(
+            bad.push(err(
                 &format!("{field}.cluster_objects[{i}].kind"),
                 format!("`{}` is not a kind authlab lists.", o.kind),
                 &format!(
@@ -1179,18 +1190,17 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>) -> Result<(), CaseErro
         if let Some(l) = level
             && !LEVELS.iter().any(|x| x.eq_ignore_ascii_case(l))
         {
-            return Err(err(
+            bad.push(err(
                 &format!("{field}.server_log.level"),
                 format!("`{l}` is not a level the servers log at, so no line would ever match."),
                 "use one of TRACE, DEBUG, INFO, WARN, ERROR (or leave `level` out).",
             ));
         }
-        check_text(&format!("{field}.server_log.message"), message, err)?;
+        bad.extend(check_text(&format!("{field}.server_log.message"), message, err).err());
         for (k, v) in fields {
-            check_text(&format!("{field}.server_log.fields.{k}"), v, err)?;
+            bad.extend(check_text(&format!("{field}.server_log.fields.{k}"), v, err).err());
         }
     }
-    Ok(())
 }
 
 /// ESO logs in from inside a Kind cluster with a token it requests itself.
