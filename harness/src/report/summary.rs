@@ -151,6 +151,12 @@ pub fn render(
                 "    (judged by {map}.\"{key}\", which replaces `expect` as a whole)\n"
             ));
         }
+        if !o.earlier.is_empty() && !matches!(o.verdict, Verdict::Passed) {
+            out.push_str(&format!(
+                "    (did not pass on any of {} tries)\n",
+                o.earlier.len() + 1
+            ));
+        }
         for what in &o.not_checked {
             out.push_str(&format!("    (not checked here: {what})\n"));
         }
@@ -255,5 +261,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("openbao-2.6.1").count(), 0, "{text}");
+        // One that failed on every try says so.
+        let mut stuck = outcome(
+            "openbao:2.7.2",
+            Verdict::Failed(vec!["login.status".into()]),
+        );
+        stuck.earlier = vec!["FAILED login.status".into()];
+        let text = render(
+            &[stuck],
+            &Default::default(),
+            Duration::from_secs(1),
+            Style::default(),
+        );
+        assert!(
+            text.contains("    (did not pass on any of 2 tries)\n"),
+            "{text}"
+        );
     }
 }
