@@ -290,9 +290,12 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
         crate::runlock::set_stopping();
         tracing::info!("interrupted; stopping servers and removing scratch files");
         // Containers being created now are finished (and removed by their creator) first.
-        if !crate::runlock::wait_for_creations(std::time::Duration::from_secs(15)) {
+        if let Err(still) =
+            crate::runlock::wait_for_creations(std::time::Duration::from_secs(15)).await
+        {
             tracing::warn!(
-                "a container was still being created after 15 s; `authlab clean` removes it"
+                "still being created after 15 s: {}; `authlab clean` removes what is left",
+                still.join(", ")
             );
         }
         cleanup_now();

@@ -3,10 +3,15 @@
 //! released by the kernel), where a process id could have been reused. And whether this run is
 //! stopping: then nothing new may be created, and what is being created is waited for.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static STOPPING: AtomicBool = AtomicBool::new(false);
-static CREATING: AtomicUsize = AtomicUsize::new(0);
+/// What is being created now, by creation number (said when cleanup cannot wait any longer).
+static CREATING: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+/// Woken each time the last creation under way ends.
+static IDLE: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// Marks this run as stopping (Ctrl-C, SIGTERM).
 pub fn set_stopping() {
@@ -21,40 +26,72 @@ pub fn stopping() -> bool {
 /// Held while an external resource (a container) is being created, so that cleanup waits for
 /// it instead of missing it.
 #[derive(Debug)]
-pub struct Creating(());
+pub struct Creating(u64);
 
 impl Creating {
-    /// Counts one creation under way.
-    pub fn start() -> Creating {
-        CREATING.fetch_add(1, Ordering::SeqCst);
-        Creating(())
+    /// Counts one creation of `what` (a container's or object's name) under way.
+    pub fn start(what: impl Into<String>) -> Creating {
+        let id = NEXT.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = CREATING.lock() {
+            c.push((id, what.into()));
+        }
+        Creating(id)
     }
 }
 
 impl Drop for Creating {
     fn drop(&mut self) {
-        CREATING.fetch_sub(1, Ordering::SeqCst);
+        let idle = match CREATING.lock() {
+            Ok(mut c) => {
+                c.retain(|(id, _)| *id != self.0);
+                c.is_empty()
+            }
+            Err(_) => true,
+        };
+        if idle {
+            IDLE.notify_waiters();
+        }
     }
 }
 
-/// Starts a creation unless the run is stopping (then None: make nothing). Held across the one
-/// request that creates (a container, a cluster object), so that cleanup on a signal either
-/// waits for it or it sees the stop.
-pub fn begin() -> Option<Creating> {
-    let c = Creating::start();
+/// Starts a creation of `what` unless the run is stopping (then None: make nothing). Held
+/// across the one request that creates (a container, a cluster object), so that cleanup on a
+/// signal either waits for it or it sees the stop.
+pub fn begin(what: impl Into<String>) -> Option<Creating> {
+    let c = Creating::start(what);
     (!stopping()).then_some(c)
 }
 
-/// Waits (at most `timeout`) until no creation is under way; false if some still are.
-pub fn wait_for_creations(timeout: std::time::Duration) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while CREATING.load(Ordering::SeqCst) > 0 {
-        if std::time::Instant::now() >= deadline {
-            return false;
+/// What is being created now.
+fn under_way() -> Vec<String> {
+    CREATING
+        .lock()
+        .map(|c| c.iter().map(|(_, w)| w.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Waits (at most `timeout`) until no creation is under way; on timeout, the names of those
+/// still under way.
+///
+/// Asynchronous on purpose: the creations waited for are tasks of the same runtime, and a
+/// worker blocked here could be the one that has to finish them.
+pub async fn wait_for_creations(timeout: std::time::Duration) -> Result<(), Vec<String>> {
+    let idle = async {
+        loop {
+            let woken = IDLE.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so an end between the two is not missed.
+            woken.as_mut().enable();
+            if under_way().is_empty() {
+                return;
+            }
+            woken.await;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    match tokio::time::timeout(timeout, idle).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(under_way()),
     }
-    true
 }
 
 use std::{
@@ -171,6 +208,40 @@ pub fn remove_stale() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The creation cleanup waits for is a task of the same runtime, which must go on while
+    /// cleanup waits (a wait that blocked its thread waited out the whole bound instead).
+    #[tokio::test(flavor = "current_thread")]
+    async fn cleanup_waits_for_a_creation_that_runs_on_its_own_runtime() {
+        let making = Creating::start("container held-by-a-task");
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            drop(making);
+        });
+        let started = std::time::Instant::now();
+        let waited = wait_for_creations(std::time::Duration::from_secs(10)).await;
+        // Other tests of this binary may create at the same moment: only this one is checked.
+        if let Err(still) = &waited {
+            assert!(
+                !still.iter().any(|w| w.contains("held-by-a-task")),
+                "{still:?}"
+            );
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        task.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_creation_not_finished_in_time_is_named() {
+        let _making = Creating::start("container never-done");
+        let still = wait_for_creations(std::time::Duration::from_millis(30))
+            .await
+            .unwrap_err();
+        assert!(
+            still.contains(&"container never-done".to_string()),
+            "{still:?}"
+        );
+    }
 
     #[test]
     fn a_held_lock_is_live_and_a_released_one_gone() {

@@ -104,7 +104,7 @@ pub async fn apply(
     // Forced: the object is this run's, and a field another manager set on it (a controller
     // filling defaults) is the case's to set.
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let _making = crate::runlock::begin().context("the run is stopping")?;
+    let _making = crate::runlock::begin(what.clone()).context("the run is stopping")?;
     api.patch(name, &pp, &Patch::Apply(&obj))
         .await
         .with_context(|| format!("applying {what}"))
@@ -344,7 +344,8 @@ pub async fn recreate_service_account(
     // Deletion may take a moment on a real cluster: retry the create briefly.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let making = crate::runlock::begin().context("the run is stopping")?;
+        let making = crate::runlock::begin(format!("ServiceAccount {ns}/{name}"))
+            .context("the run is stopping")?;
         let made = api.create(&PostParams::default(), &fresh).await;
         drop(making);
         match made {
@@ -392,7 +393,8 @@ pub async fn legacy_token(
     });
     owner.label(&mut obj);
     let secret: Secret = serde_json::from_value(obj)?;
-    let making = crate::runlock::begin().context("the run is stopping")?;
+    let making = crate::runlock::begin(format!("Secret {ns}/{secret_name}"))
+        .context("the run is stopping")?;
     let made = api.create(&PostParams::default(), &secret).await;
     drop(making);
     match made {

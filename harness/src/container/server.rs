@@ -130,7 +130,7 @@ impl ContainerServer {
     /// Creates, fills, starts, waits for, initialises and unseals the container.
     pub async fn start(engine: &Engine, opts: ContainerServerOptions) -> Result<ContainerServer> {
         // Until the container exists (cleanup on a signal waits for this).
-        let creating = crate::runlock::Creating::start();
+        let creating = crate::runlock::Creating::start(format!("container {}", opts.name));
         if crate::runlock::stopping() {
             bail!("the run is stopping: container {} not created", opts.name);
         }

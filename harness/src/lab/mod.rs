@@ -185,7 +185,7 @@ impl Lab {
         cleanup::reap_orphaned_processes();
         // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing
         // (not even its lock).
-        let creating = crate::runlock::Creating::start();
+        let creating = crate::runlock::Creating::start(format!("the lock of run {}", opts.run_id));
         anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
         // Removes what this run leaves if it is killed (SIGKILL) or aborts.
@@ -369,7 +369,7 @@ impl Lab {
             cleanup::reap_orphaned_containers(&engine).await;
             let name = self.docker_network_name();
             // Until the network is registered for cleanup (see `Lab::new`).
-            let creating = crate::runlock::Creating::start();
+            let creating = crate::runlock::Creating::start(format!("network {name}"));
             anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
             engine.create_network(&name, &self.opts.run_id).await?;
             cleanup::register_network(name.clone());
@@ -798,7 +798,7 @@ impl Lab {
     ) -> Result<Arc<crate::container::PodNetwork>> {
         once(&self.pod_network, async {
             let name = format!("authlab-{}-pods", self.opts.run_id);
-            let creating = crate::runlock::Creating::start();
+            let creating = crate::runlock::Creating::start(format!("container {name}"));
             anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
             cleanup::register_container(name.clone());
             let made = crate::container::PodNetwork::create(

@@ -461,7 +461,7 @@ impl RunningServer {
         let started = Instant::now();
         // Cleanup on a signal waits for this, or this sees the run stopping and starts nothing;
         // once registered, the process is cleanup's to kill, readiness wait or not.
-        let creating = crate::runlock::Creating::start();
+        let creating = crate::runlock::Creating::start(format!("server process {}", bin.display()));
         if crate::runlock::stopping() {
             return Err(other(anyhow::anyhow!("the run is stopping")));
         }

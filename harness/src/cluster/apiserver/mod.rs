@@ -61,7 +61,7 @@ impl Child {
         crate::server::process::label(&mut cmd, run_id);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         crate::server::process::die_with_parent(&mut cmd);
-        let creating = crate::runlock::Creating::start();
+        let creating = crate::runlock::Creating::start(format!("{name} process"));
         anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
         let child = cmd
             .spawn()
