@@ -35,6 +35,7 @@ pub mod runner;
 pub mod select;
 pub mod server;
 pub mod settings;
+pub mod shipped;
 pub use authlab_sim as sim;
 pub mod trial;
 pub mod vault;

@@ -13,16 +13,16 @@ use crate::{
 };
 
 /// The default case directory: `AUTHLAB_CASES`, else `./cases` when it exists, else the
-/// repository's.
-pub fn default_cases_dir() -> PathBuf {
+/// shipped catalog (see [`crate::shipped`]).
+pub fn default_cases_dir() -> Result<PathBuf> {
     if let Some(d) = &settings::current().cases {
-        return d.clone();
+        return Ok(d.clone());
     }
     let here = PathBuf::from("cases");
     if here.is_dir() {
-        return here;
+        return Ok(here);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases")
+    Ok(crate::shipped::root()?.join("cases"))
 }
 
 /// Parses a comma list of server specs (`openbao:2.7.2,vault:1.21.1`).

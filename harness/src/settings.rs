@@ -12,7 +12,7 @@ use std::{ffi::OsString, path::PathBuf, sync::OnceLock};
 pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "AUTHLAB_CASES",
-        "directory of case files (default: ./cases, else the repository's cases/)",
+        "directory of case files (default: ./cases, else the shipped catalog)",
     ),
     (
         "AUTHLAB_SERVERS",

@@ -162,7 +162,7 @@ fn main() -> ExitCode {
                     .map(|s| s.iter().map(|x| x.to_string()).collect())
                     .unwrap_or_default(),
                 cluster: default_cluster.as_str().to_string(),
-                cases_digest: authlab::case::load::digest(&select::default_cases_dir())
+                cases_digest: authlab::case::load::digest(&select::default_cases_dir().unwrap())
                     .unwrap_or_default(),
                 ..Default::default()
             };
@@ -183,7 +183,7 @@ fn artifacts_dir() -> std::path::PathBuf {
 
 /// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.
 fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
-    let cases_dir = select::default_cases_dir();
+    let cases_dir = select::default_cases_dir().unwrap();
     let servers = select::servers(None)?;
     let cluster = select::cluster(None)?;
     if args.exact

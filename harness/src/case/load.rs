@@ -1098,8 +1098,7 @@ pub fn manifest_roots(lc: &LoadedCase) -> Vec<PathBuf> {
         dot(lc.base_dir.clone()),
         dot(lc.path.parent().map(Path::to_path_buf).unwrap_or_default()),
     ];
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if shipped.join("manifests").is_dir() {
+    if let Ok(shipped) = crate::shipped::root() {
         roots.push(shipped);
     }
     roots

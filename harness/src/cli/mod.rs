@@ -232,7 +232,9 @@ const COMPLETE_VAR: &str = "AUTHLAB_COMPLETE";
 
 /// Case names under the selected case directory that start with `current`, for the shell.
 fn case_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCandidate> {
-    let dir = cases_dir(None);
+    let Ok(dir) = cases_dir(None) else {
+        return Vec::new();
+    };
     let prefix = current.to_string_lossy();
     let mut names: Vec<String> = crate::case::load::find_case_files(&dir)
         .unwrap_or_default()
@@ -350,7 +352,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
         Command::Export {
             command: ExportCommand::Terraform { case, cases },
         } => {
-            let dir = cases_dir(cases);
+            let dir = cases_dir(cases)?;
             let file = load::file_for_name(&dir, &case).with_context(|| {
                 format!(
                     "no case named {case} under {} (see `authlab list --names`)",
@@ -372,8 +374,11 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
     }
 }
 
-fn cases_dir(flag: Option<PathBuf>) -> PathBuf {
-    flag.unwrap_or_else(select::default_cases_dir)
+fn cases_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    match flag {
+        Some(d) => Ok(d),
+        None => select::default_cases_dir().context("finding the shipped catalog"),
+    }
 }
 
 fn load_all(dir: &std::path::Path) -> Result<Vec<load::LoadedCase>> {
@@ -403,7 +408,7 @@ fn list(
     expected: Option<&str>,
     format: Format,
 ) -> Result<ExitCode> {
-    let dir = cases_dir(cases);
+    let dir = cases_dir(cases)?;
     let all = load_all(&dir)?;
     let selected: Vec<_> = all
         .iter()
@@ -479,7 +484,7 @@ fn list(
 }
 
 fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
-    let dir = cases_dir(cases);
+    let dir = cases_dir(cases)?;
     let result = load::load_dir(&dir);
     if crate::settings::current().github_actions
         && format == Format::Human

@@ -81,7 +81,7 @@ pub(super) fn run(cmd: BlessCommand) -> Result<ExitCode> {
         BlessCommand::Accept(s) => (s, "accept"),
         BlessCommand::Reject(s) => (s, "reject"),
     };
-    let dir = super::cases_dir(sel.cases.clone());
+    let dir = super::cases_dir(sel.cases.clone())?;
     let files = pending(&dir, &sel.filters)?;
     if files.is_empty() {
         eprintln!(

@@ -116,7 +116,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     };
     // First: a signal from here on takes the ordered way out (and exits 130/143).
     cleanup::install_signal_handler(&tokio::runtime::Handle::current());
-    let dir = cases_dir(a.cases);
+    let dir = cases_dir(a.cases)?;
     let servers = select::servers(a.servers.as_deref())?;
     let cluster = select::cluster(a.cluster)?;
     if a.bless && settings::current().ci {
