@@ -497,6 +497,32 @@ fn list_and_check_speak_json() {
     }
 }
 
+/// `authlab check --format json` on `cases`, which must refuse them (exit 2): each error's line
+/// and field, and the document as printed.
+fn check_errors(cases: &Path) -> (Vec<(u64, String)>, String) {
+    let out = authlab()
+        .args(["check", "--format", "json", "--cases"])
+        .arg(cases)
+        .env_remove("GITHUB_ACTIONS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(&printed).unwrap();
+    let got = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap_or(0),
+                e["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (got, printed)
+}
+
 /// A case written in one pass from a bug report, with nine problems: `check` names every one,
 /// each with its own line, field and fix, so one round fixes them all (it named one, and with
 /// two errors the wrong field). Under GitHub Actions each is also an annotation.
@@ -529,30 +555,7 @@ steps:
 ",
     )
     .unwrap();
-    let out = authlab()
-        .args([
-            "check",
-            "--format",
-            "json",
-            "--cases",
-            cases.to_str().unwrap(),
-        ])
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got: Vec<(u64, String)> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["line"].as_u64().unwrap_or(0),
-                e["field"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let (got, printed) = check_errors(&cases);
     let want = [
         (3, "mode"),
         (4, "topolgy"),
@@ -565,12 +568,7 @@ steps:
         (16, "expect.diagnosis"),
         (18, "steps[0]"),
     ];
-    assert_eq!(
-        got,
-        want.map(|(l, f)| (l, f.to_string())),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(got, want.map(|(l, f)| (l, f.to_string())), "{printed}");
     let out = authlab()
         .args(["check", "--cases", cases.to_str().unwrap()])
         .env("GITHUB_ACTIONS", "true")
@@ -623,25 +621,7 @@ expect:
 ",
     )
     .unwrap();
-    let out = authlab()
-        .args(["check", "--format", "json", "--cases"])
-        .arg(&cases)
-        .env_remove("GITHUB_ACTIONS")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let got: Vec<(u64, String)> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["line"].as_u64().unwrap_or(0),
-                e["field"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let (got, printed) = check_errors(&cases);
     let want = [
         (3, "mode"),
         (4, "topology"),
@@ -653,12 +633,7 @@ expect:
         (17, "expect.cluster_objects[0].kind"),
         (18, "expect.bogus"),
     ];
-    assert_eq!(
-        got,
-        want.map(|(l, f)| (l, f.to_string())),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(got, want.map(|(l, f)| (l, f.to_string())), "{printed}");
 }
 
 #[test]
