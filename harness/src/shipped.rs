@@ -14,8 +14,16 @@ use include_dir::{Dir, include_dir};
 static CASES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../cases");
 static MANIFESTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../manifests");
 
-/// The directory holding `cases/` and `manifests/` as shipped.
+/// The directory holding `cases/` and `manifests/` as shipped, found once per process (every
+/// case's manifests are resolved against it).
 pub fn root() -> Result<PathBuf> {
+    static ROOT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| find_root().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn find_root() -> Result<PathBuf> {
     let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if tree.join("cases").is_dir() && tree.join("manifests").is_dir() {
         return Ok(tree);
@@ -40,11 +48,7 @@ fn fingerprint() -> String {
             h.update(f.contents());
         }
     }
-    let digest = h.finish();
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::server::binary::hex(&h.finish().as_ref()[..8])
 }
 
 fn files<'a>(d: &'a Dir<'a>) -> Vec<&'a include_dir::File<'a>> {

@@ -69,7 +69,8 @@ fn python_from_env() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
