@@ -17,10 +17,7 @@ use crate::{
         matrix::{self, ClusterKind, Trial},
     },
     lab::Lab,
-    report::{
-        artifacts,
-        summary::{self, Style},
-    },
+    report::{artifacts, shown::Shown},
     server::ServerSpec,
     trial::{self, TrialOutcome, Verdict},
 };
@@ -208,40 +205,67 @@ pub fn only_waits(t: &Trial) -> bool {
 pub const NOT_RUN_AFTER_FAILURE: &str =
     "not run: --fail-fast stops starting trials after the first failure";
 
-/// Runs the trials of `outcomes` that failed or errored again, up to `retries` more times
-/// each, as nextest's `--retries` does: a trial that passes on a retry keeps its earlier
-/// failures (`earlier`) and is reported as flaky; one that never passes keeps its last failure.
-pub async fn retry_failed(
-    lab: Arc<Lab>,
-    outcomes: &mut [TrialOutcome],
-    retries: u32,
-    concurrency: usize,
-    style: Style,
-) {
-    for attempt in 1..=retries {
-        let again: Vec<Trial> = outcomes
-            .iter()
-            .filter(|o| matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)))
-            .map(|o| o.trial.clone())
-            .collect();
-        if again.is_empty() || crate::runlock::stopping() {
-            return;
-        }
-        eprintln!(
-            "authlab: retry {attempt} of {retries}: {} trial(s) that did not pass",
-            again.len()
-        );
-        for new in run_all(lab.clone(), again, concurrency, style, false).await {
-            if let Some(old) = outcomes.iter_mut().find(|o| o.name == new.name) {
-                let mut earlier = std::mem::take(&mut old.earlier);
-                earlier.push(first_line(&old.verdict));
-                *old = TrialOutcome { earlier, ..new };
-            }
-        }
-    }
+/// What the scheduler tells its reporter, in the order it happens. It never prints: progress
+/// lines are one reporter ([`crate::report::progress::Lines`]); others collect.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Trials have been running for a while with nothing finishing: the longest (three at
+    /// most, longest first), with how many more there are.
+    Slow {
+        /// Name, how long it has run, and the bound it waits out if it only waits.
+        longest: &'a [(String, Duration, Option<&'static str>)],
+        /// Trials running that long besides those.
+        more: usize,
+        /// Since the run started.
+        elapsed: Duration,
+    },
+    /// A try of a trial did not pass and it is run again (`--retries`).
+    Retrying {
+        /// The try that did not pass.
+        outcome: &'a TrialOutcome,
+        /// The try about to start (2 for the first retry).
+        next: u32,
+        /// Tries the trial has in all.
+        tries: u32,
+    },
+    /// A trial ended, with its final verdict (after every retry it had).
+    Finished {
+        /// What it ended with.
+        outcome: &'a TrialOutcome,
+        /// How many trials have finished, this one included.
+        done: usize,
+        /// Trials in the run.
+        total: usize,
+        /// Since the run started.
+        elapsed: Duration,
+    },
 }
 
-/// The first line of how a trial ended, for the record of an earlier attempt.
+/// Receives the scheduler's events.
+pub trait Reporter: Send {
+    /// One event.
+    fn event(&mut self, e: &Event<'_>);
+}
+
+/// A reporter that drops every event.
+impl Reporter for () {
+    fn event(&mut self, _: &Event<'_>) {}
+}
+
+/// How the scheduler runs a set of trials.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// Trials at once (those that only wait take no slot).
+    pub concurrency: usize,
+    /// Start no trial after the first that failed.
+    pub fail_fast: bool,
+    /// Run a trial that failed or errored up to this many more times, at once, as nextest's
+    /// `--retries`: one that passes on a retry keeps its earlier failures and is flaky; one that
+    /// never passes keeps its last failure.
+    pub retries: u32,
+}
+
+/// The first line of how a try ended, for the record of an earlier attempt.
 fn first_line(v: &Verdict) -> String {
     let text = match v {
         Verdict::Failed(m) | Verdict::Observed(m) => m.first().cloned().unwrap_or_default(),
@@ -250,7 +274,7 @@ fn first_line(v: &Verdict) -> String {
     };
     format!(
         "{} {}",
-        summary::word(v),
+        Shown::verdict(v).word(),
         text.lines().next().unwrap_or_default()
     )
 }
@@ -258,24 +282,48 @@ fn first_line(v: &Verdict) -> String {
 /// How often the trials still running are named while nothing finishes.
 const STILL_RUNNING_EVERY: Duration = Duration::from_secs(5);
 
-/// Runs `trials` with at most `concurrency` at once, longest first (by `history`), printing a
-/// progress line per trial to stderr (with `style.quiet`, only for trials that did not pass)
-/// and, while trials take longer than 5 s, which ones and for how long. Outcomes come back
-/// sorted by name.
+/// A trial's tries, each at once after the one before did not pass, up to `1 + retries`;
+/// `retrying` hears of each retry. The outcome is the last try's with the earlier ones' first
+/// lines.
+async fn run_tries(
+    lab: &Lab,
+    t: &Trial,
+    retries: u32,
+    retrying: &tokio::sync::mpsc::UnboundedSender<(TrialOutcome, u32)>,
+) -> TrialOutcome {
+    let mut earlier = Vec::new();
+    let mut o = run_one(lab, t).await;
+    for next in 2..=retries + 1 {
+        if !matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_))
+            || crate::runlock::stopping()
+        {
+            break;
+        }
+        let _ = retrying.send((o.clone(), next));
+        earlier.push(first_line(&o.verdict));
+        o = run_one(lab, t).await;
+    }
+    o.earlier = earlier;
+    o
+}
+
+/// Runs `trials` as `schedule` says, longest first (by the history of earlier runs), telling
+/// `reporter` of each retry, each finished trial and, while trials take longer than 5 s, which
+/// ones. Outcomes come back sorted by name.
 pub async fn run_all(
     lab: Arc<Lab>,
     mut trials: Vec<Trial>,
-    concurrency: usize,
-    style: Style,
-    fail_fast: bool,
+    schedule: Schedule,
+    reporter: &mut dyn Reporter,
 ) -> Vec<TrialOutcome> {
     let mut history = History::load(lab.cache().root());
     history.longest_first(&mut trials);
     let total = trials.len();
-    let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+    let sem = Arc::new(Semaphore::new(schedule.concurrency.max(1)));
     let mut set = JoinSet::new();
     let started = Instant::now();
     let running: Running = Arc::default();
+    let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel();
     // Set at the first failure under `fail_fast`: trials not started by then are not run.
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Slots are taken in the order of `trials` (longest first), not in whatever order the
@@ -287,6 +335,7 @@ pub async fn run_all(
         let lab = lab.clone();
         let running = running.clone();
         let failed = failed.clone();
+        let retry_tx = retry_tx.clone();
         // A trial that only waits out a server's timeout takes no slot from the others.
         let slot = (!only_waits(&t)).then(|| {
             turns += 1;
@@ -306,7 +355,7 @@ pub async fn run_all(
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
             }
-            if fail_fast && failed.load(std::sync::atomic::Ordering::SeqCst) {
+            if schedule.fail_fast && failed.load(std::sync::atomic::Ordering::SeqCst) {
                 t.not_applicable = Some(NOT_RUN_AFTER_FAILURE.to_string());
             }
             let bound = if t.case.uses("hang.url") {
@@ -319,7 +368,7 @@ pub async fn run_all(
             if let Ok(mut r) = running.lock() {
                 r.insert(t.name.clone(), (Instant::now(), bound));
             }
-            let o = run_one(&lab, &t).await;
+            let o = run_tries(&lab, &t, schedule.retries, &retry_tx).await;
             if crate::runlock::stopping() {
                 // Cut off by the stop (its servers and objects removed under it): what it
                 // ended with is no finding, and the run exits without a conclusion.
@@ -334,6 +383,7 @@ pub async fn run_all(
             o
         });
     }
+    drop(retry_tx);
     let mut out = Vec::with_capacity(total);
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + STILL_RUNNING_EVERY,
@@ -345,9 +395,14 @@ pub async fn run_all(
                 Some(r) => r,
                 None => break,
             },
+            Some((outcome, next)) = retry_rx.recv() => {
+                reporter.event(&Event::Retrying { outcome: &outcome, next, tries: schedule.retries + 1 });
+                continue;
+            }
             _ = tick.tick() => {
-                if !style.quiet && let Some(line) = still_running(&running) {
-                    eprintln!("authlab: still running: {line} [{:.1}s]", started.elapsed().as_secs_f64());
+                let (longest, more) = still_running(&running);
+                if !longest.is_empty() {
+                    reporter.event(&Event::Slow { longest: &longest, more, elapsed: started.elapsed() });
                 }
                 continue;
             }
@@ -359,34 +414,13 @@ pub async fn run_all(
                 continue;
             }
         };
-        let phases = o
-            .phases
-            .iter()
-            .map(|(p, d)| format!("{p} {}ms", d.as_millis()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if style.quiet && matches!(o.verdict, Verdict::Passed | Verdict::Ignored(_)) {
-            out.push(o);
-            continue;
-        }
-        let w = format!("{:<7}", summary::word(&o.verdict)).replacen(
-            summary::word(&o.verdict),
-            &style.word(&o.verdict),
-            1,
-        );
-        eprintln!(
-            "[{:>3}/{total}] {w} {} ({} ms{}) [{:.1}s]",
-            out.len() + 1,
-            o.name,
-            o.total.as_millis(),
-            if phases.is_empty() {
-                String::new()
-            } else {
-                format!(": {phases}")
-            },
-            started.elapsed().as_secs_f64()
-        );
         out.push(o);
+        reporter.event(&Event::Finished {
+            outcome: out.last().expect("just pushed"),
+            done: out.len(),
+            total,
+            elapsed: started.elapsed(),
+        });
     }
     history.record(&out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -396,32 +430,21 @@ pub async fn run_all(
 /// Trials under way: when each started and, for one that waits out a known bound, which.
 type Running = Arc<std::sync::Mutex<BTreeMap<String, (Instant, Option<&'static str>)>>>;
 
-/// The trials running for longer than [`STILL_RUNNING_EVERY`], longest first (three at most).
-fn still_running(running: &Running) -> Option<String> {
-    let r = running.lock().ok()?;
-    let mut long: Vec<(Duration, &str, Option<&str>)> = r
+/// The trials running for longer than [`STILL_RUNNING_EVERY`], longest first (three at most),
+/// and how many more there are.
+fn still_running(running: &Running) -> (Vec<(String, Duration, Option<&'static str>)>, usize) {
+    let Ok(r) = running.lock() else {
+        return (Vec::new(), 0);
+    };
+    let mut long: Vec<(String, Duration, Option<&'static str>)> = r
         .iter()
-        .map(|(n, (at, bound))| (at.elapsed(), n.as_str(), *bound))
-        .filter(|(d, _, _)| *d >= STILL_RUNNING_EVERY)
+        .map(|(n, (at, bound))| (n.clone(), at.elapsed(), *bound))
+        .filter(|(_, d, _)| *d >= STILL_RUNNING_EVERY)
         .collect();
-    if long.is_empty() {
-        return None;
-    }
-    long.sort_by_key(|l| std::cmp::Reverse(l.0));
+    long.sort_by_key(|l| std::cmp::Reverse(l.1));
     let more = long.len().saturating_sub(3);
-    let mut text = long
-        .iter()
-        .take(3)
-        .map(|(d, n, bound)| match bound {
-            Some(b) => format!("{n} ({} s; {b})", d.as_secs()),
-            None => format!("{n} ({} s)", d.as_secs()),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    if more > 0 {
-        text.push_str(&format!(" and {more} more"));
-    }
-    Some(text)
+    long.truncate(3);
+    (long, more)
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
     assert!(trial(&m, "openbao:2.7.2")["difference"].is_null());
     // Markdown: the difference, both signatures side by side, the block.
     let md = std::fs::read_to_string(report.join("matrix.md")).unwrap();
-    assert!(md.contains("⚠️ differs"), "{md}");
+    assert!(md.contains("⚠️ DIFFERS"), "{md}");
     assert!(md.contains(&format!("### `{CASE_NAME}`")), "{md}");
     assert!(
         md.contains("| `config.error` | `error checking oidc discovery URL` | `error checking oidc discovery URL: issuer did not match"),
@@ -1245,8 +1245,22 @@ fn retries_and_fail_fast_as_nextest_has_them() {
     );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("retry 1 of 2: 1 trial(s)"), "{stderr}");
-    assert!(stderr.contains("retry 2 of 2: 1 trial(s)"), "{stderr}");
+    // Each retry is announced as it starts, and the trial's one progress line has its final word.
+    assert_eq!(
+        stderr
+            .matches("try 1 of 3 ended FAILED; trying again")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("try 2 of 3 ended FAILED; trying again")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(" FAILED  a_fails_").count(), 1, "{stderr}");
     let m: Value = serde_json::from_slice(&out.stdout).unwrap();
     let failed: Vec<&Value> = m["trials"]
         .as_array()

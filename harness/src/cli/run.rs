@@ -213,16 +213,25 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let started_at = std::time::SystemTime::now();
     let started = Instant::now();
     let again = a.bless.then(|| trials.clone());
-    let fail_fast = a.fail_fast && !a.no_fail_fast;
-    let mut outcomes = runner::run_all(lab.clone(), trials, a.jobs, style, fail_fast).await;
-    runner::retry_failed(lab.clone(), &mut outcomes, a.retries, a.jobs, style).await;
+    let schedule = runner::Schedule {
+        concurrency: a.jobs,
+        fail_fast: a.fail_fast && !a.no_fail_fast,
+        retries: a.retries,
+    };
+    let mut lines = report::progress::Lines { style };
+    let outcomes = runner::run_all(lab.clone(), trials, schedule, &mut lines).await;
     // `--bless` records only what repeats: every trial is observed a second time.
     let again = match again {
         Some(trials) if !crate::runlock::stopping() => {
             eprintln!(
                 "authlab: observing each trial again: --bless records only what both observations share"
             );
-            runner::run_all(lab.clone(), trials, a.jobs, style, false).await
+            let once = runner::Schedule {
+                fail_fast: false,
+                retries: 0,
+                ..schedule
+            };
+            runner::run_all(lab.clone(), trials, once, &mut lines).await
         }
         _ => Vec::new(),
     };
@@ -402,11 +411,11 @@ fn bless(
                 let why = match (observed(o), second.get(o.name.as_str())) {
                     (None, _) => format!(
                         "the trial did not get as far as observing ({})",
-                        crate::report::summary::word(&o.verdict)
+                        report::shown::Shown::verdict(&o.verdict).word()
                     ),
                     (Some(_), Some(a)) => format!(
                         "its second observation did not get as far ({})",
-                        crate::report::summary::word(&a.verdict)
+                        report::shown::Shown::verdict(&a.verdict).word()
                     ),
                     (Some(_), None) => "it was not observed a second time".to_string(),
                 };

@@ -19,6 +19,7 @@ pub fn cell_word(r: &Row) -> String {
         Shown::Failed => "❌",
         Shown::Error => "💥",
         Shown::Ignored => "➖",
+        Shown::Observed => "👁",
     };
     let part = if shown == Shown::Ok && !r.not_checked.is_empty() {
         " (part not checked)"

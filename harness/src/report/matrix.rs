@@ -9,6 +9,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::shown::Shown;
 use super::{difference, html, markdown, signature::Signature};
 use crate::trial::{TrialOutcome, Verdict};
 
@@ -137,17 +138,6 @@ pub struct Row {
 }
 
 impl Row {
-    /// The verdict word of a verdict.
-    pub fn verdict_word(v: &Verdict) -> &'static str {
-        match v {
-            Verdict::Passed => "passed",
-            Verdict::Failed(_) => "failed",
-            Verdict::Error(_) => "error",
-            Verdict::Ignored(_) => "ignored",
-            Verdict::Observed(_) => "observed",
-        }
-    }
-
     /// The row of an outcome.
     pub fn of(o: &TrialOutcome, run_id: &str) -> Row {
         let t = &o.trial;
@@ -177,7 +167,7 @@ impl Row {
             server: t.server.to_string(),
             cluster: t.cluster.as_str().to_string(),
             kubernetes: o.kubernetes.clone(),
-            verdict: Self::verdict_word(&o.verdict).to_string(),
+            verdict: super::shown::status(&o.verdict).to_string(),
             messages,
             not_checked: o.not_checked.clone(),
             observed: o.observed.clone(),
@@ -199,14 +189,11 @@ impl Row {
 
     /// How the trial is shown: its verdict, with a failure that is a difference apart.
     pub fn shown(&self) -> Shown {
-        match (self.verdict.as_str(), self.difference.is_some()) {
-            ("passed", _) if !self.earlier.is_empty() => Shown::Flaky,
-            ("passed", _) => Shown::Ok,
-            ("failed", true) => Shown::Differs,
-            ("failed", false) => Shown::Failed,
-            ("error", _) => Shown::Error,
-            _ => Shown::Ignored,
-        }
+        Shown::decide(
+            &self.verdict,
+            !self.earlier.is_empty(),
+            self.difference.is_some(),
+        )
     }
 
     /// The column a row sits in: the server, with the cluster and its Kubernetes version
@@ -373,18 +360,15 @@ impl Matrix {
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for t in &self.trials {
-            match t.verdict.as_str() {
-                "passed" => c.passed += 1,
-                "failed" => c.failed += 1,
-                "error" => c.errors += 1,
+            let shown = t.shown();
+            match shown {
+                s if s.passed() => c.passed += 1,
+                s if s.failed() => c.failed += 1,
+                Shown::Error => c.errors += 1,
                 _ => c.ignored += 1,
             }
-            if t.difference.is_some() {
-                c.differences += 1;
-            }
-            if t.shown() == Shown::Flaky {
-                c.flaky += 1;
-            }
+            c.differences += usize::from(shown == Shown::Differs);
+            c.flaky += usize::from(shown == Shown::Flaky);
         }
         c
     }
@@ -408,49 +392,6 @@ impl Counts {
             self.errors,
             self.ignored
         )
-    }
-}
-
-/// How a trial is shown in the Markdown and HTML reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shown {
-    /// Passed.
-    Ok,
-    /// Passed after failing (under `--retries`).
-    Flaky,
-    /// Failed only by a difference between servers.
-    Differs,
-    /// Failed.
-    Failed,
-    /// Errored.
-    Error,
-    /// Ignored.
-    Ignored,
-}
-
-impl Shown {
-    /// The filter word and CSS class (`passed`, `differs`, `failed`, `error`, `ignored`).
-    pub fn class(self) -> &'static str {
-        match self {
-            Shown::Ok => "passed",
-            Shown::Flaky => "flaky",
-            Shown::Differs => "differs",
-            Shown::Failed => "failed",
-            Shown::Error => "error",
-            Shown::Ignored => "ignored",
-        }
-    }
-
-    /// The word a cell shows.
-    pub fn word(self) -> &'static str {
-        match self {
-            Shown::Ok => "ok",
-            Shown::Flaky => "FLAKY",
-            Shown::Differs => "differs",
-            Shown::Failed => "FAILED",
-            Shown::Error => "ERROR",
-            Shown::Ignored => "ignored",
-        }
     }
 }
 

@@ -10,5 +10,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod matrix;
+pub mod progress;
+pub mod shown;
 pub mod signature;
 pub mod summary;

@@ -2,10 +2,11 @@
 //!
 //! Padded with `format!` rather than a table crate: two columns after the name, each line
 //! followed by free-form detail lines a table would have to wrap, and the verdict word coloured
-//! after padding (escape codes have no width).
+//! after padding ([`Shown::painted`]).
 
 use std::{collections::BTreeMap, time::Duration};
 
+use super::shown::Shown;
 use crate::trial::{TrialOutcome, Verdict};
 
 /// How progress and summary lines look.
@@ -15,34 +16,6 @@ pub struct Style {
     pub quiet: bool,
     /// ANSI colour on the verdict words.
     pub color: bool,
-}
-
-impl Style {
-    /// The verdict word, coloured when colour is on.
-    pub fn word(&self, v: &Verdict) -> String {
-        let w = word(v);
-        if !self.color {
-            return w.to_string();
-        }
-        let code = match v {
-            Verdict::Passed => "32",
-            Verdict::Failed(_) | Verdict::Error(_) => "1;31",
-            Verdict::Ignored(_) => "33",
-            Verdict::Observed(_) => "36",
-        };
-        format!("\x1b[{code}m{w}\x1b[0m")
-    }
-}
-
-/// The short word for a verdict.
-pub fn word(v: &Verdict) -> &'static str {
-    match v {
-        Verdict::Passed => "ok",
-        Verdict::Failed(_) => "FAILED",
-        Verdict::Error(_) => "ERROR",
-        Verdict::Ignored(_) => "ignored",
-        Verdict::Observed(_) => "observed",
-    }
 }
 
 /// The one line of a rendered diagnosis a summary shows: the cause and the top finding.
@@ -57,16 +30,6 @@ fn diagnosis_line(text: &str) -> Option<String> {
         Some(t) => format!("{cause}: {t}"),
         None => cause.to_string(),
     })
-}
-
-/// The word a trial is shown with in the summary: its verdict's, with a failure that is only a
-/// difference between servers shown as `DIFFERS`.
-fn shown(o: &TrialOutcome, differs: &std::collections::BTreeSet<&str>) -> &'static str {
-    match &o.verdict {
-        Verdict::Failed(_) if differs.contains(o.name.as_str()) => "DIFFERS",
-        _ if o.flaky() => "FLAKY",
-        v => word(v),
-    }
 }
 
 /// Renders the final table of the trials that did not pass (their progress lines showed the
@@ -101,13 +64,7 @@ pub fn render(
     let mut errors_seen: Vec<(&str, &str)> = Vec::new();
     for o in listed {
         // Padded before colouring: escape codes have no width.
-        let plain = shown(o, differs);
-        let w = format!("{plain:<7}");
-        let w = w.replacen(
-            plain,
-            &style.word(&o.verdict).replacen(word(&o.verdict), plain, 1),
-            1,
-        );
+        let w = Shown::of(o, differs.contains(o.name.as_str())).painted(7, style.color);
         out.push_str(&format!(
             "{:<width$}  {w}  {:>6}ms\n",
             o.name,
@@ -175,13 +132,14 @@ pub fn render(
             *phase_totals.entry(p).or_default() += *d;
         }
     }
-    let count = |w: &str| outcomes.iter().filter(|o| word(&o.verdict) == w).count();
-    let differ = outcomes
+    let shown: Vec<Shown> = outcomes
         .iter()
-        .filter(|o| shown(o, differs) == "DIFFERS")
-        .count();
-    let observed = count("observed");
-    let flaky = outcomes.iter().filter(|o| o.flaky()).count();
+        .map(|o| Shown::of(o, differs.contains(o.name.as_str())))
+        .collect();
+    let count = |keep: fn(Shown) -> bool| shown.iter().filter(|s| keep(**s)).count();
+    let differ = count(|s| s == Shown::Differs);
+    let observed = count(|s| s == Shown::Observed);
+    let flaky = count(|s| s == Shown::Flaky);
     if !out.is_empty() {
         out.push('\n');
     }
@@ -192,13 +150,13 @@ pub fn render(
         } else {
             String::new()
         },
-        count("ok"),
+        count(Shown::passed),
         if flaky > 0 {
             format!(" ({flaky} flaky: passed only on a retry)")
         } else {
             String::new()
         },
-        count("FAILED"),
+        count(Shown::failed),
         if differ > 0 {
             format!(
                 " ({differ} of them differ from the server their expectations were written for)"
@@ -206,8 +164,8 @@ pub fn render(
         } else {
             String::new()
         },
-        count("ERROR"),
-        count("ignored"),
+        count(|s| s == Shown::Error),
+        count(|s| s == Shown::Ignored),
         outcomes.len(),
         wall.as_secs_f64(),
         outcomes.len() as f64 / wall.as_secs_f64().max(0.001)
