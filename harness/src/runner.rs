@@ -212,8 +212,8 @@ pub enum Event<'a> {
     /// Trials have been running for a while with nothing finishing: the longest (three at
     /// most, longest first), with how many more there are.
     Slow {
-        /// Name, how long it has run, and the bound it waits out if it only waits.
-        longest: &'a [(String, Duration, Option<&'static str>)],
+        /// The longest running.
+        longest: &'a [LongRunning],
         /// Trials running that long besides those.
         more: usize,
         /// Since the run started.
@@ -239,6 +239,17 @@ pub enum Event<'a> {
         /// Since the run started.
         elapsed: Duration,
     },
+}
+
+/// A trial that has been running for a while.
+#[derive(Debug, Clone)]
+pub struct LongRunning {
+    /// The trial.
+    pub name: String,
+    /// How long it has run.
+    pub running_for: Duration,
+    /// The bound it waits out, when it only waits.
+    pub bound: Option<&'static str>,
 }
 
 /// Receives the scheduler's events.
@@ -432,16 +443,20 @@ type Running = Arc<std::sync::Mutex<BTreeMap<String, (Instant, Option<&'static s
 
 /// The trials running for longer than [`STILL_RUNNING_EVERY`], longest first (three at most),
 /// and how many more there are.
-fn still_running(running: &Running) -> (Vec<(String, Duration, Option<&'static str>)>, usize) {
+fn still_running(running: &Running) -> (Vec<LongRunning>, usize) {
     let Ok(r) = running.lock() else {
         return (Vec::new(), 0);
     };
-    let mut long: Vec<(String, Duration, Option<&'static str>)> = r
+    let mut long: Vec<LongRunning> = r
         .iter()
-        .map(|(n, (at, bound))| (n.clone(), at.elapsed(), *bound))
-        .filter(|(_, d, _)| *d >= STILL_RUNNING_EVERY)
+        .map(|(n, (at, bound))| LongRunning {
+            name: n.clone(),
+            running_for: at.elapsed(),
+            bound: *bound,
+        })
+        .filter(|l| l.running_for >= STILL_RUNNING_EVERY)
         .collect();
-    long.sort_by_key(|l| std::cmp::Reverse(l.1));
+    long.sort_by_key(|l| std::cmp::Reverse(l.running_for));
     let more = long.len().saturating_sub(3);
     long.truncate(3);
     (long, more)

@@ -26,9 +26,9 @@ impl Lines {
                 }
                 let mut text = longest
                     .iter()
-                    .map(|(n, d, bound)| match bound {
-                        Some(b) => format!("{n} ({} s; {b})", d.as_secs()),
-                        None => format!("{n} ({} s)", d.as_secs()),
+                    .map(|l| match l.bound {
+                        Some(b) => format!("{} ({} s; {b})", l.name, l.running_for.as_secs()),
+                        None => format!("{} ({} s)", l.name, l.running_for.as_secs()),
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
