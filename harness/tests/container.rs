@@ -2,15 +2,18 @@
 //! containers on labelled networks, pod emulation (the service-account files and variables a
 //! pod gets, read by the server's kubernetes auth in local-token mode), and cleanup.
 //!
-//! Skipped (with the reason on stderr) when Docker is not reachable or no OpenBao binary can be
-//! provisioned; under `CI=true` either is a failure. The binary comes from
-//! `AUTHLAB_OPENBAO_BIN` or the project's binary cache.
+//! Without a reachable Docker the tests are reported as ignored with the reason (a failure where
+//! the run requires Docker: `AUTHLAB_REQUIRE`, `CI=true`). The OpenBao binary comes from
+//! `AUTHLAB_OPENBAO_BIN` or the project's binary cache, provisioned if need be; a test that
+//! cannot have it fails.
 
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+mod common;
 
 use authlab::{
     container::{
@@ -25,41 +28,27 @@ use authlab::{
     },
 };
 use base64::Engine as _;
+use common::Needs;
 use serde_json::{Value, json};
 
 const SPEC: &str = "openbao:2.7.2";
 
-fn in_ci() -> bool {
-    authlab::settings::current().ci
-}
-
-/// Skips the test (returns None after saying why), or fails it under `CI=true`.
-fn or_skip<T>(what: &str, r: anyhow::Result<T>) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) if in_ci() => panic!("{what}: {e:#}"),
-        Err(e) => {
-            eprintln!("skipped ({what}): {e:#}");
-            None
-        }
-    }
-}
-
-/// The engine and the OpenBao binary, or None when the test is skipped.
-async fn prerequisites() -> Option<(Engine, PathBuf)> {
-    let engine = or_skip("Docker", Engine::connect().await)?;
+/// The engine and the OpenBao binary (the test is only run where Docker is reachable).
+async fn prerequisites() -> (Engine, PathBuf) {
+    let engine = Engine::connect()
+        .await
+        .expect("Docker, checked before the test");
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");
     let bin = async {
         BinaryCache::from_env()?
             .ensure(&spec, &|l| eprintln!("{spec}: {l}"))
             .await
     }
-    .await;
-    let bin = or_skip("OpenBao binary", bin)?;
-    Some((engine, bin))
+    .await
+    .unwrap_or_else(|e| panic!("the {spec} binary: {e:#}"));
+    (engine, bin)
 }
 
-/// A run id no other run shares.
 fn run_id() -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();
     format!("ct{}", &id[..10])
@@ -142,13 +131,10 @@ async fn call(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-#[test]
 fn image_is_built_from_scratch_once_and_then_reused() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
-        let Some((engine, bin)) = prerequisites().await else {
-            return;
-        };
+        let (engine, bin) = prerequisites().await;
         // A tag of this run's own, so the build really happens and other runs are untouched.
         let tag = format!("authlab-test/openbao:{}", run_id());
         let t = Instant::now();
@@ -207,13 +193,10 @@ fn image_is_built_from_scratch_once_and_then_reused() {
     });
 }
 
-#[test]
 fn server_container_on_a_labelled_network() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
-        let Some((engine, bin)) = prerequisites().await else {
-            return;
-        };
+        let (engine, bin) = prerequisites().await;
         let image = server_image(&engine, &bin).await;
         let run = run_id();
         let net = format!("authlab-{run}");
@@ -400,13 +383,10 @@ fn client_jwt() -> String {
     format!("{msg}.{}", b64(sig.as_ref()))
 }
 
-#[test]
 fn pod_identity_is_what_kubernetes_auth_uses() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
-        let Some((engine, bin)) = prerequisites().await else {
-            return;
-        };
+        let (engine, bin) = prerequisites().await;
         let image = server_image(&engine, &bin).await;
         let run = run_id();
         let net = format!("authlab-{run}");
@@ -515,7 +495,6 @@ fn pod_identity_is_what_kubernetes_auth_uses() {
     });
 }
 
-#[test]
 fn nothing_is_left_after_removal_or_drop() {
     // A single-threaded runtime: dropping a server inside it must neither hang nor panic.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -523,9 +502,7 @@ fn nothing_is_left_after_removal_or_drop() {
         .build()
         .expect("a runtime");
     rt.block_on(async {
-        let Some((engine, bin)) = prerequisites().await else {
-            return;
-        };
+        let (engine, bin) = prerequisites().await;
         let image = server_image(&engine, &bin).await;
         let run = run_id();
         let net = format!("authlab-{run}");
@@ -579,13 +556,10 @@ fn nothing_is_left_after_removal_or_drop() {
 /// Emulated pods share one network namespace, as a pod's containers share its sandbox's: two
 /// servers join the holder's, each on a port of its own published by the holder, both serve;
 /// a port is free again once its server is gone, and nothing is left after the holder.
-#[test]
 fn pods_share_one_network_namespace() {
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
-        let Some((engine, bin)) = prerequisites().await else {
-            return;
-        };
+        let (engine, bin) = prerequisites().await;
         let spec: ServerSpec = SPEC.parse().expect("a valid spec");
         let image = ensure_server_image(&engine, &spec, &bin, &progress)
             .await
@@ -659,4 +633,34 @@ fn pods_share_one_network_namespace() {
         assert!(freed, "a removed pod's port did not come back");
         assert_eq!(leftovers(&engine, &run).await, Vec::<String>::new());
     });
+}
+
+fn main() -> std::process::ExitCode {
+    common::run(vec![
+        common::test(
+            "image_is_built_from_scratch_once_and_then_reused",
+            Needs::Docker,
+            image_is_built_from_scratch_once_and_then_reused,
+        ),
+        common::test(
+            "server_container_on_a_labelled_network",
+            Needs::Docker,
+            server_container_on_a_labelled_network,
+        ),
+        common::test(
+            "pod_identity_is_what_kubernetes_auth_uses",
+            Needs::Docker,
+            pod_identity_is_what_kubernetes_auth_uses,
+        ),
+        common::test(
+            "nothing_is_left_after_removal_or_drop",
+            Needs::Docker,
+            nothing_is_left_after_removal_or_drop,
+        ),
+        common::test(
+            "pods_share_one_network_namespace",
+            Needs::Docker,
+            pods_share_one_network_namespace,
+        ),
+    ])
 }

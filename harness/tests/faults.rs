@@ -7,6 +7,9 @@
 //! `AUTHLAB_FAULT_REPEAT=N` repeats every combination, and every other test of a killed or
 //! stopped process, N times (default 1).
 
+mod common;
+
+use common::Needs;
 use std::{
     io::{BufRead, BufReader},
     process::{Command, Stdio},
@@ -59,19 +62,6 @@ fn settled(run: &str, bound: Duration, pending: impl Fn() -> bool) -> (Vec<Strin
         left = leftovers(run);
     }
     (left, start.elapsed())
-}
-
-/// True when Docker is reachable; otherwise says the test is skipped (a failure under `CI`).
-fn docker_or_skip() -> bool {
-    if docker() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "Docker is required under CI for this test"
-    );
-    eprintln!("skipped: Docker is not reachable");
-    false
 }
 
 /// What is left of `run`: processes labelled with it, its containers and networks, its
@@ -285,22 +275,16 @@ fn each(runtime: &str) {
     }
 }
 
-#[test]
 fn interrupted_process_runs_leave_nothing() {
     each("process");
 }
 
-#[test]
 fn interrupted_container_runs_leave_nothing() {
-    if !docker_or_skip() {
-        return;
-    }
     each("container");
 }
 
 /// A server binary given as a wrapper script that forks the server (no `exec`): what it forked
 /// is stopped with it, after a run that ends normally and after one killed mid-run.
-#[test]
 fn servers_forked_by_a_wrapper_binary_do_not_outlive_the_run() {
     repeated(servers_forked_by_a_wrapper_binary_do_not_outlive_the_run_once);
 }
@@ -379,7 +363,6 @@ fn lab_up(state: &std::path::Path) -> std::process::Child {
 }
 
 /// A lab killed with SIGKILL leaves neither its servers nor its state file (root tokens).
-#[test]
 fn a_killed_lab_leaves_no_server_and_no_state_file() {
     repeated(a_killed_lab_leaves_no_server_and_no_state_file_once);
 }
@@ -413,7 +396,6 @@ fn a_killed_lab_leaves_no_server_and_no_state_file_once() {
 
 /// `clean` beside a live lab leaves it serving; `lab down` with a stale state file (naming an
 /// unrelated process) signals nothing.
-#[test]
 fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab() {
     repeated(clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once);
 }
@@ -474,7 +456,6 @@ fn clean_keeps_live_labs_and_lab_down_signals_only_the_lab_once() {
 
 /// A run stopped while pip downloads — killed outright, or interrupted — leaves no pip behind.
 /// pip is stood in for by an interpreter that never answers, as with a silent package index.
-#[test]
 fn pip_does_not_outlive_the_run() {
     repeated(pip_does_not_outlive_the_run_once);
 }
@@ -577,7 +558,6 @@ fn peak_kib(mut cmd: Command, limit: Duration) -> (i64, std::process::ExitStatus
 /// What hangs or exhausts a naive loader (a FIFO, a link loop, a link to /dev/zero, a 2 MiB
 /// file, non-UTF-8 text) and the malformed-case corpus: `check`, `list` and `run` each refuse
 /// them within 20 s, naming the file, in under 100 MB.
-#[test]
 fn bad_input_neither_hangs_nor_exceeds_100_mb() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path().join("cases");
@@ -614,11 +594,7 @@ fn bad_input_neither_hangs_nor_exceeds_100_mb() {
 /// A network whose run has no lock visible here (another machine or container sharing the
 /// engine) is not `clean`'s to remove: it is named and kept; `--force` would remove it (asked
 /// with `--dry-run`: a forced clean would also stop the other tests' live runs).
-#[test]
 fn clean_keeps_what_runs_it_cannot_see_own() {
-    if !docker_or_skip() {
-        return;
-    }
     let run = format!("rforeign{}", std::process::id());
     let net = format!("authlab-{run}");
     let made = Command::new("docker")
@@ -668,7 +644,6 @@ fn clean_keeps_what_runs_it_cannot_see_own() {
 /// A live run's process whose lock is in another temp directory is not `clean`'s to kill: it is
 /// named and kept; `--run` keeps to one run, and `--force --run <it>` stops it. Kind clusters
 /// are left alone without `--force`.
-#[test]
 fn clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned() {
     let run = format!("rlive{}", std::process::id());
     let mut other = Command::new("sleep")
@@ -727,7 +702,6 @@ fn clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned() {
 
 /// Endless inputs to `diagnose` (`/dev/zero` as the server log, as the audit log and as
 /// `--jwt @…`): each is refused within 20 s, naming the flag, in under 150 MB.
-#[test]
 fn diagnose_refuses_endless_input_in_bounded_memory() {
     for args in [
         &["diagnose", "--server-log", "/dev/zero"][..],
@@ -746,4 +720,59 @@ fn diagnose_refuses_endless_input_in_bounded_memory() {
         assert!(kib < 150 * 1024, "{what} peaked at {} MiB", kib / 1024);
         eprintln!("{what}: refused, peak {} MiB", kib / 1024);
     }
+}
+
+fn main() -> std::process::ExitCode {
+    common::run(vec![
+        common::test(
+            "interrupted_process_runs_leave_nothing",
+            Needs::Nothing,
+            interrupted_process_runs_leave_nothing,
+        ),
+        common::test(
+            "interrupted_container_runs_leave_nothing",
+            Needs::Docker,
+            interrupted_container_runs_leave_nothing,
+        ),
+        common::test(
+            "servers_forked_by_a_wrapper_binary_do_not_outlive_the_run",
+            Needs::Nothing,
+            servers_forked_by_a_wrapper_binary_do_not_outlive_the_run,
+        ),
+        common::test(
+            "a_killed_lab_leaves_no_server_and_no_state_file",
+            Needs::Nothing,
+            a_killed_lab_leaves_no_server_and_no_state_file,
+        ),
+        common::test(
+            "clean_keeps_live_labs_and_lab_down_signals_only_the_lab",
+            Needs::Nothing,
+            clean_keeps_live_labs_and_lab_down_signals_only_the_lab,
+        ),
+        common::test(
+            "pip_does_not_outlive_the_run",
+            Needs::Nothing,
+            pip_does_not_outlive_the_run,
+        ),
+        common::test(
+            "bad_input_neither_hangs_nor_exceeds_100_mb",
+            Needs::Nothing,
+            bad_input_neither_hangs_nor_exceeds_100_mb,
+        ),
+        common::test(
+            "clean_keeps_what_runs_it_cannot_see_own",
+            Needs::Docker,
+            clean_keeps_what_runs_it_cannot_see_own,
+        ),
+        common::test(
+            "clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned",
+            Needs::Nothing,
+            clean_is_scoped_and_kills_no_process_it_cannot_tell_is_orphaned,
+        ),
+        common::test(
+            "diagnose_refuses_endless_input_in_bounded_memory",
+            Needs::Nothing,
+            diagnose_refuses_endless_input_in_bounded_memory,
+        ),
+    ])
 }

@@ -12,6 +12,8 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
+mod common;
+
 use serde_json::Value;
 
 const CASE: &str = "jwt/discovery-issuer-mismatch.yaml";
@@ -31,28 +33,23 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// True when both servers' binaries are there (provisioning them if they can be).
-fn servers_available() -> bool {
-    provisioned("openbao:2.6.1,openbao:2.7.2")
+/// Provisions both servers' binaries if need be (a test that cannot have them fails).
+fn servers_available() {
+    provision("openbao:2.6.1,openbao:2.7.2");
 }
 
-/// True when the binaries of `servers` (a comma-separated list) are there, provisioning them
-/// if they can be; under CI=true, a failure.
-fn provisioned(servers: &str) -> bool {
+/// Provisions the binaries of `servers` (a comma-separated list) if need be; a test that cannot
+/// have them fails.
+fn provision(servers: &str) {
     let out = authlab()
         .args(["provision", "--servers", servers])
         .output()
         .unwrap();
-    if out.status.success() {
-        return true;
-    }
-    let why = String::from_utf8_lossy(&out.stderr);
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and {servers} cannot be provisioned: {why}"
+        out.status.success(),
+        "{servers} cannot be provisioned: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("skipped: {servers} cannot be provisioned: {why}");
-    false
 }
 
 /// Copies the repository's `manifests` (paths relative to it) into `root`, as a scratch catalog
@@ -124,11 +121,8 @@ fn trial<'a>(m: &'a Value, server: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no trial on {server} in {m}"))
 }
 
-#[test]
 fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
-    if !servers_available() {
-        return;
-    }
+    servers_available();
     let tmp = tempfile::tempdir().unwrap();
     let file = case_without_flavours(tmp.path());
     let cases = tmp.path().join("cases");
@@ -231,11 +225,8 @@ fn a_version_difference_is_reported_with_a_block_that_makes_the_case_pass() {
     assert_eq!(out.status.code(), Some(0), "the pasted block holds");
 }
 
-#[test]
 fn two_runs_merge_into_one_matrix_that_sees_the_difference() {
-    if !servers_available() {
-        return;
-    }
+    servers_available();
     let tmp = tempfile::tempdir().unwrap();
     case_without_flavours(tmp.path());
     let cases = tmp.path().join("cases");
@@ -289,11 +280,8 @@ fn two_runs_merge_into_one_matrix_that_sees_the_difference() {
 /// The nightly's Kind jobs for three Kubernetes versions, merged: every job keeps its cells (the
 /// 1.33 failure was overwritten by the 1.34 pass when trials were keyed by name), the version is
 /// a column, and a job of other case files is refused unless `--mixed`.
-#[test]
 fn a_merged_nightly_of_three_kubernetes_versions_keeps_every_failure() {
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+    provision("openbao:2.7.2");
     let tmp = tempfile::tempdir().unwrap();
     let one = tmp.path().join("one");
     let out = run(&[
@@ -386,11 +374,8 @@ fn a_merged_nightly_of_three_kubernetes_versions_keeps_every_failure() {
     assert!(md.contains("Merged from runs that are not alike"), "{md}");
 }
 
-#[test]
 fn the_shipped_discovery_cases_differ_between_2_6_and_2_7() {
-    if !servers_available() {
-        return;
-    }
+    servers_available();
     let tmp = tempfile::tempdir().unwrap();
     let out = run(&[
         "run",
@@ -425,7 +410,6 @@ fn the_shipped_discovery_cases_differ_between_2_6_and_2_7() {
     }
 }
 
-#[test]
 fn no_trial_ran_is_not_success() {
     let out = run(&["run", "no-such-trial-name"]);
     assert_eq!(out.status.code(), Some(4));
@@ -433,7 +417,6 @@ fn no_trial_ran_is_not_success() {
     assert_eq!(out.status.code(), Some(0));
 }
 
-#[test]
 fn list_into_a_closed_pipe_exits_0() {
     let mut child = authlab()
         .args(["list"])
@@ -450,7 +433,6 @@ fn list_into_a_closed_pipe_exits_0() {
 }
 
 /// `check` on the shipped catalog is clean: no error, and no warning either.
-#[test]
 fn the_shipped_catalog_checks_without_warnings() {
     let out = authlab().args(["check"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -459,7 +441,6 @@ fn the_shipped_catalog_checks_without_warnings() {
     assert!(err.contains("case files are valid"), "{err}");
 }
 
-#[test]
 fn list_and_check_speak_json() {
     let out = authlab()
         .args(["list", "--format", "json"])
@@ -526,7 +507,6 @@ fn check_errors(cases: &Path) -> (Vec<(u64, String)>, String) {
 /// A case written in one pass from a bug report, with nine problems: `check` names every one,
 /// each with its own line, field and fix, so one round fixes them all (it named one, and with
 /// two errors the wrong field). Under GitHub Actions each is also an annotation.
-#[test]
 fn check_names_every_problem_of_a_file() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
@@ -593,7 +573,6 @@ steps:
 /// Every problem of one expectation is named in the same round, not the first of them: a bad
 /// status, a level no server logs at, a kind typo and an unknown field, beside problems
 /// elsewhere in the file.
-#[test]
 fn check_names_every_problem_of_an_expectation() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
@@ -636,7 +615,6 @@ expect:
     assert_eq!(got, want.map(|(l, f)| (l, f.to_string())), "{printed}");
 }
 
-#[test]
 fn completions_are_generated() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let out = authlab().args(["completions", shell]).output().unwrap();
@@ -688,7 +666,6 @@ fn yaml_examples(path: &Path) -> Vec<(usize, String)> {
 
 /// Every YAML example in the docs is checked: a whole case runs and passes on every server
 /// its `observed_on` names; a `flavours:` or `kubernetes:` fragment is what a case takes there.
-#[test]
 fn the_docs_examples_are_cases_that_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
@@ -743,9 +720,7 @@ fn the_docs_examples_are_cases_that_pass() {
     }
     assert!(!whole.is_empty(), "no case example found");
     let list = servers.join(",");
-    if !provisioned(&list) {
-        return;
-    }
+    provision(&list);
     let out = run_cases(
         &cases,
         &list,
@@ -765,11 +740,8 @@ fn the_docs_examples_are_cases_that_pass() {
 /// `run --bless` turns a case with an empty `expect` into one that passes, with this run's
 /// values as placeholders and a `flavours` entry where 2.6 answers differently from 2.7; a
 /// second `--bless` changes nothing, and the rest of the file is kept.
-#[test]
 fn bless_records_what_the_servers_answered() {
-    if !servers_available() {
-        return;
-    }
+    servers_available();
     let tmp = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join("cases").join(CASE)).unwrap();
     let start = text.find("\nexpect:").unwrap();
@@ -845,7 +817,6 @@ fn bless_records_what_the_servers_answered() {
 
 /// A requirement `AUTHLAB_REQUIRE` asks for fails the trial that lacked it: the progress line,
 /// the summary and the exit code all say FAILED, none says ignored.
-#[test]
 fn a_required_cluster_that_is_missing_is_a_failure_everywhere_it_is_shown() {
     let empty = tempfile::tempdir().unwrap();
     let missing = empty.path().join("kube-apiserver");
@@ -887,22 +858,10 @@ fn a_required_cluster_that_is_missing_is_a_failure_everywhere_it_is_shown() {
 /// Blessing waits for every kind of evidence, so blessing the same case from `expect: {}`
 /// again and again gives the same file (it once recorded whatever server-log lines had been
 /// flushed: 0, 2, 1 and 0 `flavours` entries in four blesses of this case).
-#[test]
 fn blessing_a_case_again_and_again_gives_the_same_file() {
     const PINNED: &str = "reported/server-pod-restarted-with-pinned-token.yaml";
     let servers = "openbao:2.6.1,openbao:2.6.2,openbao:2.7.0,openbao:2.7.1,openbao:2.7.2";
-    if !provisioned(servers) {
-        return;
-    }
-    if !Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        assert!(std::env::var("CI").is_err(), "Docker is required under CI");
-        eprintln!("skipped: Docker is not reachable (the case's server is a pod)");
-        return;
-    }
+    provision(servers);
     let tmp = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join("cases").join(PINNED)).unwrap();
     let start = text.find("\nexpect:").unwrap();
@@ -947,12 +906,9 @@ fn blessing_a_case_again_and_again_gives_the_same_file() {
 /// A mount configured for the case's second cluster: its requests are recorded and judged
 /// (they were invisible: `expected a TokenReview during login, got []`, and `--bless` recorded
 /// `cluster_requests: { none: true }`, which then passed).
-#[test]
 fn the_second_clusters_requests_are_judged_and_blessed() {
     const CASE: &str = "reported/login-at-the-wrong-mount.yaml";
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+    provision("openbao:2.7.2");
     let tmp = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(repo().join("cases").join(CASE)).unwrap();
     let head = &text[..text.find("\nexpect:").unwrap()];
@@ -1041,11 +997,8 @@ fn the_second_clusters_requests_are_judged_and_blessed() {
 /// document also when nothing matched; the summary lists only what did not pass (progress
 /// showed the rest), with the diagnosis of a failure; colour is decided per stream, so
 /// `authlab run > out.txt` from a terminal writes no escape codes into the file.
-#[test]
 fn run_speaks_as_test_runners_do() {
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+    provision("openbao:2.7.2");
     let out = run(&[
         "run",
         "--list",
@@ -1096,15 +1049,12 @@ fn run_speaks_as_test_runners_do() {
         tmp.path().join("artifacts").display(),
         file.display()
     );
-    let Ok(tty) = Command::new("script")
+    let tty = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .env_remove("NO_COLOR")
         .env_remove("CI")
         .output()
-    else {
-        eprintln!("skipped the terminal part: no `script`");
-        return;
-    };
+        .expect("util-linux's `script`, to give the run a terminal");
     let summary = std::fs::read_to_string(&file).unwrap();
     assert!(summary.contains("FAILED"), "{summary}");
     assert!(
@@ -1154,11 +1104,8 @@ fn unknown_role_catalog(files: &[(String, String)]) -> (tempfile::TempDir, PathB
 
 /// `--retries` runs a failed trial again and keeps what each earlier attempt ended with;
 /// `--fail-fast` starts nothing after the first failure and reports the rest as not run.
-#[test]
 fn retries_and_fail_fast_as_nextest_has_them() {
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+    provision("openbao:2.7.2");
     // Names no earlier run has timed, so the order is the catalog's: the failing one first.
     let tag = std::process::id();
     let base = unknown_role();
@@ -1283,11 +1230,8 @@ fn retries_and_fail_fast_as_nextest_has_them() {
 /// `--bless` as insta records snapshots: a pending `<file>.new` in the catalog's style, the case
 /// file untouched until `authlab bless accept`; `review` shows the diff, `reject` drops it;
 /// refused under CI=true.
-#[test]
 fn bless_writes_pending_files_to_review() {
-    if !provisioned("openbao:2.7.2") {
-        return;
-    }
+    provision("openbao:2.7.2");
     let text = unknown_role();
     let start = text.find("\nexpect:").unwrap();
     let empty = format!("{}\nexpect: {{}}\n", &text[..start]);
@@ -1348,7 +1292,6 @@ fn bless_writes_pending_files_to_review() {
 /// naming its field: a server-log level no server logs at, a kind typo in
 /// `expect.cluster_objects`, a login expected after a refused role write, and a placeholder of
 /// a mount the case does not have.
-#[test]
 fn late_mistakes_are_load_errors() {
     let base =
         "about: x\nauth: kubernetes\nmode: client-token\nclient:\n  service_account: default/app\n";
@@ -1405,7 +1348,6 @@ fn late_mistakes_are_load_errors() {
 
 /// A `kubernetes:` entry that leaves out a field of `expect` is warned about, as a `flavours`
 /// one is (it got no warning).
-#[test]
 fn a_kubernetes_entry_that_drops_fields_is_warned_about() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = tmp.path().join("cases");
@@ -1427,4 +1369,114 @@ fn a_kubernetes_entry_that_drops_fields_is_warned_about() {
         ),
         "{err}"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    common::run(vec![
+        common::test(
+            "a_version_difference_is_reported_with_a_block_that_makes_the_case_pass",
+            common::Needs::Nothing,
+            a_version_difference_is_reported_with_a_block_that_makes_the_case_pass,
+        ),
+        common::test(
+            "two_runs_merge_into_one_matrix_that_sees_the_difference",
+            common::Needs::Nothing,
+            two_runs_merge_into_one_matrix_that_sees_the_difference,
+        ),
+        common::test(
+            "a_merged_nightly_of_three_kubernetes_versions_keeps_every_failure",
+            common::Needs::Nothing,
+            a_merged_nightly_of_three_kubernetes_versions_keeps_every_failure,
+        ),
+        common::test(
+            "the_shipped_discovery_cases_differ_between_2_6_and_2_7",
+            common::Needs::Nothing,
+            the_shipped_discovery_cases_differ_between_2_6_and_2_7,
+        ),
+        common::test(
+            "no_trial_ran_is_not_success",
+            common::Needs::Nothing,
+            no_trial_ran_is_not_success,
+        ),
+        common::test(
+            "list_into_a_closed_pipe_exits_0",
+            common::Needs::Nothing,
+            list_into_a_closed_pipe_exits_0,
+        ),
+        common::test(
+            "the_shipped_catalog_checks_without_warnings",
+            common::Needs::Nothing,
+            the_shipped_catalog_checks_without_warnings,
+        ),
+        common::test(
+            "list_and_check_speak_json",
+            common::Needs::Nothing,
+            list_and_check_speak_json,
+        ),
+        common::test(
+            "check_names_every_problem_of_a_file",
+            common::Needs::Nothing,
+            check_names_every_problem_of_a_file,
+        ),
+        common::test(
+            "check_names_every_problem_of_an_expectation",
+            common::Needs::Nothing,
+            check_names_every_problem_of_an_expectation,
+        ),
+        common::test(
+            "completions_are_generated",
+            common::Needs::Nothing,
+            completions_are_generated,
+        ),
+        common::test(
+            "the_docs_examples_are_cases_that_pass",
+            common::Needs::Nothing,
+            the_docs_examples_are_cases_that_pass,
+        ),
+        common::test(
+            "bless_records_what_the_servers_answered",
+            common::Needs::Nothing,
+            bless_records_what_the_servers_answered,
+        ),
+        common::test(
+            "a_required_cluster_that_is_missing_is_a_failure_everywhere_it_is_shown",
+            common::Needs::Nothing,
+            a_required_cluster_that_is_missing_is_a_failure_everywhere_it_is_shown,
+        ),
+        common::test(
+            "blessing_a_case_again_and_again_gives_the_same_file",
+            common::Needs::Docker,
+            blessing_a_case_again_and_again_gives_the_same_file,
+        ),
+        common::test(
+            "the_second_clusters_requests_are_judged_and_blessed",
+            common::Needs::Nothing,
+            the_second_clusters_requests_are_judged_and_blessed,
+        ),
+        common::test(
+            "run_speaks_as_test_runners_do",
+            common::Needs::Nothing,
+            run_speaks_as_test_runners_do,
+        ),
+        common::test(
+            "retries_and_fail_fast_as_nextest_has_them",
+            common::Needs::Nothing,
+            retries_and_fail_fast_as_nextest_has_them,
+        ),
+        common::test(
+            "bless_writes_pending_files_to_review",
+            common::Needs::Nothing,
+            bless_writes_pending_files_to_review,
+        ),
+        common::test(
+            "late_mistakes_are_load_errors",
+            common::Needs::Nothing,
+            late_mistakes_are_load_errors,
+        ),
+        common::test(
+            "a_kubernetes_entry_that_drops_fields_is_warned_about",
+            common::Needs::Nothing,
+            a_kubernetes_entry_that_drops_fields_is_warned_about,
+        ),
+    ])
 }

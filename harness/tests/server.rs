@@ -2,8 +2,9 @@
 //! evidence.
 //!
 //! These run against the binary the project provisions for `openbao:2.7.2` (or
-//! `AUTHLAB_TEST_SERVER`). Without a binary they are skipped with the reason, except under
-//! `CI=true`, where that fails. Set `AUTHLAB_TEST_KEEP=1` to keep each server's directory
+//! `AUTHLAB_TEST_SERVER`), provisioned if need be: a test that cannot have it fails. The one
+//! that needs Docker is reported as ignored with the reason where Docker is not reachable (a
+//! failure where the run requires it). Set `AUTHLAB_TEST_KEEP=1` to keep each server's directory
 //! (config, server log, audit log) and print where it is.
 
 use std::{
@@ -11,6 +12,8 @@ use std::{
     sync::Arc,
     time::Duration,
 };
+
+mod common;
 
 use authlab::{
     case::{load, matrix},
@@ -42,27 +45,19 @@ fn spec() -> ServerSpec {
         .unwrap()
 }
 
-/// The binary for `spec`; None (after saying why) when it cannot be provisioned, which fails
-/// under CI=true.
-fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> Option<PathBuf> {
-    let res = rt.block_on(async {
+/// The binary for `spec`, provisioned if need be; a test that cannot have it fails.
+fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> PathBuf {
+    rt.block_on(async {
         BinaryCache::from_env()?
             .ensure(spec, &|l| eprintln!("{spec}: {l}"))
             .await
-    });
-    match res {
-        Ok(p) => Some(p),
-        Err(e) if authlab::settings::current().ci => panic!("{e:#}"),
-        Err(e) => {
-            eprintln!("skipped: {e:#}");
-            None
-        }
-    }
+    })
+    .unwrap_or_else(|e| panic!("the {spec} binary: {e:#}"))
 }
 
-/// True when the binary is there; otherwise skips (or fails under CI=true).
-fn have_binary(rt: &tokio::runtime::Runtime) -> bool {
-    binary_for(rt, &spec()).is_some()
+/// Provisions the binary of [`spec`] (a test that cannot have it fails).
+fn ensure_binary(rt: &tokio::runtime::Runtime) {
+    binary_for(rt, &spec());
 }
 
 /// A directory for one server's files, kept when `AUTHLAB_TEST_KEEP=1`.
@@ -201,13 +196,10 @@ fn login_unauthorized(
 
 /// A real server starts from its rendered config, is initialised and unsealed, logs at debug,
 /// writes its declared audit device, and stops.
-#[test]
 fn server_starts_logs_at_debug_audits_and_stops() {
     let rt = runtime();
     let spec = spec();
-    let Some(bin) = binary_for(&rt, &spec) else {
-        return;
-    };
+    let bin = binary_for(&rt, &spec);
     let version = version_of(&bin).unwrap();
     assert!(version.contains(&format!("v{}", spec.version)), "{version}");
     let dir = workdir("start");
@@ -274,12 +266,9 @@ fn is_zombie(pid: u32) -> bool {
 /// A kubernetes login whose TokenReview cannot connect: the client sees only `permission
 /// denied`; the audit response entry has the same error; the cause is in a DEBUG line of the
 /// mount's logger. The 400s keep their text in `response.data.error`.
-#[test]
 fn kubernetes_login_failure_evidence() {
     let rt = runtime();
-    let Some(bin) = binary_for(&rt, &spec()) else {
-        return;
-    };
+    let bin = binary_for(&rt, &spec());
     let dir = workdir("k8s");
     let server = start(&rt, &bin, dir.path(), "test-k8s");
     let client = server.client();
@@ -341,12 +330,9 @@ fn kubernetes_login_failure_evidence() {
 
 /// Eight kubernetes mounts, each pointing at its own refused port, logged in to concurrently:
 /// each mount's slice of the audit log and of the server log holds its own entries only.
-#[test]
 fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
     let rt = runtime();
-    let Some(bin) = binary_for(&rt, &spec()) else {
-        return;
-    };
+    let bin = binary_for(&rt, &spec());
     let dir = workdir("slices");
     let server = start(&rt, &bin, dir.path(), "test-slices");
     let client = server.client();
@@ -417,15 +403,12 @@ fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
 
 /// Every supported OpenBao version starts, and its start-up time is printed (not asserted:
 /// timings belong in reports).
-#[test]
 fn every_supported_version_starts() {
     let rt = runtime();
     let dir = workdir("versions");
     for v in OPENBAO_VERSIONS {
         let spec: ServerSpec = format!("openbao:{v}").parse().unwrap();
-        let Some(bin) = binary_for(&rt, &spec) else {
-            continue;
-        };
+        let bin = binary_for(&rt, &spec);
         let runs = rt
             .block_on(process::measure_startup(
                 &spec,
@@ -447,12 +430,9 @@ fn every_supported_version_starts() {
 }
 
 /// A started server is found by its run id, and no longer once stopped.
-#[test]
 fn leftover_servers_are_found_by_run_id() {
     let rt = runtime();
-    let Some(bin) = binary_for(&rt, &spec()) else {
-        return;
-    };
+    let bin = binary_for(&rt, &spec());
     let dir = workdir("leftover");
     let run_id = format!("test-leftover-{}", uuid::Uuid::new_v4().simple());
     let mut server = start(&rt, &bin, dir.path(), &run_id);
@@ -468,7 +448,6 @@ fn leftover_servers_are_found_by_run_id() {
 
 /// A server that exits at once, or never answers, fails start-up with what was waited for,
 /// how long, and the end of its log.
-#[test]
 fn failed_start_up_explains_itself() {
     use std::os::unix::fs::PermissionsExt;
     let rt = runtime();
@@ -532,12 +511,9 @@ fn cases_dir() -> std::path::PathBuf {
 
 /// Eight trials at once against one server: each trial's audit entries and server-log lines
 /// belong to its own mount only, and each has the entries its failure produces.
-#[test]
 fn parallel_trials_see_only_their_own_evidence() {
     let rt = runtime();
-    if !have_binary(&rt) {
-        return;
-    }
+    ensure_binary(&rt);
     let dir = cases_dir();
     let names = [
         "kubernetes/client-token/missing-auth-delegator.yaml",
@@ -612,12 +588,9 @@ fn parallel_trials_see_only_their_own_evidence() {
 
 /// A bad role audience in client-token mode: the client error, the audit response entry with
 /// its error, and the debug `login unauthorized` line with the TokenReview cause.
-#[test]
 fn audience_failure_evidence_from_a_real_server() {
     let rt = runtime();
-    if !have_binary(&rt) {
-        return;
-    }
+    ensure_binary(&rt);
     let dir = cases_dir();
     let file = dir.join("kubernetes/client-token/token-without-api-audience.yaml");
     let case = Arc::new(load::load_file(&dir, &file).unwrap());
@@ -660,21 +633,12 @@ fn audience_failure_evidence_from_a_real_server() {
 /// A server container with a pod identity: the service-account files are where kubelet puts
 /// them, the token can be rotated in place, the audit log reaches the host, and removal leaves
 /// nothing behind.
-#[test]
 fn pod_emulation_container() {
     let rt = runtime();
-    if !have_binary(&rt) {
-        return;
-    }
-    let docker_ok = rt.block_on(authlab::container::Engine::connect());
-    let engine = match docker_ok {
-        Ok(e) => e,
-        Err(e) if authlab::settings::current().ci => panic!("{e:#}"),
-        Err(e) => {
-            eprintln!("skipped: {e:#}");
-            return;
-        }
-    };
+    ensure_binary(&rt);
+    let engine = rt
+        .block_on(authlab::container::Engine::connect())
+        .expect("Docker, checked before the test");
     let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap();
     rt.block_on(async {
         let pod = authlab::container::PodIdentity {
@@ -724,12 +688,9 @@ fn pod_emulation_container() {
 
 /// The kubeconfig cluster path end to end: an API server reached only through a kubeconfig
 /// (here the sim, served on its own), trials one at a time, objects removed afterwards.
-#[test]
 fn cases_run_against_a_cluster_given_by_kubeconfig() {
     let rt = runtime();
-    if !have_binary(&rt) {
-        return;
-    }
+    ensure_binary(&rt);
     let dir = cases_dir();
     let names = [
         "kubernetes/client-token/works.yaml",
@@ -778,7 +739,6 @@ fn cases_run_against_a_cluster_given_by_kubeconfig() {
 
 /// Without kube-apiserver and etcd, an apiserver trial is ignored, saying where authlab looked
 /// and how to get them, and names its requirement (`AUTHLAB_REQUIRE=apiserver` fails it).
-#[test]
 fn apiserver_trials_without_binaries_are_ignored_with_how_to_get_them() {
     let rt = runtime();
     let dir = cases_dir();
@@ -804,4 +764,64 @@ fn apiserver_trials_without_binaries_are_ignored_with_how_to_get_them() {
     }
     assert_eq!(outcome.requirement, Some("apiserver"));
     rt.block_on(lab.shutdown());
+}
+
+fn main() -> std::process::ExitCode {
+    common::run(vec![
+        common::test(
+            "server_starts_logs_at_debug_audits_and_stops",
+            common::Needs::Nothing,
+            server_starts_logs_at_debug_audits_and_stops,
+        ),
+        common::test(
+            "kubernetes_login_failure_evidence",
+            common::Needs::Nothing,
+            kubernetes_login_failure_evidence,
+        ),
+        common::test(
+            "evidence_of_concurrent_mounts_is_sliced_per_mount",
+            common::Needs::Nothing,
+            evidence_of_concurrent_mounts_is_sliced_per_mount,
+        ),
+        common::test(
+            "every_supported_version_starts",
+            common::Needs::Nothing,
+            every_supported_version_starts,
+        ),
+        common::test(
+            "leftover_servers_are_found_by_run_id",
+            common::Needs::Nothing,
+            leftover_servers_are_found_by_run_id,
+        ),
+        common::test(
+            "failed_start_up_explains_itself",
+            common::Needs::Nothing,
+            failed_start_up_explains_itself,
+        ),
+        common::test(
+            "parallel_trials_see_only_their_own_evidence",
+            common::Needs::Nothing,
+            parallel_trials_see_only_their_own_evidence,
+        ),
+        common::test(
+            "audience_failure_evidence_from_a_real_server",
+            common::Needs::Nothing,
+            audience_failure_evidence_from_a_real_server,
+        ),
+        common::test(
+            "pod_emulation_container",
+            common::Needs::Docker,
+            pod_emulation_container,
+        ),
+        common::test(
+            "cases_run_against_a_cluster_given_by_kubeconfig",
+            common::Needs::Nothing,
+            cases_run_against_a_cluster_given_by_kubeconfig,
+        ),
+        common::test(
+            "apiserver_trials_without_binaries_are_ignored_with_how_to_get_them",
+            common::Needs::Nothing,
+            apiserver_trials_without_binaries_are_ignored_with_how_to_get_them,
+        ),
+    ])
 }
