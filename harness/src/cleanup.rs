@@ -181,13 +181,14 @@ pub fn cleanup_now() {
                 }
                 for n in networks {
                     // A container that was removed a moment ago may still hold the network.
-                    for _ in 0..25 {
-                        // Ok also when it is already gone.
-                        if engine.remove_network(&n).await.is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    }
+                    let mut wait = crate::wait::Wait::new(
+                        format!("network {n} to be removed"),
+                        std::time::Duration::from_secs(5),
+                    )
+                    .every(std::time::Duration::from_millis(200))
+                    .start();
+                    // Ok also when it is already gone.
+                    while engine.remove_network(&n).await.is_err() && wait.tick().await.is_ok() {}
                 }
             });
         })
@@ -256,12 +257,15 @@ pub fn delete_kind_clusters(names: &[String]) {
     if names.is_empty() {
         return;
     }
-    let start = std::time::Instant::now();
-    let mut last_seen = start;
-    while start.elapsed() < std::time::Duration::from_secs(30)
-        && last_seen.elapsed() < std::time::Duration::from_secs(3)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(500));
+    // Deleted again while any is seen, until none was for 3 s (at most 30 s).
+    let mut wait = crate::wait::Wait::new(
+        "Kind clusters to stay deleted",
+        std::time::Duration::from_secs(30),
+    )
+    .every(std::time::Duration::from_millis(500))
+    .start();
+    let mut last_seen = std::time::Instant::now();
+    while last_seen.elapsed() < std::time::Duration::from_secs(3) && wait.tick_blocking().is_ok() {
         let now = clusters().unwrap_or_default();
         for name in names.iter().filter(|n| now.contains(n)) {
             last_seen = std::time::Instant::now();

@@ -40,4 +40,5 @@ pub use authlab_sim as sim;
 pub mod trial;
 pub mod vault;
 pub mod verdict;
+pub mod wait;
 pub mod watchdog;

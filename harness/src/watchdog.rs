@@ -18,6 +18,8 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
+use crate::wait::Wait;
+
 /// The hidden subcommand the watchdog runs as.
 pub const SUBCOMMAND: &str = "__watch";
 
@@ -269,16 +271,22 @@ async fn reap(told: &Told) {
     };
     // Killed, then waited for (at most 5 s): a dying server may still write into the scratch
     // directory removed below.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut wait = Wait::new(
+        "the dead run's servers to exit",
+        std::time::Duration::from_secs(5),
+    )
+    .start();
     loop {
         let left = ours();
-        if left.is_empty() || std::time::Instant::now() >= deadline {
+        if left.is_empty() {
             break;
         }
         for pid in left {
             crate::server::process::kill_process(pid);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if wait.tick().await.is_err() {
+            break;
+        }
     }
     remove_paths(told).await;
     // Its nodes are containers labelled by kind, not by the run: deleted by name.
@@ -309,11 +317,16 @@ async fn reap(told: &Told) {
                     .map(|s| told.in_flight.iter().any(|n| !s.contains(n)))
                     .unwrap_or(true)
             };
-            let start = std::time::Instant::now();
-            let mut last_found = start;
-            while start.elapsed() < std::time::Duration::from_secs(60) {
+            let mut wait = Wait::new(
+                "the dead run's containers and networks to be gone",
+                std::time::Duration::from_secs(60),
+            )
+            .every(std::time::Duration::from_millis(500))
+            .start();
+            let mut last_found = std::time::Instant::now();
+            loop {
                 match engine.remove_where(ours).await {
-                    Ok((0, _)) if reaped(last_found.elapsed(), start.elapsed(), pending()) => {
+                    Ok((0, _)) if reaped(last_found.elapsed(), wait.elapsed(), pending()) => {
                         all_gone = true;
                         break;
                     }
@@ -322,7 +335,9 @@ async fn reap(told: &Told) {
                     // The engine did not answer: that proves nothing either way.
                     Err(_) => last_found = std::time::Instant::now(),
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                if wait.tick().await.is_err() {
+                    break;
+                }
             }
         }
         // Containers wrote into their bind-mounted directories until they were removed.
@@ -349,7 +364,13 @@ fn reaped(quiet: std::time::Duration, since_death: std::time::Duration, unseen: 
 /// tried again, for at most 2 s).
 async fn remove_paths(told: &Told) {
     for (path, dir) in &told.paths {
-        for _ in 0..10 {
+        let mut wait = Wait::new(
+            format!("{} to be removed", path.display()),
+            std::time::Duration::from_secs(2),
+        )
+        .every(std::time::Duration::from_millis(200))
+        .start();
+        loop {
             let removed = if *dir {
                 std::fs::remove_dir_all(path)
             } else {
@@ -357,7 +378,9 @@ async fn remove_paths(told: &Told) {
             };
             match removed {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await
+                    if wait.tick().await.is_err() {
+                        break;
+                    }
                 }
                 _ => break,
             }

@@ -92,16 +92,19 @@ pub async fn down() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     crate::server::process::terminate_process(state.pid);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut wait = crate::wait::Wait::new(
+        format!("lab process {} to stop", state.pid),
+        Duration::from_secs(15),
+    )
+    .start();
     // Stopped once its lock is free (its files are closed even while it is a zombie).
     while crate::runlock::owner(&state.run_id) == crate::runlock::Owner::Live {
-        if tokio::time::Instant::now() >= deadline {
+        if wait.tick().await.is_err() {
             bail!(
                 "lab process {} did not stop within 15 s after SIGTERM; `authlab clean` kills its servers",
                 state.pid
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = std::fs::remove_file(&path);
     eprintln!("authlab: lab {} stopped", state.run_id);

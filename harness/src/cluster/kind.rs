@@ -434,12 +434,14 @@ fn run_kind_logged(args: &[String], name: &str, timeout: Duration, run_id: &str)
         }
         last
     });
-    let deadline = std::time::Instant::now() + timeout;
+    let mut wait = crate::wait::Wait::new(format!("`kind {}`", args.join(" ")), timeout)
+        .every(Duration::from_millis(200))
+        .start();
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for kind")? {
             break status;
         }
-        if std::time::Instant::now() >= deadline {
+        if wait.tick_blocking().is_err() {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -448,7 +450,6 @@ fn run_kind_logged(args: &[String], name: &str, timeout: Duration, run_id: &str)
                 timeout.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
     };
     let last = reader.join().unwrap_or_default();
     if !status.success() {

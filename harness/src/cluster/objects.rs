@@ -16,7 +16,7 @@ pub const FIELD_MANAGER: &str = "authlab";
 
 pub use crate::case::manifest::{parse_documents, read_manifest};
 
-use crate::case::manifest::KINDS as KNOWN;
+use crate::{case::manifest::KINDS as KNOWN, wait::Wait};
 
 pub use super::owner::{Collision, Owner};
 
@@ -189,7 +189,7 @@ pub async fn remove_and_wait(
         Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("deleting {what}")),
     }
-    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait = Wait::new(format!("{what} to be deleted"), timeout).start();
     loop {
         if api
             .get_opt(&name)
@@ -199,13 +199,12 @@ pub async fn remove_and_wait(
         {
             return Ok(());
         }
-        if tokio::time::Instant::now() >= deadline {
+        if wait.tick().await.is_err() {
             bail!(
                 "waited {} s for {what} to be deleted (finalizers or dependents left?)",
                 timeout.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -342,7 +341,12 @@ pub async fn recreate_service_account(
     fresh.metadata.labels = old.metadata.labels;
     fresh.metadata.annotations = old.metadata.annotations;
     // Deletion may take a moment on a real cluster: retry the create briefly.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut wait = Wait::new(
+        format!("service account {ns}/{name} to be gone before it is made again"),
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(100))
+    .start();
     loop {
         let making = crate::runlock::begin(format!("ServiceAccount {ns}/{name}"))
             .context("the run is stopping")?;
@@ -350,8 +354,8 @@ pub async fn recreate_service_account(
         drop(making);
         match made {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(kube::Error::Api(e)) if e.code == 409 && !wait.expired() => {
+                let _ = wait.tick().await;
             }
             Err(e) => {
                 return Err(e).with_context(|| format!("re-creating service account {ns}/{name}"));
@@ -410,8 +414,8 @@ pub async fn legacy_token(
             return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}"));
         }
     }
-    let wait = Duration::from_secs(30);
-    let deadline = tokio::time::Instant::now() + wait;
+    let bound = Duration::from_secs(30);
+    let mut wait = Wait::new(format!("data.token of secret {ns}/{secret_name}"), bound).start();
     loop {
         if let Some(s) = api
             .get_opt(secret_name)
@@ -422,13 +426,12 @@ pub async fn legacy_token(
         {
             return String::from_utf8(tok.0.clone()).context("token secret holds non-UTF-8 data");
         }
-        if tokio::time::Instant::now() >= deadline {
+        if wait.tick().await.is_err() {
             bail!(
                 "waited {}s for the tokens controller to fill data.token of secret {ns}/{secret_name} (service account {sa}); does the service account exist?",
-                wait.as_secs()
+                bound.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

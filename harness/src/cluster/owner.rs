@@ -194,7 +194,10 @@ pub async fn namespaces_gone(
 ) -> Vec<String> {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let lp = ListParams::default().labels(&format!("{RUN}={run}"));
-    let deadline = tokio::time::Instant::now() + timeout;
+    let mut wait =
+        crate::wait::Wait::new(format!("the namespaces of run {run} to be gone"), timeout)
+            .every(std::time::Duration::from_millis(250))
+            .start();
     loop {
         let left: Vec<String> = match api.list(&lp).await {
             Ok(l) => l
@@ -204,10 +207,9 @@ pub async fn namespaces_gone(
                 .collect(),
             Err(_) => return Vec::new(),
         };
-        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+        if left.is_empty() || wait.tick().await.is_err() {
             return left;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
 

@@ -80,7 +80,9 @@ pub async fn acquire(
     waiting: impl Fn(&str),
 ) -> Result<Turn> {
     let api: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-    let start = tokio::time::Instant::now();
+    let mut turn = crate::wait::Wait::new(format!("the Lease {NAMESPACE}/{NAME}"), wait)
+        .every(Duration::from_secs(1))
+        .start();
     let mut last_said: Option<tokio::time::Instant> = None;
     loop {
         let mine = lease_for(owner, None);
@@ -124,7 +126,7 @@ pub async fn acquire(
                 }
             }
             Some((holder, ago)) => {
-                if start.elapsed() >= wait {
+                if turn.expired() {
                     bail!(
                         "another run uses this cluster: {holder} holds the Lease {NAMESPACE}/{NAME} (renewed {ago} s ago); waited {} s for it (AUTHLAB_CLUSTER_WAIT sets how long)",
                         wait.as_secs()
@@ -133,11 +135,12 @@ pub async fn acquire(
                 if last_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                     waiting(&format!(
                         "waiting for the cluster: {holder} holds the Lease {NAMESPACE}/{NAME} (renewed {ago} s ago); waiting up to {} s more",
-                        wait.saturating_sub(start.elapsed()).as_secs()
+                        wait.saturating_sub(turn.elapsed()).as_secs()
                     ));
                     last_said = Some(tokio::time::Instant::now());
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Run out: the next look names the holder.
+                let _ = turn.tick().await;
             }
         }
     }

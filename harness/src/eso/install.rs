@@ -7,7 +7,7 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -111,12 +111,14 @@ pub fn install(helm: &Path, source: &ChartSource, kubeconfig: &Path, wait: Durat
         s
     });
     let limit = wait + Duration::from_secs(60);
-    let start = Instant::now();
+    let mut helm = crate::wait::Wait::new(format!("`{line}`"), limit)
+        .every(Duration::from_millis(200))
+        .start();
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if start.elapsed() > limit {
+        if helm.tick_blocking().is_err() {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -124,7 +126,6 @@ pub fn install(helm: &Path, source: &ChartSource, kubeconfig: &Path, wait: Durat
                 limit.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(200));
     };
     let stderr = reader.join().unwrap_or_default();
     if !status.success() {

@@ -1,7 +1,8 @@
-//! Waiting for evidence to appear: polling with one timeout, for log lines that are written
-//! after the answer they explain, and for controllers that settle with retries.
+//! Waiting for evidence to appear: polling with one timeout (the crate's [`crate::wait`]), for
+//! log lines that are written after the answer they explain, and for controllers that settle
+//! with retries. Running out is no error here: the last observation is judged.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -16,18 +17,21 @@ pub async fn wait_for<T, Fut>(
 where
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let deadline = Instant::now() + timeout;
+    let mut wait = crate::wait::Wait::new("evidence", timeout)
+        .every(every)
+        .start();
     loop {
         let seen = observe().await?;
-        if done(&seen) || Instant::now() >= deadline {
+        if done(&seen) || wait.tick().await.is_err() {
             return Ok(seen);
         }
-        tokio::time::sleep(every).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[tokio::test(flavor = "current_thread")]

@@ -27,6 +27,7 @@ use crate::{
     cluster::objects,
     server::{ServerSpec, process::initialise_keyed},
     vault::VaultClient,
+    wait::Wait,
 };
 
 /// The shipped manifest.
@@ -213,8 +214,10 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
 /// Waits until pod [`POD`] of `ns` (another than `old`, when given) is ready; fails at once,
 /// with the container's own words, when it cannot start.
 async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> {
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    let mut next_note = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut wait = Wait::new(format!("pod {ns}/{POD} to become ready"), READY_TIMEOUT)
+        .every(Duration::from_millis(250))
+        .noting_every(Duration::from_secs(10))
+        .start();
     loop {
         let pod = pods.get_opt(POD).await?;
         let current = pod
@@ -236,8 +239,7 @@ async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> 
                 );
             }
         }
-        let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if wait.expired() {
             let state = current
                 .and_then(|p| p.status.clone())
                 .map(|s| describe(&s))
@@ -248,14 +250,7 @@ async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> 
                 log_tail(pods, false).await
             );
         }
-        if now >= next_note {
-            tracing::info!(
-                "waiting for pod {ns}/{POD} to become ready (up to {} s)",
-                READY_TIMEOUT.as_secs()
-            );
-            next_note = now + Duration::from_secs(10);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        wait.tick().await?;
     }
 }
 
@@ -372,20 +367,22 @@ async fn with_log_tail<T>(pods: &Api<Pod>, result: Result<T>, what: String) -> R
 
 /// Waits until the server answers at the address authlab uses.
 async fn reachable(probe: &VaultClient, ns: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + REACH_TIMEOUT;
+    let mut wait = Wait::new(format!("the server of pod {ns}/{POD}"), REACH_TIMEOUT)
+        .every(Duration::from_millis(200))
+        .start();
     loop {
         let err = match probe.health().await {
             Ok(_) => return Ok(()),
             Err(e) => e,
         };
-        if tokio::time::Instant::now() >= deadline {
+        if wait.expired() {
             bail!(
                 "pod {ns}/{POD} is ready, but the server did not answer at {} within {} s: {err:#}",
                 probe.addr(),
                 REACH_TIMEOUT.as_secs()
             );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait.tick().await?;
     }
 }
 

@@ -26,7 +26,7 @@ use super::{
     config::{self, ServerConfig},
     ready,
 };
-use crate::{evidence::LogLine, vault::VaultClient};
+use crate::{evidence::LogLine, vault::VaultClient, wait::Wait};
 
 /// How a server process is started.
 #[derive(Debug, Clone)]
@@ -601,7 +601,9 @@ impl RunningServer {
         pred: impl Fn(&LogLine) -> bool,
         timeout: Duration,
     ) -> Option<LogLine> {
-        let deadline = Instant::now() + timeout;
+        let mut wait = Wait::new("a server-log line", timeout)
+            .every(Duration::from_millis(20))
+            .start();
         // Each poll reads only what is new, from the start of the last entry seen (which may
         // still gain continuation lines).
         let mut from = 0u64;
@@ -616,10 +618,7 @@ impl RunningServer {
                 return Some(l);
             }
             from += last_entry_start(text) as u64;
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            wait.tick().await.ok()?;
         }
     }
 
@@ -630,14 +629,18 @@ impl RunningServer {
         };
         // The server leads its own group: what a wrapper forked is stopped with it.
         signal_group(child.id(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        let mut wait = Wait::new("the server to exit after SIGTERM", Duration::from_secs(5))
+            .every(Duration::from_millis(20))
+            .start();
+        loop {
             if let Ok(Some(_)) = child.try_wait() {
                 kill_group(child.id());
                 crate::cleanup::unregister_pid(child.id());
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if wait.tick().await.is_err() {
+                break;
+            }
         }
         kill_group(child.id());
         let _ = child.kill();

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
-use crate::vault::VaultClient;
+use crate::{vault::VaultClient, wait::Wait};
 
 /// What a wait is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,12 @@ pub async fn wait_for(
     poll: Duration,
     alive: &mut (impl Liveness + Send),
 ) -> Result<()> {
+    let what = format!(
+        "{} at {}/v1/sys/health",
+        stage.describe(),
+        client.addr().trim_end_matches('/')
+    );
+    let mut wait = Wait::until_deadline(what, deadline).every(poll).start();
     // Asking whether the server still runs costs more than a health probe (a container
     // inspect), so it is asked at most every LIVENESS_EVERY.
     let mut checked: Option<Instant> = None;
@@ -71,14 +77,7 @@ pub async fn wait_for(
             alive.check().await?;
             checked = Some(Instant::now());
         }
-        if Instant::now() >= deadline {
-            bail!(
-                "timed out waiting for {} at {}/v1/sys/health",
-                stage.describe(),
-                client.addr().trim_end_matches('/')
-            );
-        }
-        tokio::time::sleep(poll).await;
+        wait.tick().await?;
     }
 }
 
@@ -117,7 +116,7 @@ mod tests {
 
     impl Liveness for Died {
         async fn check(&mut self) -> Result<()> {
-            bail!("the server exited during start-up (exit status: 1)")
+            anyhow::bail!("the server exited during start-up (exit status: 1)")
         }
     }
 

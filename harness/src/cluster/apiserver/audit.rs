@@ -165,7 +165,9 @@ impl AuditLog {
             .request_text(req)
             .await
             .context("sending the audit log's marker request")?;
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        let mut wait = crate::wait::Wait::new("the marker request in the audit log", CATCH_UP)
+            .every(Duration::from_millis(20))
+            .start();
         loop {
             let text = self.read_from(offset).await?;
             if text.contains(&mark) {
@@ -176,14 +178,13 @@ impl AuditLog {
                     self.from.as_deref(),
                 ));
             }
-            if tokio::time::Instant::now() >= deadline {
+            if wait.tick().await.is_err() {
                 bail!(
                     "waited {} s for the marker request to reach the audit log {}",
                     CATCH_UP.as_secs(),
                     self.describe()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

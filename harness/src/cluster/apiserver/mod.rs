@@ -23,7 +23,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 
 pub use binaries::Binaries;
 
-use crate::{case::model::ClusterSettings, cleanup};
+use crate::{case::model::ClusterSettings, cleanup, wait::Wait};
 
 /// Bound on etcd start → healthy.
 pub const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,13 +96,19 @@ impl Child {
         }
         let pid = self.child.id();
         crate::server::process::terminate_process(pid);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
+        let mut wait = Wait::new(
+            format!("process {pid} to exit after SIGTERM"),
+            Duration::from_secs(10),
+        )
+        .start();
+        loop {
             if let Ok(Some(_)) = self.child.try_wait() {
                 cleanup::unregister_pid(pid);
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if wait.tick_blocking().is_err() {
+                break;
+            }
         }
         crate::server::process::kill_group(pid);
         let _ = self.child.wait();
@@ -146,15 +152,16 @@ async fn wait_for<F: std::future::Future<Output = bool>>(
     child: &mut Child,
     mut ready: impl FnMut() -> F,
 ) -> Result<Duration> {
-    let start = Instant::now();
-    let mut said = Duration::ZERO;
+    let mut wait = Wait::new(what, timeout)
+        .every(Duration::from_millis(100))
+        .noting_every(Duration::from_secs(5))
+        .start();
     loop {
         child.check_alive()?;
         if ready().await {
-            return Ok(start.elapsed());
+            return Ok(wait.elapsed());
         }
-        let waited = start.elapsed();
-        if waited >= timeout {
+        if wait.tick().await.is_err() {
             bail!(
                 "waited {} s for {what}; the end of {}:\n{}",
                 timeout.as_secs(),
@@ -162,15 +169,6 @@ async fn wait_for<F: std::future::Future<Output = bool>>(
                 tail(&child.log, 15)
             );
         }
-        if waited - said >= Duration::from_secs(5) {
-            said = waited;
-            tracing::info!(
-                "waiting for {what}: {} s of {} s",
-                waited.as_secs(),
-                timeout.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -247,6 +245,16 @@ pub struct ApiServerOptions<'a> {
     pub tls_keys: &'a crate::sim::TlsKeys,
     /// Run id (labels the processes).
     pub run_id: &'a str,
+}
+
+/// The files of an API server's PKI its controller manager is given.
+struct PkiFiles {
+    /// The admin kubeconfig.
+    kubeconfig: PathBuf,
+    /// The cluster CA.
+    ca: PathBuf,
+    /// The service-account signing key.
+    sa_key: PathBuf,
 }
 
 /// A running API server (and its controller manager).
@@ -393,35 +401,31 @@ impl ApiServer {
             audit: audit::AuditLog::at(audit_log),
         };
         let started = Instant::now();
-        server
-            .start_controllers(
-                o.bins,
-                dir,
-                &kubeconfig,
-                &ca,
-                &sa_key,
-                o.sa_key_pem,
-                o.run_id,
-                &client,
-            )
-            .await?;
+        let files = PkiFiles {
+            kubeconfig,
+            ca,
+            sa_key,
+        };
+        server.start_controllers(&o, &files, &client).await?;
         server.startup.1 = ready + started.elapsed();
         Ok(server)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Starts kube-controller-manager (or authlab's stand-in) with the PKI in `files`, and waits
+    /// for the `default` service account of the `default` namespace.
     async fn start_controllers(
         &mut self,
-        bins: &Binaries,
-        dir: &Path,
-        kubeconfig: &Path,
-        ca: &Path,
-        sa_key: &Path,
-        sa_key_pem: &str,
-        run_id: &str,
+        o: &ApiServerOptions<'_>,
+        files: &PkiFiles,
         client: &kube::Client,
     ) -> Result<()> {
-        match &bins.controller_manager {
+        let PkiFiles {
+            kubeconfig,
+            ca,
+            sa_key,
+        } = files;
+        let (dir, run_id, sa_key_pem) = (&o.dir, o.run_id, o.sa_key_pem);
+        match &o.bins.controller_manager {
             Some(bin) => {
                 let args = vec![
                     format!("--kubeconfig={}", kubeconfig.display()),
