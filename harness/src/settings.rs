@@ -115,6 +115,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "seconds a run waits for another authlab run's turn on a shared cluster (its Lease default/authlab-turn; default 600)",
     ),
     (
+        "AUTHLAB_APISERVERS",
+        "kube-apiservers per cluster setting for --cluster apiserver, on the run's one etcd, trials spread across them (default: from the machine's cores and available memory; see the README)",
+    ),
+    (
         "AUTHLAB_POD_IMAGE",
         "image of the server pod for inside-topology trials on a kubeconfig cluster ({flavour} and {version} are filled in; default the official image, which the cluster pulls)",
     ),
@@ -298,6 +302,8 @@ pub struct Settings {
     /// `AUTHLAB_CLUSTER_WAIT`: how long a run waits for another run's turn on a shared
     /// cluster (its Lease), in seconds (default 600).
     pub cluster_wait: Option<u64>,
+    /// `AUTHLAB_APISERVERS`: API servers per cluster setting under `--cluster apiserver`.
+    pub apiservers: Option<usize>,
     /// `AUTHLAB_POD_IMAGE`: the image of the server pod on a kubeconfig cluster.
     pub pod_image: Option<String>,
     /// `AUTHLAB_RUNTIME`.
@@ -404,6 +410,9 @@ impl Settings {
             keep_cluster: flag("AUTHLAB_KEEP_CLUSTER"),
             delete_foreign: flag("AUTHLAB_DELETE_FOREIGN"),
             cluster_wait: text("AUTHLAB_CLUSTER_WAIT").and_then(|v| v.parse().ok()),
+            apiservers: text("AUTHLAB_APISERVERS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0),
             pod_image: text("AUTHLAB_POD_IMAGE"),
             runtime: text("AUTHLAB_RUNTIME"),
             pull: flag("AUTHLAB_PULL"),

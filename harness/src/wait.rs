@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 /// A wait that ran out.
 #[derive(Debug, thiserror::Error)]
-#[error("waited {:.1} s for {what}; it did not happen", after.as_secs_f64())]
+#[error("timed out waiting for {what} (waited {:.1} s)", after.as_secs_f64())]
 pub struct TimedOut {
     /// What was waited for.
     pub what: String,
@@ -187,8 +187,8 @@ mod tests {
         assert!(waited < Duration::from_secs(2), "{waited:?}");
         let text = err.to_string();
         assert!(
-            text.starts_with("waited 0.0 s for a condition that never holds")
-                || text.starts_with("waited 0.1 s for a condition that never holds"),
+            text == "timed out waiting for a condition that never holds (waited 0.0 s)"
+                || text == "timed out waiting for a condition that never holds (waited 0.1 s)",
             "{text}"
         );
         assert!(err.downcast_ref::<TimedOut>().is_some());

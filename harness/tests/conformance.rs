@@ -261,8 +261,11 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         let opts = LabOptions::new(ClusterKind::Apiserver);
         let made = Lab::new(opts).context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
+        let settings = Default::default();
+        // The suite is the lab's only user: the server stays up after its turn is given back.
+        let turn = made.apiserver_turn(&settings, "127.0.0.1").await?;
         let ext = made
-            .apiserver_cluster(&Default::default(), "127.0.0.1")
+            .apiserver_cluster(&turn, &settings, "127.0.0.1")
             .await
             .context("starting the API server")?;
         return env_of(ext.owned.context("the API server is authlab's")?).await;

@@ -2,6 +2,7 @@
 //! service-account signing key, Docker, the shared cluster, scratch space. Trials
 //! ([`crate::trial`]) run in it.
 
+pub mod apiservers;
 pub mod incluster;
 pub mod servers;
 
@@ -161,8 +162,8 @@ pub struct Lab {
     /// The run's etcd, for its API servers (`--cluster apiserver`).
     etcd: Once<String>,
     etcd_process: Mutex<Option<crate::cluster::apiserver::Etcd>>,
-    /// One API server per distinct settings and listen address.
-    apiservers: Mutex<HashMap<String, Arc<Once<external::ExternalCluster>>>>,
+    /// A pool of API servers per distinct settings and listen address.
+    apiservers: Mutex<HashMap<String, Arc<apiservers::Pool>>>,
     apiserver_processes: Mutex<Vec<crate::cluster::apiserver::ApiServer>>,
     eso: Once<()>,
     /// The network namespace the emulated pods share (created with the first pod).
@@ -486,25 +487,44 @@ impl Lab {
             .collect()
     }
 
-    /// The run's API server for `settings` listening on `host` (started on first use, with
-    /// the run's etcd). Fails with [`crate::cluster::apiserver::binaries::NotFound`] when
-    /// the binaries are missing.
+    /// A turn on one of the run's API servers for `settings` listening on `host`: that server,
+    /// held by the caller alone until the [`apiservers::Member`] is dropped (waiting while
+    /// every server of the pool is held). Fails with
+    /// [`crate::cluster::apiserver::binaries::NotFound`] when the binaries are missing.
+    pub async fn apiserver_turn(
+        &self,
+        settings: &crate::case::model::ClusterSettings,
+        host: &str,
+    ) -> Result<apiservers::Member> {
+        crate::cluster::apiserver::Binaries::locate(self.settings())?;
+        let key = crate::cluster::apiserver::key(settings, host);
+        let pool = {
+            let mut map = self
+                .apiservers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map.entry(key)
+                .or_insert_with(|| {
+                    Arc::new(apiservers::Pool::new(apiservers::pool_size(
+                        self.settings().apiservers,
+                    )))
+                })
+                .clone()
+        };
+        Ok(pool.take().await)
+    }
+
+    /// The API server `member` holds (of the pool for `settings` and `host`), started on first
+    /// use with the run's etcd.
     pub async fn apiserver_cluster(
         &self,
+        member: &apiservers::Member,
         settings: &crate::case::model::ClusterSettings,
         host: &str,
     ) -> Result<external::ExternalCluster> {
         use crate::cluster::apiserver::{self, ApiServer, ApiServerOptions, Binaries};
         let bins = Binaries::locate(self.settings())?;
-        let key = apiserver::key(settings, host);
-        let cell = {
-            let mut map = self
-                .apiservers
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            map.entry(key).or_default().clone()
-        };
-        once(&cell, async {
+        once(member.server(), async {
             let etcd_url = self.etcd(&bins).await?;
             let n = self.next_id();
             let sa_key = self.sa_key().await?;

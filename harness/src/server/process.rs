@@ -489,9 +489,9 @@ impl RunningServer {
             let log_tail = tail(&server.server_log, 20);
             server.stop().await;
             let e = e.context(format!(
-                "{spec} at {addr} was not ready after {:.1} s (limit {} s); last lines of {}:\n{log_tail}",
+                "{spec} at {addr} was not ready after {:.1} s (limit {:.1} s); last lines of {}:\n{log_tail}",
                 waited.as_secs_f64(),
-                opts.ready_timeout.as_secs(),
+                opts.ready_timeout.as_secs_f64(),
                 server.server_log.display(),
             ));
             return Err(if log_tail.contains("address already in use") {

@@ -284,13 +284,20 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     let (lab, trial) = (run.lab, run.trial);
     let case = &trial.case.case;
     let host = listen_host(run).await?;
-    let ext = match lab.apiserver_cluster(&case.cluster.settings, &host).await {
-        Ok(ext) => ext,
+    // The trial's own API server of the pool, held until teardown: its turn.
+    let member = match lab.apiserver_turn(&case.cluster.settings, &host).await {
+        Ok(m) => m,
         Err(e) if e.is::<crate::cluster::apiserver::binaries::NotFound>() => {
             return Err(NotAvailable::err("apiserver", format!("{e:#}")));
         }
-        Err(e) => return Err(e.context("starting the apiserver cluster")),
+        Err(e) => return Err(e),
     };
+    run.timer.lap("queue");
+    let ext = lab
+        .apiserver_cluster(&member, &case.cluster.settings, &host)
+        .await
+        .context("starting the apiserver cluster")?;
+    run.made.apiserver = Some(member);
     let server = if case.topology == Topology::Inside {
         None
     } else {
@@ -299,8 +306,6 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         Some(s)
     };
     run.timer.lap("server");
-    run.made.exclusive = Some(lab.exclusive.lock().await);
-    run.timer.lap("queue");
     run.made.shared = Some(ext.client.clone());
     run.record.kubernetes = ext.version.clone();
     let other = other_cluster(run, &host).await?;

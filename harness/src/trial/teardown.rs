@@ -35,6 +35,8 @@ pub(super) struct Made<'a> {
     pub shared: Option<kube::Client>,
     /// The turn on the shared cluster.
     pub exclusive: Option<tokio::sync::MutexGuard<'a, ()>>,
+    /// The API server of the pool the trial holds (its turn on it).
+    pub apiserver: Option<crate::lab::apiservers::Member>,
     /// Mounts and policy on the server.
     pub mounts: Option<Mounts>,
     /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
@@ -87,6 +89,7 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
     }
     drop(made.faults);
     drop(made.exclusive);
+    drop(made.apiserver);
     problems
 }
 
