@@ -47,13 +47,12 @@ pub fn verbosity(verbose: u8, quiet: bool) -> Option<String> {
     }
 }
 
-/// Installs the subscriber once per process (later calls do nothing). `AUTHLAB_LOG` wins over
-/// `level` (what `-v` asks for), which wins over `info`.
-pub fn init(level: Option<&str>) {
-    let filter = crate::settings::current()
-        .log
-        .clone()
-        .or(level.map(str::to_string))
+/// Installs the subscriber once per process (later calls do nothing). `log` (`AUTHLAB_LOG`)
+/// wins over `level` (what `-v` asks for), which wins over `info`.
+pub fn init(log: Option<&str>, level: Option<&str>) {
+    let filter = log
+        .or(level)
+        .map(str::to_string)
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

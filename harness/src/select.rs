@@ -9,13 +9,13 @@ use crate::{
     case::matrix::ClusterKind,
     lab::Runtime,
     server::{DEFAULT_VAULT_VERSION, Flavour, OPENBAO_VERSIONS, ServerSpec},
-    settings::{self, Settings},
+    settings::Settings,
 };
 
 /// The default case directory: `AUTHLAB_CASES`, else `./cases` when it exists, else the
 /// shipped catalog (see [`crate::shipped`]).
-pub fn default_cases_dir() -> Result<PathBuf> {
-    if let Some(d) = &settings::current().cases {
+pub fn default_cases_dir(s: &Settings) -> Result<PathBuf> {
+    if let Some(d) = &s.cases {
         return Ok(d.clone());
     }
     let here = PathBuf::from("cases");
@@ -44,12 +44,7 @@ pub fn parse_servers(list: &str) -> Result<Vec<ServerSpec>> {
 
 /// Servers selected by `--servers`, then `AUTHLAB_SERVERS`, then `OPENBAO_VERSION` /
 /// `VAULT_VERSION`, else every supported OpenBao version.
-pub fn servers(flag: Option<&str>) -> Result<Vec<ServerSpec>> {
-    servers_from(settings::current(), flag)
-}
-
-/// [`servers`] from given settings.
-pub fn servers_from(s: &Settings, flag: Option<&str>) -> Result<Vec<ServerSpec>> {
+pub fn servers(s: &Settings, flag: Option<&str>) -> Result<Vec<ServerSpec>> {
     if let Some(f) = flag {
         return parse_servers(f);
     }
@@ -82,8 +77,8 @@ pub fn servers_from(s: &Settings, flag: Option<&str>) -> Result<Vec<ServerSpec>>
 }
 
 /// The cluster kind from a flag or `AUTHLAB_CLUSTER` (default sim).
-pub fn cluster(flag: Option<ClusterKind>) -> Result<ClusterKind> {
-    match (flag, &settings::current().cluster) {
+pub fn cluster(s: &Settings, flag: Option<ClusterKind>) -> Result<ClusterKind> {
+    match (flag, &s.cluster) {
         (Some(k), _) => Ok(k),
         (None, Some(s)) => s.parse(),
         (None, None) => Ok(ClusterKind::Sim),
@@ -92,16 +87,15 @@ pub fn cluster(flag: Option<ClusterKind>) -> Result<ClusterKind> {
 
 /// The artifacts directory: `AUTHLAB_ARTIFACTS`, else `authlab-artifacts` in the current
 /// directory.
-pub fn artifacts_dir() -> PathBuf {
-    settings::current()
-        .artifacts
+pub fn artifacts_dir(s: &Settings) -> PathBuf {
+    s.artifacts
         .clone()
         .unwrap_or_else(|| PathBuf::from("authlab-artifacts"))
 }
 
 /// The server runtime from a flag or `AUTHLAB_RUNTIME` (default process).
-pub fn runtime(flag: Option<Runtime>) -> Result<Runtime> {
-    match (flag, &settings::current().runtime) {
+pub fn runtime(s: &Settings, flag: Option<Runtime>) -> Result<Runtime> {
+    match (flag, &s.runtime) {
         (Some(r), _) => Ok(r),
         (None, Some(s)) => s.parse(),
         (None, None) => Ok(Runtime::Process),
@@ -113,19 +107,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn servers_from_versions_and_lists() {
+    fn servers_from_flags_lists_and_versions() {
         let s = Settings::from_lookup(|k| match k {
             "OPENBAO_VERSION" => Some("2.7.2".into()),
             "VAULT_VERSION" => Some("1.21.1".into()),
             _ => None,
         });
-        let servers = servers_from(&s, None).unwrap();
+        let chosen = servers(&s, None).unwrap();
         assert_eq!(
-            servers.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            chosen.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
             ["openbao:2.7.2", "vault:1.21.1"]
         );
-        let flag = servers_from(&s, Some("openbao:2.6.1,openbao:2.6.1")).unwrap();
+        let flag = servers(&s, Some("openbao:2.6.1,openbao:2.6.1")).unwrap();
         assert_eq!(flag.len(), 1);
-        assert!(servers_from(&s, Some(",")).is_err());
+        assert!(servers(&s, Some(",")).is_err());
     }
 }

@@ -28,7 +28,7 @@ fn find_root() -> Result<PathBuf> {
     if tree.join("cases").is_dir() && tree.join("manifests").is_dir() {
         return Ok(tree);
     }
-    let cache = crate::server::binary::BinaryCache::from_env()?;
+    let cache = crate::server::binary::BinaryCache::new(crate::settings::current())?;
     let dir = cache.root().join("shipped").join(fingerprint());
     if !dir.join("cases").is_dir() {
         extract_to(&dir)?;

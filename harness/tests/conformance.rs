@@ -249,7 +249,11 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         return Ok(env);
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("kind") {
-        let made = Lab::new(LabOptions::new(ClusterKind::Kind)).context("creating the lab")?;
+        let made = Lab::new(LabOptions::new(
+            ClusterKind::Kind,
+            authlab::settings::current(),
+        ))
+        .context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
         let ext = made
             .external_cluster(ClusterKind::Kind, &Default::default())
@@ -258,7 +262,7 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         return env_of(ext.owned.context("the Kind cluster is authlab's")?).await;
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("apiserver") {
-        let opts = LabOptions::new(ClusterKind::Apiserver);
+        let opts = LabOptions::new(ClusterKind::Apiserver, authlab::settings::current());
         let made = Lab::new(opts).context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
         let settings = Default::default();

@@ -19,7 +19,7 @@ use authlab::{
     container::{
         AUDIT_FILE, ContainerServer, ContainerServerOptions, Engine, ImageOutcome, LABEL_BINARY,
         LABEL_MANAGED, LABEL_RUN, POD_PORTS, PodIdentity, PodNetwork, SA_DIR, SharedNetns,
-        ensure_local_image, ensure_server_image,
+        ensure_local_image, resolve_image,
     },
     server::{
         Flavour, ServerSpec,
@@ -40,7 +40,7 @@ async fn prerequisites() -> (Engine, PathBuf) {
         .expect("Docker, checked before the test");
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");
     let bin = async {
-        BinaryCache::from_env()?
+        BinaryCache::new(authlab::settings::current())?
             .ensure(&spec, &|l| eprintln!("{spec}: {l}"))
             .await
     }
@@ -61,9 +61,15 @@ fn progress(line: &str) {
 /// The server image every server test uses (the official one if present, else the local build).
 async fn server_image(engine: &Engine, bin: &Path) -> (String, bool) {
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");
-    let img = ensure_server_image(engine, &spec, bin, &progress)
-        .await
-        .expect("the server image");
+    let img = resolve_image(
+        engine,
+        &spec,
+        bin,
+        authlab::settings::current().pull,
+        &progress,
+    )
+    .await
+    .expect("the server image");
     let official = img.official();
     (img.reference, official)
 }
@@ -561,9 +567,15 @@ fn pods_share_one_network_namespace() {
     rt.block_on(async {
         let (engine, bin) = prerequisites().await;
         let spec: ServerSpec = SPEC.parse().expect("a valid spec");
-        let image = ensure_server_image(&engine, &spec, &bin, &progress)
-            .await
-            .expect("the server image");
+        let image = resolve_image(
+            &engine,
+            &spec,
+            &bin,
+            authlab::settings::current().pull,
+            &progress,
+        )
+        .await
+        .expect("the server image");
         let run = run_id();
         let net = format!("authlab-{run}");
         let holder = format!("authlab-{run}-pods");

@@ -204,7 +204,7 @@ struct Tally {
 fn every_failing_case_is_diagnosed_from_partial_evidence() {
     let rt = runtime();
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
     if let Err(e) = rt.block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }
@@ -220,7 +220,13 @@ fn every_failing_case_is_diagnosed_from_partial_evidence() {
         .map(Arc::new)
         .collect();
     let trials = matrix::expand(&cases, &[spec], matrix::ClusterKind::Sim);
-    let lab = Arc::new(Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap());
+    let lab = Arc::new(
+        Lab::new(LabOptions::new(
+            matrix::ClusterKind::Sim,
+            authlab::settings::current(),
+        ))
+        .unwrap(),
+    );
     let records: Vec<(matrix::Trial, trial::TrialOutcome, TrialRecord)> = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(8));
         let mut set = tokio::task::JoinSet::new();
@@ -633,11 +639,15 @@ fn globs_with_several_stars_bind_as_on_the_server() {
 fn a_live_server_through_bao_addr_and_bao_token() {
     let rt = runtime();
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
     if let Err(e) = rt.block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }
-    let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap();
+    let lab = Lab::new(LabOptions::new(
+        matrix::ClusterKind::Sim,
+        authlab::settings::current(),
+    ))
+    .unwrap();
     let info = rt.block_on(async {
         let server = lab.server(&spec).await.unwrap();
         let c = server.client();
@@ -860,7 +870,7 @@ fn wait_for_file(path: &std::path::Path, what: &str, child: &mut std::process::C
 #[test]
 fn from_a_lab_to_diagnose_as_the_readme_walks() {
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
     let rt = runtime();
     let bao = rt
         .block_on(cache.ensure(&spec, &|_| {}))
@@ -1055,7 +1065,7 @@ fn from_a_lab_to_diagnose_as_the_readme_walks() {
 #[test]
 fn the_read_back_form_in_the_artifacts_is_what_diagnose_takes() {
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::from_env().unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
     if let Err(e) = runtime().block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }

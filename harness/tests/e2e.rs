@@ -23,7 +23,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
 fn main() -> ExitCode {
     let mut args = Arguments::from_args();
-    authlab::progress::init(None);
+    authlab::progress::init(authlab::settings::current().log.as_deref(), None);
     let mut trials = match select(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let lab: Arc<OnceLock<Result<Lab, String>>> = Arc::new(OnceLock::new());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let started_at = std::time::SystemTime::now();
-    let default_cluster = match select::cluster(None) {
+    let default_cluster = match select::cluster(authlab::settings::current(), None) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("authlab: {e:#}");
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let cluster = Some(default_cluster);
     // Longest first (by earlier runs), so the longest trial does not start last; a listing
     // keeps the sorted order.
-    let history = authlab::server::binary::BinaryCache::from_env()
+    let history = authlab::server::binary::BinaryCache::new(authlab::settings::current())
         .map(|c| authlab::runner::History::load(c.root()))
         .unwrap_or_default();
     if !args.list {
@@ -89,9 +89,11 @@ fn main() -> ExitCode {
                 }
                 let lab = lab
                     .get_or_init(|| {
-                        let mut opts = LabOptions::new(default_cluster);
+                        let mut opts =
+                            LabOptions::new(default_cluster, authlab::settings::current());
                         opts.keep = settings::keep();
-                        opts.runtime = select::runtime(None).map_err(|e| format!("{e:#}"))?;
+                        opts.runtime = select::runtime(authlab::settings::current(), None)
+                            .map_err(|e| format!("{e:#}"))?;
                         opts.artifacts_dir = Some(artifacts_dir());
                         Lab::new(opts).map_err(|e| format!("{e:#}"))
                     })
@@ -158,12 +160,14 @@ fn main() -> ExitCode {
                     .elapsed()
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
-                servers: select::servers(None)
+                servers: select::servers(authlab::settings::current(), None)
                     .map(|s| s.iter().map(|x| x.to_string()).collect())
                     .unwrap_or_default(),
                 cluster: default_cluster.as_str().to_string(),
-                cases_digest: authlab::case::load::digest(&select::default_cases_dir().unwrap())
-                    .unwrap_or_default(),
+                cases_digest: authlab::case::load::digest(
+                    &select::default_cases_dir(authlab::settings::current()).unwrap(),
+                )
+                .unwrap_or_default(),
                 ..Default::default()
             };
             if let Err(e) = report::matrix::Matrix::of_run(run, &o).write(dir) {
@@ -183,9 +187,9 @@ fn artifacts_dir() -> std::path::PathBuf {
 
 /// Loads the trials; with `--exact NAME` only the one case file that NAME points at is parsed.
 fn select(args: &Arguments) -> anyhow::Result<Vec<matrix::Trial>> {
-    let cases_dir = select::default_cases_dir().unwrap();
-    let servers = select::servers(None)?;
-    let cluster = select::cluster(None)?;
+    let cases_dir = select::default_cases_dir(authlab::settings::current()).unwrap();
+    let servers = select::servers(authlab::settings::current(), None)?;
+    let cluster = select::cluster(authlab::settings::current(), None)?;
     if args.exact
         && let Some(name) = &args.filter
         && let Some((case_name, _server)) = name

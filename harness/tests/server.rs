@@ -48,7 +48,7 @@ fn spec() -> ServerSpec {
 /// The binary for `spec`, provisioned if need be; a test that cannot have it fails.
 fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> PathBuf {
     rt.block_on(async {
-        BinaryCache::from_env()?
+        BinaryCache::new(authlab::settings::current())?
             .ensure(spec, &|l| eprintln!("{spec}: {l}"))
             .await
     })
@@ -531,7 +531,13 @@ fn parallel_trials_see_only_their_own_evidence() {
         .collect();
     let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Sim);
     assert_eq!(trials.len(), 8);
-    let lab = Arc::new(Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap());
+    let lab = Arc::new(
+        Lab::new(LabOptions::new(
+            matrix::ClusterKind::Sim,
+            authlab::settings::current(),
+        ))
+        .unwrap(),
+    );
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for t in trials {
@@ -595,7 +601,11 @@ fn audience_failure_evidence_from_a_real_server() {
     let file = dir.join("kubernetes/client-token/token-without-api-audience.yaml");
     let case = Arc::new(load::load_file(&dir, &file).unwrap());
     let t = matrix::expand(&[case], &[spec()], matrix::ClusterKind::Sim).remove(0);
-    let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap();
+    let lab = Lab::new(LabOptions::new(
+        matrix::ClusterKind::Sim,
+        authlab::settings::current(),
+    ))
+    .unwrap();
     let (outcome, rec) = rt.block_on(trial::run_recorded(&lab, &t));
     assert!(
         matches!(outcome.verdict, trial::Verdict::Passed),
@@ -639,7 +649,11 @@ fn pod_emulation_container() {
     let engine = rt
         .block_on(authlab::container::Engine::connect())
         .expect("Docker, checked before the test");
-    let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim)).unwrap();
+    let lab = Lab::new(LabOptions::new(
+        matrix::ClusterKind::Sim,
+        authlab::settings::current(),
+    ))
+    .unwrap();
     rt.block_on(async {
         let pod = authlab::container::PodIdentity {
             token: "first-token".into(),
@@ -709,7 +723,10 @@ fn cases_run_against_a_cluster_given_by_kubeconfig() {
     let scratch = tempfile::tempdir().unwrap();
     let kc = scratch.path().join("kubeconfig");
     std::fs::write(&kc, sim.kubeconfig_yaml(None)).unwrap();
-    let mut opts = LabOptions::new(matrix::ClusterKind::Kubeconfig);
+    let mut opts = LabOptions::new(
+        matrix::ClusterKind::Kubeconfig,
+        authlab::settings::current(),
+    );
     opts.kubeconfig = Some((kc, None));
     let lab = Lab::new(opts).unwrap();
     let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Kubeconfig);
@@ -743,7 +760,7 @@ fn apiserver_trials_without_binaries_are_ignored_with_how_to_get_them() {
     let rt = runtime();
     let dir = cases_dir();
     let case = load::load_file(&dir, &dir.join("kubernetes/client-token/works.yaml")).unwrap();
-    let mut opts = LabOptions::new(matrix::ClusterKind::Apiserver);
+    let mut opts = LabOptions::new(matrix::ClusterKind::Apiserver, authlab::settings::current());
     opts.settings.path = Some("/nonexistent".into());
     opts.settings.kube_apiserver_bin = Some("/nonexistent/kube-apiserver".into());
     opts.settings.kubebuilder_assets = None;

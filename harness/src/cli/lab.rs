@@ -29,9 +29,9 @@ pub async fn up(
             path.display()
         );
     }
-    let specs = select::servers(servers_flag)?;
-    let mut opts = LabOptions::new(ClusterKind::Sim);
-    opts.runtime = select::runtime(runtime)?;
+    let specs = select::servers(crate::settings::current(), servers_flag)?;
+    let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
+    opts.runtime = select::runtime(crate::settings::current(), runtime)?;
     if opts.runtime == crate::lab::Runtime::Container {
         bail!(
             "`lab up` runs process servers only: trials attach to servers on loopback, and a container lab's trials need the lab's own network; use `authlab run --runtime container`"
@@ -191,9 +191,9 @@ pub async fn timings(
     servers_flag: Option<&str>,
     runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
-    let specs = select::servers(servers_flag)?;
-    let mut opts = LabOptions::new(ClusterKind::Sim);
-    opts.runtime = select::runtime(runtime)?;
+    let specs = select::servers(crate::settings::current(), servers_flag)?;
+    let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
+    opts.runtime = select::runtime(crate::settings::current(), runtime)?;
     let lab = Lab::new(opts)?;
     crate::cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let kind = match lab.options().runtime {

@@ -275,7 +275,10 @@ pub fn main() -> ExitCode {
         .var(COMPLETE_VAR)
         .complete();
     let cli = Cli::parse();
-    crate::progress::init(crate::progress::verbosity(cli.verbose, cli.quiet).as_deref());
+    crate::progress::init(
+        crate::settings::current().log.as_deref(),
+        crate::progress::verbosity(cli.verbose, cli.quiet).as_deref(),
+    );
     let style = output::style(cli.quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -377,7 +380,8 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
 fn cases_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
     match flag {
         Some(d) => Ok(d),
-        None => select::default_cases_dir().context("finding the shipped catalog"),
+        None => select::default_cases_dir(crate::settings::current())
+            .context("finding the shipped catalog"),
     }
 }
 
@@ -543,8 +547,8 @@ fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
 }
 
 async fn provision(servers: Option<&str>) -> Result<ExitCode> {
-    let servers = select::servers(servers)?;
-    let cache = BinaryCache::from_env()?;
+    let servers = select::servers(crate::settings::current(), servers)?;
+    let cache = BinaryCache::new(crate::settings::current())?;
     for spec in &servers {
         let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
         let bin = cache.ensure(spec, &progress).await?;

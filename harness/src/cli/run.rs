@@ -117,8 +117,8 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     // First: a signal from here on takes the ordered way out (and exits 130/143).
     cleanup::install_signal_handler(&tokio::runtime::Handle::current());
     let dir = cases_dir(a.cases)?;
-    let servers = select::servers(a.servers.as_deref())?;
-    let cluster = select::cluster(a.cluster)?;
+    let servers = select::servers(settings::current(), a.servers.as_deref())?;
+    let cluster = select::cluster(settings::current(), a.cluster)?;
     if a.bless && settings::current().ci {
         anyhow::bail!(
             "--bless writes case files, and under CI=true nobody reviews them: bless where you can look at the result (unset CI), and commit what `authlab bless accept` takes"
@@ -192,11 +192,14 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
             ExitCode::from(NO_TRIAL_RAN)
         });
     }
-    let mut opts = LabOptions::new(cluster);
-    opts.runtime = select::runtime(a.runtime)?;
+    let mut opts = LabOptions::new(cluster, crate::settings::current());
+    opts.runtime = select::runtime(settings::current(), a.runtime)?;
     opts.keep = a.keep || settings::keep();
     opts.recording = a.bless;
-    opts.artifacts_dir = Some(a.artifacts.unwrap_or_else(select::artifacts_dir));
+    opts.artifacts_dir = Some(
+        a.artifacts
+            .unwrap_or_else(|| select::artifacts_dir(settings::current())),
+    );
     let run_id = opts.run_id.clone();
     eprintln!(
         "authlab: run {} — {} trials, servers {}, cluster {}",

@@ -121,23 +121,9 @@ pub fn write_build_context(
         .context("finishing the build context")
 }
 
-/// Whether `AUTHLAB_PULL` asks for pulling official images.
-fn pull_from_env() -> bool {
-    crate::settings::current().pull
-}
-
-/// The image for `spec`: the official image when it is present locally (or pulled, when
-/// `AUTHLAB_PULL=1`), else authlab's own build, reused when it was built from the same binary.
-pub async fn ensure_server_image(
-    engine: &Engine,
-    spec: &ServerSpec,
-    binary: &Path,
-    progress: &(dyn Fn(&str) + Send + Sync),
-) -> Result<ServerImage> {
-    resolve_image(engine, spec, binary, pull_from_env(), progress).await
-}
-
-/// [`ensure_server_image`] with the pull decision given explicitly.
+/// The image for `spec`: the official image when it is present locally (or pulled, when `pull`
+/// says so: `AUTHLAB_PULL=1`), else authlab's own build, reused when it was built from the
+/// same binary.
 pub async fn resolve_image(
     engine: &Engine,
     spec: &ServerSpec,

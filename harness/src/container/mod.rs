@@ -12,8 +12,8 @@ mod server;
 
 pub use docker::{Engine, ManagedObject};
 pub use image::{
-    ImageOutcome, ServerImage, build_local_image, ensure_local_image, ensure_server_image,
-    image_tag, official_tag, resolve_image, write_build_context,
+    ImageOutcome, ServerImage, build_local_image, ensure_local_image, image_tag, official_tag,
+    resolve_image, write_build_context,
 };
 pub use podnet::{POD_PORTS, PodNetwork, PortSlot};
 pub use server::{

@@ -75,8 +75,8 @@ pub struct LabOptions {
 }
 
 impl LabOptions {
-    /// Options with a fresh run id.
-    pub fn new(cluster: ClusterKind) -> Self {
+    /// Options with a fresh run id, under `settings` (resolved once by the front-end).
+    pub fn new(cluster: ClusterKind, settings: &crate::settings::Settings) -> Self {
         LabOptions {
             cluster,
             runtime: Runtime::Process,
@@ -84,7 +84,7 @@ impl LabOptions {
             artifacts_dir: None,
             keep: false,
             run_id: new_run_id(),
-            settings: crate::settings::current().clone(),
+            settings: settings.clone(),
             recording: false,
         }
     }
@@ -181,7 +181,7 @@ pub struct Lab {
 impl Lab {
     /// Creates a lab (starts nothing yet: servers start on first use).
     pub fn new(opts: LabOptions) -> Result<Lab> {
-        let cache = BinaryCache::from_env()?;
+        let cache = BinaryCache::new(&opts.settings)?;
         cleanup::reap_orphaned_workdirs();
         cleanup::reap_orphaned_processes();
         // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing
@@ -706,7 +706,8 @@ impl Lab {
             let (engine, ..) = self.docker().await?;
             let progress = |line: &str| tracing::info!("{spec}: {line}");
             let bin = self.cache.ensure(spec, &progress).await?;
-            crate::container::ensure_server_image(&engine, spec, &bin, &progress).await
+            crate::container::resolve_image(&engine, spec, &bin, self.settings().pull, &progress)
+                .await
         })
         .await
     }

@@ -238,7 +238,7 @@ pub fn state_path() -> PathBuf {
         .lab_state
         .clone()
         .unwrap_or_else(|| {
-            crate::server::binary::BinaryCache::from_env()
+            crate::server::binary::BinaryCache::new(crate::settings::current())
                 .map(|c| c.root().join("lab.json"))
                 .unwrap_or_else(|_| std::env::temp_dir().join("authlab-lab.json"))
         })

