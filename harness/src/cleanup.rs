@@ -15,7 +15,7 @@ struct Registry {
     containers: Vec<String>,
     networks: Vec<String>,
     files: Vec<PathBuf>,
-    kind_clusters: Vec<String>,
+    kind_clusters: Vec<(crate::cluster::kind::Kind, String)>,
     /// Clusters the run writes to, and the run: its objects there are swept.
     clusters: Vec<(crate::cluster::owner::Target, String)>,
     /// Set once cleanup has run: what registers after that is removed at once.
@@ -67,8 +67,8 @@ pub fn register_file(path: PathBuf) {
     }
 }
 
-/// Remembers a container to remove if the run is interrupted.
-pub fn register_container(name: String) {
+/// Remembers a container (in `engine`) to remove if the run is interrupted.
+pub fn register_container(name: String, engine: &crate::container::Engine) {
     let closed = match registry().lock() {
         Ok(mut r) if !r.closed => {
             r.containers.push(name.clone());
@@ -78,7 +78,7 @@ pub fn register_container(name: String) {
     };
     if closed {
         // Cleanup already ran: a container that starts now is removed at once.
-        let _ = crate::container::Engine::remove_container_blocking(&name);
+        let _ = engine.remove_container_blocking(&name);
     }
 }
 
@@ -91,9 +91,9 @@ pub fn unregister_container(name: &str) {
 
 /// Remembers a Kind cluster the run is creating, to delete if the run is interrupted (the
 /// watchdog is told too, for a run that is killed).
-pub fn register_kind_cluster(name: &str) {
+pub fn register_kind_cluster(kind: &crate::cluster::kind::Kind, name: &str) {
     if let Ok(mut r) = registry().lock() {
-        r.kind_clusters.push(name.to_string());
+        r.kind_clusters.push((kind.clone(), name.to_string()));
     }
     crate::watchdog::delete_kind_on_death(name);
 }
@@ -101,7 +101,7 @@ pub fn register_kind_cluster(name: &str) {
 /// Forgets a Kind cluster that was deleted normally, or that is to be kept.
 pub fn unregister_kind_cluster(name: &str) {
     if let Ok(mut r) = registry().lock() {
-        r.kind_clusters.retain(|n| n != name);
+        r.kind_clusters.retain(|(_, n)| n != name);
     }
     crate::watchdog::keep_kind(name);
 }
@@ -137,8 +137,9 @@ pub fn unregister_network(name: &str) {
     }
 }
 
-/// Kills every registered process, removes every registered container, network and directory.
-pub fn cleanup_now() {
+/// Kills every registered process, removes every registered container, network and directory
+/// (Docker reached as `settings` say).
+pub fn cleanup_now(settings: &crate::settings::Settings) {
     let (pids, dirs, containers, networks, files, kind_clusters, clusters) = match registry().lock()
     {
         Ok(mut r) => (
@@ -165,6 +166,7 @@ pub fn cleanup_now() {
     if !containers.is_empty() || !networks.is_empty() {
         // A fresh runtime on its own thread: this may run from a signal handler task or after
         // the main runtime is gone.
+        let settings = settings.clone();
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -173,7 +175,7 @@ pub fn cleanup_now() {
                 return;
             };
             rt.block_on(async {
-                let Ok(engine) = crate::container::Engine::connect().await else {
+                let Ok(engine) = crate::container::Engine::connect(&settings).await else {
                     return;
                 };
                 for c in containers {
@@ -198,7 +200,9 @@ pub fn cleanup_now() {
         crate::server::process::kill_group(pid);
     }
     // After the processes: a `kind create` still running is stopped first.
-    delete_kind_clusters(&kind_clusters);
+    for (kind, name) in kind_clusters {
+        delete_kind_clusters(&kind, std::slice::from_ref(&name));
+    }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -243,10 +247,10 @@ fn sweep_clusters(clusters: Vec<(crate::cluster::owner::Target, String)>) {
 /// A node container whose creation the engine was still finishing when `kind create` was
 /// stopped appears after the delete: the names are looked for again, and deleted again, until
 /// none has been seen for 3 s (at most 30 s).
-pub fn delete_kind_clusters(names: &[String]) {
-    use crate::cluster::kind::{clusters, delete_args, run_kind};
+pub fn delete_kind_clusters(kind: &crate::cluster::kind::Kind, names: &[String]) {
+    use crate::cluster::kind::delete_args;
     let delete = |name: &str| {
-        if let Err(e) = run_kind(&delete_args(name)) {
+        if let Err(e) = kind.run(&delete_args(name)) {
             tracing::warn!("deleting Kind cluster {name}: {e:#}");
         }
     };
@@ -266,7 +270,7 @@ pub fn delete_kind_clusters(names: &[String]) {
     .start();
     let mut last_seen = std::time::Instant::now();
     while last_seen.elapsed() < std::time::Duration::from_secs(3) && wait.tick_blocking().is_ok() {
-        let now = clusters().unwrap_or_default();
+        let now = kind.clusters().unwrap_or_default();
         for name in names.iter().filter(|n| now.contains(n)) {
             last_seen = std::time::Instant::now();
             delete(name);
@@ -279,8 +283,12 @@ pub fn delete_kind_clusters(names: &[String]) {
 ///
 /// Exiting from the handler is deliberate: an interrupted run has no conclusion to return, and
 /// everything it started is gone once [`cleanup_now`] has run.
-pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
-    handle.spawn(async {
+pub fn install_signal_handler(
+    handle: &tokio::runtime::Handle,
+    settings: &crate::settings::Settings,
+) {
+    let settings = settings.clone();
+    handle.spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
@@ -302,7 +310,7 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
                 still.join(", ")
             );
         }
-        cleanup_now();
+        cleanup_now(&settings);
         crate::runlock::remove_held();
         // A trial task may still write between here and the exit: the watchdog removes that
         // once this process is gone.
@@ -371,6 +379,8 @@ pub struct Leftovers {
         Vec<crate::container::ManagedObject>,
     )>,
     kind_clusters: Vec<String>,
+    /// The `kind` executable, when there is one.
+    kind: Option<crate::cluster::kind::Kind>,
     /// `authlab-*` Kind clusters left alone (without `--force`).
     kept_kind: Vec<String>,
     /// The kubeconfig cluster (`AUTHLAB_KUBECONFIG`), and the runs over whose objects are
@@ -392,7 +402,12 @@ impl Leftovers {
     /// `authlab-*` Kind clusters. What live runs own, and processes, Docker and cluster objects
     /// of runs whose lock is not visible here, are left alone unless `force`; `only` keeps to
     /// what one run left.
-    pub async fn find(images: bool, force: bool, only: Option<&str>) -> anyhow::Result<Leftovers> {
+    pub async fn find(
+        settings: &crate::settings::Settings,
+        images: bool,
+        force: bool,
+        only: Option<&str>,
+    ) -> anyhow::Result<Leftovers> {
         let mut live = std::collections::BTreeSet::new();
         let mut unseen = std::collections::BTreeSet::new();
         let in_scope = |run: &str| only.is_none_or(|o| o == run);
@@ -425,7 +440,7 @@ impl Leftovers {
                 keep(run.trim_start_matches("authlab-"))
             })
             .collect();
-        let docker = match crate::container::Engine::connect().await {
+        let docker = match crate::container::Engine::connect(settings).await {
             Ok(engine) => {
                 let objs: Vec<_> = engine
                     .list_managed()
@@ -452,9 +467,10 @@ impl Leftovers {
             }
             Err(_) => None,
         };
-        let kind_clusters = crate::cluster::kind::kind_binary()
-            .ok()
-            .and_then(|_| crate::cluster::kind::clusters().ok())
+        let kind = crate::cluster::kind::Kind::find(settings).ok();
+        let kind_clusters = kind
+            .as_ref()
+            .and_then(|k| k.clusters().ok())
             .unwrap_or_default()
             .into_iter()
             .filter(|c| c.starts_with(crate::cluster::kind::CLUSTER_PREFIX))
@@ -462,11 +478,11 @@ impl Leftovers {
         // A Kind cluster carries no mark of a live run using it, or of one that kept it.
         let (kind_clusters, kept_kind): (Vec<String>, Vec<String>) =
             kind_clusters.partition(|_| force);
-        let cluster = match crate::settings::current().kubeconfig.clone() {
+        let cluster = match settings.kubeconfig.clone() {
             Some(kubeconfig) => {
                 let target = crate::cluster::owner::Target {
                     kubeconfig,
-                    context: crate::settings::current().kube_context.clone(),
+                    context: settings.kube_context.clone(),
                 };
                 let client = target.client().await?;
                 let mut runs = crate::cluster::owner::runs_in(&client).await?;
@@ -490,6 +506,7 @@ impl Leftovers {
             dirs,
             docker,
             kind_clusters,
+            kind,
             kept_kind,
             cluster,
             live: live.into_iter().collect(),
@@ -582,9 +599,11 @@ impl Leftovers {
                 tracing::warn!("{e:#}");
             }
         }
-        for c in &self.kind_clusters {
-            if let Err(e) = crate::cluster::kind::run_kind(&crate::cluster::kind::delete_args(c)) {
-                tracing::warn!("{e:#}");
+        if let Some(kind) = &self.kind {
+            for c in &self.kind_clusters {
+                if let Err(e) = kind.run(&crate::cluster::kind::delete_args(c)) {
+                    tracing::warn!("{e:#}");
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use crate::{
 /// The default case directory: `AUTHLAB_CASES`, else `./cases` when it exists, else the
 /// shipped catalog (see [`crate::shipped`]).
 pub fn default_cases_dir(s: &Settings) -> Result<PathBuf> {
+    let shipped = crate::shipped::locate(s);
     if let Some(d) = &s.cases {
         return Ok(d.clone());
     }
@@ -22,7 +23,7 @@ pub fn default_cases_dir(s: &Settings) -> Result<PathBuf> {
     if here.is_dir() {
         return Ok(here);
     }
-    Ok(crate::shipped::root()?.join("cases"))
+    Ok(shipped?.join("cases"))
 }
 
 /// Parses a comma list of server specs (`openbao:2.7.2,vault:1.21.1`).

@@ -14,21 +14,37 @@ use include_dir::{Dir, include_dir};
 static CASES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../cases");
 static MANIFESTS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../manifests");
 
-/// The directory holding `cases/` and `manifests/` as shipped, found once per process (every
-/// case's manifests are resolved against it).
-pub fn root() -> Result<PathBuf> {
-    static ROOT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| find_root().map_err(|e| format!("{e:#}")))
+/// Where the shipped catalog was found, once [`locate`] has run in this process.
+static ROOT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+
+/// The directory holding `cases/` and `manifests/` as shipped, found once per process (the
+/// copy in the cache directory of `settings` when the source tree is gone).
+pub fn locate(settings: &crate::settings::Settings) -> Result<PathBuf> {
+    ROOT.get_or_init(|| find_root(settings).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn find_root() -> Result<PathBuf> {
+/// The shipped root as [`locate`] found it, else the source tree when it is still there (every
+/// case's manifests are also resolved against it).
+pub fn located() -> Option<PathBuf> {
+    match ROOT.get() {
+        Some(found) => found.clone().ok(),
+        None => source_tree(),
+    }
+}
+
+/// The source tree the binary was built from, when it still holds the catalog.
+fn source_tree() -> Option<PathBuf> {
     let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if tree.join("cases").is_dir() && tree.join("manifests").is_dir() {
+    (tree.join("cases").is_dir() && tree.join("manifests").is_dir()).then_some(tree)
+}
+
+fn find_root(settings: &crate::settings::Settings) -> Result<PathBuf> {
+    if let Some(tree) = source_tree() {
         return Ok(tree);
     }
-    let cache = crate::server::binary::BinaryCache::new(crate::settings::current())?;
+    let cache = crate::server::binary::BinaryCache::new(settings)?;
     let dir = cache.root().join("shipped").join(fingerprint());
     if !dir.join("cases").is_dir() {
         extract_to(&dir)?;

@@ -220,8 +220,9 @@ impl Told {
 }
 
 /// The watchdog itself: reads what the run tells it until the run is gone, then removes what
-/// the run left. Returns when done.
-pub async fn serve() {
+/// the run left (Docker and `kind` reached as `settings`, read from the environment the run
+/// passed on, say). Returns when done.
+pub async fn serve(settings: &crate::settings::Settings) {
     let told = tokio::task::spawn_blocking(|| {
         use std::io::BufRead;
         let mut told = Told::default();
@@ -238,7 +239,7 @@ pub async fn serve() {
     if told.stopped {
         tidy(&told).await;
     } else {
-        reap(&told).await;
+        reap(&told, settings).await;
     }
 }
 
@@ -253,7 +254,7 @@ async fn tidy(told: &Told) {
 
 /// Removes what the runs in `told` left: their processes, containers and networks, and the
 /// paths noted for them.
-async fn reap(told: &Told) {
+async fn reap(told: &Told, settings: &crate::settings::Settings) {
     // First, while its clusters are there (a Kind cluster is deleted below): the runs'
     // objects in them.
     let runs: Vec<String> = told.runs.iter().cloned().collect();
@@ -292,13 +293,20 @@ async fn reap(told: &Told) {
     // Its nodes are containers labelled by kind, not by the run: deleted by name.
     let kind: Vec<String> = told.kind.iter().cloned().collect();
     if !kind.is_empty() {
-        let _ =
-            tokio::task::spawn_blocking(move || crate::cleanup::delete_kind_clusters(&kind)).await;
+        match crate::cluster::kind::Kind::find(settings) {
+            Ok(bin) => {
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::cleanup::delete_kind_clusters(&bin, &kind)
+                })
+                .await;
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
     }
     let mut all_gone = true;
     if told.docker {
         all_gone = false;
-        if let Ok(engine) = crate::container::Engine::connect().await {
+        if let Ok(engine) = crate::container::Engine::connect(settings).await {
             // A creation the run had asked for may complete in the engine after it died (a
             // busy engine takes seconds), and a network keeps the endpoints of removed
             // containers for a while: look again every half second until every creation in

@@ -35,7 +35,7 @@ const SPEC: &str = "openbao:2.7.2";
 
 /// The engine and the OpenBao binary (the test is only run where Docker is reachable).
 async fn prerequisites() -> (Engine, PathBuf) {
-    let engine = Engine::connect()
+    let engine = Engine::connect(authlab::settings::current())
         .await
         .expect("Docker, checked before the test");
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         .map(|c| authlab::runner::History::load(c.root()))
         .unwrap_or_default();
     if !args.list {
-        cleanup::install_signal_handler(&handle);
+        cleanup::install_signal_handler(&handle, authlab::settings::current());
         history.longest_first(&mut trials);
     }
     let history = Arc::new(Mutex::new(history));
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
     {
         h.record(&o);
     }
-    cleanup::cleanup_now();
+    cleanup::cleanup_now(authlab::settings::current());
     if let Some(path) = &settings::current().junit
         && !args.list
     {

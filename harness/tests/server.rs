@@ -647,7 +647,9 @@ fn pod_emulation_container() {
     let rt = runtime();
     ensure_binary(&rt);
     let engine = rt
-        .block_on(authlab::container::Engine::connect())
+        .block_on(authlab::container::Engine::connect(
+            authlab::settings::current(),
+        ))
         .expect("Docker, checked before the test");
     let lab = Lab::new(LabOptions::new(
         matrix::ClusterKind::Sim,

@@ -1098,7 +1098,7 @@ pub fn manifest_roots(lc: &LoadedCase) -> Vec<PathBuf> {
         dot(lc.base_dir.clone()),
         dot(lc.path.parent().map(Path::to_path_buf).unwrap_or_default()),
     ];
-    if let Ok(shipped) = crate::shipped::root() {
+    if let Some(shipped) = crate::shipped::located() {
         roots.push(shipped);
     }
     roots

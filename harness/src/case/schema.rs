@@ -25,7 +25,7 @@ mod tests {
     fn committed_schema_is_current() {
         let path = repo().join("cases/schema.json");
         let want = case_schema_json();
-        if crate::settings::current().bless {
+        if crate::settings::Settings::from_env().bless {
             std::fs::write(&path, &want).unwrap();
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();

@@ -21,7 +21,7 @@ pub async fn up(
     timings: bool,
     runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
-    let path = servers::state_path();
+    let path = servers::state_path(crate::settings::current());
     if let Some(s) = servers::read_state(&path) {
         bail!(
             "a lab is already running (process {}, state {}); stop it with `authlab lab down`",
@@ -38,7 +38,10 @@ pub async fn up(
         );
     }
     let lab = Lab::new(opts)?;
-    crate::cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    crate::cleanup::install_signal_handler(
+        &tokio::runtime::Handle::current(),
+        crate::settings::current(),
+    );
     let mut handles = Vec::new();
     for spec in &specs {
         let server = lab.start_server(spec).await?;
@@ -85,7 +88,7 @@ pub async fn up(
 
 /// Stops a running lab.
 pub async fn down() -> Result<ExitCode> {
-    let path = servers::state_path();
+    let path = servers::state_path(crate::settings::current());
     let Some(state) = servers::read_state(&path) else {
         let _ = std::fs::remove_file(&path);
         eprintln!("authlab: no lab is running");
@@ -113,7 +116,7 @@ pub async fn down() -> Result<ExitCode> {
 
 /// Prints the running lab's servers and their health.
 pub async fn status() -> Result<ExitCode> {
-    let path = servers::state_path();
+    let path = servers::state_path(crate::settings::current());
     let Some(state) = servers::read_state(&path) else {
         outln!("no lab is running");
         return Ok(ExitCode::from(1));
@@ -149,7 +152,7 @@ fn env_hint(state: &LabState) -> String {
 
 /// `export` lines for `server` of the running lab (or its first).
 pub fn env(server: Option<&str>) -> Result<ExitCode> {
-    let path = servers::state_path();
+    let path = servers::state_path(crate::settings::current());
     let Some(state) = servers::read_state(&path) else {
         bail!("no lab is running: start one with `authlab lab up`");
     };
@@ -195,7 +198,10 @@ pub async fn timings(
     let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
     opts.runtime = select::runtime(crate::settings::current(), runtime)?;
     let lab = Lab::new(opts)?;
-    crate::cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    crate::cleanup::install_signal_handler(
+        &tokio::runtime::Handle::current(),
+        crate::settings::current(),
+    );
     let kind = match lab.options().runtime {
         crate::lab::Runtime::Process => "process",
         crate::lab::Runtime::Container => "container",

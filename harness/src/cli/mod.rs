@@ -367,7 +367,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch => {
-            crate::watchdog::serve().await;
+            crate::watchdog::serve(crate::settings::current()).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
@@ -378,6 +378,10 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
 }
 
 fn cases_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+    // Found first, also for a directory of the user's: their cases may name shipped manifests.
+    if let Err(e) = crate::shipped::locate(crate::settings::current()) {
+        tracing::debug!("the shipped catalog: {e:#}");
+    }
     match flag {
         Some(d) => Ok(d),
         None => select::default_cases_dir(crate::settings::current())
@@ -601,7 +605,7 @@ fn explain(token: &str, format: Format) -> Result<ExitCode> {
 }
 
 async fn clean(dry_run: bool, images: bool, force: bool, run: Option<&str>) -> Result<ExitCode> {
-    let found = cleanup::Leftovers::find(images, force, run).await?;
+    let found = cleanup::Leftovers::find(crate::settings::current(), images, force, run).await?;
     for line in found.describe() {
         outln!("{line}");
     }

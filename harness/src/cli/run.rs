@@ -115,7 +115,10 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         topology: a.topology,
     };
     // First: a signal from here on takes the ordered way out (and exits 130/143).
-    cleanup::install_signal_handler(&tokio::runtime::Handle::current());
+    cleanup::install_signal_handler(
+        &tokio::runtime::Handle::current(),
+        crate::settings::current(),
+    );
     let dir = cases_dir(a.cases)?;
     let servers = select::servers(settings::current(), a.servers.as_deref())?;
     let cluster = select::cluster(settings::current(), a.cluster)?;
@@ -240,7 +243,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     };
     let wall = started.elapsed();
     lab.shutdown().await;
-    cleanup::cleanup_now();
+    cleanup::cleanup_now(settings::current());
     let matrix = report::matrix::Matrix::of_run(
         report::matrix::RunInfo {
             run_id,

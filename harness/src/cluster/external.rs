@@ -82,8 +82,7 @@ impl std::fmt::Debug for ExternalCluster {
 }
 
 /// Connects to the cluster in `AUTHLAB_KUBECONFIG` (context `AUTHLAB_KUBE_CONTEXT`).
-pub async fn from_kubeconfig() -> Result<ExternalCluster> {
-    let s = crate::settings::current();
+pub async fn from_kubeconfig(s: &crate::settings::Settings) -> Result<ExternalCluster> {
     let path = s.kubeconfig.clone().context(
         "the kubeconfig cluster needs AUTHLAB_KUBECONFIG=<path to a kubeconfig> (and optionally AUTHLAB_KUBE_CONTEXT)",
     )?;
@@ -97,6 +96,7 @@ pub async fn from_kubeconfig() -> Result<ExternalCluster> {
 /// service-account signing key and the audit log. `host` is the host's address on the Kind
 /// network (where fault endpoints and second clusters listen).
 pub async fn from_kind(
+    s: &crate::settings::Settings,
     workdir: PathBuf,
     policy_dir: PathBuf,
     settings: &crate::case::model::ClusterSettings,
@@ -104,7 +104,7 @@ pub async fn from_kind(
     host: String,
     run_id: &str,
 ) -> Result<ExternalCluster> {
-    let s = crate::settings::current();
+    let kind = kind::Kind::find(s)?;
     let base = s.kind_name.clone().unwrap_or_else(|| "lab".into());
     let name = kind::name_for(&base, settings);
     let image = kind::node_image(s.kind_node_image.as_deref(), s.k8s_version.as_deref());
@@ -118,13 +118,12 @@ pub async fn from_kind(
     let cluster_name = name.clone();
     let run_id = run_id.to_string();
     let kc = tokio::task::spawn_blocking(move || {
-        kind::up(
+        kind.up(
             &cluster_name,
             &image,
             &config,
             &workdir,
-            reuse,
-            keep,
+            kind::Reuse { reuse, keep },
             &run_id,
         )
     })
@@ -167,10 +166,7 @@ pub async fn from_kind(
         .await
         .with_context(|| format!("reading the serving certificate of Kind cluster {name}"))?;
     let cert_ips = certificate_ips(&String::from_utf8_lossy(&cert))?;
-    let node_ip = engine
-        .container_ip(&node, &crate::settings::current().kind_network())
-        .await
-        .ok();
+    let node_ip = engine.container_ip(&node, &s.kind_network()).await.ok();
     ext.owned = Some(Owned {
         signing_key_pem: String::from_utf8(key).context("the signing key is not text")?,
         host,

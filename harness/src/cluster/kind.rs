@@ -24,13 +24,8 @@ pub const DEFAULT_K8S_VERSION: &str = "1.34.0";
 /// another.
 pub const KIND_NETWORK: &str = "kind";
 
-/// The Docker network of Kind's nodes, as the `kind` CLI chooses it: the network named by
-/// `KIND_EXPERIMENTAL_DOCKER_NETWORK`, else [`KIND_NETWORK`].
-pub fn network() -> String {
-    crate::settings::current().kind_network()
-}
-
-/// [`network`] from the variable's value.
+/// The Docker network of Kind's nodes, as the `kind` CLI chooses it, from the value of
+/// `KIND_EXPERIMENTAL_DOCKER_NETWORK` (else [`KIND_NETWORK`]).
 pub fn network_from(var: Option<String>) -> String {
     crate::settings::Settings {
         kind_docker_network: var,
@@ -254,64 +249,68 @@ pub fn internal_server(name: &str) -> String {
     format!("https://{name}-control-plane:6443")
 }
 
-/// The `kind` executable, or an error saying how to install it.
-pub fn kind_binary() -> Result<PathBuf> {
-    find_kind(
-        crate::settings::current()
-            .kind_bin
-            .as_deref()
-            .unwrap_or("kind"),
-    )
+/// The `kind` executable a run uses (`AUTHLAB_KIND_BIN`, else `kind` on PATH).
+#[derive(Debug, Clone)]
+pub struct Kind {
+    bin: PathBuf,
 }
 
-fn find_kind(exe: &str) -> Result<PathBuf> {
-    let path = which(exe).with_context(|| {
-        format!(
-            "the `{exe}` command was not found on PATH. Kind clusters need kind and Docker: install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, or `go install sigs.k8s.io/kind@latest`) and set AUTHLAB_KIND_BIN if it is not on PATH — or run on the built-in sim cluster (--cluster sim)"
-        )
-    })?;
-    Ok(path)
+impl Kind {
+    /// Finds the executable `settings` name, or an error saying how to install it.
+    pub fn find(settings: &crate::settings::Settings) -> Result<Kind> {
+        let exe = settings.kind_bin.as_deref().unwrap_or("kind");
+        let bin = which(exe, settings.path.as_deref()).with_context(|| {
+            format!(
+                "the `{exe}` command was not found on PATH. Kind clusters need kind and Docker: install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, or `go install sigs.k8s.io/kind@latest`) and set AUTHLAB_KIND_BIN if it is not on PATH — or run on the built-in sim cluster (--cluster sim)"
+            )
+        })?;
+        Ok(Kind { bin })
+    }
 }
 
-/// `exe` itself when it is a path to a file, else the first file of that name on `PATH`.
-pub(crate) fn which(exe: &str) -> Option<PathBuf> {
+/// `exe` itself when it is a path to a file, else the first file of that name on `path` (the
+/// value of `PATH`).
+pub(crate) fn which(exe: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     let p = Path::new(exe);
     if p.components().count() > 1 {
         return p.is_file().then(|| p.to_path_buf());
     }
-    crate::settings::current().path.as_ref().and_then(|paths| {
+    path.and_then(|paths| {
         std::env::split_paths(paths)
             .map(|d| d.join(exe))
             .find(|c| c.is_file())
     })
 }
 
-/// Runs `kind` with `args`, returning stdout; the error carries the command line and stderr.
-pub fn run_kind(args: &[String]) -> Result<String> {
-    let bin = kind_binary()?;
-    let out = Command::new(&bin)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`kind {}` failed ({}): {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+impl Kind {
+    /// Runs `kind` with `args`, returning stdout; the error carries the command line and stderr.
+    pub fn run(&self, args: &[String]) -> Result<String> {
+        let bin = &self.bin;
+        let out = Command::new(bin)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`kind {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
 
-/// Names of existing Kind clusters.
-pub fn clusters() -> Result<Vec<String>> {
-    Ok(run_kind(&["get".into(), "clusters".into()])?
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("No kind clusters"))
-        .map(str::to_string)
-        .collect())
+    /// Names of existing Kind clusters.
+    pub fn clusters(&self) -> Result<Vec<String>> {
+        Ok(self
+            .run(&["get".into(), "clusters".into()])?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("No kind clusters"))
+            .map(str::to_string)
+            .collect())
+    }
 }
 
 /// A Kind cluster the lab created or reused.
@@ -325,158 +324,182 @@ pub struct KindCluster {
     pub internal_kubeconfig: PathBuf,
     /// Whether the lab created it (and so deletes it unless kept).
     pub created: bool,
+    /// The `kind` executable that made it.
+    pub kind: Kind,
 }
 
 /// Bound on `kind create cluster` as a whole (its `--wait` covers only the control plane).
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Creates the cluster `name` from `config_text`, or reuses it when it exists and `reuse` is
-/// set (a cluster it creates is deleted if the run is interrupted, unless `keep` and it was
-/// made whole); writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
-/// logged as they come (creation takes a minute or more).
-pub fn up(
-    name: &str,
-    image: &str,
-    config_text: &str,
-    dir: &Path,
-    reuse: bool,
-    keep: bool,
-    run_id: &str,
-) -> Result<KindCluster> {
-    let name = cluster_name(name);
-    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
-    let internal = dir.join(format!("{name}.internal.kubeconfig"));
-    let config = dir.join(format!("{name}.kind.yaml"));
-    let exists = clusters()?.contains(&name);
-    if exists && !reuse {
-        bail!(
-            "a Kind cluster named {name} already exists; reuse it (AUTHLAB_KIND_REUSE=1) or delete it (`kind delete cluster --name {name}` or `authlab clean`)"
-        );
-    }
-    if !exists {
-        std::fs::write(&config, config_text)
-            .with_context(|| format!("writing {}", config.display()))?;
-        tracing::info!(
-            "creating Kind cluster {name} ({image}); this takes a minute or two (up to {} s)",
-            CREATE_TIMEOUT.as_secs()
-        );
-        let started = std::time::Instant::now();
-        // Deleted if the run is interrupted or killed from here on, half-made or not.
-        crate::cleanup::register_kind_cluster(&name);
-        run_kind_logged(
-            &create_args(
-                name.as_str(),
-                image,
-                &config,
-                &kubeconfig,
-                Duration::from_secs(300),
-            ),
-            &name,
-            CREATE_TIMEOUT,
-            run_id,
-        )?;
-        tracing::info!(
-            "Kind cluster {name} created in {} s",
-            started.elapsed().as_secs()
-        );
-        if keep {
-            // Whole now, and asked to be kept: kept also when the run is interrupted.
-            crate::cleanup::unregister_kind_cluster(&name);
-        }
-    } else {
-        tracing::info!("reusing Kind cluster {name}");
-    }
-    std::fs::write(&kubeconfig, run_kind(&kubeconfig_args(&name, false))?)
-        .with_context(|| format!("writing {}", kubeconfig.display()))?;
-    std::fs::write(&internal, run_kind(&kubeconfig_args(&name, true))?)
-        .with_context(|| format!("writing {}", internal.display()))?;
-    Ok(KindCluster {
-        name,
-        kubeconfig,
-        internal_kubeconfig: internal,
-        created: !exists,
-    })
+/// What becomes of an existing cluster and of one a run makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Reuse {
+    /// An existing cluster of that name is used (else it is an error).
+    pub reuse: bool,
+    /// A cluster the run made whole is kept after it.
+    pub keep: bool,
 }
 
-/// Runs `kind` with `args` as a process of run `run_id`, logging each line it prints on stderr
-/// (its progress), killing it after `timeout`; the error carries the command line and its
-/// last lines.
-fn run_kind_logged(args: &[String], name: &str, timeout: Duration, run_id: &str) -> Result<()> {
-    use std::io::BufRead;
-    let bin = kind_binary()?;
-    let mut cmd = Command::new(&bin);
-    // Labelled with the run: a watchdog reaping a killed run stops it before deleting the
-    // cluster it is making (which it would otherwise finish afterwards).
-    crate::server::process::label(&mut cmd, run_id);
-    let mut child = cmd
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
-    let stderr = child.stderr.take().context("kind's stderr")?;
-    let prefix = name.to_string();
-    let reader = std::thread::spawn(move || {
-        let mut last = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let line = line.trim().to_string();
-            if line.is_empty() {
-                continue;
-            }
-            tracing::info!("kind {prefix}: {line}");
-            last.push(line);
-            if last.len() > 20 {
-                last.remove(0);
-            }
-        }
-        last
-    });
-    let mut wait = crate::wait::Wait::new(format!("`kind {}`", args.join(" ")), timeout)
-        .every(Duration::from_millis(200))
-        .start();
-    let status = loop {
-        if let Some(status) = child.try_wait().context("waiting for kind")? {
-            break status;
-        }
-        if wait.tick_blocking().is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
+impl Kind {
+    /// Creates the cluster `name` from `config_text`, or reuses it when it exists and `reuse` is
+    /// set (a cluster it creates is deleted if the run is interrupted, unless `keep` and it was
+    /// made whole); writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
+    /// logged as they come (creation takes a minute or more).
+    pub fn up(
+        &self,
+        name: &str,
+        image: &str,
+        config_text: &str,
+        dir: &Path,
+        Reuse { reuse, keep }: Reuse,
+        run_id: &str,
+    ) -> Result<KindCluster> {
+        let name = cluster_name(name);
+        let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+        let internal = dir.join(format!("{name}.internal.kubeconfig"));
+        let config = dir.join(format!("{name}.kind.yaml"));
+        let exists = self.clusters()?.contains(&name);
+        if exists && !reuse {
             bail!(
-                "`kind {}` did not finish within {} s and was stopped",
-                args.join(" "),
-                timeout.as_secs()
+                "a Kind cluster named {name} already exists; reuse it (AUTHLAB_KIND_REUSE=1) or delete it (`kind delete cluster --name {name}` or `authlab clean`)"
             );
         }
-    };
-    let last = reader.join().unwrap_or_default();
-    if !status.success() {
-        bail!(
-            "`kind {}` failed ({status}): {}",
-            args.join(" "),
-            last.join("\n")
-        );
+        if !exists {
+            std::fs::write(&config, config_text)
+                .with_context(|| format!("writing {}", config.display()))?;
+            tracing::info!(
+                "creating Kind cluster {name} ({image}); this takes a minute or two (up to {} s)",
+                CREATE_TIMEOUT.as_secs()
+            );
+            let started = std::time::Instant::now();
+            // Deleted if the run is interrupted or killed from here on, half-made or not.
+            crate::cleanup::register_kind_cluster(self, &name);
+            self.run_logged(
+                &create_args(
+                    name.as_str(),
+                    image,
+                    &config,
+                    &kubeconfig,
+                    Duration::from_secs(300),
+                ),
+                &name,
+                CREATE_TIMEOUT,
+                run_id,
+            )?;
+            tracing::info!(
+                "Kind cluster {name} created in {} s",
+                started.elapsed().as_secs()
+            );
+            if keep {
+                // Whole now, and asked to be kept: kept also when the run is interrupted.
+                crate::cleanup::unregister_kind_cluster(&name);
+            }
+        } else {
+            tracing::info!("reusing Kind cluster {name}");
+        }
+        std::fs::write(&kubeconfig, self.run(&kubeconfig_args(&name, false))?)
+            .with_context(|| format!("writing {}", kubeconfig.display()))?;
+        std::fs::write(&internal, self.run(&kubeconfig_args(&name, true))?)
+            .with_context(|| format!("writing {}", internal.display()))?;
+        Ok(KindCluster {
+            name,
+            kubeconfig,
+            internal_kubeconfig: internal,
+            created: !exists,
+            kind: self.clone(),
+        })
     }
-    Ok(())
+
+    /// Runs `kind` with `args` as a process of run `run_id`, logging each line it prints on stderr
+    /// (its progress), killing it after `timeout`; the error carries the command line and its
+    /// last lines.
+    fn run_logged(
+        &self,
+        args: &[String],
+        name: &str,
+        timeout: Duration,
+        run_id: &str,
+    ) -> Result<()> {
+        use std::io::BufRead;
+        let bin = &self.bin;
+        let mut cmd = Command::new(bin);
+        // Labelled with the run: a watchdog reaping a killed run stops it before deleting the
+        // cluster it is making (which it would otherwise finish afterwards).
+        crate::server::process::label(&mut cmd, run_id);
+        let mut child = cmd
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+        let stderr = child.stderr.take().context("kind's stderr")?;
+        let prefix = name.to_string();
+        let reader = std::thread::spawn(move || {
+            let mut last = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let line = line.trim().to_string();
+                if line.is_empty() {
+                    continue;
+                }
+                tracing::info!("kind {prefix}: {line}");
+                last.push(line);
+                if last.len() > 20 {
+                    last.remove(0);
+                }
+            }
+            last
+        });
+        let mut wait = crate::wait::Wait::new(format!("`kind {}`", args.join(" ")), timeout)
+            .every(Duration::from_millis(200))
+            .start();
+        let status = loop {
+            if let Some(status) = child.try_wait().context("waiting for kind")? {
+                break status;
+            }
+            if wait.tick_blocking().is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "`kind {}` did not finish within {} s and was stopped",
+                    args.join(" "),
+                    timeout.as_secs()
+                );
+            }
+        };
+        let last = reader.join().unwrap_or_default();
+        if !status.success() {
+            bail!(
+                "`kind {}` failed ({status}): {}",
+                args.join(" "),
+                last.join("\n")
+            );
+        }
+        Ok(())
+    }
 }
 
 impl KindCluster {
     /// Loads a locally built image into the cluster's nodes.
     pub fn load_image(&self, image: &str) -> Result<()> {
-        run_kind(&load_image_args(&self.name, image)).map(|_| ())
+        self.kind
+            .run(&load_image_args(&self.name, image))
+            .map(|_| ())
     }
 
     /// Exports the cluster's logs (for artifacts of failed trials).
     pub fn export_logs(&self, dir: &Path) -> Result<()> {
-        run_kind(&export_logs_args(&self.name, dir)).map(|_| ())
+        self.kind
+            .run(&export_logs_args(&self.name, dir))
+            .map(|_| ())
     }
 
     /// Deletes the cluster if the lab created it and `keep` is not set.
     pub fn down(&self, keep: bool) -> Result<()> {
         if self.created && !keep {
-            run_kind(&delete_args(&self.name))?;
+            self.kind.run(&delete_args(&self.name))?;
         }
         crate::cleanup::unregister_kind_cluster(&self.name);
         Ok(())
@@ -541,7 +564,11 @@ mod tests {
 
     #[test]
     fn missing_kind_is_explained() {
-        let err = find_kind("/nonexistent/kind").unwrap_err().to_string();
+        let settings = crate::settings::Settings {
+            kind_bin: Some("/nonexistent/kind".into()),
+            ..Default::default()
+        };
+        let err = Kind::find(&settings).unwrap_err().to_string();
         assert!(err.contains("install kind"), "{err}");
         assert!(err.contains("--cluster sim"), "{err}");
     }

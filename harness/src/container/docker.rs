@@ -23,6 +23,9 @@ use super::{LABEL_MANAGED, LABEL_PID, LABEL_RUN};
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    /// `DOCKER_HOST` as the run's settings read it (bollard reads it too): named in errors,
+    /// and used again by a connection of its own.
+    host: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,10 +91,15 @@ fn managed_filter() -> HashMap<String, Vec<String>> {
 }
 
 impl Engine {
-    /// Connects (honouring `DOCKER_HOST`), agrees on an API version and pings, all bounded.
-    pub async fn connect() -> Result<Engine> {
-        let how = crate::settings::current()
-            .docker_host
+    /// Connects (honouring `DOCKER_HOST`, which `settings` read), agrees on an API version and
+    /// pings, all bounded.
+    pub async fn connect(settings: &crate::settings::Settings) -> Result<Engine> {
+        Engine::connect_to(settings.docker_host.clone()).await
+    }
+
+    /// [`Engine::connect`] with `DOCKER_HOST`'s value (None: the local socket).
+    async fn connect_to(host: Option<String>) -> Result<Engine> {
+        let how = host
             .as_ref()
             .map(|h| format!("DOCKER_HOST={h}"))
             .unwrap_or_else(|| "the local socket /var/run/docker.sock".into());
@@ -105,7 +113,7 @@ impl Engine {
             .await
             .map_err(|_| anyhow!("Docker did not answer within 5 s at {how}; {fix}"))?
             .map_err(|e| anyhow!("Docker is not reachable at {how} ({e}); {fix}"))?;
-        Ok(Engine { docker })
+        Ok(Engine { docker, host })
     }
 
     /// Labels of an image, if it exists.
@@ -488,8 +496,9 @@ impl Engine {
     /// Force-removes a container from synchronous code (e.g. a `Drop`): on a thread of its own,
     /// with its own runtime and connection, so it neither needs the caller's runtime nor
     /// deadlocks one whose only thread is the caller. Bounded by 30 s.
-    pub fn remove_container_blocking(container: &str) -> Result<()> {
+    pub fn remove_container_blocking(&self, container: &str) -> Result<()> {
         let name = container.to_string();
+        let host = self.host.clone();
         std::thread::Builder::new()
             .name("authlab-remove".into())
             .spawn(move || -> Result<()> {
@@ -498,7 +507,7 @@ impl Engine {
                     .build()
                     .context("starting a runtime to remove a container")?;
                 rt.block_on(async {
-                    let engine = Engine::connect().await?;
+                    let engine = Engine::connect_to(host).await?;
                     tokio::time::timeout(Duration::from_secs(30), engine.remove_container(&name))
                         .await
                         .map_err(|_| anyhow!("removing container {name} took over 30 s"))?

@@ -411,7 +411,7 @@ impl Drop for ContainerServer {
             return;
         }
         self.removed = true;
-        if let Err(e) = Engine::remove_container_blocking(&self.name) {
+        if let Err(e) = self.engine.remove_container_blocking(&self.name) {
             tracing::warn!("{e:#}");
         }
     }

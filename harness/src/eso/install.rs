@@ -80,11 +80,11 @@ pub fn helm_args(source: &ChartSource, kubeconfig: &Path, wait: Duration) -> Vec
 /// The `helm` executable (`AUTHLAB_HELM_BIN`, else `helm` on PATH), or an error saying how to
 /// install it.
 pub fn helm_binary(s: &crate::settings::Settings) -> Result<PathBuf> {
-    find_helm(s.helm_bin.as_deref().unwrap_or("helm"))
+    find_helm(s.helm_bin.as_deref().unwrap_or("helm"), s.path.as_deref())
 }
 
-fn find_helm(exe: &str) -> Result<PathBuf> {
-    crate::cluster::kind::which(exe).with_context(|| {
+fn find_helm(exe: &str, path: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
+    crate::cluster::kind::which(exe, path).with_context(|| {
         format!(
             "the `{exe}` command was not found on PATH. Cases with an `eso` client install External Secrets Operator with helm: install helm (https://helm.sh/docs/intro/install/) and set AUTHLAB_HELM_BIN if it is not on PATH"
         )
@@ -156,7 +156,9 @@ mod tests {
 
     #[test]
     fn missing_helm_is_explained() {
-        let err = find_helm("/nonexistent/helm").unwrap_err().to_string();
+        let err = find_helm("/nonexistent/helm", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`/nonexistent/helm`"), "{err}");
         assert!(err.contains("install helm"), "{err}");
         assert!(err.contains("AUTHLAB_HELM_BIN"), "{err}");

@@ -262,7 +262,7 @@ impl Lab {
     pub async fn server(&self, spec: &ServerSpec) -> Result<Arc<ServerHandle>> {
         let cell = cell_for(&self.servers, spec);
         once(&cell, async {
-            if let Some(h) = servers::attach(spec).await {
+            if let Some(h) = servers::attach(spec, self.settings()).await {
                 tracing::info!("{spec}: using the running lab's server at {}", h.addr());
                 return Ok(Arc::new(h));
             }
@@ -365,7 +365,7 @@ impl Lab {
     /// address on it, where sim clusters listen for containers). Connected once.
     pub async fn docker(&self) -> Result<(Engine, String, String)> {
         once(&self.docker, async {
-            let engine = Engine::connect().await?;
+            let engine = Engine::connect(self.settings()).await?;
             crate::watchdog::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
             let name = self.docker_network_name();
@@ -428,6 +428,7 @@ impl Lab {
                     let _turn = self.kind_creation.lock().await;
                     // kind makes its network with the first cluster; its gateway is known after.
                     let mut ext = external::from_kind(
+                        self.settings(),
                         self.workdir.clone(),
                         self.cache.root().join("kind"),
                         settings,
@@ -444,7 +445,7 @@ impl Lab {
                 }
                 _ => match &self.opts.kubeconfig {
                     Some((path, ctx)) => external::connect(path, ctx.as_deref(), None).await?,
-                    None => external::from_kubeconfig().await?,
+                    None => external::from_kubeconfig(self.settings()).await?,
                 },
             };
             self.take_turn_on(&ext).await?;
@@ -773,7 +774,7 @@ impl Lab {
             Some(other) if other != lab_network => (format!("{name}-{other}"), other.to_string()),
             _ => (name, lab_network),
         };
-        cleanup::register_container(name.clone());
+        cleanup::register_container(name.clone(), &engine);
         let opts = crate::container::ContainerServerOptions {
             image,
             official,
@@ -821,7 +822,7 @@ impl Lab {
             let name = format!("authlab-{}-pods", self.opts.run_id);
             let creating = crate::runlock::Creating::start(format!("container {name}"));
             anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
-            cleanup::register_container(name.clone());
+            cleanup::register_container(name.clone(), engine);
             let made = crate::container::PodNetwork::create(
                 engine,
                 &name,

@@ -233,15 +233,12 @@ pub struct LabState {
 }
 
 /// Where `authlab lab up` writes its state (`AUTHLAB_LAB_STATE`, else in the cache directory).
-pub fn state_path() -> PathBuf {
-    crate::settings::current()
-        .lab_state
-        .clone()
-        .unwrap_or_else(|| {
-            crate::server::binary::BinaryCache::new(crate::settings::current())
-                .map(|c| c.root().join("lab.json"))
-                .unwrap_or_else(|_| std::env::temp_dir().join("authlab-lab.json"))
-        })
+pub fn state_path(settings: &crate::settings::Settings) -> PathBuf {
+    settings.lab_state.clone().unwrap_or_else(|| {
+        crate::server::binary::BinaryCache::new(settings)
+            .map(|c| c.root().join("lab.json"))
+            .unwrap_or_else(|_| std::env::temp_dir().join("authlab-lab.json"))
+    })
 }
 
 /// Reads a lab state file whose owner process is still alive.
@@ -270,8 +267,11 @@ pub fn write_state(path: &Path, state: &LabState) -> Result<()> {
 }
 
 /// The attached server for `spec`, if a live lab runs one that answers health checks.
-pub async fn attach(spec: &ServerSpec) -> Option<ServerHandle> {
-    let state = read_state(&state_path())?;
+pub async fn attach(
+    spec: &ServerSpec,
+    settings: &crate::settings::Settings,
+) -> Option<ServerHandle> {
+    let state = read_state(&state_path(settings))?;
     let info = state
         .servers
         .into_iter()

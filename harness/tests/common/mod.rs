@@ -46,13 +46,15 @@ fn docker_missing() -> Option<&'static str> {
             .enable_all()
             .build()
             .ok()?;
-        rt.block_on(authlab::container::Engine::connect())
-            .err()
-            .map(|e| {
-                // The harness's message, without the fix it goes on to suggest.
-                let e = format!("{e:#}");
-                format!("Docker: {}", e.split("; ").next().unwrap_or(&e))
-            })
+        rt.block_on(authlab::container::Engine::connect(
+            authlab::settings::current(),
+        ))
+        .err()
+        .map(|e| {
+            // The harness's message, without the fix it goes on to suggest.
+            let e = format!("{e:#}");
+            format!("Docker: {}", e.split("; ").next().unwrap_or(&e))
+        })
     })
     .as_deref()
 }
