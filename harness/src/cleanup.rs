@@ -200,8 +200,16 @@ pub fn cleanup_now(settings: &crate::settings::Settings) {
         crate::server::process::kill_group(pid);
     }
     // After the processes: a `kind create` still running is stopped first.
+    // One pass per `kind` executable (a run has one): its wait for stragglers covers them all.
+    let mut by_kind: Vec<(crate::cluster::kind::Kind, Vec<String>)> = Vec::new();
     for (kind, name) in kind_clusters {
-        delete_kind_clusters(&kind, std::slice::from_ref(&name));
+        match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, names)) => names.push(name),
+            None => by_kind.push((kind, vec![name])),
+        }
+    }
+    for (kind, names) in by_kind {
+        delete_kind_clusters(&kind, &names);
     }
     for dir in dirs {
         let _ = std::fs::remove_dir_all(dir);

@@ -137,6 +137,24 @@ impl Ticker {
         Ok(())
     }
 
+    /// Waits (blocking) for `child` to exit, checking each interval: its exit status, or None
+    /// once the bound is reached, when it has been killed and reaped.
+    pub fn exit_of(
+        &mut self,
+        child: &mut std::process::Child,
+    ) -> std::io::Result<Option<std::process::ExitStatus>> {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if self.tick_blocking().is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+        }
+    }
+
     /// The sleep before the next check, or the error when there is no time left.
     fn next(&mut self) -> Result<Duration, TimedOut> {
         let waited = self.elapsed();
@@ -161,6 +179,23 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_that_outlives_the_bound_is_killed_and_one_that_exits_is_seen() {
+        let mut slow = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut wait = Wait::new("sleep", Duration::from_millis(100))
+            .every(Duration::from_millis(20))
+            .start();
+        assert_eq!(wait.exit_of(&mut slow).unwrap(), None);
+        assert!(wait.elapsed() < Duration::from_secs(5));
+        assert!(slow.try_wait().unwrap().is_some(), "killed and reaped");
+        let mut quick = std::process::Command::new("true").spawn().unwrap();
+        let mut wait = Wait::new("true", Duration::from_secs(10)).start();
+        assert!(wait.exit_of(&mut quick).unwrap().unwrap().success());
+    }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_wait_returns_once_ready_or_says_what_it_waited_for() {

@@ -378,12 +378,14 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
 }
 
 fn cases_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
-    // Found first, also for a directory of the user's: their cases may name shipped manifests.
-    if let Err(e) = crate::shipped::locate(crate::settings::current()) {
-        tracing::debug!("the shipped catalog: {e:#}");
-    }
     match flag {
-        Some(d) => Ok(d),
+        Some(d) => {
+            // Found also for a directory of the user's: their cases may name shipped manifests.
+            if let Err(e) = crate::shipped::locate(crate::settings::current()) {
+                tracing::debug!("the shipped catalog: {e:#}");
+            }
+            Ok(d)
+        }
         None => select::default_cases_dir(crate::settings::current())
             .context("finding the shipped catalog"),
     }

@@ -250,67 +250,9 @@ pub fn internal_server(name: &str) -> String {
 }
 
 /// The `kind` executable a run uses (`AUTHLAB_KIND_BIN`, else `kind` on PATH).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kind {
     bin: PathBuf,
-}
-
-impl Kind {
-    /// Finds the executable `settings` name, or an error saying how to install it.
-    pub fn find(settings: &crate::settings::Settings) -> Result<Kind> {
-        let exe = settings.kind_bin.as_deref().unwrap_or("kind");
-        let bin = which(exe, settings.path.as_deref()).with_context(|| {
-            format!(
-                "the `{exe}` command was not found on PATH. Kind clusters need kind and Docker: install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, or `go install sigs.k8s.io/kind@latest`) and set AUTHLAB_KIND_BIN if it is not on PATH — or run on the built-in sim cluster (--cluster sim)"
-            )
-        })?;
-        Ok(Kind { bin })
-    }
-}
-
-/// `exe` itself when it is a path to a file, else the first file of that name on `path` (the
-/// value of `PATH`).
-pub(crate) fn which(exe: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-    let p = Path::new(exe);
-    if p.components().count() > 1 {
-        return p.is_file().then(|| p.to_path_buf());
-    }
-    path.and_then(|paths| {
-        std::env::split_paths(paths)
-            .map(|d| d.join(exe))
-            .find(|c| c.is_file())
-    })
-}
-
-impl Kind {
-    /// Runs `kind` with `args`, returning stdout; the error carries the command line and stderr.
-    pub fn run(&self, args: &[String]) -> Result<String> {
-        let bin = &self.bin;
-        let out = Command::new(bin)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "`kind {}` failed ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Names of existing Kind clusters.
-    pub fn clusters(&self) -> Result<Vec<String>> {
-        Ok(self
-            .run(&["get".into(), "clusters".into()])?
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("No kind clusters"))
-            .map(str::to_string)
-            .collect())
-    }
 }
 
 /// A Kind cluster the lab created or reused.
@@ -341,6 +283,46 @@ pub struct Reuse {
 }
 
 impl Kind {
+    /// Finds the executable `settings` name, or an error saying how to install it.
+    pub fn find(settings: &crate::settings::Settings) -> Result<Kind> {
+        let exe = settings.kind_bin.as_deref().unwrap_or("kind");
+        let bin = which(exe, settings.path.as_deref()).with_context(|| {
+            format!(
+                "the `{exe}` command was not found on PATH. Kind clusters need kind and Docker: install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation, or `go install sigs.k8s.io/kind@latest`) and set AUTHLAB_KIND_BIN if it is not on PATH — or run on the built-in sim cluster (--cluster sim)"
+            )
+        })?;
+        Ok(Kind { bin })
+    }
+
+    /// Runs `kind` with `args`, returning stdout; the error carries the command line and stderr.
+    pub fn run(&self, args: &[String]) -> Result<String> {
+        let bin = &self.bin;
+        let out = Command::new(bin)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+        if !out.status.success() {
+            bail!(
+                "`kind {}` failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Names of existing Kind clusters.
+    pub fn clusters(&self) -> Result<Vec<String>> {
+        Ok(self
+            .run(&["get".into(), "clusters".into()])?
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("No kind clusters"))
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Creates the cluster `name` from `config_text`, or reuses it when it exists and `reuse` is
     /// set (a cluster it creates is deleted if the run is interrupted, unless `keep` and it was
     /// made whole); writes the configuration and both kubeconfigs into `dir`. kind's progress lines are
@@ -455,19 +437,12 @@ impl Kind {
         let mut wait = crate::wait::Wait::new(format!("`kind {}`", args.join(" ")), timeout)
             .every(Duration::from_millis(200))
             .start();
-        let status = loop {
-            if let Some(status) = child.try_wait().context("waiting for kind")? {
-                break status;
-            }
-            if wait.tick_blocking().is_err() {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "`kind {}` did not finish within {} s and was stopped",
-                    args.join(" "),
-                    timeout.as_secs()
-                );
-            }
+        let Some(status) = wait.exit_of(&mut child).context("waiting for kind")? else {
+            bail!(
+                "`kind {}` did not finish within {} s and was stopped",
+                args.join(" "),
+                timeout.as_secs()
+            );
         };
         let last = reader.join().unwrap_or_default();
         if !status.success() {
@@ -479,6 +454,20 @@ impl Kind {
         }
         Ok(())
     }
+}
+
+/// `exe` itself when it is a path to a file, else the first file of that name on `path` (the
+/// value of `PATH`).
+pub(crate) fn which(exe: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let p = Path::new(exe);
+    if p.components().count() > 1 {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    path.and_then(|paths| {
+        std::env::split_paths(paths)
+            .map(|d| d.join(exe))
+            .find(|c| c.is_file())
+    })
 }
 
 impl KindCluster {

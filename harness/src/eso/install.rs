@@ -114,18 +114,11 @@ pub fn install(helm: &Path, source: &ChartSource, kubeconfig: &Path, wait: Durat
     let mut helm = crate::wait::Wait::new(format!("`{line}`"), limit)
         .every(Duration::from_millis(200))
         .start();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if helm.tick_blocking().is_err() {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "`{line}` did not finish within {} s (waiting for the External Secrets deployments); see `kubectl -n {NAMESPACE} get pods`",
-                limit.as_secs()
-            );
-        }
+    let Some(status) = helm.exit_of(&mut child)? else {
+        bail!(
+            "`{line}` did not finish within {} s (waiting for the External Secrets deployments); see `kubectl -n {NAMESPACE} get pods`",
+            limit.as_secs()
+        );
     };
     let stderr = reader.join().unwrap_or_default();
     if !status.success() {
