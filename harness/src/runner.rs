@@ -305,8 +305,7 @@ async fn run_tries(
     let mut earlier = Vec::new();
     let mut o = run_one(lab, t).await;
     for next in 2..=retries + 1 {
-        if !matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_))
-            || crate::runlock::stopping()
+        if !matches!(o.verdict, Verdict::Failed(_) | Verdict::Error(_)) || crate::scope::stopping()
         {
             break;
         }
@@ -362,7 +361,7 @@ pub async fn run_all(
                 }
                 None => None,
             };
-            if crate::runlock::stopping() {
+            if crate::scope::stopping() {
                 // Interrupted while waiting for a slot: never started.
                 std::future::pending::<()>().await;
             }
@@ -380,7 +379,7 @@ pub async fn run_all(
                 r.insert(t.name.clone(), (Instant::now(), bound));
             }
             let o = run_tries(&lab, &t, schedule.retries, &retry_tx).await;
-            if crate::runlock::stopping() {
+            if crate::scope::stopping() {
                 // Cut off by the stop (its servers and objects removed under it): what it
                 // ended with is no finding, and the run exits without a conclusion.
                 std::future::pending::<()>().await;

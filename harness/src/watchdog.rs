@@ -10,149 +10,12 @@
 //! directories it was told of. It sits in its own process group, so a Ctrl-C to the run's
 //! group reaches the run (which cleans up) and not the watchdog.
 
-use std::{
-    collections::BTreeSet,
-    io::Write,
-    path::{Path, PathBuf},
-    process::{ChildStdin, Command, Stdio},
-    sync::{Mutex, OnceLock},
-};
+use std::{collections::BTreeSet, path::PathBuf};
 
 use crate::wait::Wait;
 
 /// The hidden subcommand the watchdog runs as.
-pub const SUBCOMMAND: &str = "__watch";
-
-/// The pipe to this process's watchdog, once [`watch`] has started it (None inside: it could
-/// not be started, or it is gone).
-static PIPE: OnceLock<Mutex<Option<ChildStdin>>> = OnceLock::new();
-
-/// The `authlab` binary: this one, or for a test binary (`target/<profile>/deps/<name>`) the
-/// one cargo built beside it.
-fn program() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    if exe.file_name().is_some_and(|n| n == "authlab") {
-        return Some(exe);
-    }
-    let sibling = exe.parent()?.parent()?.join("authlab");
-    sibling.is_file().then_some(sibling)
-}
-
-/// Starts the watchdog, labelled with the first run it watches (so that `authlab clean`
-/// leaves it alone while that run lives).
-fn spawn(run_id: &str) -> Option<ChildStdin> {
-    let Some(program) = program() else {
-        tracing::debug!(
-            "no authlab binary found for the watchdog: a killed run is reaped by the next run"
-        );
-        return None;
-    };
-    let mut cmd = Command::new(&program);
-    crate::server::process::label(&mut cmd, run_id);
-    cmd.arg(SUBCOMMAND)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    match cmd.spawn() {
-        Ok(mut child) => child.stdin.take(),
-        Err(e) => {
-            tracing::warn!(
-                "could not start the watchdog ({}): {e}; a killed run is reaped by the next run",
-                program.display()
-            );
-            None
-        }
-    }
-}
-
-/// Tells the watchdog one line, if this process has one.
-fn send(line: &str) {
-    if let Some(pipe) = PIPE.get()
-        && let Ok(mut p) = pipe.lock()
-        && let Some(w) = p.as_mut()
-        && w.write_all(format!("{line}\n").as_bytes()).is_err()
-    {
-        // The watchdog is gone (killed by someone): nothing more to tell it.
-        *p = None;
-    }
-}
-
-/// Starts watching run `run_id` (the watchdog is started on first use).
-pub fn watch(run_id: &str) {
-    PIPE.get_or_init(|| Mutex::new(spawn(run_id)));
-    send(&format!("run {run_id}"));
-}
-
-/// This process uses Docker: the watchdog looks for containers and networks of its runs.
-pub fn uses_docker() {
-    send("docker");
-}
-
-/// A path (file or directory) the watchdog removes if this process dies without cleaning up.
-pub fn remove_on_death(path: &Path, dir: bool) {
-    // Paths are sent as one line; one that is not plain UTF-8 without a newline is not.
-    if let Some(p) = path.to_str().filter(|p| !p.contains('\n')) {
-        send(&format!("{} {p}", if dir { "dir" } else { "file" }));
-    }
-}
-
-/// A Kind cluster the watchdog deletes if this process dies without cleaning up.
-pub fn delete_kind_on_death(name: &str) {
-    if !name.contains('\n') {
-        send(&format!("kind {name}"));
-    }
-}
-
-/// A Kind cluster that is no longer to be deleted on death (deleted already, or kept).
-pub fn keep_kind(name: &str) {
-    if !name.contains('\n') {
-        send(&format!("kept {name}"));
-    }
-}
-
-/// A cluster whose objects labelled with this process's runs the watchdog deletes if the
-/// process dies without cleaning up.
-pub fn sweep_on_death(target: &crate::cluster::owner::Target) {
-    if let Ok(j) = serde_json::to_string(target) {
-        send(&format!("kube {j}"));
-    }
-}
-
-/// A cluster the run has swept itself.
-pub fn swept(target: &crate::cluster::owner::Target) {
-    if let Ok(j) = serde_json::to_string(target) {
-        send(&format!("unkube {j}"));
-    }
-}
-
-/// Tells the watchdog a container or network named `name` is being created: if the run dies
-/// before [`landed`], the engine may still finish creating it, and the watchdog waits for it.
-pub fn in_flight(name: &str) {
-    send(&format!("making {name}"));
-}
-
-/// The creation of `name` returned (created or failed).
-pub fn landed(name: &str) {
-    send(&format!("made {name}"));
-}
-
-/// Run `run_id` has cleaned up after itself: the watchdog forgets it.
-pub fn done(run_id: &str) {
-    send(&format!("done {run_id}"));
-}
-
-/// Every run of this process has cleaned up after itself (the exit after a signal).
-pub fn all_done() {
-    send("done *");
-}
-
-/// Every run of this process has cleaned up after a signal and exits now: what one of its
-/// tasks may still have written under a noted path between that clean-up and the exit, and
-/// its lock, are removed once the process is gone.
-pub fn stopped() {
-    send("stopped *");
-}
+pub use crate::scope::WATCHDOG as SUBCOMMAND;
 
 /// What the watchdog was told.
 #[derive(Debug, Default, PartialEq)]
@@ -248,7 +111,7 @@ pub async fn serve(settings: &crate::settings::Settings) {
 async fn tidy(told: &Told) {
     remove_paths(told).await;
     for run in &told.runs {
-        crate::runlock::remove_if_gone(run);
+        crate::scope::remove_if_gone(run);
     }
 }
 
@@ -264,7 +127,7 @@ async fn reap(told: &Told, settings: &crate::settings::Settings) {
             .await;
     }
     let ours = || {
-        crate::server::process::find_leftover_processes()
+        crate::scope::process::find_leftover_processes()
             .into_iter()
             .filter(|(_, run)| told.runs.contains(run))
             .map(|(pid, _)| pid)
@@ -283,7 +146,7 @@ async fn reap(told: &Told, settings: &crate::settings::Settings) {
             break;
         }
         for pid in left {
-            crate::server::process::kill_process(pid);
+            crate::scope::process::kill_process(pid);
         }
         if wait.tick().await.is_err() {
             break;
@@ -296,7 +159,7 @@ async fn reap(told: &Told, settings: &crate::settings::Settings) {
         match crate::cluster::kind::Kind::find(settings) {
             Ok(bin) => {
                 let _ = tokio::task::spawn_blocking(move || {
-                    crate::cleanup::delete_kind_clusters(&bin, &kind)
+                    crate::cluster::kind::delete_clusters(&bin, &kind)
                 })
                 .await;
             }
@@ -355,7 +218,7 @@ async fn reap(told: &Told, settings: &crate::settings::Settings) {
     // next run or `authlab clean` reaps them.
     if all_gone {
         for run in &told.runs {
-            crate::runlock::remove_if_gone(run);
+            crate::scope::remove_if_gone(run);
         }
     }
 }

@@ -842,7 +842,7 @@ struct Killed(std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
-        authlab::server::process::terminate_process(self.0.id());
+        authlab::scope::process::terminate_process(self.0.id());
         let _ = self.0.wait();
     }
 }

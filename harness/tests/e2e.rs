@@ -14,7 +14,6 @@ use std::{
 
 use authlab::{
     case::{LoadedCase, load, matrix},
-    cleanup,
     lab::{Lab, LabOptions},
     report, select, settings,
     trial::Verdict,
@@ -69,7 +68,7 @@ fn main() -> ExitCode {
         .map(|c| authlab::runner::History::load(c.root()))
         .unwrap_or_default();
     if !args.list {
-        cleanup::install_signal_handler(&handle, authlab::settings::current());
+        authlab::scope::install_signal_handler(&handle);
         history.longest_first(&mut trials);
     }
     let history = Arc::new(Mutex::new(history));
@@ -84,7 +83,7 @@ fn main() -> ExitCode {
             // Trials on Kind and apiserver are opt-in (`--ignored`) in a default run on the sim.
             let opt_in = t.cluster != default_cluster;
             Trial::ignorable_test(name, move || {
-                if authlab::runlock::stopping() {
+                if authlab::scope::stopping() {
                     return Err("interrupted before it started".into());
                 }
                 let lab = lab
@@ -131,7 +130,7 @@ fn main() -> ExitCode {
     {
         h.record(&o);
     }
-    cleanup::cleanup_now(authlab::settings::current());
+    authlab::scope::close();
     if let Some(path) = &settings::current().junit
         && !args.list
     {

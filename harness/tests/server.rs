@@ -437,10 +437,10 @@ fn leftover_servers_are_found_by_run_id() {
     let run_id = format!("test-leftover-{}", uuid::Uuid::new_v4().simple());
     let mut server = start(&rt, &bin, dir.path(), &run_id);
     let pid = server.pid().unwrap();
-    assert!(process::find_leftover_processes().contains(&(pid, run_id.clone())));
+    assert!(authlab::scope::process::find_leftover_processes().contains(&(pid, run_id.clone())));
     rt.block_on(server.stop());
     assert!(
-        !process::find_leftover_processes()
+        !authlab::scope::process::find_leftover_processes()
             .iter()
             .any(|(_, r)| r == &run_id)
     );

@@ -38,10 +38,7 @@ pub async fn up(
         );
     }
     let lab = Lab::new(opts)?;
-    crate::cleanup::install_signal_handler(
-        &tokio::runtime::Handle::current(),
-        crate::settings::current(),
-    );
+    crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
     let mut handles = Vec::new();
     for spec in &specs {
         let server = lab.start_server(spec).await?;
@@ -52,7 +49,8 @@ pub async fn up(
         pid: std::process::id(),
         servers: handles.iter().map(|h| h.info().clone()).collect(),
     };
-    crate::cleanup::register_file(path.clone());
+    // Removed when `lab up` ends, however it ends (it holds root tokens).
+    let _state_file = crate::scope::claim_file(path.clone());
     servers::write_state(&path, &state)?;
     if timings {
         outln!("{:<16} {:>10}  address", "server", "ready (ms)");
@@ -94,14 +92,14 @@ pub async fn down() -> Result<ExitCode> {
         eprintln!("authlab: no lab is running");
         return Ok(ExitCode::SUCCESS);
     };
-    crate::server::process::terminate_process(state.pid);
+    crate::scope::process::terminate_process(state.pid);
     let mut wait = crate::wait::Wait::new(
         format!("lab process {} to stop", state.pid),
         Duration::from_secs(15),
     )
     .start();
     // Stopped once its lock is free (its files are closed even while it is a zombie).
-    while crate::runlock::owner(&state.run_id) == crate::runlock::Owner::Live {
+    while crate::scope::owner(&state.run_id) == crate::scope::Owner::Live {
         if wait.tick().await.is_err() {
             bail!(
                 "lab process {} did not stop within 15 s after SIGTERM; `authlab clean` kills its servers",
@@ -198,10 +196,7 @@ pub async fn timings(
     let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
     opts.runtime = select::runtime(crate::settings::current(), runtime)?;
     let lab = Lab::new(opts)?;
-    crate::cleanup::install_signal_handler(
-        &tokio::runtime::Handle::current(),
-        crate::settings::current(),
-    );
+    crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
     let kind = match lab.options().runtime {
         crate::lab::Runtime::Process => "process",
         crate::lab::Runtime::Container => "container",

@@ -614,7 +614,7 @@ async fn clean(dry_run: bool, images: bool, force: bool, run: Option<&str>) -> R
     if !dry_run {
         found.remove().await;
         // What the locks of killed runs proved orphaned is gone now.
-        crate::runlock::remove_stale();
+        crate::scope::remove_stale();
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,6 @@ use anyhow::Result;
 use super::{Format, cases_dir};
 use crate::{
     case::{load, matrix::ClusterKind},
-    cleanup,
     lab::{Lab, LabOptions, Runtime},
     report::{self, summary::Style},
     runner, select, settings,
@@ -115,10 +114,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         topology: a.topology,
     };
     // First: a signal from here on takes the ordered way out (and exits 130/143).
-    cleanup::install_signal_handler(
-        &tokio::runtime::Handle::current(),
-        crate::settings::current(),
-    );
+    crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
     let dir = cases_dir(a.cases)?;
     let servers = select::servers(settings::current(), a.servers.as_deref())?;
     let cluster = select::cluster(settings::current(), a.cluster)?;
@@ -228,7 +224,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     let outcomes = runner::run_all(lab.clone(), trials, schedule, &mut lines).await;
     // `--bless` records only what repeats: every trial is observed a second time.
     let again = match again {
-        Some(trials) if !crate::runlock::stopping() => {
+        Some(trials) if !crate::scope::stopping() => {
             eprintln!(
                 "authlab: observing each trial again: --bless records only what both observations share"
             );
@@ -243,7 +239,7 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
     };
     let wall = started.elapsed();
     lab.shutdown().await;
-    cleanup::cleanup_now(settings::current());
+    crate::scope::close();
     let matrix = report::matrix::Matrix::of_run(
         report::matrix::RunInfo {
             run_id,

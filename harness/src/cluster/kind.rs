@@ -268,6 +268,8 @@ pub struct KindCluster {
     pub created: bool,
     /// The `kind` executable that made it.
     pub kind: Kind,
+    /// The scope's claim on it while the run is to delete it (none once deleted or kept).
+    claim: std::sync::Arc<std::sync::Mutex<Option<crate::scope::Tracked>>>,
 }
 
 /// Bound on `kind create cluster` as a whole (its `--wait` covers only the control plane).
@@ -341,6 +343,7 @@ impl Kind {
         let internal = dir.join(format!("{name}.internal.kubeconfig"));
         let config = dir.join(format!("{name}.kind.yaml"));
         let exists = self.clusters()?.contains(&name);
+        let mut kept_claim = None;
         if exists && !reuse {
             bail!(
                 "a Kind cluster named {name} already exists; reuse it (AUTHLAB_KIND_REUSE=1) or delete it (`kind delete cluster --name {name}` or `authlab clean`)"
@@ -355,7 +358,7 @@ impl Kind {
             );
             let started = std::time::Instant::now();
             // Deleted if the run is interrupted or killed from here on, half-made or not.
-            crate::cleanup::register_kind_cluster(self, &name);
+            let claim = self.claim(&name);
             self.run_logged(
                 &create_args(
                     name.as_str(),
@@ -374,7 +377,9 @@ impl Kind {
             );
             if keep {
                 // Whole now, and asked to be kept: kept also when the run is interrupted.
-                crate::cleanup::unregister_kind_cluster(&name);
+                claim.release();
+            } else {
+                kept_claim = Some(claim);
             }
         } else {
             tracing::info!("reusing Kind cluster {name}");
@@ -389,7 +394,21 @@ impl Kind {
             internal_kubeconfig: internal,
             created: !exists,
             kind: self.clone(),
+            claim: std::sync::Arc::new(std::sync::Mutex::new(kept_claim)),
         })
+    }
+
+    /// Claims Kind cluster `name` (about to be made) for the run's scope: deleted should the
+    /// run be stopped, or killed (the watchdog deletes it then), unless released.
+    fn claim(&self, name: &str) -> crate::scope::Tracked {
+        let kind = self.clone();
+        let owned = name.to_string();
+        crate::scope::claim_with(
+            format!("Kind cluster {name}"),
+            crate::scope::Stage::Clusters,
+            crate::scope::OnDeath::DeleteKind(name.to_string()),
+            move || delete_clusters(&kind, &[owned]),
+        )
     }
 
     /// Runs `kind` with `args` as a process of run `run_id`, logging each line it prints on stderr
@@ -405,15 +424,17 @@ impl Kind {
         use std::io::BufRead;
         let bin = &self.bin;
         let mut cmd = Command::new(bin);
-        // Labelled with the run: a watchdog reaping a killed run stops it before deleting the
-        // cluster it is making (which it would otherwise finish afterwards).
-        crate::server::process::label(&mut cmd, run_id);
-        let mut child = cmd
-            .args(args)
+        cmd.args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running {} {}", bin.display(), args.join(" ")))?;
+            .stderr(std::process::Stdio::piped());
+        // Labelled with the run and claimed: a run that is stopped, or a watchdog reaping a
+        // killed run, stops it before deleting the cluster it is making (which it would
+        // otherwise finish afterwards).
+        let (mut child, claim) = crate::scope::spawn(
+            &format!("{} {}", bin.display(), args.join(" ")),
+            cmd,
+            run_id,
+        )?;
         let stderr = child.stderr.take().context("kind's stderr")?;
         let prefix = name.to_string();
         let reader = std::thread::spawn(move || {
@@ -437,7 +458,12 @@ impl Kind {
         let mut wait = crate::wait::Wait::new(format!("`kind {}`", args.join(" ")), timeout)
             .every(Duration::from_millis(200))
             .start();
-        let Some(status) = wait.exit_of(&mut child).context("waiting for kind")? else {
+        let exited = wait.exit_of(&mut child).context("waiting for kind");
+        if exited.is_ok() {
+            // Reaped (or killed and reaped).
+            claim.release();
+        }
+        let Some(status) = exited? else {
             bail!(
                 "`kind {}` did not finish within {} s and was stopped",
                 args.join(" "),
@@ -453,6 +479,42 @@ impl Kind {
             );
         }
         Ok(())
+    }
+}
+
+/// Deletes Kind clusters (each `kind delete cluster`, which also removes a half-made one),
+/// saying so, since each takes seconds.
+///
+/// A node container whose creation the engine was still finishing when `kind create` was
+/// stopped appears after the delete: the names are looked for again, and deleted again, until
+/// none has been seen for 3 s (at most 30 s).
+pub(crate) fn delete_clusters(kind: &Kind, names: &[String]) {
+    let delete = |name: &str| {
+        if let Err(e) = kind.run(&delete_args(name)) {
+            tracing::warn!("deleting Kind cluster {name}: {e:#}");
+        }
+    };
+    for name in names {
+        tracing::info!("deleting Kind cluster {name}");
+        delete(name);
+    }
+    if names.is_empty() {
+        return;
+    }
+    // Deleted again while any is seen, until none was for 3 s (at most 30 s).
+    let mut wait = crate::wait::Wait::new(
+        "Kind clusters to stay deleted",
+        std::time::Duration::from_secs(30),
+    )
+    .every(std::time::Duration::from_millis(500))
+    .start();
+    let mut last_seen = std::time::Instant::now();
+    while last_seen.elapsed() < std::time::Duration::from_secs(3) && wait.tick_blocking().is_ok() {
+        let now = kind.clusters().unwrap_or_default();
+        for name in names.iter().filter(|n| now.contains(n)) {
+            last_seen = std::time::Instant::now();
+            delete(name);
+        }
     }
 }
 
@@ -487,10 +549,13 @@ impl KindCluster {
 
     /// Deletes the cluster if the lab created it and `keep` is not set.
     pub fn down(&self, keep: bool) -> Result<()> {
+        let claim = self.claim.lock().unwrap_or_else(|p| p.into_inner()).take();
         if self.created && !keep {
             self.kind.run(&delete_args(&self.name))?;
         }
-        crate::cleanup::unregister_kind_cluster(&self.name);
+        if let Some(claim) = claim {
+            claim.release();
+        }
         Ok(())
     }
 }

@@ -104,7 +104,7 @@ pub async fn apply(
     // Forced: the object is this run's, and a field another manager set on it (a controller
     // filling defaults) is the case's to set.
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let _making = crate::runlock::begin(what.clone()).context("the run is stopping")?;
+    let _making = crate::scope::begin(what.clone()).context("the run is stopping")?;
     api.patch(name, &pp, &Patch::Apply(&obj))
         .await
         .with_context(|| format!("applying {what}"))
@@ -348,7 +348,7 @@ pub async fn recreate_service_account(
     .every(Duration::from_millis(100))
     .start();
     loop {
-        let making = crate::runlock::begin(format!("ServiceAccount {ns}/{name}"))
+        let making = crate::scope::begin(format!("ServiceAccount {ns}/{name}"))
             .context("the run is stopping")?;
         let made = api.create(&PostParams::default(), &fresh).await;
         drop(making);
@@ -397,8 +397,8 @@ pub async fn legacy_token(
     });
     owner.label(&mut obj);
     let secret: Secret = serde_json::from_value(obj)?;
-    let making = crate::runlock::begin(format!("Secret {ns}/{secret_name}"))
-        .context("the run is stopping")?;
+    let making =
+        crate::scope::begin(format!("Secret {ns}/{secret_name}")).context("the run is stopping")?;
     let made = api.create(&PostParams::default(), &secret).await;
     drop(making);
     match made {

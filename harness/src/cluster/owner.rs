@@ -253,6 +253,37 @@ impl Target {
             )
         })?
     }
+
+    /// Claims the objects run `run` makes in the target for the run's scope: swept (at most
+    /// 20 s) should the run be stopped, or killed (the watchdog sweeps them then), unless the
+    /// claim is released once the run has swept them itself.
+    pub fn claim_objects(&self, run: &str) -> crate::scope::Tracked {
+        let target = self.clone();
+        let run = run.to_string();
+        let json = serde_json::to_string(self).unwrap_or_default();
+        crate::scope::claim_with(
+            format!(
+                "the objects of run {run} in the cluster of {}",
+                self.kubeconfig.display()
+            ),
+            crate::scope::Stage::Objects,
+            crate::scope::OnDeath::Sweep(json),
+            move || {
+                crate::scope::on_own_runtime(move || async move {
+                    let within = std::time::Duration::from_secs(20);
+                    match target.sweep(std::slice::from_ref(&run), within).await {
+                        Ok(gone) if !gone.is_empty() => tracing::info!(
+                            "removed {} object(s) of run {run} from the cluster of {}",
+                            gone.len(),
+                            target.kubeconfig.display()
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!("{e:#}; `authlab clean` removes them"),
+                    }
+                });
+            },
+        )
+    }
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub async fn acquire(
     let mut last_said: Option<tokio::time::Instant> = None;
     loop {
         let mine = lease_for(owner, None);
-        let making = crate::runlock::begin(format!("Lease {NAMESPACE}/{NAME}"))
+        let making = crate::scope::begin(format!("Lease {NAMESPACE}/{NAME}"))
             .context("the run is stopping")?;
         let made = api.create(&PostParams::default(), &mine).await;
         drop(making);
@@ -112,7 +112,7 @@ pub async fn acquire(
                 // run was quicker (a conflict, tried again).
                 let rv = current.metadata.resource_version.clone();
                 let taken = lease_for(owner, rv);
-                let making = crate::runlock::begin(format!("Lease {NAMESPACE}/{NAME}"))
+                let making = crate::scope::begin(format!("Lease {NAMESPACE}/{NAME}"))
                     .context("the run is stopping")?;
                 let made = api.replace(NAME, &PostParams::default(), &taken).await;
                 drop(making);

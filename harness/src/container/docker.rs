@@ -56,7 +56,7 @@ impl ManagedObject {
     pub fn orphaned(&self) -> bool {
         self.run_id
             .as_deref()
-            .is_some_and(|r| crate::runlock::owner(r) == crate::runlock::Owner::Gone)
+            .is_some_and(|r| crate::scope::owner(r) == crate::scope::Owner::Gone)
     }
 }
 
@@ -234,9 +234,9 @@ impl Engine {
             labels: Some(super::run_labels(run_id)),
             ..Default::default()
         };
-        crate::watchdog::in_flight(name);
+        let in_flight = crate::scope::in_flight(name);
         let r = self.docker.create_network(req).await;
-        crate::watchdog::landed(name);
+        drop(in_flight);
         Ok(r.with_context(|| format!("creating network {name}"))?.id)
     }
 
@@ -289,7 +289,7 @@ impl Engine {
 
     /// Creates a container (not started).
     pub async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
-        crate::watchdog::in_flight(name);
+        let in_flight = crate::scope::in_flight(name);
         let r = self
             .docker
             .create_container(
@@ -297,7 +297,7 @@ impl Engine {
                 body,
             )
             .await;
-        crate::watchdog::landed(name);
+        drop(in_flight);
         Ok(r.with_context(|| format!("creating container {name}"))?.id)
     }
 
@@ -499,23 +499,57 @@ impl Engine {
     pub fn remove_container_blocking(&self, container: &str) -> Result<()> {
         let name = container.to_string();
         let host = self.host.clone();
-        std::thread::Builder::new()
-            .name("authlab-remove".into())
-            .spawn(move || -> Result<()> {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting a runtime to remove a container")?;
-                rt.block_on(async {
-                    let engine = Engine::connect_to(host).await?;
-                    tokio::time::timeout(Duration::from_secs(30), engine.remove_container(&name))
-                        .await
-                        .map_err(|_| anyhow!("removing container {name} took over 30 s"))?
-                })
-            })
-            .context("starting a thread to remove a container")?
-            .join()
-            .map_err(|_| anyhow!("the thread removing container {container} panicked"))?
+        crate::scope::on_own_runtime(move || async move {
+            let engine = Engine::connect_to(host).await?;
+            tokio::time::timeout(Duration::from_secs(30), engine.remove_container(&name))
+                .await
+                .map_err(|_| anyhow!("removing container {name} took over 30 s"))?
+        })
+        .ok_or_else(|| anyhow!("no thread or runtime to remove container {container} with"))?
+    }
+
+    /// Claims container `name` for the run's scope (made, or about to be): removed when the
+    /// claim is dropped or the run closes, unless released.
+    pub fn claim_container(&self, name: &str) -> crate::scope::Tracked {
+        let engine = self.clone();
+        let owned = name.to_string();
+        crate::scope::claim(
+            format!("container {name}"),
+            crate::scope::Stage::Containers,
+            move || {
+                if let Err(e) = engine.remove_container_blocking(&owned) {
+                    tracing::warn!("{e:#}");
+                }
+            },
+        )
+    }
+
+    /// Claims network `name` for the run's scope; its removal is retried for 5 s (a container
+    /// removed a moment ago may still hold it).
+    pub fn claim_network(&self, name: &str) -> crate::scope::Tracked {
+        let host = self.host.clone();
+        let owned = name.to_string();
+        crate::scope::claim(
+            format!("network {name}"),
+            crate::scope::Stage::Networks,
+            move || {
+                crate::scope::on_own_runtime(move || async move {
+                    let Ok(engine) = Engine::connect_to(host).await else {
+                        return;
+                    };
+                    let mut wait = crate::wait::Wait::new(
+                        format!("network {owned} to be removed"),
+                        Duration::from_secs(5),
+                    )
+                    .every(Duration::from_millis(200))
+                    .start();
+                    // Ok also when it is already gone.
+                    while engine.remove_network(&owned).await.is_err() && wait.tick().await.is_ok()
+                    {
+                    }
+                });
+            },
+        )
     }
 
     /// Everything labelled as authlab's.

@@ -29,6 +29,8 @@ pub struct PodNetwork {
     holder: String,
     free: Arc<Mutex<Vec<(u16, u16)>>>,
     slots: Arc<tokio::sync::Semaphore>,
+    /// The scope's claim on the holder, until [`PodNetwork::remove`] removed it.
+    claim: Mutex<Option<crate::scope::Tracked>>,
 }
 
 /// A port of the pods' namespace, held by one pod server; returned when dropped.
@@ -52,7 +54,8 @@ impl Drop for PortSlot {
 
 impl PodNetwork {
     /// Creates and starts the holder `name` on `network` (an idle dev-mode server on a port
-    /// no pod uses), publishing [`POD_PORTS`] ports on loopback.
+    /// no pod uses), publishing [`POD_PORTS`] ports on loopback. Claimed for the run's scope
+    /// before it is made; not made when the run is stopping.
     pub async fn create(
         engine: &Engine,
         name: &str,
@@ -81,6 +84,10 @@ impl PodNetwork {
             }),
             ..Default::default()
         };
+        let _making = crate::scope::begin(format!("container {name}"))
+            .ok_or_else(crate::scope::stopping_error)?;
+        // Dropped on an error below: the half-made holder is removed.
+        let claim = engine.claim_container(name);
         engine.create_container(name, body).await?;
         engine.start(name).await?;
         let published = engine
@@ -99,7 +106,27 @@ impl PodNetwork {
             holder: name.to_string(),
             slots: Arc::new(tokio::sync::Semaphore::new(free.len())),
             free: Arc::new(Mutex::new(free)),
+            claim: Mutex::new(Some(claim)),
         })
+    }
+
+    /// Removes the holder (once; kept claimed when the engine fails, so that the run's close
+    /// tries again).
+    pub async fn remove(&self, engine: &Engine) -> Result<()> {
+        let claim = self.claim.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(claim) = claim else {
+            return Ok(());
+        };
+        match engine.remove_container(&self.holder).await {
+            Ok(()) => {
+                claim.release();
+                Ok(())
+            }
+            Err(e) => {
+                *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim);
+                Err(e)
+            }
+        }
     }
 
     /// The holder's name (`container:<name>` is the pods' network mode).

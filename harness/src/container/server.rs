@@ -102,7 +102,8 @@ pub struct ContainerServer {
     listening: Duration,
     /// Address on each joined network, read back after start.
     ips: HashMap<String, String>,
-    removed: bool,
+    /// The scope's claim on the container, until it is removed (dropped: removed then).
+    claim: Option<crate::scope::Tracked>,
     /// Held until the container is gone (then another pod may listen on its port).
     _shared: Option<Arc<SharedNetns>>,
 }
@@ -129,11 +130,10 @@ pub const AUDIT_FILE: &str = "/openbao/audit/audit.log";
 impl ContainerServer {
     /// Creates, fills, starts, waits for, initialises and unseals the container.
     pub async fn start(engine: &Engine, opts: ContainerServerOptions) -> Result<ContainerServer> {
-        // Until the container exists (cleanup on a signal waits for this).
-        let creating = crate::runlock::Creating::start(format!("container {}", opts.name));
-        if crate::runlock::stopping() {
+        // Until the container is claimed (clean-up on a signal waits for this).
+        let Some(creating) = crate::scope::begin(format!("container {}", opts.name)) else {
             bail!("the run is stopping: container {} not created", opts.name);
-        }
+        };
         std::fs::create_dir_all(&opts.host_dir)
             .with_context(|| format!("creating {}", opts.host_dir.display()))?;
         let audit_dir = opts.host_dir.join("audit");
@@ -207,10 +207,14 @@ impl ContainerServer {
             }),
             ..Default::default()
         };
+        // Claimed before it is created: an engine that fails the request may still make it.
+        let claim = engine.claim_container(&opts.name);
         engine.create_container(&opts.name, body).await?;
-        if crate::runlock::stopping() {
-            // Cleanup may have run while the engine created it.
-            let _ = engine.remove_container(&opts.name).await;
+        if crate::scope::stopping() {
+            // Clean-up may have run while the engine created it.
+            if engine.remove_container(&opts.name).await.is_ok() {
+                claim.release();
+            }
             bail!("the run is stopping: container {} removed", opts.name);
         }
         drop(creating);
@@ -225,7 +229,7 @@ impl ContainerServer {
             startup: Duration::ZERO,
             listening: Duration::ZERO,
             ips: HashMap::new(),
-            removed: false,
+            claim: Some(claim),
             _shared: opts.shared.clone(),
         };
         let res = server.bring_up(&opts, started).await;
@@ -393,26 +397,22 @@ impl ContainerServer {
         self.remove().await
     }
 
-    /// Force-removes the container and its anonymous volumes (idempotent).
+    /// Force-removes the container and its anonymous volumes (idempotent). One not removed so
+    /// is force-removed when dropped (its claim removes it, on a thread and runtime of its
+    /// own), or when the run closes.
     pub async fn remove(&mut self) -> Result<()> {
-        if self.removed {
+        let Some(claim) = self.claim.take() else {
             return Ok(());
-        }
-        self.removed = true;
-        self.engine.remove_container(&self.name).await
-    }
-}
-
-impl Drop for ContainerServer {
-    /// Best effort: a container not removed explicitly is force-removed here, on a thread with
-    /// its own runtime, so dropping works inside or outside any runtime and never panics.
-    fn drop(&mut self) {
-        if self.removed {
-            return;
-        }
-        self.removed = true;
-        if let Err(e) = self.engine.remove_container_blocking(&self.name) {
-            tracing::warn!("{e:#}");
+        };
+        match self.engine.remove_container(&self.name).await {
+            Ok(()) => {
+                claim.release();
+                Ok(())
+            }
+            Err(e) => {
+                self.claim = Some(claim);
+                Err(e)
+            }
         }
     }
 }

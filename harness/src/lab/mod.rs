@@ -174,8 +174,19 @@ pub struct Lab {
     turns: Mutex<Vec<crate::cluster::turn::Turn>>,
     images: Mutex<HashMap<ServerSpec, ImageCell>>,
     counter: AtomicU64,
+    /// The scope's claims on the lab's own Docker network and its scratch directory, and on
+    /// the run's objects in each cluster it writes to (by kubeconfig and context).
+    claims: Mutex<Claims>,
     /// Held while the lab lives: proves the run alive to other runs and `authlab clean`.
-    _lock: crate::runlock::RunLock,
+    run: crate::scope::Run,
+}
+
+/// What the lab itself has claimed (servers, clusters and pods hold their own claims).
+#[derive(Default)]
+struct Claims {
+    workdir: Option<crate::scope::Tracked>,
+    network: Option<crate::scope::Tracked>,
+    objects: Vec<(crate::cluster::owner::Target, crate::scope::Tracked)>,
 }
 
 impl Lab {
@@ -186,16 +197,12 @@ impl Lab {
         cleanup::reap_orphaned_processes();
         // Cleanup on a signal waits for this, or this sees the run stopping and makes nothing
         // (not even its lock).
-        let creating = crate::runlock::Creating::start(format!("the lock of run {}", opts.run_id));
-        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
-        let lock = crate::runlock::RunLock::acquire(&opts.run_id)?;
-        // Removes what this run leaves if it is killed (SIGKILL) or aborts.
-        crate::watchdog::watch(&opts.run_id);
+        let creating = crate::scope::begin(format!("the scratch directory of run {}", opts.run_id))
+            .ok_or_else(crate::scope::stopping_error)?;
+        let run = crate::scope::open_run(&opts.run_id)?;
         let workdir = std::env::temp_dir().join(format!("authlab-{}", opts.run_id));
-        if !opts.keep {
-            // Before it exists: a kill at any moment from here on leaves nothing.
-            cleanup::register_dir(workdir.clone());
-        }
+        // Before it exists: a kill at any moment from here on leaves nothing.
+        let workdir_claim = (!opts.keep).then(|| crate::scope::claim_dir(workdir.clone()));
         std::fs::create_dir_all(&workdir)
             .with_context(|| format!("creating scratch directory {}", workdir.display()))?;
         if !opts.keep {
@@ -228,8 +235,16 @@ impl Lab {
             turns: Mutex::new(Vec::new()),
             images: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
-            _lock: lock,
+            claims: Mutex::new(Claims {
+                workdir: workdir_claim,
+                ..Claims::default()
+            }),
+            run,
         })
+    }
+
+    fn claims(&self) -> std::sync::MutexGuard<'_, Claims> {
+        self.claims.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The options the lab was made with.
@@ -272,7 +287,7 @@ impl Lab {
                     // Every trial on this server depends on this one start: a start that
                     // failed (not ready in time on a loaded machine, a port taken twice) is
                     // tried once more before its error becomes all of theirs.
-                    Err(e) if !crate::runlock::stopping() => {
+                    Err(e) if !crate::scope::stopping() => {
                         tracing::warn!("{spec}: {e:#}; starting it once more");
                         self.start_server(spec)
                             .await
@@ -366,14 +381,15 @@ impl Lab {
     pub async fn docker(&self) -> Result<(Engine, String, String)> {
         once(&self.docker, async {
             let engine = Engine::connect(self.settings()).await?;
-            crate::watchdog::uses_docker();
+            crate::scope::uses_docker();
             cleanup::reap_orphaned_containers(&engine).await;
             let name = self.docker_network_name();
-            // Until the network is registered for cleanup (see `Lab::new`).
-            let creating = crate::runlock::Creating::start(format!("network {name}"));
-            anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
+            let creating = crate::scope::begin(format!("network {name}"))
+                .ok_or_else(crate::scope::stopping_error)?;
+            // Claimed before it is made (see `Lab::new`).
+            let claim = engine.claim_network(&name);
             engine.create_network(&name, &self.opts.run_id).await?;
-            cleanup::register_network(name.clone());
+            self.claims().network = Some(claim);
             drop(creating);
             let gw = engine.network_gateway(&name).await?;
             Ok((engine, name, gw))
@@ -465,7 +481,8 @@ impl Lab {
             ext.url,
             crate::cluster::owner::RUN,
         );
-        cleanup::register_cluster(&ext.target, run);
+        let claim = ext.target.claim_objects(run);
+        self.claims().objects.push((ext.target.clone(), claim));
         let wait = std::time::Duration::from_secs(self.settings().cluster_wait.unwrap_or(600));
         let turn = crate::cluster::turn::acquire(&ext.client, &self.owner(), wait, |msg| {
             tracing::info!("{msg}")
@@ -774,7 +791,6 @@ impl Lab {
             Some(other) if other != lab_network => (format!("{name}-{other}"), other.to_string()),
             _ => (name, lab_network),
         };
-        cleanup::register_container(name.clone(), &engine);
         let opts = crate::container::ContainerServerOptions {
             image,
             official,
@@ -791,22 +807,15 @@ impl Lab {
             shared,
             host_binary,
         };
-        match crate::container::ContainerServer::start(&engine, opts).await {
-            Ok(server) => {
-                // A trial's own server is one of many: said under -v only.
-                let (addr, ms) = (server.addr(), server.startup().as_millis());
-                if trial.is_some() {
-                    tracing::debug!("{spec} ready in container {name} at {addr} in {ms} ms");
-                } else {
-                    tracing::info!("{spec} ready in container {name} at {addr} in {ms} ms");
-                }
-                Ok(ServerHandle::container(spec, server))
-            }
-            Err(e) => {
-                cleanup::unregister_container(&name);
-                Err(e)
-            }
+        let server = crate::container::ContainerServer::start(&engine, opts).await?;
+        // A trial's own server is one of many: said under -v only.
+        let (addr, ms) = (server.addr(), server.startup().as_millis());
+        if trial.is_some() {
+            tracing::debug!("{spec} ready in container {name} at {addr} in {ms} ms");
+        } else {
+            tracing::info!("{spec} ready in container {name} at {addr} in {ms} ms");
         }
+        Ok(ServerHandle::container(spec, server))
     }
 
     /// The pods' network namespace: its holder is created once per run (from the first pod's
@@ -820,10 +829,7 @@ impl Lab {
     ) -> Result<Arc<crate::container::PodNetwork>> {
         once(&self.pod_network, async {
             let name = format!("authlab-{}-pods", self.opts.run_id);
-            let creating = crate::runlock::Creating::start(format!("container {name}"));
-            anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
-            cleanup::register_container(name.clone(), engine);
-            let made = crate::container::PodNetwork::create(
+            let net = crate::container::PodNetwork::create(
                 engine,
                 &name,
                 &self.opts.run_id,
@@ -832,16 +838,8 @@ impl Lab {
                 spec.flavour,
             )
             .await
-            .with_context(|| format!("creating the pods' network holder {name}"));
-            drop(creating);
-            match made {
-                Ok(net) => Ok(Arc::new(net)),
-                Err(e) => {
-                    let _ = engine.remove_container(&name).await;
-                    cleanup::unregister_container(&name);
-                    Err(e)
-                }
-            }
+            .with_context(|| format!("creating the pods' network holder {name}"))?;
+            Ok(Arc::new(net))
         })
         .await
     }
@@ -937,7 +935,10 @@ impl Lab {
                             );
                         }
                     }
-                    cleanup::unregister_cluster(&ext.target);
+                    let mut claims = self.claims();
+                    if let Some(at) = claims.objects.iter().position(|(t, _)| *t == ext.target) {
+                        claims.objects.remove(at).1.release();
+                    }
                 }
                 Err(e) => tracing::warn!(
                     "removing this run's objects from the cluster of {}: {e:#}",
@@ -953,20 +954,24 @@ impl Lab {
             }
         }
         if let Some(Ok((engine, network, _))) = self.docker.get() {
-            if let Some(Ok(pods)) = self.pod_network.get() {
-                match engine.remove_container(pods.holder()).await {
-                    Ok(()) => cleanup::unregister_container(pods.holder()),
-                    Err(e) => tracing::warn!("{e:#}"),
-                }
+            if let Some(Ok(pods)) = self.pod_network.get()
+                && let Err(e) = pods.remove(engine).await
+            {
+                tracing::warn!("{e:#}");
             }
             match engine.remove_network(network).await {
-                Ok(()) => cleanup::unregister_network(network),
+                Ok(()) => {
+                    if let Some(claim) = self.claims().network.take() {
+                        claim.release();
+                    }
+                }
                 Err(e) => tracing::warn!("{e:#}"),
             }
         }
-        if !self.opts.keep {
+        if let Some(claim) = self.claims().workdir.take() {
             let _ = std::fs::remove_dir_all(&self.workdir);
+            claim.release();
         }
-        crate::watchdog::done(&self.opts.run_id);
+        self.run.done();
     }
 }

@@ -196,20 +196,14 @@ impl ServerHandle {
         Duration::from_millis(self.info.startup_ms)
     }
 
-    /// Stops the server if this process owns it, and takes it off the cleanup registry.
+    /// Stops the server if this process owns it (its claim is released once it is gone).
     pub async fn stop(&mut self) {
         match self.owned.as_mut() {
-            Some(Owned::Process(s)) => {
-                s.stop().await;
-                if let Some(pid) = self.info.pid {
-                    crate::cleanup::unregister_pid(pid);
-                }
-            }
+            Some(Owned::Process(s)) => s.stop().await,
             Some(Owned::Container(c)) => {
                 if let Err(e) = c.remove().await {
                     tracing::warn!("{e:#}");
                 }
-                crate::cleanup::unregister_container(c.name());
             }
             Some(Owned::Pod(p)) => {
                 if let Err(e) = p.remove_node_data().await {
@@ -246,7 +240,7 @@ pub fn read_state(path: &Path) -> Option<LabState> {
     let text = std::fs::read_to_string(path).ok()?;
     let state: LabState = serde_json::from_str(&text).ok()?;
     // The lab's run lock, not its process id (which may have been reused), says it is alive.
-    (crate::runlock::owner(&state.run_id) == crate::runlock::Owner::Live).then_some(state)
+    (crate::scope::owner(&state.run_id) == crate::scope::Owner::Live).then_some(state)
 }
 
 /// Writes a lab state file (mode 0600: it holds root tokens).

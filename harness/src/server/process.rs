@@ -11,7 +11,7 @@
 //! `authlab clean` finds leftovers of crashed runs by reading `/proc/<pid>/environ`
 //! ([`find_leftover_processes`]).
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use nix::sys::signal::Signal;
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
@@ -20,6 +20,8 @@ use std::{
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
+
+use crate::scope::process::{kill_group, signal_group};
 
 use super::{
     Flavour, ServerSpec,
@@ -71,6 +73,8 @@ const PORT_ATTEMPTS: usize = 3;
 pub struct RunningServer {
     spec: ServerSpec,
     child: Option<std::process::Child>,
+    /// The scope's claim on the process, released once it has been reaped.
+    claim: Option<crate::scope::Tracked>,
     addr: String,
     root_token: String,
     audit_log: PathBuf,
@@ -80,126 +84,11 @@ pub struct RunningServer {
     client: VaultClient,
 }
 
-type SpawnRequest = (
-    std::process::Command,
-    std::sync::mpsc::Sender<std::io::Result<std::process::Child>>,
-);
-
-/// Spawns `cmd` from one thread that lives as long as the process, so the child's
-/// parent-death signal (which Linux ties to the spawning *thread*) fires only when the harness
-/// itself exits, not when a runtime worker thread does.
-pub fn spawn_detached(cmd: std::process::Command) -> std::io::Result<std::process::Child> {
-    type Spawner = Option<std::sync::Mutex<std::sync::mpsc::Sender<SpawnRequest>>>;
-    static SPAWNER: std::sync::OnceLock<Spawner> = std::sync::OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("authlab-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .ok()
-            .map(|_| std::sync::Mutex::new(tx))
-    });
-    let tx = tx
-        .as_ref()
-        .ok_or_else(|| std::io::Error::other("could not start the process-spawner thread"))?;
-    let (reply_tx, reply_rx) = std::sync::mpsc::channel();
-    tx.lock()
-        .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
-        .send((cmd, reply_tx))
-        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the spawner thread did not answer"))?
-}
-
 /// A loopback port that was free a moment ago (the listener is dropped before the server binds
 /// it; [`RunningServer::start`] retries when another process took it in between).
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(l.local_addr()?.port())
-}
-
-/// Kills the child if the harness dies (Linux `PR_SET_PDEATHSIG`).
-#[allow(unsafe_code)]
-pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-    // async-signal-safe; it touches no memory shared with the parent. (`pre_exec` is unsafe
-    // in itself: no crate offers a safe way to set a child's parent-death signal.)
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
-}
-
-/// Sends `sig` to `pid` (never to pid 0 or below, which would mean a group or everyone).
-fn signal(pid: u32, sig: Signal) {
-    if let Ok(pid) = i32::try_from(pid)
-        && pid > 0
-    {
-        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
-    }
-}
-
-/// SIGKILLs a process (cleanup of leftovers).
-pub fn kill_process(pid: u32) {
-    signal(pid, Signal::SIGKILL);
-}
-
-/// SIGKILLs a whole process group (a child started with its own group, and what it forked).
-pub fn kill_group(pgid: u32) {
-    signal_group(pgid, Signal::SIGKILL);
-}
-
-/// Sends `sig` to the process group `pgid` (never to group 0 or 1).
-fn signal_group(pgid: u32, sig: Signal) {
-    if let Ok(pgid) = i32::try_from(pgid)
-        && pgid > 1
-    {
-        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
-    }
-}
-
-/// SIGTERMs a process.
-pub fn terminate_process(pid: u32) {
-    signal(pid, Signal::SIGTERM);
-}
-
-/// Labels a child as run `run_id`'s (in its environment, inherited by what it forks), for
-/// [`find_leftover_processes`].
-pub(crate) fn label(cmd: &mut std::process::Command, run_id: &str) {
-    cmd.env("AUTHLAB_MANAGED", "1")
-        .env("AUTHLAB_RUN_ID", run_id);
-}
-
-/// Processes started by authlab that are still running: (pid, run id).
-pub fn find_leftover_processes() -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| *pid != me)
-        .filter_map(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
-            if !vars.contains(&&b"AUTHLAB_MANAGED=1"[..]) {
-                return None;
-            }
-            let run = vars
-                .iter()
-                .find_map(|v| v.strip_prefix(b"AUTHLAB_RUN_ID="))
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            Some((pid, run))
-        })
-        .collect()
 }
 
 /// The only variables a server process inherits.
@@ -234,13 +123,10 @@ fn server_command(
             cmd.env(k, v);
         }
     }
-    label(&mut cmd, &opts.run_id);
     cmd.env("BAO_LOG_LEVEL", "debug")
         .env("VAULT_LOG_LEVEL", "debug");
-    // Its own process group, stopped as a whole: a wrapper script given as the binary, and
-    // what it forks, go with it.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    die_with_parent(&mut cmd);
+    // Labelled, and in its own process group, stopped as a whole (a wrapper script given as
+    // the binary, and what it forks, go with it): as the scope spawns it.
     Ok(cmd)
 }
 
@@ -459,20 +345,15 @@ impl RunningServer {
         )
         .map_err(other)?;
         let started = Instant::now();
-        // Cleanup on a signal waits for this, or this sees the run stopping and starts nothing;
-        // once registered, the process is cleanup's to kill, readiness wait or not.
-        let creating = crate::runlock::Creating::start(format!("server process {}", bin.display()));
-        if crate::runlock::stopping() {
-            return Err(other(anyhow::anyhow!("the run is stopping")));
-        }
-        let child = spawn_detached(cmd)
-            .with_context(|| format!("starting `{} server`", bin.display()))
-            .map_err(other)?;
-        crate::cleanup::register_pid(child.id());
-        drop(creating);
+        // Clean-up on a signal waits for this, or this sees the run stopping and starts nothing;
+        // once claimed, the process is the scope's to kill, readiness wait or not.
+        let (child, claim) =
+            crate::scope::spawn(&format!("`{} server`", bin.display()), cmd, &opts.run_id)
+                .map_err(other)?;
         let mut server = RunningServer {
             spec: spec.clone(),
             child: Some(child),
+            claim: Some(claim),
             addr: addr.clone(),
             root_token: String::new(),
             audit_log,
@@ -635,7 +516,7 @@ impl RunningServer {
         loop {
             if let Ok(Some(_)) = child.try_wait() {
                 kill_group(child.id());
-                crate::cleanup::unregister_pid(child.id());
+                self.release();
                 return;
             }
             if wait.tick().await.is_err() {
@@ -645,7 +526,14 @@ impl RunningServer {
         kill_group(child.id());
         let _ = child.kill();
         let _ = child.wait();
-        crate::cleanup::unregister_pid(child.id());
+        self.release();
+    }
+
+    /// The process has been reaped: its claim is released (its pid may be reused now).
+    fn release(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            claim.release();
+        }
     }
 }
 
@@ -655,7 +543,7 @@ impl Drop for RunningServer {
             kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
-            crate::cleanup::unregister_pid(child.id());
+            self.release();
         }
     }
 }

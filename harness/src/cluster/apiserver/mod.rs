@@ -23,7 +23,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 
 pub use binaries::Binaries;
 
-use crate::{case::model::ClusterSettings, cleanup, wait::Wait};
+use crate::{case::model::ClusterSettings, wait::Wait};
 
 /// Bound on etcd start → healthy.
 pub const ETCD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,7 +39,8 @@ struct Child {
     name: &'static str,
     child: std::process::Child,
     log: PathBuf,
-    stopped: bool,
+    /// The scope's claim on the process, until it has been reaped.
+    claim: Option<crate::scope::Tracked>,
 }
 
 impl Child {
@@ -58,21 +59,13 @@ impl Child {
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err));
-        crate::server::process::label(&mut cmd, run_id);
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        crate::server::process::die_with_parent(&mut cmd);
-        let creating = crate::runlock::Creating::start(format!("{name} process"));
-        anyhow::ensure!(!crate::runlock::stopping(), "the run is stopping");
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({})", bin.display()))?;
-        cleanup::register_pid(child.id());
-        drop(creating);
+        let (child, claim) =
+            crate::scope::spawn(&format!("{name} ({})", bin.display()), cmd, run_id)?;
         Ok(Child {
             name,
             child,
             log,
-            stopped: false,
+            claim: Some(claim),
         })
     }
 
@@ -91,11 +84,11 @@ impl Child {
 
     /// SIGTERM, then after 10 s SIGKILL to its group; once.
     fn stop(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
+        let Some(claim) = self.claim.take() else {
             return;
-        }
+        };
         let pid = self.child.id();
-        crate::server::process::terminate_process(pid);
+        crate::scope::process::terminate_process(pid);
         let mut wait = Wait::new(
             format!("process {pid} to exit after SIGTERM"),
             Duration::from_secs(10),
@@ -103,16 +96,16 @@ impl Child {
         .start();
         loop {
             if let Ok(Some(_)) = self.child.try_wait() {
-                cleanup::unregister_pid(pid);
+                claim.release();
                 return;
             }
             if wait.tick_blocking().is_err() {
                 break;
             }
         }
-        crate::server::process::kill_group(pid);
+        crate::scope::process::kill_group(pid);
         let _ = self.child.wait();
-        cleanup::unregister_pid(pid);
+        claim.release();
     }
 }
 

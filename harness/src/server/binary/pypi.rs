@@ -48,9 +48,9 @@ impl BinaryCache {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        crate::server::process::label(&mut cmd, "provision");
+        crate::scope::process::label(&mut cmd, "provision");
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        crate::server::process::die_with_parent(&mut cmd);
+        crate::scope::process::die_with_parent(&mut cmd);
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
@@ -95,7 +95,7 @@ impl BinaryCache {
             Ok(s) => s.context("waiting for pip")?,
             Err(_) => {
                 if let Some(g) = pgid {
-                    crate::server::process::kill_group(g);
+                    crate::scope::process::kill_group(g);
                 }
                 bail!(
                     "pip did not finish within {} s (is the package index reachable? `pip download {requirement}` shows what it waits for)",
