@@ -34,6 +34,7 @@ pub mod runner;
 pub mod scope;
 pub mod select;
 pub mod server;
+pub mod session;
 pub mod settings;
 pub mod shipped;
 pub use authlab_sim as sim;

@@ -326,8 +326,7 @@ pub async fn run_all(
     schedule: Schedule,
     reporter: &mut dyn Reporter,
 ) -> Vec<TrialOutcome> {
-    let mut history = History::load(lab.cache().root());
-    history.longest_first(&mut trials);
+    History::load(lab.cache().root()).longest_first(&mut trials);
     let total = trials.len();
     let sem = Arc::new(Semaphore::new(schedule.concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -432,7 +431,6 @@ pub async fn run_all(
             elapsed: started.elapsed(),
         });
     }
-    history.record(&out);
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }

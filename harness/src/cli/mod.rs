@@ -4,6 +4,7 @@
 mod output;
 pub mod diagnose;
 pub mod lab;
+mod merge;
 mod pending;
 mod run;
 
@@ -310,7 +311,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
         } => list(cases, names, expected.as_deref(), format),
         Command::Check { cases, format } => check(cases, format),
         Command::Run(a) => run::run(a, style).await,
-        Command::Report { inputs, out, mixed } => run::merge_reports(&inputs, &out, mixed),
+        Command::Report { inputs, out, mixed } => merge::merge_reports(&inputs, &out, mixed),
         Command::Bless { command } => pending::run(command),
         Command::Completions { shell } => {
             out!("{}", completion_script(shell)?);

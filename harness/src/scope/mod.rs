@@ -165,7 +165,10 @@ pub fn install_signal_handler(handle: &tokio::runtime::Handle) {
                 still.join(", ")
             );
         }
-        let _ = tokio::task::spawn_blocking(close).await;
+        // Synchronous, with no await from here to the exit: a runtime dropped meanwhile (the
+        // run returning its own error on seeing the stop) still lets this finish, exit code
+        // and all.
+        close();
         lock::remove_held();
         // A trial task may still write between here and the exit: the watchdog removes that
         // once this process is gone.
