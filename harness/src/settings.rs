@@ -6,7 +6,7 @@
 //! nextest, which give authlab no command line to parse; where a flag exists, clap's `env`
 //! takes the variable too (`--cases`/`AUTHLAB_CASES`, `--junit`/`AUTHLAB_JUNIT`, …).
 
-use std::{ffi::OsString, path::PathBuf, sync::OnceLock};
+use std::{ffi::OsString, path::PathBuf};
 
 /// Environment variables authlab reads, with what they do (shown in `--help`).
 pub const ENV_VARS: &[(&str, &str)] = &[
@@ -469,23 +469,6 @@ impl Settings {
             .unwrap_or("kind")
             .to_string()
     }
-}
-
-/// The settings of this process, read from the environment on first use.
-pub fn current() -> &'static Settings {
-    static S: OnceLock<Settings> = OnceLock::new();
-    S.get_or_init(Settings::from_env)
-}
-
-/// True when `AUTHLAB_KEEP` asks to keep scratch files.
-pub fn keep() -> bool {
-    current().keep
-}
-
-/// True when a missing requirement must fail rather than be ignored (see
-/// [`Settings::required`]).
-pub fn required(what: &str) -> bool {
-    current().required(what)
 }
 
 #[cfg(test)]

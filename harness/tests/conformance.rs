@@ -249,11 +249,8 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         return Ok(env);
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("kind") {
-        let made = Lab::new(LabOptions::new(
-            ClusterKind::Kind,
-            authlab::settings::current(),
-        ))
-        .context("creating the lab")?;
+        let made =
+            Lab::new(LabOptions::new(ClusterKind::Kind, settings())).context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
         let ext = made
             .external_cluster(ClusterKind::Kind, &Default::default())
@@ -262,7 +259,7 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         return env_of(ext.owned.context("the Kind cluster is authlab's")?).await;
     }
     if std::env::var("AUTHLAB_CONFORMANCE_CLUSTER").as_deref() == Ok("apiserver") {
-        let opts = LabOptions::new(ClusterKind::Apiserver, authlab::settings::current());
+        let opts = LabOptions::new(ClusterKind::Apiserver, settings());
         let made = Lab::new(opts).context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
         let settings = Default::default();
@@ -357,4 +354,10 @@ fn main() -> ExitCode {
         runtime.block_on(lab.shutdown());
     }
     conclusion.exit_code()
+}
+
+/// The settings of this test process, read from the environment once.
+fn settings() -> &'static authlab::settings::Settings {
+    static S: std::sync::OnceLock<authlab::settings::Settings> = std::sync::OnceLock::new();
+    S.get_or_init(authlab::settings::Settings::from_env)
 }

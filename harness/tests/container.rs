@@ -35,12 +35,12 @@ const SPEC: &str = "openbao:2.7.2";
 
 /// The engine and the OpenBao binary (the test is only run where Docker is reachable).
 async fn prerequisites() -> (Engine, PathBuf) {
-    let engine = Engine::connect(authlab::settings::current())
+    let engine = Engine::connect(common::settings())
         .await
         .expect("Docker, checked before the test");
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");
     let bin = async {
-        BinaryCache::new(authlab::settings::current())?
+        BinaryCache::new(common::settings())?
             .ensure(&spec, &|l| eprintln!("{spec}: {l}"))
             .await
     }
@@ -61,15 +61,9 @@ fn progress(line: &str) {
 /// The server image every server test uses (the official one if present, else the local build).
 async fn server_image(engine: &Engine, bin: &Path) -> (String, bool) {
     let spec: ServerSpec = SPEC.parse().expect("a valid spec");
-    let img = resolve_image(
-        engine,
-        &spec,
-        bin,
-        authlab::settings::current().pull,
-        &progress,
-    )
-    .await
-    .expect("the server image");
+    let img = resolve_image(engine, &spec, bin, common::settings().pull, &progress)
+        .await
+        .expect("the server image");
     let official = img.official();
     (img.reference, official)
 }
@@ -567,15 +561,9 @@ fn pods_share_one_network_namespace() {
     rt.block_on(async {
         let (engine, bin) = prerequisites().await;
         let spec: ServerSpec = SPEC.parse().expect("a valid spec");
-        let image = resolve_image(
-            &engine,
-            &spec,
-            &bin,
-            authlab::settings::current().pull,
-            &progress,
-        )
-        .await
-        .expect("the server image");
+        let image = resolve_image(&engine, &spec, &bin, common::settings().pull, &progress)
+            .await
+            .expect("the server image");
         let run = run_id();
         let net = format!("authlab-{run}");
         let holder = format!("authlab-{run}-pods");

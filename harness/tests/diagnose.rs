@@ -204,7 +204,7 @@ struct Tally {
 fn every_failing_case_is_diagnosed_from_partial_evidence() {
     let rt = runtime();
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(settings()).unwrap();
     if let Err(e) = rt.block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }
@@ -220,13 +220,7 @@ fn every_failing_case_is_diagnosed_from_partial_evidence() {
         .map(Arc::new)
         .collect();
     let trials = matrix::expand(&cases, &[spec], matrix::ClusterKind::Sim);
-    let lab = Arc::new(
-        Lab::new(LabOptions::new(
-            matrix::ClusterKind::Sim,
-            authlab::settings::current(),
-        ))
-        .unwrap(),
-    );
+    let lab = Arc::new(Lab::new(LabOptions::new(matrix::ClusterKind::Sim, settings())).unwrap());
     let records: Vec<(matrix::Trial, trial::TrialOutcome, TrialRecord)> = rt.block_on(async {
         let sem = Arc::new(tokio::sync::Semaphore::new(8));
         let mut set = tokio::task::JoinSet::new();
@@ -639,15 +633,11 @@ fn globs_with_several_stars_bind_as_on_the_server() {
 fn a_live_server_through_bao_addr_and_bao_token() {
     let rt = runtime();
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(settings()).unwrap();
     if let Err(e) = rt.block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }
-    let lab = Lab::new(LabOptions::new(
-        matrix::ClusterKind::Sim,
-        authlab::settings::current(),
-    ))
-    .unwrap();
+    let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim, settings())).unwrap();
     let info = rt.block_on(async {
         let server = lab.server(&spec).await.unwrap();
         let c = server.client();
@@ -870,7 +860,7 @@ fn wait_for_file(path: &std::path::Path, what: &str, child: &mut std::process::C
 #[test]
 fn from_a_lab_to_diagnose_as_the_readme_walks() {
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(settings()).unwrap();
     let rt = runtime();
     let bao = rt
         .block_on(cache.ensure(&spec, &|_| {}))
@@ -1065,7 +1055,7 @@ fn from_a_lab_to_diagnose_as_the_readme_walks() {
 #[test]
 fn the_read_back_form_in_the_artifacts_is_what_diagnose_takes() {
     let spec: authlab::server::ServerSpec = "openbao:2.7.2".parse().unwrap();
-    let cache = authlab::server::binary::BinaryCache::new(authlab::settings::current()).unwrap();
+    let cache = authlab::server::binary::BinaryCache::new(settings()).unwrap();
     if let Err(e) = runtime().block_on(cache.ensure(&spec, &|_| {})) {
         panic!("OpenBao 2.7.2 cannot be provisioned: {e:#}");
     }
@@ -1130,4 +1120,10 @@ fn the_read_back_form_in_the_artifacts_is_what_diagnose_takes() {
     );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("cause: reviewer-token"), "{out}");
+}
+
+/// The settings of this test process, read from the environment once.
+fn settings() -> &'static authlab::settings::Settings {
+    static S: std::sync::OnceLock<authlab::settings::Settings> = std::sync::OnceLock::new();
+    S.get_or_init(authlab::settings::Settings::from_env)
 }

@@ -48,7 +48,7 @@ fn spec() -> ServerSpec {
 /// The binary for `spec`, provisioned if need be; a test that cannot have it fails.
 fn binary_for(rt: &tokio::runtime::Runtime, spec: &ServerSpec) -> PathBuf {
     rt.block_on(async {
-        BinaryCache::new(authlab::settings::current())?
+        BinaryCache::new(common::settings())?
             .ensure(spec, &|l| eprintln!("{spec}: {l}"))
             .await
     })
@@ -534,7 +534,7 @@ fn parallel_trials_see_only_their_own_evidence() {
     let lab = Arc::new(
         Lab::new(LabOptions::new(
             matrix::ClusterKind::Sim,
-            authlab::settings::current(),
+            common::settings(),
         ))
         .unwrap(),
     );
@@ -603,7 +603,7 @@ fn audience_failure_evidence_from_a_real_server() {
     let t = matrix::expand(&[case], &[spec()], matrix::ClusterKind::Sim).remove(0);
     let lab = Lab::new(LabOptions::new(
         matrix::ClusterKind::Sim,
-        authlab::settings::current(),
+        common::settings(),
     ))
     .unwrap();
     let (outcome, rec) = rt.block_on(trial::run_recorded(&lab, &t));
@@ -647,13 +647,11 @@ fn pod_emulation_container() {
     let rt = runtime();
     ensure_binary(&rt);
     let engine = rt
-        .block_on(authlab::container::Engine::connect(
-            authlab::settings::current(),
-        ))
+        .block_on(authlab::container::Engine::connect(common::settings()))
         .expect("Docker, checked before the test");
     let lab = Lab::new(LabOptions::new(
         matrix::ClusterKind::Sim,
-        authlab::settings::current(),
+        common::settings(),
     ))
     .unwrap();
     rt.block_on(async {
@@ -725,10 +723,7 @@ fn cases_run_against_a_cluster_given_by_kubeconfig() {
     let scratch = tempfile::tempdir().unwrap();
     let kc = scratch.path().join("kubeconfig");
     std::fs::write(&kc, sim.kubeconfig_yaml(None)).unwrap();
-    let mut opts = LabOptions::new(
-        matrix::ClusterKind::Kubeconfig,
-        authlab::settings::current(),
-    );
+    let mut opts = LabOptions::new(matrix::ClusterKind::Kubeconfig, common::settings());
     opts.kubeconfig = Some((kc, None));
     let lab = Lab::new(opts).unwrap();
     let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Kubeconfig);
@@ -762,7 +757,7 @@ fn apiserver_trials_without_binaries_are_ignored_with_how_to_get_them() {
     let rt = runtime();
     let dir = cases_dir();
     let case = load::load_file(&dir, &dir.join("kubernetes/client-token/works.yaml")).unwrap();
-    let mut opts = LabOptions::new(matrix::ClusterKind::Apiserver, authlab::settings::current());
+    let mut opts = LabOptions::new(matrix::ClusterKind::Apiserver, common::settings());
     opts.settings.path = Some("/nonexistent".into());
     opts.settings.kube_apiserver_bin = Some("/nonexistent/kube-apiserver".into());
     opts.settings.kubebuilder_assets = None;

@@ -692,7 +692,7 @@ fn validate(lc: &LoadedCase) -> Vec<CaseError> {
         match action {
             ClusterAction::Apply(obj) => bad.extend(check_object(lc, &field, obj, &err).err()),
             ClusterAction::Delete(what) => {
-                if let Err(why) = crate::cluster::objects::DeleteSpec::parse(what) {
+                if let Err(why) = super::manifest::DeleteSpec::parse(what) {
                     bad.push(err(
                         &field,
                         format!("`delete: {what}`: {why}."),
@@ -1168,13 +1168,13 @@ fn check_expect(field: &str, e: &Expect, err: &ErrFn<'_>, bad: &mut Vec<CaseErro
         ));
     }
     for (i, o) in e.cluster_objects.iter().enumerate() {
-        if crate::cluster::objects::api_version_of(&o.kind).is_none() {
+        if super::manifest::api_version_of(&o.kind).is_none() {
             bad.push(err(
                 &format!("{field}.cluster_objects[{i}].kind"),
                 format!("`{}` is not a kind authlab lists.", o.kind),
                 &format!(
                     "use one of {} (singular, as in a manifest's `kind`).",
-                    crate::cluster::objects::known_kinds().join(", ")
+                    super::manifest::known_kinds().join(", ")
                 ),
             ));
         }

@@ -155,7 +155,7 @@ fn read_log(what: &str, path: &std::path::Path) -> Result<String> {
 }
 
 /// Runs the diagnosis and prints it.
-pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
+pub async fn run(a: DiagnoseArgs, s: &crate::settings::Settings) -> Result<ExitCode> {
     let mut input = diagnose::Input {
         now: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -234,7 +234,6 @@ pub async fn run(a: DiagnoseArgs) -> Result<ExitCode> {
             &path_in,
         )?);
     }
-    let s = crate::settings::current();
     let addr = a.addr.clone().or_else(|| s.vault_addr.clone());
     match (&addr, &a.role, &role_file) {
         (None, Some(name), None) => anyhow::bail!(

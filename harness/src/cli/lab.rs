@@ -17,11 +17,12 @@ use crate::{
 
 /// Starts the servers, writes the state file, and serves until Ctrl-C, SIGTERM or `lab down`.
 pub async fn up(
+    s: &crate::settings::Settings,
     servers_flag: Option<&str>,
     timings: bool,
     runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
-    let path = servers::state_path(crate::settings::current());
+    let path = servers::state_path(s);
     if let Some(s) = servers::read_state(&path) {
         bail!(
             "a lab is already running (process {}, state {}); stop it with `authlab lab down`",
@@ -29,9 +30,9 @@ pub async fn up(
             path.display()
         );
     }
-    let specs = select::servers(crate::settings::current(), servers_flag)?;
-    let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
-    opts.runtime = select::runtime(crate::settings::current(), runtime)?;
+    let specs = select::servers(s, servers_flag)?;
+    let mut opts = LabOptions::new(ClusterKind::Sim, s);
+    opts.runtime = select::runtime(s, runtime)?;
     if opts.runtime == crate::lab::Runtime::Container {
         bail!(
             "`lab up` runs process servers only: trials attach to servers on loopback, and a container lab's trials need the lab's own network; use `authlab run --runtime container`"
@@ -85,8 +86,8 @@ pub async fn up(
 }
 
 /// Stops a running lab.
-pub async fn down() -> Result<ExitCode> {
-    let path = servers::state_path(crate::settings::current());
+pub async fn down(s: &crate::settings::Settings) -> Result<ExitCode> {
+    let path = servers::state_path(s);
     let Some(state) = servers::read_state(&path) else {
         let _ = std::fs::remove_file(&path);
         eprintln!("authlab: no lab is running");
@@ -113,8 +114,8 @@ pub async fn down() -> Result<ExitCode> {
 }
 
 /// Prints the running lab's servers and their health.
-pub async fn status() -> Result<ExitCode> {
-    let path = servers::state_path(crate::settings::current());
+pub async fn status(s: &crate::settings::Settings) -> Result<ExitCode> {
+    let path = servers::state_path(s);
     let Some(state) = servers::read_state(&path) else {
         outln!("no lab is running");
         return Ok(ExitCode::from(1));
@@ -149,8 +150,8 @@ fn env_hint(state: &LabState) -> String {
 }
 
 /// `export` lines for `server` of the running lab (or its first).
-pub fn env(server: Option<&str>) -> Result<ExitCode> {
-    let path = servers::state_path(crate::settings::current());
+pub fn env(s: &crate::settings::Settings, server: Option<&str>) -> Result<ExitCode> {
+    let path = servers::state_path(s);
     let Some(state) = servers::read_state(&path) else {
         bail!("no lab is running: start one with `authlab lab up`");
     };
@@ -189,12 +190,13 @@ pub fn env(server: Option<&str>) -> Result<ExitCode> {
 /// Starts each selected server in the chosen runtime, prints its start-up time (spawn or
 /// container create → initialised, unsealed, active), and stops it again.
 pub async fn timings(
+    s: &crate::settings::Settings,
     servers_flag: Option<&str>,
     runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
-    let specs = select::servers(crate::settings::current(), servers_flag)?;
-    let mut opts = LabOptions::new(ClusterKind::Sim, crate::settings::current());
-    opts.runtime = select::runtime(crate::settings::current(), runtime)?;
+    let specs = select::servers(s, servers_flag)?;
+    let mut opts = LabOptions::new(ClusterKind::Sim, s);
+    opts.runtime = select::runtime(s, runtime)?;
     let lab = Lab::new(opts)?;
     crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
     let kind = match lab.options().runtime {

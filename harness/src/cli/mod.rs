@@ -7,6 +7,7 @@ pub mod lab;
 mod merge;
 mod pending;
 mod run;
+mod watch;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -158,7 +159,7 @@ enum Command {
     /// Print the JSON Schema of case files.
     Schema,
     /// The watchdog a run starts for itself (removes what the run leaves if it is killed).
-    #[command(name = "__watch", hide = true)]
+    #[command(name = crate::scope::WATCHDOG, hide = true)]
     Watch,
     /// Export a case's server-side configuration.
     Export {
@@ -233,7 +234,8 @@ const COMPLETE_VAR: &str = "AUTHLAB_COMPLETE";
 
 /// Case names under the selected case directory that start with `current`, for the shell.
 fn case_names(current: &std::ffi::OsStr) -> Vec<clap_complete::CompletionCandidate> {
-    let Ok(dir) = cases_dir(None) else {
+    // A completion request ends the process before `main` reads the settings.
+    let Ok(dir) = cases_dir(&crate::settings::Settings::from_env(), None) else {
         return Vec::new();
     };
     let prefix = current.to_string_lossy();
@@ -276,11 +278,13 @@ pub fn main() -> ExitCode {
         .var(COMPLETE_VAR)
         .complete();
     let cli = Cli::parse();
+    // Read once, here: every command is handed these.
+    let settings = crate::settings::Settings::from_env();
     crate::progress::init(
-        crate::settings::current().log.as_deref(),
+        settings.log.as_deref(),
         crate::progress::verbosity(cli.verbose, cli.quiet).as_deref(),
     );
-    let style = output::style(cli.quiet);
+    let style = output::style(cli.quiet, settings.no_color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -292,7 +296,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command, style)) {
+    match runtime.block_on(dispatch(cli.command, style, &settings)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("authlab: {e:#}");
@@ -301,18 +305,18 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
+async fn dispatch(cmd: Command, style: Style, s: &crate::settings::Settings) -> Result<ExitCode> {
     match cmd {
         Command::List {
             cases,
             names,
             expected,
             format,
-        } => list(cases, names, expected.as_deref(), format),
-        Command::Check { cases, format } => check(cases, format),
-        Command::Run(a) => run::run(a, style).await,
+        } => list(s, cases, names, expected.as_deref(), format),
+        Command::Check { cases, format } => check(s, cases, format),
+        Command::Run(a) => run::run(a, style, s).await,
         Command::Report { inputs, out, mixed } => merge::merge_reports(&inputs, &out, mixed),
-        Command::Bless { command } => pending::run(command),
+        Command::Bless { command } => pending::run(command, s),
         Command::Completions { shell } => {
             out!("{}", completion_script(shell)?);
             Ok(ExitCode::SUCCESS)
@@ -322,15 +326,15 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
                 servers,
                 timings,
                 runtime,
-            } => lab::up(servers.as_deref(), timings, runtime).await,
-            LabCommand::Down => lab::down().await,
+            } => lab::up(s, servers.as_deref(), timings, runtime).await,
+            LabCommand::Down => lab::down(s).await,
             LabCommand::Timings { servers, runtime } => {
-                lab::timings(servers.as_deref(), runtime).await
+                lab::timings(s, servers.as_deref(), runtime).await
             }
-            LabCommand::Status => lab::status().await,
-            LabCommand::Env { server } => lab::env(server.as_deref()),
+            LabCommand::Status => lab::status(s).await,
+            LabCommand::Env { server } => lab::env(s, server.as_deref()),
         },
-        Command::Provision { servers } => provision(servers.as_deref()).await,
+        Command::Provision { servers } => provision(s, servers.as_deref()).await,
         Command::Sim {
             command:
                 SimCommand::Serve {
@@ -346,17 +350,17 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain { token, format } => explain(&token, format),
-        Command::Diagnose(a) => diagnose::run(a).await,
+        Command::Diagnose(a) => diagnose::run(a, s).await,
         Command::Clean {
             dry_run,
             images,
             force,
             run,
-        } => clean(dry_run, images, force, run.as_deref()).await,
+        } => clean(s, dry_run, images, force, run.as_deref()).await,
         Command::Export {
             command: ExportCommand::Terraform { case, cases },
         } => {
-            let dir = cases_dir(cases)?;
+            let dir = cases_dir(s, cases)?;
             let file = load::file_for_name(&dir, &case).with_context(|| {
                 format!(
                     "no case named {case} under {} (see `authlab list --names`)",
@@ -368,7 +372,7 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Watch => {
-            crate::watchdog::serve(crate::settings::current()).await;
+            watch::serve(s).await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
@@ -378,17 +382,16 @@ async fn dispatch(cmd: Command, style: Style) -> Result<ExitCode> {
     }
 }
 
-fn cases_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
+fn cases_dir(s: &crate::settings::Settings, flag: Option<PathBuf>) -> Result<PathBuf> {
     match flag {
         Some(d) => {
             // Found also for a directory of the user's: their cases may name shipped manifests.
-            if let Err(e) = crate::shipped::locate(crate::settings::current()) {
+            if let Err(e) = crate::shipped::locate(s) {
                 tracing::debug!("the shipped catalog: {e:#}");
             }
             Ok(d)
         }
-        None => select::default_cases_dir(crate::settings::current())
-            .context("finding the shipped catalog"),
+        None => select::default_cases_dir(s).context("finding the shipped catalog"),
     }
 }
 
@@ -414,12 +417,13 @@ fn word<T: serde::Serialize>(v: T) -> String {
 }
 
 fn list(
+    s: &crate::settings::Settings,
     cases: Option<PathBuf>,
     names: bool,
     expected: Option<&str>,
     format: Format,
 ) -> Result<ExitCode> {
-    let dir = cases_dir(cases)?;
+    let dir = cases_dir(s, cases)?;
     let all = load_all(&dir)?;
     let selected: Vec<_> = all
         .iter()
@@ -494,10 +498,14 @@ fn list(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
-    let dir = cases_dir(cases)?;
+fn check(
+    s: &crate::settings::Settings,
+    cases: Option<PathBuf>,
+    format: Format,
+) -> Result<ExitCode> {
+    let dir = cases_dir(s, cases)?;
     let result = load::load_dir(&dir);
-    if crate::settings::current().github_actions
+    if s.github_actions
         && format == Format::Human
         && let Err(errs) = &result
     {
@@ -553,9 +561,9 @@ fn check(cases: Option<PathBuf>, format: Format) -> Result<ExitCode> {
     }
 }
 
-async fn provision(servers: Option<&str>) -> Result<ExitCode> {
-    let servers = select::servers(crate::settings::current(), servers)?;
-    let cache = BinaryCache::new(crate::settings::current())?;
+async fn provision(s: &crate::settings::Settings, servers: Option<&str>) -> Result<ExitCode> {
+    let servers = select::servers(s, servers)?;
+    let cache = BinaryCache::new(s)?;
     for spec in &servers {
         let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
         let bin = cache.ensure(spec, &progress).await?;
@@ -607,8 +615,14 @@ fn explain(token: &str, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn clean(dry_run: bool, images: bool, force: bool, run: Option<&str>) -> Result<ExitCode> {
-    let found = cleanup::Leftovers::find(crate::settings::current(), images, force, run).await?;
+async fn clean(
+    s: &crate::settings::Settings,
+    dry_run: bool,
+    images: bool,
+    force: bool,
+    run: Option<&str>,
+) -> Result<ExitCode> {
+    let found = cleanup::Leftovers::find(s, images, force, run).await?;
     for line in found.describe() {
         outln!("{line}");
     }

@@ -32,18 +32,18 @@ pub fn text(text: &str) {
 }
 
 /// The style of progress lines (standard error): quiet from `-q`, colour as described above.
-pub fn style(quiet: bool) -> Style {
+pub fn style(quiet: bool, no_color: bool) -> Style {
     Style {
         quiet,
-        color: std::io::stderr().is_terminal() && !crate::settings::current().no_color,
+        color: std::io::stderr().is_terminal() && !no_color,
     }
 }
 
 /// `style` for what goes to standard output (the summary): coloured only when standard
 /// output itself is a terminal (`authlab run > out.txt` writes no escape codes).
-pub fn stdout_style(style: Style) -> Style {
+pub fn stdout_style(style: Style, no_color: bool) -> Style {
     Style {
-        color: std::io::stdout().is_terminal() && !crate::settings::current().no_color,
+        color: std::io::stdout().is_terminal() && !no_color,
         ..style
     }
 }

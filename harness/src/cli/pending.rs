@@ -75,13 +75,13 @@ fn reject(new: &Path) -> Result<()> {
     std::fs::remove_file(new).with_context(|| format!("removing {}", new.display()))
 }
 
-pub(super) fn run(cmd: BlessCommand) -> Result<ExitCode> {
+pub(super) fn run(cmd: BlessCommand, settings: &crate::settings::Settings) -> Result<ExitCode> {
     let (sel, what) = match &cmd {
         BlessCommand::Review(s) => (s, "review"),
         BlessCommand::Accept(s) => (s, "accept"),
         BlessCommand::Reject(s) => (s, "reject"),
     };
-    let dir = super::cases_dir(sel.cases.clone())?;
+    let dir = super::cases_dir(settings, sel.cases.clone())?;
     let files = pending(&dir, &sel.filters)?;
     if files.is_empty() {
         eprintln!(

@@ -14,7 +14,9 @@ use kube::{
 /// Field manager name used for server-side apply.
 pub const FIELD_MANAGER: &str = "authlab";
 
-pub use crate::case::manifest::{parse_documents, read_manifest};
+pub use crate::case::manifest::{
+    DeleteSpec, api_version_of, known_kinds, parse_documents, read_manifest,
+};
 
 use crate::{case::manifest::KINDS as KNOWN, wait::Wait};
 
@@ -26,20 +28,6 @@ fn resource_for(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         .iter()
         .find(|(v, k, _, _)| *v == api_version && *k == kind)
         .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
-}
-
-/// The apiVersion of a kind cases use (each kind is known at one version).
-/// The kinds authlab applies and lists, by name.
-pub fn known_kinds() -> Vec<&'static str> {
-    KNOWN.iter().map(|(_, k, _, _)| *k).collect()
-}
-
-/// The `apiVersion` of a kind authlab knows.
-pub fn api_version_of(kind: &str) -> Option<&'static str> {
-    KNOWN
-        .iter()
-        .find(|(_, k, _, _)| *k == kind)
-        .map(|(v, ..)| *v)
 }
 
 /// The dynamic API of a kind authlab applies.
@@ -239,62 +227,6 @@ pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: b
         .await
         .with_context(|| format!("deleting {what}"))?;
     Ok(())
-}
-
-/// `<Kind> <namespace>/<name>` (or `<Kind> <name>`) with kubectl's `--grace-period=N` and
-/// `--force` (which needs `--grace-period=0`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeleteSpec {
-    /// Kind.
-    pub kind: String,
-    /// Namespace, for namespaced kinds.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// The grace period asked for (None: the object's own).
-    pub grace_period: Option<u32>,
-    /// `--foreign`: the object may be one the trial did not make (deleted only when the user
-    /// allows it too).
-    pub foreign: bool,
-}
-
-impl DeleteSpec {
-    /// Parses the text of a `delete:` action.
-    pub fn parse(spec: &str) -> std::result::Result<DeleteSpec, String> {
-        let mut words = spec.split_whitespace();
-        let (Some(kind), Some(target)) = (words.next(), words.next()) else {
-            return Err("it should be `<Kind> <namespace>/<name>` or `<Kind> <name>`".into());
-        };
-        let (namespace, name) = match target.split_once('/') {
-            Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
-            None => (None, target.to_string()),
-        };
-        let (mut grace_period, mut force, mut foreign) = (None, false, false);
-        for w in words {
-            match w {
-                "--force" => force = true,
-                "--foreign" => foreign = true,
-                _ => match w.strip_prefix("--grace-period=").map(str::parse::<u32>) {
-                    Some(Ok(n)) => grace_period = Some(n),
-                    _ => {
-                        return Err(format!(
-                            "`{w}` is not `--grace-period=<seconds>`, `--force` or `--foreign`"
-                        ));
-                    }
-                },
-            }
-        }
-        if force && grace_period != Some(0) {
-            return Err("`--force` goes with `--grace-period=0`, as kubectl has it".into());
-        }
-        Ok(DeleteSpec {
-            kind: kind.to_string(),
-            namespace,
-            name,
-            grace_period,
-            foreign,
-        })
-    }
 }
 
 /// The objects of `kind` (in `ns`, for a namespaced kind), as the API returns them.

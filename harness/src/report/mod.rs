@@ -12,5 +12,6 @@ pub mod markdown;
 pub mod matrix;
 pub mod progress;
 pub mod shown;
-pub mod signature;
+/// Observed signatures (below the trial, which observes them; named here too).
+pub use crate::signature;
 pub mod summary;

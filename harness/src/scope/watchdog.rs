@@ -1,5 +1,5 @@
-//! The scope's side of the watchdog (`authlab __watch`, served by [`crate::watchdog`]): started
-//! with the first run, told one line per fact on its standard input, which this process holds
+//! The scope's side of the watchdog (`authlab __watch`, a hidden subcommand): started with the
+//! first run, told one line per fact on its standard input, which this process holds
 //! open for its whole life.
 
 use std::{

@@ -22,8 +22,8 @@ use serde_json::Value;
 
 pub use crate::verdict::Verdict;
 use crate::{
-    case::matrix::Trial, evidence::Evidence, lab::Lab, placeholders::Vars,
-    report::signature::Signature, verdict::Judgement,
+    case::matrix::Trial, evidence::Evidence, lab::Lab, placeholders::Vars, signature::Signature,
+    verdict::Judgement,
 };
 
 /// The result of one trial.
@@ -278,7 +278,7 @@ async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<(Judgement, Signature)> {
     if !judged.mismatches.is_empty() {
         apply::read_back(run, &env, &setup).await;
     }
-    let signature = crate::report::signature::observe(&env.expect, &evidence, &setup.vars);
+    let signature = crate::signature::observe(&env.expect, &evidence, &setup.vars);
     run.record.vars = setup.vars.clone();
     run.record.evidence = evidence;
     Ok((judged, signature))

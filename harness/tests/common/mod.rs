@@ -9,6 +9,12 @@ use std::{process::ExitCode, sync::OnceLock};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
+/// The settings of this test process, read from the environment once.
+pub fn settings() -> &'static authlab::settings::Settings {
+    static S: OnceLock<authlab::settings::Settings> = OnceLock::new();
+    S.get_or_init(authlab::settings::Settings::from_env)
+}
+
 /// What a test needs besides a Rust toolchain and the OpenBao binaries (which tests fetch
 /// themselves, failing when they cannot).
 #[derive(Debug, Clone, Copy)]
@@ -46,15 +52,13 @@ fn docker_missing() -> Option<&'static str> {
             .enable_all()
             .build()
             .ok()?;
-        rt.block_on(authlab::container::Engine::connect(
-            authlab::settings::current(),
-        ))
-        .err()
-        .map(|e| {
-            // The harness's message, without the fix it goes on to suggest.
-            let e = format!("{e:#}");
-            format!("Docker: {}", e.split("; ").next().unwrap_or(&e))
-        })
+        rt.block_on(authlab::container::Engine::connect(settings()))
+            .err()
+            .map(|e| {
+                // The harness's message, without the fix it goes on to suggest.
+                let e = format!("{e:#}");
+                format!("Docker: {}", e.split("; ").next().unwrap_or(&e))
+            })
     })
     .as_deref()
 }
@@ -64,7 +68,7 @@ fn docker_missing() -> Option<&'static str> {
 pub fn test(name: &str, needs: Needs, body: fn()) -> Trial {
     Trial::ignorable_test(name, move || {
         if let Some(why) = needs.missing() {
-            if authlab::settings::required(needs.requirement()) {
+            if settings().required(needs.requirement()) {
                 return Err(Failed::from(format!(
                     "needs {why}; this run requires it (AUTHLAB_REQUIRE or CI=true)"
                 )));

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Arguments) -> anyhow::Result<ExitCode> {
-    let s = authlab::settings::current();
+    let settings = authlab::settings::Settings::from_env();
+    let s = &settings;
     authlab::progress::init(s.log.as_deref(), None);
     let (selection, mut trials) = select::trials(s, &args)?;
     // Trials mostly wait on servers; more than one per core keeps both cores busy. Those that

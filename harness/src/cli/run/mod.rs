@@ -17,15 +17,14 @@ use crate::{
     runner::Schedule,
     select,
     session::{Selection, Session},
-    settings,
+    settings::Settings,
 };
 
-pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
+pub(super) async fn run(a: RunArgs, style: Style, s: &Settings) -> Result<ExitCode> {
     // First: a signal from here on takes the ordered way out (and exits 130/143).
     crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
-    let s = settings::current();
     let selection = Selection {
-        cases_dir: cases_dir(a.cases.clone())?,
+        cases_dir: cases_dir(s, a.cases.clone())?,
         servers: select::servers(s, a.servers.as_deref())?,
         cluster: select::cluster(s, a.cluster)?,
     };
@@ -72,7 +71,11 @@ pub(super) async fn run(a: RunArgs, style: Style) -> Result<ExitCode> {
         _ => Vec::new(),
     };
     let run = session.finish(outcomes).await?;
-    show::summary(&run, &a, style)?;
+    show::summary(
+        &run,
+        &a,
+        crate::cli::output::stdout_style(style, s.no_color),
+    )?;
     if a.bless {
         return bless::bless(&run.outcomes, &again, a.in_place);
     }

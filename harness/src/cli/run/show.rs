@@ -73,7 +73,7 @@ pub(super) fn starting(run_id: &str, trials: usize, selection: &Selection) {
 
 /// The summary on standard output (`--format json`: the matrix document), with what passing
 /// trials observed under `--show-observed`.
-pub(super) fn summary(run: &Finished, a: &RunArgs, style: Style) -> Result<()> {
+pub(super) fn summary(run: &Finished, a: &RunArgs, stdout: Style) -> Result<()> {
     if a.format == Format::Json {
         outln!("{}", serde_json::to_string_pretty(&run.matrix)?);
         return Ok(());
@@ -85,12 +85,7 @@ pub(super) fn summary(run: &Finished, a: &RunArgs, style: Style) -> Result<()> {
         .filter(|t| t.difference.is_some())
         .map(|t| t.name.as_str())
         .collect();
-    let shown = report::summary::render(
-        &run.outcomes,
-        &differs,
-        run.wall,
-        crate::cli::output::stdout_style(style),
-    );
+    let shown = report::summary::render(&run.outcomes, &differs, run.wall, stdout);
     out!("{shown}");
     if a.show_observed {
         for o in &run.outcomes {

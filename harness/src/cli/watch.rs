@@ -14,9 +14,6 @@ use std::{collections::BTreeSet, path::PathBuf};
 
 use crate::wait::Wait;
 
-/// The hidden subcommand the watchdog runs as.
-pub use crate::scope::WATCHDOG as SUBCOMMAND;
-
 /// What the watchdog was told.
 #[derive(Debug, Default, PartialEq)]
 struct Told {
