@@ -117,16 +117,9 @@ impl PodNetwork {
         let Some(claim) = claim else {
             return Ok(());
         };
-        match engine.remove_container(&self.holder).await {
-            Ok(()) => {
-                claim.release();
-                Ok(())
-            }
-            Err(e) => {
-                *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim);
-                Err(e)
-            }
-        }
+        let removed = engine.remove_container(&self.holder).await;
+        *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = claim.released_if(removed.is_ok());
+        removed
     }
 
     /// The holder's name (`container:<name>` is the pods' network mode).

@@ -212,9 +212,8 @@ impl ContainerServer {
         engine.create_container(&opts.name, body).await?;
         if crate::scope::stopping() {
             // Clean-up may have run while the engine created it.
-            if engine.remove_container(&opts.name).await.is_ok() {
-                claim.release();
-            }
+            // Not removed now: dropping the claim tries again.
+            drop(claim.released_if(engine.remove_container(&opts.name).await.is_ok()));
             bail!("the run is stopping: container {} removed", opts.name);
         }
         drop(creating);
@@ -404,16 +403,9 @@ impl ContainerServer {
         let Some(claim) = self.claim.take() else {
             return Ok(());
         };
-        match self.engine.remove_container(&self.name).await {
-            Ok(()) => {
-                claim.release();
-                Ok(())
-            }
-            Err(e) => {
-                self.claim = Some(claim);
-                Err(e)
-            }
-        }
+        let removed = self.engine.remove_container(&self.name).await;
+        self.claim = claim.released_if(removed.is_ok());
+        removed
     }
 }
 

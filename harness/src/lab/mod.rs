@@ -959,14 +959,15 @@ impl Lab {
             {
                 tracing::warn!("{e:#}");
             }
-            match engine.remove_network(network).await {
-                Ok(()) => {
-                    if let Some(claim) = self.claims().network.take() {
-                        claim.release();
-                    }
-                }
-                Err(e) => tracing::warn!("{e:#}"),
+            let removed = engine.remove_network(network).await;
+            if let Err(e) = &removed {
+                tracing::warn!("{e:#}");
             }
+            let mut claims = self.claims();
+            claims.network = claims
+                .network
+                .take()
+                .and_then(|c| c.released_if(removed.is_ok()));
         }
         if let Some(claim) = self.claims().workdir.take() {
             let _ = std::fs::remove_dir_all(&self.workdir);

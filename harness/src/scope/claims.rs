@@ -72,6 +72,18 @@ impl Tracked {
         &self.what
     }
 
+    /// Released when `removed` (its owner removed what it claims), else handed back: an
+    /// owner whose removal failed keeps the claim, so that dropping it or the run's close
+    /// tries again.
+    pub fn released_if(self, removed: bool) -> Option<Tracked> {
+        if removed {
+            self.release();
+            None
+        } else {
+            Some(self)
+        }
+    }
+
     /// Forgets the claim: what it claims is gone, or is to be kept.
     pub fn release(self) {
         let _ = take(self.id);

@@ -61,6 +61,13 @@ fn a_dropped_claim_removes_and_a_released_one_does_not() {
     drop(dropped);
     released.release();
     assert_eq!(*log.lock().unwrap(), vec!["one"]);
+    // An owner whose removal failed gets its claim back (dropped, it tries again).
+    let removed = claim("thing three", Stage::Files, removal("three")).released_if(true);
+    assert!(removed.is_none());
+    let failed = claim("thing four", Stage::Files, removal("four")).released_if(false);
+    assert_eq!(failed.as_ref().map(Tracked::what), Some("thing four"));
+    drop(failed);
+    assert_eq!(*log.lock().unwrap(), vec!["one", "four"]);
 }
 
 #[test]
