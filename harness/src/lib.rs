@@ -26,6 +26,7 @@ pub mod export;
 pub mod input;
 pub mod jwt;
 pub mod lab;
+pub mod logs;
 pub mod matching;
 pub mod placeholders;
 pub mod progress;

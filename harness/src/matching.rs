@@ -3,7 +3,7 @@
 
 use crate::{
     case::model::{LogExpect, TextMatch},
-    evidence::LogLine,
+    logs::LogLine,
     placeholders::{Vars, substitute, substitute_escaped},
 };
 

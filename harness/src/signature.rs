@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     case::model::Expect,
-    evidence::{Evidence, LogLine, Observed},
+    evidence::{Evidence, Observed},
+    logs::LogLine,
     matching::find_log_line,
     placeholders::Vars,
 };

@@ -15,8 +15,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use authlab::{
     case::{load, matrix},
     diagnose::{self, Cause, Input, inputs},
-    evidence::LogLine,
     lab::{Lab, LabOptions},
+    logs::LogLine,
     trial::{self, TrialRecord, Verdict},
 };
 

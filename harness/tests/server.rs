@@ -17,8 +17,8 @@ mod common;
 
 use authlab::{
     case::{load, matrix},
-    evidence::{self, AuditEntry, LogLine},
     lab::{Lab, LabOptions},
+    logs::{self, AuditEntry, LogLine},
     server::{
         OPENBAO_VERSIONS, ServerSpec,
         binary::{BinaryCache, version_of},
@@ -173,7 +173,7 @@ async fn kubernetes_mount(client: &VaultClient, mount: &str, port: u16, ca: &str
 /// The server's audit entries (the device writes synchronously, so they are there when the
 /// response is).
 fn audit(server: &RunningServer) -> Vec<AuditEntry> {
-    evidence::parse_audit_log(&std::fs::read_to_string(server.audit_log_path()).unwrap())
+    logs::parse_audit_log(&std::fs::read_to_string(server.audit_log_path()).unwrap())
 }
 
 /// The `login unauthorized` line of the mount with `accessor`, waited for (the log is written
@@ -305,7 +305,7 @@ fn kubernetes_login_failure_evidence() {
         )
     );
 
-    let mine = evidence::audit_for_mount(&audit(&server), "auth/k8s-a/", Some(&accessor));
+    let mine = logs::audit_for_mount(&audit(&server), "auth/k8s-a/", Some(&accessor));
     let logins: Vec<_> = mine
         .iter()
         .filter(|e| e.path == "auth/k8s-a/login" && e.kind == "response")
@@ -366,11 +366,10 @@ fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
         login_unauthorized(&rt, &server, acc);
     }
     let entries = audit(&server);
-    let log =
-        evidence::parse_server_log(&std::fs::read_to_string(server.server_log_path()).unwrap());
+    let log = logs::parse_server_log(&std::fs::read_to_string(server.server_log_path()).unwrap());
     for (mount, port, acc) in &mounts {
         let prefix = format!("auth/{mount}/");
-        let slice = evidence::audit_for_mount(&entries, &prefix, Some(acc));
+        let slice = logs::audit_for_mount(&entries, &prefix, Some(acc));
         // config + role + login, each a request and a response entry.
         assert_eq!(slice.len(), 6, "{mount}: {slice:#?}");
         for e in &slice {
@@ -382,7 +381,7 @@ fn evidence_of_concurrent_mounts_is_sliced_per_mount() {
             .find(|e| e.kind == "response" && e.path.ends_with("/login"))
             .unwrap();
         assert_eq!(login.error.as_deref(), Some("permission denied"));
-        let lines = evidence::log_for_accessor(&log, acc);
+        let lines = logs::log_for_accessor(&log, acc);
         assert!(!lines.is_empty());
         let unauthorized: Vec<_> = lines
             .iter()

@@ -4,47 +4,21 @@
 
 use std::{collections::BTreeMap, time::SystemTime};
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{
     core::Core,
     store::{Kind, Store, meta_str},
     tokens::{self, LEGACY_ISSUER},
+    user::UserInfo,
 };
 
-/// Username of anonymous requests.
-pub(crate) const ANONYMOUS: &str = "system:anonymous";
 /// Username of the sim's static admin token.
 pub(crate) const ADMIN_USER: &str = "authlab:admin";
 /// The error every failing bearer authenticator reports.
 pub(crate) const INVALID_BEARER: &str = "invalid bearer token";
 /// Leeway of the time claims (go-jose `DefaultLeeway`).
 const LEEWAY_SECONDS: f64 = 60.0;
-
-/// `authentication/v1.UserInfo` with Go `omitempty` behaviour.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub(crate) struct UserInfo {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub username: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub uid: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, Vec<String>>,
-}
-
-impl UserInfo {
-    /// `system:anonymous` in group `system:unauthenticated`.
-    pub fn anonymous() -> Self {
-        UserInfo {
-            username: ANONYMOUS.into(),
-            groups: vec!["system:unauthenticated".into()],
-            ..Default::default()
-        }
-    }
-}
 
 /// Formats errors like `utilerrors.Aggregate`: flattened, de-duplicated, bare when only one.
 pub(crate) fn aggregate(messages: &[String]) -> String {

@@ -21,6 +21,7 @@ mod status;
 mod store;
 mod tls;
 mod tokens;
+mod user;
 
 use std::{
     net::SocketAddr,

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use super::{
-    authn::UserInfo,
     status::ApiError,
     store::{Kind, Store, meta_str},
+    user::UserInfo,
 };
 
 /// What a request asks to do, as the authorizer sees it.

@@ -1220,7 +1220,7 @@ fn check_eso(case: &Case, err: &ErrFn<'_>) -> Result<(), CaseError> {
         && !case
             .applies
             .clusters
-            .contains(&super::matrix::ClusterKind::Kind)
+            .contains(&super::cluster_kind::ClusterKind::Kind)
     {
         return Err(err(
             "applies.clusters",

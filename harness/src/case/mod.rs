@@ -1,5 +1,6 @@
 //! Cases: the model, the loader, and expansion into trials.
 
+pub mod cluster_kind;
 pub mod effective;
 pub mod load;
 pub mod manifest;

@@ -113,7 +113,7 @@ pub struct Applies {
     pub flavours: Vec<crate::server::Flavour>,
     /// Cluster kinds the case needs (`sim`, `kind`, `kubeconfig`); empty means all.
     #[serde(default)]
-    pub clusters: Vec<crate::case::matrix::ClusterKind>,
+    pub clusters: Vec<super::cluster_kind::ClusterKind>,
     /// Why the case is limited, shown when a trial is not applicable.
     #[serde(default)]
     pub reason: Option<String>,

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::{
     diagnose::{self, inputs},
-    evidence,
+    logs,
     vault::VaultClient,
 };
 
@@ -198,7 +198,7 @@ pub async fn run(a: DiagnoseArgs, s: &crate::settings::Settings) -> Result<ExitC
             notes.push(format!(
                 "--server-log {}: no line parsed as a server log entry; the formats read are {}",
                 path.display(),
-                evidence::LOG_FORMATS
+                logs::LOG_FORMATS
             ));
         }
     }

@@ -9,7 +9,8 @@ use crate::{
     case::matrix::ClusterKind,
     lab::{
         Lab, LabOptions,
-        servers::{self, LabState, ServerHandle},
+        servers::ServerHandle,
+        state::{self, LabState},
     },
     select,
     vault::VaultClient,
@@ -22,8 +23,8 @@ pub async fn up(
     timings: bool,
     runtime: Option<crate::lab::Runtime>,
 ) -> Result<ExitCode> {
-    let path = servers::state_path(s);
-    if let Some(s) = servers::read_state(&path) {
+    let path = state::state_path(s);
+    if let Some(s) = state::read_state(&path) {
         bail!(
             "a lab is already running (process {}, state {}); stop it with `authlab lab down`",
             s.pid,
@@ -52,7 +53,7 @@ pub async fn up(
     };
     // Removed when `lab up` ends, however it ends (it holds root tokens).
     let _state_file = crate::scope::claim_file(path.clone());
-    servers::write_state(&path, &state)?;
+    state::write_state(&path, &state)?;
     if timings {
         outln!("{:<16} {:>10}  address", "server", "ready (ms)");
         for h in &handles {
@@ -87,8 +88,8 @@ pub async fn up(
 
 /// Stops a running lab.
 pub async fn down(s: &crate::settings::Settings) -> Result<ExitCode> {
-    let path = servers::state_path(s);
-    let Some(state) = servers::read_state(&path) else {
+    let path = state::state_path(s);
+    let Some(state) = state::read_state(&path) else {
         let _ = std::fs::remove_file(&path);
         eprintln!("authlab: no lab is running");
         return Ok(ExitCode::SUCCESS);
@@ -115,8 +116,8 @@ pub async fn down(s: &crate::settings::Settings) -> Result<ExitCode> {
 
 /// Prints the running lab's servers and their health.
 pub async fn status(s: &crate::settings::Settings) -> Result<ExitCode> {
-    let path = servers::state_path(s);
-    let Some(state) = servers::read_state(&path) else {
+    let path = state::state_path(s);
+    let Some(state) = state::read_state(&path) else {
         outln!("no lab is running");
         return Ok(ExitCode::from(1));
     };
@@ -151,8 +152,8 @@ fn env_hint(state: &LabState) -> String {
 
 /// `export` lines for `server` of the running lab (or its first).
 pub fn env(s: &crate::settings::Settings, server: Option<&str>) -> Result<ExitCode> {
-    let path = servers::state_path(s);
-    let Some(state) = servers::read_state(&path) else {
+    let path = state::state_path(s);
+    let Some(state) = state::read_state(&path) else {
         bail!("no lab is running: start one with `authlab lab up`");
     };
     let spec = match server {

@@ -1,12 +1,12 @@
 //! The evidence a user has, read into an [`Input`]: the JSON of `vault read -format=json
 //! auth/<mount>/config` and `…/role/<name>` (or their bare `data`), a JWT as text, file or
 //! standard input (with or without `Bearer `), an audit log (HMAC'd or raw) and a server log in
-//! any of [`crate::evidence::LOG_FORMATS`].
+//! any of [`crate::logs::LOG_FORMATS`].
 
 use serde_json::Value;
 
 use super::Input;
-use crate::evidence::{self, LogLine};
+use crate::logs::{self, LogLine};
 
 /// Evidence that cannot be read, named so the user can fix it.
 #[derive(Debug, thiserror::Error)]
@@ -119,11 +119,11 @@ fn time_of(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 /// Reads the login's response entry (the last with an error, or the one with `request_id`)
 /// into `input`; without a failed login, the last failed config write of an auth mount.
 pub fn audit(input: &mut Input, text: &str, request_id: Option<&str>) -> Result<AuditPick, String> {
-    let entries = evidence::parse_audit_log(text);
+    let entries = logs::parse_audit_log(text);
     if entries.is_empty() {
         return Err("holds no audit entries (JSON lines of a file audit device)".into());
     }
-    let failed = |e: &&evidence::AuditEntry| e.error.is_some() || e.data_error.is_some();
+    let failed = |e: &&logs::AuditEntry| e.error.is_some() || e.data_error.is_some();
     let responses = || entries.iter().rev().filter(|e| e.kind == "response");
     let login = match request_id {
         Some(id) => responses().find(|e| e.request_id.as_deref() == Some(id)),
@@ -223,7 +223,7 @@ pub fn server_log(
     accessor: Option<&str>,
     logins: Option<&LoginTimes>,
 ) -> usize {
-    let all = evidence::parse_any_server_log(text);
+    let all = logs::parse_any_server_log(text);
     let mine = |l: &LogLine| {
         let (Some(logins), Some(t)) = (logins, time_of(&l.time)) else {
             return true;
@@ -238,7 +238,7 @@ pub fn server_log(
                 .iter()
                 .any(|l| l.module.as_deref().is_some_and(|m| m.ends_with(acc))) =>
         {
-            evidence::log_for_accessor(&all, acc)
+            logs::log_for_accessor(&all, acc)
         }
         _ => all.clone(),
     };

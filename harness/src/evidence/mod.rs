@@ -1,34 +1,18 @@
 //! Evidence: what a trial observed — client answers, the login's audit entry, the mount's
-//! server-log lines, the requests the cluster answered, what ESO reported, and the diagnosis
-//! of all that — and the readers that slice audit and server logs per trial (by mount path and
-//! accessor) so parallel trials never see each other's entries.
+//! server-log lines (read by [`crate::logs`]), the requests the cluster answered, what ESO
+//! reported, and the diagnosis of all that.
 
-mod audit;
 mod eso;
-mod serverlog;
 mod wait;
 
-pub use audit::{AuditEntry, audit_for_mount, parse_audit_log};
 pub use eso::{EsoCondition, EsoEvidence, EsoObserved};
-pub use serverlog::{
-    LOG_FORMATS, LogLine, log_for_accessor, parse_any_server_log, parse_server_log,
-};
 pub use wait::wait_for;
 
-use crate::{diagnose::Finding, sim::RequestRecord};
-
-/// The text of the file at `path` from byte `offset` on (empty when it cannot be read): what a
-/// log gained since `offset`.
-pub fn read_from(path: &std::path::Path, offset: u64) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut buf = Vec::new();
-    if let Ok(mut f) = std::fs::File::open(path)
-        && f.seek(SeekFrom::Start(offset)).is_ok()
-    {
-        let _ = f.read_to_end(&mut buf);
-    }
-    String::from_utf8_lossy(&buf).into_owned()
-}
+use crate::{
+    diagnose::Finding,
+    logs::{AuditEntry, LogLine},
+    sim::RequestRecord,
+};
 
 /// What a client request returned, reduced to what expectations look at.
 #[derive(Debug, Clone, Default, serde::Serialize)]

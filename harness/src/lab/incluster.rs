@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::{Api, api::LogParams};
 use serde_json::Value;
 
-use super::servers::ServerInfo;
+use super::state::ServerInfo;
 use crate::{
     cluster::objects,
     server::{ServerSpec, process::initialise_keyed},

@@ -5,6 +5,7 @@
 pub mod apiservers;
 pub mod incluster;
 pub mod servers;
+pub mod state;
 
 use std::{
     collections::HashMap,

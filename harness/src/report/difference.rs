@@ -3,28 +3,17 @@
 //! here because this server answers differently. Each gets a `flavours:` block, ready to paste
 //! into the case, that holds what this server said.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::{matrix::Row, signature::Signature};
+use super::{
+    matrix::{Difference, Row},
+    signature::Signature,
+};
 use crate::{
     case::model::{TextMatch, override_matches},
     matching::text_matches,
     placeholders::Vars,
 };
-
-/// Why a failure is a difference, and the block that records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Difference {
-    /// Why (e.g. `the same expectations passed on openbao:2.7.0, openbao:2.7.2`).
-    pub because: String,
-    /// The servers (with this one) that answered this way where the expectations held elsewhere.
-    pub servers: Vec<String>,
-    /// The `flavours` key of the block.
-    pub key: String,
-    /// YAML to paste into the case file (a `flavours:` entry).
-    pub block: String,
-}
 
 /// Marks every failed row that is a difference (and clears the mark of every other row).
 ///

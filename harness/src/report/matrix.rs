@@ -10,8 +10,21 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use super::shown::Shown;
-use super::{difference, html, markdown, signature::Signature};
+use super::signature::Signature;
 use crate::trial::{TrialOutcome, Verdict};
+
+/// Why a failure is a difference, and the block that records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Difference {
+    /// Why (e.g. `the same expectations passed on openbao:2.7.0, openbao:2.7.2`).
+    pub because: String,
+    /// The servers (with this one) that answered this way where the expectations held elsewhere.
+    pub servers: Vec<String>,
+    /// The `flavours` key of the block.
+    pub key: String,
+    /// YAML to paste into the case file (a `flavours:` entry).
+    pub block: String,
+}
 
 /// The version of the `matrix.json` layout.
 pub const FORMAT: u32 = 1;
@@ -131,7 +144,7 @@ pub struct Row {
     /// Set when the trial failed only because this server answers differently from the one its
     /// expectations were written for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difference: Option<difference::Difference>,
+    pub difference: Option<Difference>,
     /// Under `--retries`: how each earlier attempt ended. A passed trial with any is flaky.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<String>,
@@ -219,62 +232,6 @@ impl Row {
 }
 
 impl Matrix {
-    /// The matrix of one run.
-    pub fn of_run(mut run: RunInfo, outcomes: &[TrialOutcome]) -> Matrix {
-        if run.kubernetes.is_none() {
-            run.kubernetes = outcomes.iter().find_map(|o| o.kubernetes.clone());
-        }
-        if run.authlab.is_empty() {
-            run.authlab = crate::VERSION.to_string();
-        }
-        let trials = outcomes.iter().map(|o| Row::of(o, &run.run_id)).collect();
-        let mut m = Matrix {
-            format: FORMAT,
-            runs: vec![run],
-            trials,
-            mixed: Vec::new(),
-        };
-        m.settle();
-        m
-    }
-
-    /// Several matrices as one. Trials are told apart by every dimension ([`Row::key`]): only
-    /// a trial that two of them ran on the same cluster and Kubernetes version is taken from
-    /// the later one. Runs of different case files or another authlab are refused, unless
-    /// `mixed`: then the matrix says how they differ.
-    pub fn merge(parts: Vec<Matrix>, mixed: bool) -> Result<Matrix, Unalike> {
-        let mut runs: Vec<RunInfo> = Vec::new();
-        let mut trials: BTreeMap<(String, String, Option<String>), Row> = BTreeMap::new();
-        let mut notes: Vec<String> = parts.iter().flat_map(|p| p.mixed.clone()).collect();
-        for p in parts {
-            runs.extend(p.runs);
-            for t in p.trials {
-                let (n, c, k) = t.key();
-                trials.insert((n.to_string(), c.to_string(), k.map(str::to_string)), t);
-            }
-        }
-        notes.extend(unalike(&runs));
-        notes.dedup();
-        if !notes.is_empty() && !mixed {
-            return Err(Unalike(notes));
-        }
-        let mut m = Matrix {
-            format: FORMAT,
-            runs,
-            trials: trials.into_values().collect(),
-            mixed: notes,
-        };
-        m.settle();
-        Ok(m)
-    }
-
-    /// Sorts the trials and works out which failures are differences between servers.
-    fn settle(&mut self) {
-        self.trials
-            .sort_by(|a, b| (&a.name, a.order()).cmp(&(&b.name, b.order())));
-        difference::classify(&mut self.trials);
-    }
-
     /// Reads the `matrix.json` in `path` (a report folder or the file itself).
     pub fn read(path: &Path) -> Result<Matrix, ReportError> {
         let file = if path.is_dir() {
@@ -304,29 +261,6 @@ impl Matrix {
             });
         }
         Ok(m)
-    }
-
-    /// Writes `matrix.json`, `matrix.md` and `index.html` into `dir` (created when missing) and
-    /// returns their paths.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ReportError::Io { path, source }
-        };
-        super::files::own_dir(dir, 0o755).map_err(io(dir))?;
-        let json = serde_json::to_string_pretty(self).expect("a matrix serializes");
-        let files = [
-            ("matrix.json", json),
-            ("matrix.md", markdown::render(self)),
-            ("index.html", html::render(self)),
-        ];
-        let mut out = Vec::new();
-        for (name, text) in files {
-            let path = dir.join(name);
-            super::files::replace(&path, text.as_bytes(), 0o644).map_err(io(&path))?;
-            out.push(path);
-        }
-        Ok(out)
     }
 
     /// The columns (servers, with their cluster and its Kubernetes version), in server order.
@@ -452,40 +386,10 @@ impl ServerKey {
     }
 }
 
-/// How the runs differ in what they ran: other case files, another authlab. Runs of an older
-/// report that did not record either are taken as alike in it.
-fn unalike(runs: &[RunInfo]) -> Vec<String> {
-    let mut out = Vec::new();
-    for (what, of) in [
-        (
-            "case files",
-            (|r: &RunInfo| r.cases_digest.as_str()) as fn(&RunInfo) -> &str,
-        ),
-        ("authlab", |r: &RunInfo| r.authlab.as_str()),
-    ] {
-        let mut seen: Vec<(&str, Vec<&str>)> = Vec::new();
-        for r in runs.iter().filter(|r| !of(r).is_empty()) {
-            match seen.iter_mut().find(|(v, _)| *v == of(r)) {
-                Some((_, ids)) => ids.push(&r.run_id),
-                None => seen.push((of(r), vec![&r.run_id])),
-            }
-        }
-        if seen.len() > 1 {
-            out.push(format!(
-                "{what} differ: {}",
-                seen.iter()
-                    .map(|(v, ids)| format!("{v} in run {}", ids.join(", ")))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::report::{html, markdown};
 
     /// A row of `case` on openbao 2.7.2 on the sim with `verdict`, and `fields` (a JSON object
     /// of row fields) over it: for the report renderers' tests.

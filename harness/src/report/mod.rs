@@ -2,6 +2,7 @@
 //! matrix report (observed signatures, differences between servers, Markdown and HTML).
 
 pub mod artifacts;
+mod build;
 pub mod catalog_yaml;
 pub mod changes;
 pub mod difference;
@@ -15,3 +16,4 @@ pub mod shown;
 /// Observed signatures (below the trial, which observes them; named here too).
 pub use crate::signature;
 pub mod summary;
+mod write;

@@ -28,7 +28,7 @@ use super::{
     config::{self, ServerConfig},
     ready,
 };
-use crate::{evidence::LogLine, vault::VaultClient, wait::Wait};
+use crate::{logs::LogLine, vault::VaultClient, wait::Wait};
 
 /// How a server process is started.
 #[derive(Debug, Clone)]
@@ -489,10 +489,10 @@ impl RunningServer {
         // still gain continuation lines).
         let mut from = 0u64;
         loop {
-            let chunk = crate::evidence::read_from(&self.server_log, from);
+            let chunk = crate::logs::read_from(&self.server_log, from);
             let complete = chunk.rfind('\n').map_or(0, |i| i + 1);
             let text = &chunk[..complete];
-            if let Some(l) = crate::evidence::parse_server_log(text)
+            if let Some(l) = crate::logs::parse_server_log(text)
                 .into_iter()
                 .find(|l| pred(l))
             {
@@ -561,11 +561,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
         std::fs::write(&p, t).unwrap();
-        assert_eq!(crate::evidence::read_from(&p, at as u64), &t[at..]);
-        assert_eq!(
-            crate::evidence::read_from(&dir.path().join("missing"), 0),
-            ""
-        );
+        assert_eq!(crate::logs::read_from(&p, at as u64), &t[at..]);
+        assert_eq!(crate::logs::read_from(&dir.path().join("missing"), 0), "");
     }
 
     #[test]

@@ -4,29 +4,15 @@
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::{Run, apply::Setup, prepare::Env};
+use super::{
+    Run,
+    outputs::{Acted, Env, Setup},
+};
 use crate::{
     case::model::ClusterAction,
     cluster::objects,
     evidence::{AuthObserved, Observed},
-    sim::RequestRecord,
 };
-
-/// What `act` returns.
-pub(super) struct Acted {
-    /// The login's answer (None: the config write failed, so no login was made).
-    pub login: Option<Observed>,
-    /// Requests the cluster answered during the login.
-    pub cluster_requests: Vec<RequestRecord>,
-    /// Requests the second cluster answered during the login (None: the trial has none).
-    pub other_cluster_requests: Option<Vec<RequestRecord>>,
-    /// Answers to the follow-up steps.
-    pub steps: Vec<Observed>,
-    /// What a successful login produced.
-    pub auth: Option<AuthObserved>,
-    /// Where the audit log stood before the login.
-    pub audit_offset: u64,
-}
 
 pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<Acted> {
     change_cluster(run, env, setup).await?;

@@ -6,37 +6,17 @@ use std::{sync::Arc, time::Duration};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::{Run, prepare::Env, teardown::Mounts};
+use super::{
+    Run,
+    outputs::{Env, Mounts, Setup},
+};
 use crate::{
     case::effective,
     cluster::{objects, tokens},
     evidence::{Observed, wait_for},
-    lab::servers::ServerHandle,
     placeholders::{Vars, substitute, substitute_value},
     vault::VaultClient,
 };
-
-/// What `apply` returns.
-pub(super) struct Setup {
-    /// The server the trial logs in to.
-    pub server: Arc<ServerHandle>,
-    /// Its root client.
-    pub root: VaultClient,
-    /// The client's JWT (secret).
-    pub client_jwt: String,
-    /// The accessor of the mount the client logs in at.
-    pub accessor: String,
-    /// The answer to the config write.
-    pub config: Observed,
-    /// The answer to the role write.
-    pub role: Observed,
-    /// Where the server log stood before the mount existed.
-    pub log_offset: u64,
-    /// Placeholder values, now with the reviewer token and the accessor.
-    pub vars: Vars,
-    /// The server's address as the cluster sees its requests (None: loopback).
-    pub server_ip: Option<String>,
-}
 
 pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let kube = &env.cluster.client;

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Run, act::Acted, apply::Setup, prepare::Env};
+use super::{
+    Run,
+    outputs::{Acted, Env, Setup},
+};
 use crate::{
     case::model::AuthMethod,
-    evidence::{self, EsoEvidence, Evidence, Observed, read_from},
+    evidence::{self, EsoEvidence, Evidence, Observed},
+    logs::{self, read_from},
     matching::find_log_line,
 };
 
@@ -30,7 +34,7 @@ pub(super) async fn collect(
     let mount = &env.names.login_mount;
     let prefix = format!("auth/{mount}/");
     let login_path = format!("auth/{mount}/login");
-    let is_login_response = |e: &evidence::AuditEntry| {
+    let is_login_response = |e: &logs::AuditEntry| {
         e.kind == "response" && (e.path == login_path || e.path.ends_with("/login"))
     };
     // A file audit device has written the entry before the answer left the server; a pod's
@@ -42,8 +46,8 @@ pub(super) async fn collect(
         LOG_WAIT,
         Duration::from_millis(25),
         || async {
-            let entries = evidence::parse_audit_log(&read_from(&audit_path, acted.audit_offset));
-            Ok(evidence::audit_for_mount(
+            let entries = logs::parse_audit_log(&read_from(&audit_path, acted.audit_offset));
+            Ok(logs::audit_for_mount(
                 &entries,
                 &prefix,
                 Some(&setup.accessor),
@@ -68,8 +72,8 @@ pub(super) async fn collect(
         LOG_WAIT,
         Duration::from_millis(25),
         || async {
-            let lines = evidence::parse_server_log(&read_from(&log_path, setup.log_offset));
-            Ok(evidence::log_for_accessor(&lines, &setup.accessor))
+            let lines = logs::parse_server_log(&read_from(&log_path, setup.log_offset));
+            Ok(logs::log_for_accessor(&lines, &setup.accessor))
         },
         |lines| match &env.expect.server_log {
             Some(l) => find_log_line(l, lines, &setup.vars).is_some(),
@@ -156,7 +160,7 @@ fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
             .server_log
             .iter()
             .filter(|l| l.level != "TRACE" && l.level != "INFO")
-            .map(crate::evidence::LogLine::text)
+            .map(crate::logs::LogLine::text)
             .collect(),
         steps: ev.steps.iter().map(first).collect(),
         at_login: true,

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::{NotAvailable, Run, apply::Setup, prepare::Env};
+use super::{
+    NotAvailable, Run,
+    outputs::{Env, Setup},
+};
 use crate::{
     case::{matrix::ClusterKind, model::EsoClient},
     cluster::objects,

@@ -9,6 +9,7 @@ mod act;
 mod apply;
 mod collect;
 mod eso;
+mod outputs;
 mod pod;
 mod prepare;
 mod teardown;
@@ -166,7 +167,7 @@ struct Run<'a> {
     trial: &'a Trial,
     timer: Timer,
     record: TrialRecord,
-    made: teardown::Made<'a>,
+    made: outputs::Made<'a>,
 }
 
 /// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].
@@ -183,7 +184,7 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         trial,
         timer: Timer::new(),
         record: TrialRecord::default(),
-        made: teardown::Made::default(),
+        made: outputs::Made::default(),
     };
     let mut requirement = None;
     let mut not_checked = Vec::new();

@@ -17,7 +17,7 @@ use crate::{
 pub(super) async fn pod_server(
     lab: &Lab,
     trial: &Trial,
-    cluster: &super::prepare::ClusterView,
+    cluster: &super::outputs::ClusterView,
 ) -> Result<crate::lab::servers::ServerHandle> {
     let kube = &cluster.client;
     let sa = pod_account(trial);
@@ -164,8 +164,8 @@ pub(super) async fn pod_token_file(server: &crate::lab::servers::ServerHandle) -
 /// restart: the old pod's tokens are invalid from then on).
 pub(super) async fn renew_token(
     run: &super::Run<'_>,
-    env: &super::prepare::Env,
-    setup: &super::apply::Setup,
+    env: &super::outputs::Env,
+    setup: &super::outputs::Setup,
     replace: bool,
 ) -> Result<()> {
     let trial = run.trial;

@@ -6,100 +6,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::{NotAvailable, Run};
+use super::{
+    NotAvailable, Run,
+    outputs::{ClusterView, Env, Faults, Names},
+};
 use crate::{
     case::{
         matrix::ClusterKind,
-        model::{AuthMethod, Expect, Topology},
+        model::{AuthMethod, Topology},
     },
-    cluster::external::ExternalCluster,
     lab::{Runtime, servers::ServerHandle},
     placeholders::{Vars, substitute},
     sim::{ClosedPort, HangListener, ResetListener, SimCluster, SimConfig},
 };
-
-/// What a trial needs of its cluster.
-pub(super) struct ClusterView {
-    /// The sim, when the cluster is one (it signs hand-made tokens and logs requests).
-    pub sim: Option<SimCluster>,
-    /// The trial's second cluster (`cluster.other`, or a case naming `${other.url}`).
-    pub other: Option<SimCluster>,
-    /// The cluster's signing key, where authlab holds it (hand-made tokens).
-    pub signer: Option<crate::cluster::tokens::Signer>,
-    /// The address the cluster listens on, where fault endpoints are made.
-    pub host: String,
-    /// The audit log of an API server authlab started (its request log).
-    pub audit: Option<crate::cluster::apiserver::audit::AuditLog>,
-    /// The shared cluster, when the trial runs on one.
-    pub ext: Option<ExternalCluster>,
-    /// Admin client.
-    pub client: kube::Client,
-    /// API server URL as the server reaches it.
-    pub url: String,
-    /// Cluster CA (PEM).
-    pub ca_pem: String,
-    /// Service-account issuer.
-    pub issuer: String,
-    /// Service-account public key (PEM), when known.
-    pub pubkey: Option<String>,
-    /// The server's address as the cluster's pods reach it (shared clusters only).
-    pub server_from_pods: Option<String>,
-}
-
-impl ClusterView {
-    /// The port of the API server URL.
-    pub fn port(&self) -> Result<u16> {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .with_context(|| format!("the cluster URL {} has no port", self.url))
-    }
-}
-
-/// Names of what the trial creates on the server.
-pub(super) struct Names {
-    /// Auth method type (`kubernetes`, `jwt`).
-    pub kind: &'static str,
-    /// Auth mount path.
-    pub mount: String,
-    /// KV v2 mount path.
-    pub kv: String,
-    /// ACL policy name.
-    pub policy: String,
-    /// Role written.
-    pub role: String,
-    /// Role the client logs in with.
-    pub login_role: String,
-    /// Further mounts: (name, path).
-    pub extra: Vec<(String, String)>,
-    /// The mount the client logs in at.
-    pub login_mount: String,
-}
-
-/// Endpoints that fail the way networks do, held for the whole trial so no other listener
-/// can take their ports.
-#[derive(Default)]
-pub(super) struct Faults {
-    _hang: Option<HangListener>,
-    _reset: Option<ResetListener>,
-    _unnamed: Option<crate::sim::Forwarder>,
-    _unreachable: Option<ClosedPort>,
-}
-
-/// What `prepare` returns.
-pub(super) struct Env {
-    /// The cluster.
-    pub cluster: ClusterView,
-    /// The shared server (None: the trial's own pod server, started once objects exist).
-    pub server: Option<Arc<ServerHandle>>,
-    /// Names on the server.
-    pub names: Names,
-    /// Placeholder values known so far.
-    pub vars: Vars,
-    /// The expectations for this server.
-    pub expect: Expect,
-}
 
 pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
     // Known before anything runs, so the artifacts say it whatever happens next.

@@ -5,48 +5,7 @@
 use std::sync::Arc;
 
 use super::Run;
-use crate::{
-    case::model::TokenKind, cluster::objects, lab::servers::ServerHandle, sim::SimCluster,
-    vault::VaultClient,
-};
-
-/// What the trial created on the server.
-pub(super) struct Mounts {
-    /// Root client of the server.
-    pub root: VaultClient,
-    /// Auth mount path.
-    pub auth: String,
-    /// Further auth mounts.
-    pub extra: Vec<String>,
-    /// KV mount path, when the trial made one (its steps read or write secrets).
-    pub kv: Option<String>,
-    /// Policy name.
-    pub policy: String,
-}
-
-/// Everything a trial made that outlives a stage, for `teardown`.
-#[derive(Default)]
-pub(super) struct Made<'a> {
-    /// The trial's own sim.
-    pub sim: Option<SimCluster>,
-    /// The trial's second cluster.
-    pub other_sim: Option<SimCluster>,
-    /// The shared cluster's client (what the trial applied there is deleted).
-    pub shared: Option<kube::Client>,
-    /// The turn on the shared cluster.
-    pub exclusive: Option<tokio::sync::MutexGuard<'a, ()>>,
-    /// The API server of the pool the trial holds (its turn on it).
-    pub apiserver: Option<crate::lab::apiservers::Member>,
-    /// Mounts and policy on the server.
-    pub mounts: Option<Mounts>,
-    /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
-    pub pod_server: Option<Arc<ServerHandle>>,
-    /// Its objects (the emulated pod's Pod; a real pod's StatefulSet, Service and
-    /// ConfigMap), deleted from a shared cluster.
-    pub pod_objects: Vec<serde_json::Value>,
-    /// Fault endpoints, held until the trial is over.
-    pub faults: super::prepare::Faults,
-}
+use crate::{case::model::TokenKind, cluster::objects};
 
 /// Returns what could not be removed from a shared cluster (the trial then ends in ERROR: the
 /// next one would meet it).

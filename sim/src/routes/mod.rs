@@ -18,11 +18,12 @@ use axum::{
 };
 
 use super::{
-    authn::{self, UserInfo},
+    authn,
     core::Core,
     log::{RequestRecord, ReviewRecord},
     protobuf, rbac,
     status::{ApiError, json_response, to_json},
+    user::UserInfo,
 };
 use request_info::{RequestInfo, query_value};
 

@@ -6,13 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{Ctx, Reply};
-use crate::{
-    authn::{self, UserInfo},
-    core::Core,
-    log::ReviewRecord,
-    status::ApiError,
-    tokens,
-};
+use crate::{authn, core::Core, log::ReviewRecord, status::ApiError, tokens, user::UserInfo};
 
 #[derive(Serialize)]
 struct TokenReviewOut<'a> {

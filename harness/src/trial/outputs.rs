@@ -1,0 +1,176 @@
+//! What the stages hand on, each in its own type: `prepare`'s [`Env`], `apply`'s [`Setup`],
+//! `act`'s [`Acted`], and what a trial made that outlives a stage ([`Made`]), which `teardown`
+//! removes whatever stage the trial reached.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::{
+    case::model::Expect,
+    cluster::external::ExternalCluster,
+    evidence::{AuthObserved, Observed},
+    lab::servers::ServerHandle,
+    placeholders::Vars,
+    sim::{ClosedPort, HangListener, RequestRecord, ResetListener, SimCluster},
+    vault::VaultClient,
+};
+
+/// What a trial needs of its cluster.
+pub(super) struct ClusterView {
+    /// The sim, when the cluster is one (it signs hand-made tokens and logs requests).
+    pub sim: Option<SimCluster>,
+    /// The trial's second cluster (`cluster.other`, or a case naming `${other.url}`).
+    pub other: Option<SimCluster>,
+    /// The cluster's signing key, where authlab holds it (hand-made tokens).
+    pub signer: Option<crate::cluster::tokens::Signer>,
+    /// The address the cluster listens on, where fault endpoints are made.
+    pub host: String,
+    /// The audit log of an API server authlab started (its request log).
+    pub audit: Option<crate::cluster::apiserver::audit::AuditLog>,
+    /// The shared cluster, when the trial runs on one.
+    pub ext: Option<ExternalCluster>,
+    /// Admin client.
+    pub client: kube::Client,
+    /// API server URL as the server reaches it.
+    pub url: String,
+    /// Cluster CA (PEM).
+    pub ca_pem: String,
+    /// Service-account issuer.
+    pub issuer: String,
+    /// Service-account public key (PEM), when known.
+    pub pubkey: Option<String>,
+    /// The server's address as the cluster's pods reach it (shared clusters only).
+    pub server_from_pods: Option<String>,
+}
+
+impl ClusterView {
+    /// The port of the API server URL.
+    pub fn port(&self) -> Result<u16> {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .with_context(|| format!("the cluster URL {} has no port", self.url))
+    }
+}
+
+/// Names of what the trial creates on the server.
+pub(super) struct Names {
+    /// Auth method type (`kubernetes`, `jwt`).
+    pub kind: &'static str,
+    /// Auth mount path.
+    pub mount: String,
+    /// KV v2 mount path.
+    pub kv: String,
+    /// ACL policy name.
+    pub policy: String,
+    /// Role written.
+    pub role: String,
+    /// Role the client logs in with.
+    pub login_role: String,
+    /// Further mounts: (name, path).
+    pub extra: Vec<(String, String)>,
+    /// The mount the client logs in at.
+    pub login_mount: String,
+}
+
+/// Endpoints that fail the way networks do, held for the whole trial so no other listener
+/// can take their ports.
+#[derive(Default)]
+pub(super) struct Faults {
+    pub _hang: Option<HangListener>,
+    pub _reset: Option<ResetListener>,
+    pub _unnamed: Option<crate::sim::Forwarder>,
+    pub _unreachable: Option<ClosedPort>,
+}
+
+/// What `prepare` returns.
+pub(super) struct Env {
+    /// The cluster.
+    pub cluster: ClusterView,
+    /// The shared server (None: the trial's own pod server, started once objects exist).
+    pub server: Option<Arc<ServerHandle>>,
+    /// Names on the server.
+    pub names: Names,
+    /// Placeholder values known so far.
+    pub vars: Vars,
+    /// The expectations for this server.
+    pub expect: Expect,
+}
+
+/// What `apply` returns.
+pub(super) struct Setup {
+    /// The server the trial logs in to.
+    pub server: Arc<ServerHandle>,
+    /// Its root client.
+    pub root: VaultClient,
+    /// The client's JWT (secret).
+    pub client_jwt: String,
+    /// The accessor of the mount the client logs in at.
+    pub accessor: String,
+    /// The answer to the config write.
+    pub config: Observed,
+    /// The answer to the role write.
+    pub role: Observed,
+    /// Where the server log stood before the mount existed.
+    pub log_offset: u64,
+    /// Placeholder values, now with the reviewer token and the accessor.
+    pub vars: Vars,
+    /// The server's address as the cluster sees its requests (None: loopback).
+    pub server_ip: Option<String>,
+}
+
+/// What `act` returns.
+pub(super) struct Acted {
+    /// The login's answer (None: the config write failed, so no login was made).
+    pub login: Option<Observed>,
+    /// Requests the cluster answered during the login.
+    pub cluster_requests: Vec<RequestRecord>,
+    /// Requests the second cluster answered during the login (None: the trial has none).
+    pub other_cluster_requests: Option<Vec<RequestRecord>>,
+    /// Answers to the follow-up steps.
+    pub steps: Vec<Observed>,
+    /// What a successful login produced.
+    pub auth: Option<AuthObserved>,
+    /// Where the audit log stood before the login.
+    pub audit_offset: u64,
+}
+
+/// What the trial created on the server.
+pub(super) struct Mounts {
+    /// Root client of the server.
+    pub root: VaultClient,
+    /// Auth mount path.
+    pub auth: String,
+    /// Further auth mounts.
+    pub extra: Vec<String>,
+    /// KV mount path, when the trial made one (its steps read or write secrets).
+    pub kv: Option<String>,
+    /// Policy name.
+    pub policy: String,
+}
+
+/// Everything a trial made that outlives a stage, for `teardown`.
+#[derive(Default)]
+pub(super) struct Made<'a> {
+    /// The trial's own sim.
+    pub sim: Option<SimCluster>,
+    /// The trial's second cluster.
+    pub other_sim: Option<SimCluster>,
+    /// The shared cluster's client (what the trial applied there is deleted).
+    pub shared: Option<kube::Client>,
+    /// The turn on the shared cluster.
+    pub exclusive: Option<tokio::sync::MutexGuard<'a, ()>>,
+    /// The API server of the pool the trial holds (its turn on it).
+    pub apiserver: Option<crate::lab::apiservers::Member>,
+    /// Mounts and policy on the server.
+    pub mounts: Option<Mounts>,
+    /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
+    pub pod_server: Option<Arc<ServerHandle>>,
+    /// Its objects (the emulated pod's Pod; a real pod's StatefulSet, Service and
+    /// ConfigMap), deleted from a shared cluster.
+    pub pod_objects: Vec<serde_json::Value>,
+    /// Fault endpoints, held until the trial is over.
+    pub faults: Faults,
+}
