@@ -152,10 +152,14 @@ fn image_is_built_from_scratch_once_and_then_reused() {
         let served = async {
             engine.create_network(&net, &run).await?;
             let opts = options((tag.clone(), false), &run, "img", &net, dir.path());
+            let want = opts.config_hcl.clone();
             let server = ContainerServer::start(&engine, opts).await?;
-            let tmp = server.write_file("/tmp/x", b"x", 0o600).await;
+            // Its config is the host's file, seen through the mount.
+            let seen = server.read_file("/openbao/config/server.hcl").await;
             server.stop_and_remove().await?;
-            tmp
+            let seen = seen?;
+            anyhow::ensure!(seen == want.as_bytes(), "config differs");
+            anyhow::Ok(())
         }
         .await;
         let _ = engine.remove_network(&net).await;
@@ -243,18 +247,6 @@ fn server_container_on_a_labelled_network() {
         let audit = server.read_file(AUDIT_FILE).await.expect("the audit log");
         let audit = String::from_utf8_lossy(&audit);
         assert!(audit.contains("\"path\":\"sys/mounts\""), "{audit}");
-        // Files go in and come back out.
-        server
-            .write_file("/tmp/probe/file.txt", b"hello", 0o600)
-            .await
-            .expect("writing a file");
-        assert_eq!(
-            server
-                .read_file("/tmp/probe/file.txt")
-                .await
-                .expect("reading it"),
-            b"hello"
-        );
         let missing = server.read_file("/tmp/none").await;
         assert!(missing.is_err(), "a missing file is an error");
 
@@ -482,8 +474,7 @@ fn pod_identity_is_what_kubernetes_auth_uses() {
         // The token can be rotated in place.
         let rotated = format!("rotated-{run}");
         server
-            .write_file(&format!("{sa}/token"), rotated.as_bytes(), 0o644)
-            .await
+            .write_pod_token(&rotated)
             .expect("rotating the token");
         assert_eq!(read("token").await.expect("token"), rotated.as_bytes());
 

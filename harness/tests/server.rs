@@ -677,10 +677,9 @@ fn pod_emulation_container() {
             server.read_file(&format!("{dir}/namespace")).await.unwrap(),
             b"vault"
         );
-        server
-            .write_file(&format!("{dir}/token"), b"rotated-token", 0o644)
-            .await
-            .unwrap();
+        // Renewed on the host, seen at once inside (a read-only mount, as kubelet's).
+        server.write_pod_token("rotated-token").unwrap();
+        assert_eq!(server.pod_token().unwrap(), "rotated-token");
         assert_eq!(
             server.read_file(&format!("{dir}/token")).await.unwrap(),
             b"rotated-token"

@@ -12,7 +12,6 @@ use bollard::{
         DownloadFromContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
         ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
         RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, StartContainerOptions,
-        UploadToContainerOptionsBuilder,
     },
 };
 use futures_util::StreamExt;
@@ -299,18 +298,6 @@ impl Engine {
             .await;
         drop(in_flight);
         Ok(r.with_context(|| format!("creating container {name}"))?.id)
-    }
-
-    /// Uploads a tar archive into a container at `/`.
-    pub async fn upload(&self, container: &str, tar: Vec<u8>) -> Result<()> {
-        self.docker
-            .upload_to_container(
-                container,
-                Some(UploadToContainerOptionsBuilder::default().path("/").build()),
-                bollard::body_full(tar.into()),
-            )
-            .await
-            .with_context(|| format!("copying files into container {container}"))
     }
 
     /// Starts a container.

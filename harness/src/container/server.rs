@@ -1,6 +1,7 @@
-//! A server in a container: config file copied in, port 8200 published on 127.0.0.1, the
-//! audit directory bind-mounted from the host (so evidence is read the same way as for a
-//! process), logs streamed to a host file, and optionally a pod's service-account files.
+//! A server in a container: port 8200 published on 127.0.0.1, its config directory, the audit
+//! directory (so evidence is read the same way as for a process) and a pod's service-account
+//! files bind-mounted from the host (written there, so nothing is copied into the container and
+//! a token is renewed with a file write), logs streamed to a host file.
 
 use std::{
     collections::HashMap,
@@ -97,6 +98,8 @@ pub struct ContainerServer {
     audit_log: PathBuf,
     server_log: PathBuf,
     config_text: String,
+    /// The host directory mounted as the pod's service-account files, for a pod.
+    sa_dir: Option<PathBuf>,
     startup: Duration,
     /// Create → the listener first answered `sys/health`.
     listening: Duration,
@@ -108,17 +111,17 @@ pub struct ContainerServer {
     _shared: Option<Arc<SharedNetns>>,
 }
 
-fn tar_of(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data, mode) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
-        h.set_cksum();
-        b.append_data(&mut h, path, &data[..])
-            .with_context(|| format!("packing {path}"))?;
-    }
-    b.into_inner().context("packing files")
+/// Writes `name` in `dir` (made when missing), readable by the container's user, through a
+/// scratch file renamed into place.
+fn write_host_file(dir: &std::path::Path, name: &str, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    let scratch = dir.join(format!(".{name}.new"));
+    std::fs::write(&scratch, data)
+        .and_then(|()| std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o644)))
+        .and_then(|()| std::fs::rename(&scratch, &path))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// How many log lines a start-up error carries.
@@ -137,7 +140,20 @@ impl ContainerServer {
         std::fs::create_dir_all(&opts.host_dir)
             .with_context(|| format!("creating {}", opts.host_dir.display()))?;
         let audit_dir = opts.host_dir.join("audit");
-        std::fs::create_dir_all(&audit_dir)?;
+        std::fs::create_dir_all(&audit_dir)
+            .with_context(|| format!("creating {}", audit_dir.display()))?;
+        let config_dir = opts.host_dir.join("config");
+        write_host_file(&config_dir, "server.hcl", opts.config_hcl.as_bytes())?;
+        let sa_dir = match &opts.pod {
+            Some(p) => {
+                let dir = opts.host_dir.join("serviceaccount");
+                write_host_file(&dir, "token", p.token.as_bytes())?;
+                write_host_file(&dir, "ca.crt", p.ca_pem.as_bytes())?;
+                write_host_file(&dir, "namespace", p.namespace.as_bytes())?;
+                Some(dir)
+            }
+            None => None,
+        };
         let started = Instant::now();
         let mut labels = super::run_labels(&opts.run_id);
         if let Some(t) = &opts.trial {
@@ -170,12 +186,21 @@ impl ContainerServer {
         // Bind mounts whose source must exist: the engine never creates one (a `binds` entry
         // would re-create a scratch directory already removed, when the run is killed while
         // the container is being created).
-        let mut mounts = vec![Mount {
-            target: Some("/openbao/audit".into()),
-            source: Some(audit_dir.display().to_string()),
+        let bind = |source: &std::path::Path, target: String, read_only: bool| Mount {
+            target: Some(target),
+            source: Some(source.display().to_string()),
             typ: Some(MountType::BIND),
+            read_only: Some(read_only),
             ..Default::default()
-        }];
+        };
+        let mut mounts = vec![
+            bind(&audit_dir, "/openbao/audit".into(), false),
+            bind(&config_dir, "/openbao/config".into(), true),
+        ];
+        if let Some(dir) = &sa_dir {
+            // Read-only, as kubelet mounts it.
+            mounts.push(bind(dir, format!("/{SA_DIR}"), true));
+        }
         if let Some(bin) = &opts.host_binary {
             mounts.push(Mount {
                 target: Some(format!("/bin/{exe}")),
@@ -225,6 +250,7 @@ impl ContainerServer {
             audit_log: audit_dir.join("audit.log"),
             server_log: opts.host_dir.join("server.log"),
             config_text: opts.config_hcl.clone(),
+            sa_dir,
             startup: Duration::ZERO,
             listening: Duration::ZERO,
             ips: HashMap::new(),
@@ -254,29 +280,6 @@ impl ContainerServer {
     }
 
     async fn bring_up(&mut self, opts: &ContainerServerOptions, started: Instant) -> Result<()> {
-        let mut files = vec![(
-            "openbao/config/server.hcl".to_string(),
-            opts.config_hcl.as_bytes().to_vec(),
-            0o644,
-        )];
-        if let Some(p) = &opts.pod {
-            files.push((
-                format!("{SA_DIR}/token"),
-                p.token.as_bytes().to_vec(),
-                0o644,
-            ));
-            files.push((
-                format!("{SA_DIR}/ca.crt"),
-                p.ca_pem.as_bytes().to_vec(),
-                0o644,
-            ));
-            files.push((
-                format!("{SA_DIR}/namespace"),
-                p.namespace.as_bytes().to_vec(),
-                0o644,
-            ));
-        }
-        self.engine.upload(&self.name, tar_of(&files)?).await?;
         self.engine.start(&self.name).await?;
         self.engine.follow_logs(&self.name, self.server_log.clone());
         let info = self.engine.inspect(&self.name).await?;
@@ -378,17 +381,30 @@ impl ContainerServer {
         self.listening
     }
 
-    /// Reads a file inside the container.
+    /// Reads a file inside the container, as the server sees it.
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
         self.engine.read_file(&self.name, path).await
     }
 
-    /// Writes a file inside the container (e.g. to rotate the pod token).
-    pub async fn write_file(&self, path: &str, data: &[u8], mode: u32) -> Result<()> {
-        let rel = path.trim_start_matches('/').to_string();
-        self.engine
-            .upload(&self.name, tar_of(&[(rel, data.to_vec(), mode)])?)
-            .await
+    /// The pod's token file, as the server reads it.
+    pub fn pod_token(&self) -> Result<String> {
+        let path = self.sa_file("token")?;
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Replaces the pod's token file (kubelet's refresh, or a restarted pod's new token): written
+    /// beside it and renamed over it, so the server never reads half a token.
+    pub fn write_pod_token(&self, token: &str) -> Result<()> {
+        let dir = self.sa_dir.as_ref().context("the server is not a pod")?;
+        write_host_file(dir, "token", token.as_bytes())
+    }
+
+    fn sa_file(&self, name: &str) -> Result<PathBuf> {
+        Ok(self
+            .sa_dir
+            .as_ref()
+            .context("the server is not a pod")?
+            .join(name))
     }
 
     /// Force-removes the container and its anonymous volumes, consuming the handle.

@@ -152,11 +152,7 @@ pub(super) async fn pod_token_file(server: &crate::lab::servers::ServerHandle) -
     let c = server
         .container_server()
         .context("the server is not a pod of this trial")?;
-    let t = c
-        .read_file(&format!("/{}/token", crate::container::SA_DIR))
-        .await
-        .context("reading the server pod's token")?;
-    Ok(String::from_utf8_lossy(&t).into_owned())
+    c.pod_token().context("reading the server pod's token")
 }
 
 /// A new token in the server pod's token file: for the same pod (`replace`: false, kubelet's
@@ -201,11 +197,6 @@ pub(super) async fn renew_token(
     }
     let token = pod_token(kube, &owner, &sa, &pod_name).await?;
     container
-        .write_file(
-            &format!("/{}/token", crate::container::SA_DIR),
-            token.as_bytes(),
-            0o644,
-        )
-        .await
+        .write_pod_token(&token)
         .context("writing the new token into the server pod's token file")
 }
