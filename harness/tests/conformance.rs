@@ -253,7 +253,8 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
             Lab::new(LabOptions::new(ClusterKind::Kind, settings())).context("creating the lab")?;
         let made = lab.get_or_init(|| async { made }).await;
         let ext = made
-            .external_cluster(ClusterKind::Kind, &Default::default())
+            .clusters()
+            .external(ClusterKind::Kind, &Default::default())
             .await
             .context("creating the Kind cluster")?;
         return env_of(ext.owned.context("the Kind cluster is authlab's")?).await;
@@ -264,9 +265,13 @@ async fn connect(scratch_dir: &std::path::Path, lab: &LabCell) -> Result<Env> {
         let made = lab.get_or_init(|| async { made }).await;
         let settings = Default::default();
         // The suite is the lab's only user: the server stays up after its turn is given back.
-        let turn = made.apiserver_turn(&settings, "127.0.0.1").await?;
+        let turn = made
+            .clusters()
+            .apiserver_turn(&settings, "127.0.0.1")
+            .await?;
         let ext = made
-            .apiserver_cluster(&turn, &settings, "127.0.0.1")
+            .clusters()
+            .apiserver(&turn, &settings, "127.0.0.1")
             .await
             .context("starting the API server")?;
         return env_of(ext.owned.context("the API server is authlab's")?).await;

@@ -639,7 +639,7 @@ fn a_live_server_through_bao_addr_and_bao_token() {
     }
     let lab = Lab::new(LabOptions::new(matrix::ClusterKind::Sim, settings())).unwrap();
     let info = rt.block_on(async {
-        let server = lab.server(&spec).await.unwrap();
+        let server = lab.servers().get(&spec).await.unwrap();
         let c = server.client();
         c.enable_auth("diag", "kubernetes").await.unwrap();
         let r = c

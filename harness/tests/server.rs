@@ -662,7 +662,8 @@ fn pod_emulation_container() {
             kubernetes_service_port: 443,
         };
         let mut h = lab
-            .start_container(&spec(), Some(pod), Some("pod-test"))
+            .docker()
+            .start_container(&spec(), Some(pod), Some("pod-test"), None)
             .await
             .unwrap();
         let name = h.container_name().unwrap();

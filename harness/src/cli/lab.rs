@@ -43,7 +43,7 @@ pub async fn up(
     crate::scope::install_signal_handler(&tokio::runtime::Handle::current());
     let mut handles = Vec::new();
     for spec in &specs {
-        let server = lab.start_server(spec).await?;
+        let server = lab.servers().start_process(spec).await?;
         handles.push(ServerHandle::owned(server));
     }
     let state = LabState {
@@ -209,14 +209,18 @@ pub async fn timings(
         let progress = |line: &str| eprintln!("authlab: {spec}: {line}");
         lab.cache().ensure(spec, &progress).await?;
         if lab.options().runtime == crate::lab::Runtime::Container {
-            lab.server_image(spec).await?;
+            lab.docker().server_image(spec).await?;
         }
     }
     outln!("{:<16} {:<10} {:>10}", "server", "runtime", "ready (ms)");
     for spec in &specs {
         let mut h = match lab.options().runtime {
-            crate::lab::Runtime::Process => ServerHandle::owned(lab.start_server(spec).await?),
-            crate::lab::Runtime::Container => lab.start_container(spec, None, None).await?,
+            crate::lab::Runtime::Process => {
+                ServerHandle::owned(lab.servers().start_process(spec).await?)
+            }
+            crate::lab::Runtime::Container => {
+                lab.docker().start_container(spec, None, None, None).await?
+            }
         };
         outln!(
             "{:<16} {:<10} {:>10}",

@@ -4,6 +4,8 @@
 //! [`crate::sim`].)
 
 pub mod apiserver;
+mod error;
+pub use error::ClusterError;
 pub mod external;
 pub mod facts;
 pub mod kind;

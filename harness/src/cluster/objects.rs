@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+
+use super::error::Op;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::{
     Api, Client,
@@ -76,10 +78,7 @@ pub async fn apply(
     let ns = obj["metadata"]["namespace"].as_str();
     let api = api_for(client, api_version, kind, ns)?;
     let what = object_name(kind, ns, name);
-    if let Some(existing) = api
-        .get_opt(name)
-        .await
-        .with_context(|| format!("reading {what}"))?
+    if let Some(existing) = api.get_opt(name).await.op(|| format!("reading {what}"))?
         && !owner.owns(existing.metadata.labels.as_ref())
     {
         if kind == "Namespace" {
@@ -93,9 +92,10 @@ pub async fn apply(
     // filling defaults) is the case's to set.
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let _making = crate::scope::begin(what.clone()).context("the run is stopping")?;
-    api.patch(name, &pp, &Patch::Apply(&obj))
+    Ok(api
+        .patch(name, &pp, &Patch::Apply(&obj))
         .await
-        .with_context(|| format!("applying {what}"))
+        .op(|| format!("applying {what}"))?)
 }
 
 /// Deletes an object `owner` applied (its apiVersion, kind, namespace and name are read from
@@ -110,7 +110,9 @@ pub async fn delete_applied(client: &Client, owner: &Owner, obj: &serde_json::Va
     match api.delete(&name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("deleting {what}")),
+        Err(e) => Err(e)
+            .op(|| format!("deleting {what}"))
+            .map_err(anyhow::Error::new),
     }
 }
 
@@ -137,10 +139,7 @@ fn api_of(
 /// Whether the object exists and `owner` made it (one that exists but is someone else's is
 /// never `owner`'s to delete).
 async fn mine(api: &Api<DynamicObject>, owner: &Owner, name: &str, what: &str) -> Result<bool> {
-    let existing = api
-        .get_opt(name)
-        .await
-        .with_context(|| format!("reading {what}"))?;
+    let existing = api.get_opt(name).await.op(|| format!("reading {what}"))?;
     Ok(match existing {
         Some(o) if owner.owns(o.metadata.labels.as_ref()) => true,
         Some(_) => {
@@ -175,14 +174,18 @@ pub async fn remove_and_wait(
     match api.delete(&name, &params).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("deleting {what}")),
+        Err(e) => {
+            return Err(e)
+                .op(|| format!("deleting {what}"))
+                .map_err(anyhow::Error::new);
+        }
     }
     let mut wait = Wait::new(format!("{what} to be deleted"), timeout).start();
     loop {
         if api
             .get_opt(&name)
             .await
-            .with_context(|| format!("reading {what}"))?
+            .op(|| format!("reading {what}"))?
             .is_none()
         {
             return Ok(());
@@ -205,10 +208,7 @@ pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: b
     let ns = d.namespace.as_deref();
     let api = api_for(client, api_version, &d.kind, ns)?;
     let what = object_name(&d.kind, ns, &d.name);
-    let existing = api
-        .get(&d.name)
-        .await
-        .with_context(|| format!("deleting {what}"))?;
+    let existing = api.get(&d.name).await.op(|| format!("deleting {what}"))?;
     let allowed = d.foreign && allow_foreign;
     if !(owner.owns(existing.metadata.labels.as_ref()) || allowed) {
         let mut c = owner.check(&what, &existing).expect_err("not owned");
@@ -225,7 +225,7 @@ pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: b
     };
     api.delete(&d.name, &params)
         .await
-        .with_context(|| format!("deleting {what}"))?;
+        .op(|| format!("deleting {what}"))?;
     Ok(())
 }
 
@@ -236,7 +236,7 @@ pub async fn list(client: &Client, kind: &str, ns: Option<&str>) -> Result<Vec<s
     let items = api
         .list(&kube::api::ListParams::default())
         .await
-        .with_context(|| format!("listing {kind} in {}", ns.unwrap_or("the cluster")))?;
+        .op(|| format!("listing {kind} in {}", ns.unwrap_or("the cluster")))?;
     Ok(items
         .items
         .into_iter()
@@ -256,17 +256,17 @@ pub async fn recreate_service_account(
     let old = api
         .get(name)
         .await
-        .with_context(|| format!("reading service account {ns}/{name}"))?;
+        .op(|| format!("reading service account {ns}/{name}"))?;
     if !owner.owns(old.metadata.labels.as_ref()) {
         let dynamic = api_for(client, "v1", "ServiceAccount", Some(ns))?
             .get(name)
             .await
-            .with_context(|| format!("reading service account {ns}/{name}"))?;
+            .op(|| format!("reading service account {ns}/{name}"))?;
         owner.check(&format!("ServiceAccount {ns}/{name}"), &dynamic)?;
     }
     api.delete(name, &DeleteParams::default())
         .await
-        .with_context(|| format!("deleting service account {ns}/{name}"))?;
+        .op(|| format!("deleting service account {ns}/{name}"))?;
     let mut fresh = ServiceAccount::default();
     fresh.metadata.name = Some(name.to_string());
     fresh.metadata.namespace = Some(ns.to_string());
@@ -290,7 +290,9 @@ pub async fn recreate_service_account(
                 let _ = wait.tick().await;
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("re-creating service account {ns}/{name}"));
+                return Err(e)
+                    .op(|| format!("re-creating service account {ns}/{name}"))
+                    .map_err(anyhow::Error::new);
             }
         }
     }
@@ -339,11 +341,13 @@ pub async fn legacy_token(
             let existing = api_for(client, "v1", "Secret", Some(ns))?
                 .get(secret_name)
                 .await
-                .with_context(|| format!("reading token secret {ns}/{secret_name}"))?;
+                .op(|| format!("reading token secret {ns}/{secret_name}"))?;
             owner.check(&format!("Secret {ns}/{secret_name}"), &existing)?;
         }
         Err(e) => {
-            return Err(e).with_context(|| format!("creating token secret {ns}/{secret_name}"));
+            return Err(e)
+                .op(|| format!("creating token secret {ns}/{secret_name}"))
+                .map_err(anyhow::Error::new);
         }
     }
     let bound = Duration::from_secs(30);
@@ -352,7 +356,7 @@ pub async fn legacy_token(
         if let Some(s) = api
             .get_opt(secret_name)
             .await
-            .with_context(|| format!("reading token secret {ns}/{secret_name}"))?
+            .op(|| format!("reading token secret {ns}/{secret_name}"))?
             && let Some(tok) = s.data.as_ref().and_then(|d| d.get("token"))
             && !tok.0.is_empty()
         {

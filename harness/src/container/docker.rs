@@ -16,7 +16,10 @@ use bollard::{
 };
 use futures_util::StreamExt;
 
-use super::{LABEL_MANAGED, LABEL_PID, LABEL_RUN};
+use super::{
+    LABEL_MANAGED, LABEL_PID, LABEL_RUN,
+    error::{DockerError, Op},
+};
 
 /// A connection to the Docker Engine.
 #[derive(Clone)]
@@ -116,13 +119,16 @@ impl Engine {
     }
 
     /// Labels of an image, if it exists.
-    pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>> {
+    pub async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<HashMap<String, String>>, DockerError> {
         match self.docker.inspect_image(image).await {
             Ok(i) => Ok(Some(i.config.and_then(|c| c.labels).unwrap_or_default())),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("inspecting image {image}")),
+            Err(e) => Err(e).op(|| format!("inspecting image {image}")),
         }
     }
 
@@ -139,7 +145,7 @@ impl Engine {
             .build();
         let mut stream = self.docker.create_image(Some(opts), None, None);
         while let Some(item) = stream.next().await {
-            let info = item.with_context(|| format!("pulling image {reference}"))?;
+            let info = item.op(|| format!("pulling image {reference}"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 bail!("pulling image {reference}: {err}");
             }
@@ -179,7 +185,7 @@ impl Engine {
             self.docker
                 .build_image(opts, None, Some(bollard::body_try_stream(chunks(file))));
         while let Some(item) = stream.next().await {
-            let info = item.with_context(|| format!("building image {tag}"))?;
+            let info = item.op(|| format!("building image {tag}"))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
                 bail!("building image {tag}: {err}");
             }
@@ -195,7 +201,7 @@ impl Engine {
     }
 
     /// Removes an image by reference or id (`force` also untags it from other references).
-    pub async fn remove_image(&self, image: &str, force: bool) -> Result<()> {
+    pub async fn remove_image(&self, image: &str, force: bool) -> Result<(), DockerError> {
         self.docker
             .remove_image(
                 image,
@@ -204,7 +210,7 @@ impl Engine {
             )
             .await
             .map(|_| ())
-            .with_context(|| format!("removing image {image}"))
+            .op(|| format!("removing image {image}"))
     }
 
     /// Creates a labelled bridge network (or reuses one of that name).
@@ -220,7 +226,7 @@ impl Engine {
                     .build(),
             ))
             .await
-            .with_context(|| format!("listing networks named {name}"))?;
+            .op(|| format!("listing networks named {name}"))?;
         if let Some(n) = existing
             .into_iter()
             .find(|n| n.name.as_deref() == Some(name))
@@ -236,7 +242,7 @@ impl Engine {
         let in_flight = crate::scope::in_flight(name);
         let r = self.docker.create_network(req).await;
         drop(in_flight);
-        Ok(r.with_context(|| format!("creating network {name}"))?.id)
+        Ok(r.op(|| format!("creating network {name}"))?.id)
     }
 
     /// The gateway address of a network (the host's address on it).
@@ -248,7 +254,7 @@ impl Engine {
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
-            .with_context(|| format!("inspecting network {name}"))?;
+            .op(|| format!("inspecting network {name}"))?;
         // IPv4 first: Kind's network has an IPv6 subnet too, which servers do not dial.
         let gateways: Vec<String> = n
             .ipam
@@ -271,7 +277,7 @@ impl Engine {
             .docker
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
-            .with_context(|| format!("inspecting container {container}"))?;
+            .op(|| format!("inspecting container {container}"))?;
         c.network_settings
             .and_then(|n| n.networks)
             .and_then(|mut n| n.remove(network))
@@ -281,9 +287,9 @@ impl Engine {
     }
 
     /// Removes a network.
-    pub async fn remove_network(&self, name: &str) -> Result<()> {
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
         gone_is_removed(self.docker.remove_network(name).await)
-            .with_context(|| format!("removing network {name}"))
+            .op(|| format!("removing network {name}"))
     }
 
     /// Creates a container (not started).
@@ -297,26 +303,26 @@ impl Engine {
             )
             .await;
         drop(in_flight);
-        Ok(r.with_context(|| format!("creating container {name}"))?.id)
+        Ok(r.op(|| format!("creating container {name}"))?.id)
     }
 
     /// Starts a container.
-    pub async fn start(&self, container: &str) -> Result<()> {
+    pub async fn start(&self, container: &str) -> Result<(), DockerError> {
         self.docker
             .start_container(container, None::<StartContainerOptions>)
             .await
-            .with_context(|| format!("starting container {container}"))
+            .op(|| format!("starting container {container}"))
     }
 
     /// Inspects a container.
     pub async fn inspect(
         &self,
         container: &str,
-    ) -> Result<bollard::models::ContainerInspectResponse> {
+    ) -> Result<bollard::models::ContainerInspectResponse, DockerError> {
         self.docker
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
-            .with_context(|| format!("inspecting container {container}"))
+            .op(|| format!("inspecting container {container}"))
     }
 
     /// Follows a container's stdout+stderr into `path` until the container stops.
@@ -353,8 +359,7 @@ impl Engine {
         let mut logs = self.docker.logs(container, Some(opts));
         let mut out = Vec::new();
         while let Some(chunk) = logs.next().await {
-            let chunk =
-                chunk.with_context(|| format!("reading the log of container {container}"))?;
+            let chunk = chunk.op(|| format!("reading the log of container {container}"))?;
             out.extend_from_slice(&chunk.into_bytes());
         }
         Ok(String::from_utf8_lossy(&out).into_owned())
@@ -386,13 +391,13 @@ impl Engine {
                     },
                 )
                 .await
-                .with_context(|| format!("creating {}", what()))?;
+                .op(|| format!("creating {}", what()))?;
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
             match self
                 .docker
                 .start_exec(&exec.id, None)
                 .await
-                .with_context(|| format!("starting {}", what()))?
+                .op(|| format!("starting {}", what()))?
             {
                 StartExecResults::Attached {
                     mut output,
@@ -404,7 +409,7 @@ impl Engine {
                     }
                     drop(input);
                     while let Some(chunk) = output.next().await {
-                        match chunk.with_context(|| format!("reading the output of {}", what()))? {
+                        match chunk.op(|| format!("reading the output of {}", what()))? {
                             bollard::container::LogOutput::StdErr { message } => {
                                 stderr.extend_from_slice(&message)
                             }
@@ -418,7 +423,7 @@ impl Engine {
                 .docker
                 .inspect_exec(&exec.id)
                 .await
-                .with_context(|| format!("inspecting {}", what()))?
+                .op(|| format!("inspecting {}", what()))?
                 .exit_code
                 .unwrap_or(0);
             if code != 0 {
@@ -448,7 +453,7 @@ impl Engine {
         let mut tar_bytes = Vec::new();
         while let Some(chunk) = stream.next().await {
             tar_bytes.extend_from_slice(
-                &chunk.with_context(|| format!("reading {path} from container {container}"))?,
+                &chunk.op(|| format!("reading {path} from container {container}"))?,
             );
         }
         let mut ar = tar::Archive::new(&tar_bytes[..]);
@@ -464,7 +469,7 @@ impl Engine {
     }
 
     /// Force-removes a container and its anonymous volumes.
-    pub async fn remove_container(&self, container: &str) -> Result<()> {
+    pub async fn remove_container(&self, container: &str) -> Result<(), DockerError> {
         let removed = self
             .docker
             .remove_container(
@@ -477,7 +482,7 @@ impl Engine {
                 ),
             )
             .await;
-        gone_is_removed(removed).with_context(|| format!("removing container {container}"))
+        gone_is_removed(removed).op(|| format!("removing container {container}"))
     }
 
     /// Force-removes a container from synchronous code (e.g. a `Drop`): on a thread of its own,
@@ -491,6 +496,7 @@ impl Engine {
             tokio::time::timeout(Duration::from_secs(30), engine.remove_container(&name))
                 .await
                 .map_err(|_| anyhow!("removing container {name} took over 30 s"))?
+                .map_err(anyhow::Error::new)
         })
         .ok_or_else(|| anyhow!("no thread or runtime to remove container {container} with"))?
     }
@@ -551,7 +557,7 @@ impl Engine {
                     .build(),
             ))
             .await
-            .context("listing containers")?;
+            .op(|| "listing containers".to_string())?;
         for c in containers {
             out.push(ManagedObject {
                 kind: "container".into(),
@@ -577,7 +583,7 @@ impl Engine {
                     .build(),
             ))
             .await
-            .context("listing networks")?;
+            .op(|| "listing networks".to_string())?;
         for n in networks {
             out.push(ManagedObject {
                 kind: "network".into(),
@@ -598,7 +604,7 @@ impl Engine {
                     .build(),
             ))
             .await
-            .context("listing images")?;
+            .op(|| "listing images".to_string())?;
         for i in images {
             out.push(ManagedObject {
                 kind: "image".into(),
@@ -647,8 +653,8 @@ impl Engine {
     /// Removes one managed object.
     pub async fn remove_managed(&self, obj: &ManagedObject) -> Result<()> {
         match obj.kind.as_str() {
-            "container" => self.remove_container(&obj.id).await,
-            "network" => self.remove_network(&obj.id).await,
+            "container" => Ok(self.remove_container(&obj.id).await?),
+            "network" => Ok(self.remove_network(&obj.id).await?),
             "image" => self
                 .remove_image(&obj.id, true)
                 .await

@@ -6,11 +6,13 @@
 //! Everything created carries the labels below, so `authlab clean` finds it after a crash.
 
 mod docker;
+mod error;
 mod image;
 mod podnet;
 mod server;
 
 pub use docker::{Engine, ManagedObject};
+pub use error::DockerError;
 pub use image::{
     ImageOutcome, ServerImage, build_local_image, ensure_local_image, image_tag, official_tag,
     resolve_image, write_build_context,

@@ -119,7 +119,7 @@ impl PodNetwork {
         };
         let removed = engine.remove_container(&self.holder).await;
         *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = claim.released_if(removed.is_ok());
-        removed
+        Ok(removed?)
     }
 
     /// The holder's name (`container:<name>` is the pods' network mode).

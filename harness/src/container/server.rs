@@ -421,7 +421,7 @@ impl ContainerServer {
         };
         let removed = self.engine.remove_container(&self.name).await;
         self.claim = claim.released_if(removed.is_ok());
-        removed
+        Ok(removed?)
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::Once;
+use super::once::Once;
 use crate::cluster::external::ExternalCluster;
 
 /// Memory a kube-apiserver and its share of etcd take while trials run, with room to spare.
@@ -131,7 +131,7 @@ mod tests {
         let third = tokio::time::timeout(std::time::Duration::from_millis(50), pool.take()).await;
         assert!(third.is_err(), "a third holder of two servers");
         a.server()
-            .get_or_init(|| async { Err(super::super::SharedError("started".into())) })
+            .get_or_init(|| async { Err(super::super::once::SharedError("started".into())) })
             .await;
         let started = a.server().clone();
         drop(b);

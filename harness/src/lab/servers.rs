@@ -3,7 +3,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::state::{ServerInfo, read_state, state_path};
+use super::{
+    once::{OnceMap, cell_for, drain, once},
+    state::{ServerInfo, read_state, state_path},
+};
 use crate::{
     container::ContainerServer,
     server::{ServerSpec, process::RunningServer},
@@ -202,4 +205,113 @@ pub async fn attach(
     let client = VaultClient::new(&info.addr, None).ok()?;
     let healthy = client.health().await.is_ok_and(|r| r.status == 200);
     healthy.then(|| ServerHandle::attached(info))
+}
+
+/// The run's shared servers: one per server version, as a process or a container, and one per
+/// version on the Kind network; each started on first use (or attached from a long-lived lab).
+pub struct Servers {
+    info: std::sync::Arc<super::RunInfo>,
+    docker: std::sync::Arc<super::docker::Docker>,
+    shared: OnceMap<ServerSpec, std::sync::Arc<ServerHandle>>,
+    kind_network: OnceMap<ServerSpec, std::sync::Arc<ServerHandle>>,
+}
+
+impl Servers {
+    pub(crate) fn new(
+        info: std::sync::Arc<super::RunInfo>,
+        docker: std::sync::Arc<super::docker::Docker>,
+    ) -> Self {
+        Servers {
+            info,
+            docker,
+            shared: OnceMap::default(),
+            kind_network: OnceMap::default(),
+        }
+    }
+
+    /// The running server for `spec`: a long-lived lab's (`authlab lab up`) when one runs it,
+    /// else started on first use and shared afterwards.
+    pub async fn get(&self, spec: &ServerSpec) -> anyhow::Result<std::sync::Arc<ServerHandle>> {
+        use anyhow::Context;
+        let cell = cell_for(&self.shared, spec);
+        once(&cell, async {
+            if let Some(h) = attach(spec, self.info.settings()).await {
+                tracing::info!("{spec}: using the running lab's server at {}", h.addr());
+                return Ok(std::sync::Arc::new(h));
+            }
+            let started = match self.info.opts.runtime {
+                super::Runtime::Process => match self.start_process(spec).await {
+                    Ok(s) => Ok(s),
+                    // Every trial on this server depends on this one start: a start that
+                    // failed (not ready in time on a loaded machine, a port taken twice) is
+                    // tried once more before its error becomes all of theirs.
+                    Err(e) if !crate::scope::stopping() => {
+                        tracing::warn!("{spec}: {e:#}; starting it once more");
+                        self.start_process(spec)
+                            .await
+                            .with_context(|| format!("the first start failed too: {e:#}"))
+                    }
+                    Err(e) => Err(e),
+                }
+                .map(ServerHandle::owned),
+                super::Runtime::Container => {
+                    self.docker.start_container(spec, None, None, None).await
+                }
+            };
+            started.map(std::sync::Arc::new)
+        })
+        .await
+    }
+
+    /// Starts a server process for `spec` (binary provisioned on demand).
+    pub async fn start_process(&self, spec: &ServerSpec) -> anyhow::Result<RunningServer> {
+        let progress = |line: &str| tracing::info!("{spec}: {line}");
+        let bin = self.info.cache.ensure(spec, &progress).await?;
+        let opts = crate::server::process::ProcessOptions {
+            workdir: self
+                .info
+                .workdir
+                .join(format!("{}-{}", spec.flavour, spec.version)),
+            run_id: self.info.run_id().to_string(),
+            ready_timeout: Duration::from_secs(30),
+        };
+        // Claimed by the run's scope as soon as it is spawned.
+        let server = RunningServer::start(spec, &bin, opts).await?;
+        tracing::info!(
+            "{spec} ready at {} in {} ms",
+            server.addr(),
+            server.startup().as_millis()
+        );
+        Ok(server)
+    }
+
+    /// The server for `spec` outside a Kind cluster: a container on the `kind` Docker network, so
+    /// it reaches the API server at the internal address (`https://<cluster>-control-plane:6443`)
+    /// and pods reach it at its address on that network. Started once per run.
+    pub async fn on_kind_network(
+        &self,
+        spec: &ServerSpec,
+    ) -> anyhow::Result<std::sync::Arc<ServerHandle>> {
+        let cell = cell_for(&self.kind_network, spec);
+        once(&cell, async {
+            let network = self.info.settings().kind_network();
+            self.docker
+                .start_container(spec, None, None, Some(&network))
+                .await
+                .map(std::sync::Arc::new)
+        })
+        .await
+    }
+
+    /// Stops every server this run started, together (each waits for its server to exit).
+    pub(crate) async fn shutdown(&self) {
+        let mut cells = drain(&self.shared);
+        cells.extend(drain(&self.kind_network));
+        let stops = cells.into_iter().filter_map(|cell| {
+            let server = std::sync::Arc::into_inner(cell)?.into_inner()?.ok()?;
+            let mut server = std::sync::Arc::into_inner(server)?;
+            Some(async move { server.stop().await })
+        });
+        futures_util::future::join_all(stops).await;
+    }
 }

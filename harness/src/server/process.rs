@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::scope::process::{kill_group, signal_group};
@@ -82,6 +82,37 @@ pub struct RunningServer {
     config_text: String,
     timings: StartupTimings,
     client: VaultClient,
+}
+
+/// A server that did not come up or was refused while being initialised, naming the step.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The process ended before it was ready.
+    #[error("the server exited during start-up ({0})")]
+    Exited(std::process::ExitStatus),
+    /// A step of initialising it was refused.
+    #[error("{step} answered {status}: {errors:?}")]
+    Refused {
+        /// `sys/init`, `sys/unseal`, enabling the audit device.
+        step: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The server's `errors`.
+        errors: Vec<String>,
+    },
+    /// `sys/init` answered without a value it always gives.
+    #[error("sys/init returned no {0}")]
+    Missing(&'static str),
+}
+
+impl ServerError {
+    fn refused(step: &'static str, r: &crate::vault::ApiResponse) -> Self {
+        ServerError::Refused {
+            step,
+            status: r.status,
+            errors: r.errors(),
+        }
+    }
 }
 
 /// A loopback port that was free a moment ago (the listener is dropped before the server binds
@@ -178,7 +209,7 @@ impl ready::Liveness for ChildAlive<'_> {
         if let Some(c) = self.0.as_mut()
             && let Some(status) = c.try_wait()?
         {
-            bail!("the server exited during start-up ({status})");
+            return Err(ServerError::Exited(status).into());
         }
         Ok(())
     }
@@ -210,16 +241,16 @@ pub async fn initialise_keyed(
         )
         .await?;
     if !init.is_success() {
-        bail!("sys/init answered {}: {:?}", init.status, init.errors());
+        return Err(ServerError::refused("sys/init", &init).into());
     }
     let key = init.body["keys_base64"][0]
         .as_str()
         .or_else(|| init.body["keys"][0].as_str())
-        .ok_or_else(|| anyhow!("sys/init returned no unseal key"))?
+        .ok_or(ServerError::Missing("unseal key"))?
         .to_string();
     let root_token = init.body["root_token"]
         .as_str()
-        .ok_or_else(|| anyhow!("sys/init returned no root token"))?
+        .ok_or(ServerError::Missing("root token"))?
         .to_string();
     unseal(client, flavour, &key).await?;
     if flavour == Flavour::Vault {
@@ -232,11 +263,7 @@ pub async fn initialise_keyed(
             )
             .await?;
         if !r.is_success() {
-            bail!(
-                "enabling the file audit device answered {}: {:?}",
-                r.status,
-                r.errors()
-            );
+            return Err(ServerError::refused("enabling the file audit device", &r).into());
         }
     }
     Ok((root_token, key))
@@ -252,11 +279,7 @@ pub async fn unseal(client: &VaultClient, _flavour: Flavour, key: &str) -> Resul
         )
         .await?;
     if !unseal.is_success() {
-        bail!(
-            "sys/unseal answered {}: {:?}",
-            unseal.status,
-            unseal.errors()
-        );
+        return Err(ServerError::refused("sys/unseal", &unseal).into());
     }
     // Active before anything else is asked of it (Vault's audit device; callers' mounts).
     ready::wait_for(

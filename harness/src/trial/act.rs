@@ -160,7 +160,7 @@ async fn auth_of(
 /// `before_login`: deletions, re-creations and further objects.
 async fn change_cluster(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<()> {
     let kube = &env.cluster.client;
-    let owner = run.lab.owner();
+    let owner = run.lab.clusters().owner();
     let allow_foreign = run.lab.settings().delete_foreign;
     for action in &run.trial.case.case.before_login {
         match action {

@@ -20,7 +20,7 @@ use crate::{
 
 pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let kube = &env.cluster.client;
-    let owner = run.lab.owner();
+    let owner = run.lab.clusters().owner();
     for obj in &run.trial.case.case.cluster.objects {
         for o in run.trial.case.objects_of(obj) {
             objects::apply(kube, &owner, &o).await?;
@@ -71,7 +71,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     // The server's own address as the cluster sees its requests.
     let network = match &env.cluster.ext {
         Some(ext) if ext.kind.is_some() => run.lab.settings().kind_network(),
-        _ => run.lab.docker_network_name(),
+        _ => run.lab.docker().network_name(),
     };
     let server_ip = server.source_ip(&network);
     vars.insert(
@@ -98,10 +98,12 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
 /// The reviewer token (into `${reviewer.jwt}`) and the client token.
 async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<String> {
     let case = &run.trial.case.case;
-    let owner = run.lab.owner();
+    let owner = run.lab.clusters().owner();
     let foreign =
         if case.client.foreign_key || case.reviewer.as_ref().is_some_and(|r| r.foreign_key) {
-            Some(tokens::Signer::of_sim(run.lab.foreign_cluster().await?))
+            Some(tokens::Signer::of_sim(
+                run.lab.keys().foreign_cluster().await?,
+            ))
         } else {
             None
         };

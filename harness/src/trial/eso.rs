@@ -87,7 +87,10 @@ async fn observe_on_kind(
     })?;
     let helm = eso::install::helm_binary(run.lab.settings())
         .map_err(|e| NotAvailable::err("helm", format!("{e:#}")))?;
-    run.lab.eso_installed(helm, kc.kubeconfig.clone()).await?;
+    run.lab
+        .clusters()
+        .eso_installed(helm, kc.kubeconfig.clone())
+        .await?;
     let server = env.cluster.server_from_pods.as_deref().context(
         "the server's address as the cluster's pods reach it is unknown (a server outside the cluster must be a container on the kind network)",
     )?;
@@ -124,7 +127,7 @@ async fn observe_on_kind(
     let mut applied = Vec::new();
     let observed = async {
         for obj in &objects {
-            apply_when_webhook_answers(kube, &run.lab.owner(), obj).await?;
+            apply_when_webhook_answers(kube, &run.lab.clusters().owner(), obj).await?;
             // Also listed with the trial's other objects, so they go even if this trial is
             // cut short (the target Secret is owned by the ExternalSecret and goes with it).
             run.record.objects.push(obj.clone());
@@ -146,7 +149,7 @@ async fn observe_on_kind(
     // Stop ESO's retries now, before the trial removes its mounts from the shared server: a
     // store left behind would keep logging in to a mount that is gone.
     for obj in applied.iter().rev() {
-        let _ = objects::delete_applied(kube, &run.lab.owner(), obj).await;
+        let _ = objects::delete_applied(kube, &run.lab.clusters().owner(), obj).await;
     }
     Ok(EsoEvidence::Seen {
         external_secret: format!("{es_ns}/{name}"),

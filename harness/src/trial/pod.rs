@@ -23,10 +23,10 @@ pub(super) async fn pod_server(
     let sa = pod_account(trial);
     let ns = sa.namespace.as_str();
     let pod_name = format!("{}-0", trial.server.flavour);
-    let owner = lab.owner();
+    let owner = lab.clusters().owner();
     objects::apply(kube, &owner, &server_pod(trial)).await?;
     let token = pod_token(kube, &owner, &sa, &pod_name).await?;
-    let (_, _, gateway) = lab.docker().await?;
+    let gateway = lab.docker().connected().await?.gateway;
     let port = cluster.port()?;
     let pod = crate::container::PodIdentity {
         token,
@@ -35,7 +35,8 @@ pub(super) async fn pod_server(
         kubernetes_service_host: gateway,
         kubernetes_service_port: port,
     };
-    lab.start_container(&trial.server, Some(pod), Some(&trial.name))
+    lab.docker()
+        .start_container(&trial.server, Some(pod), Some(&trial.name), None)
         .await
 }
 
@@ -99,7 +100,7 @@ pub(super) async fn cluster_pod_server(
 ) -> Result<(crate::lab::servers::ServerHandle, Vec<serde_json::Value>)> {
     let (lab, trial) = (run.lab, run.trial);
     let sa = pod_account(trial);
-    let image = lab.pod_image(&trial.server, ext).await?;
+    let image = lab.clusters().pod_image(&trial.server, ext).await?;
     let n = lab.next_id();
     let replaces = trial
         .case
@@ -109,7 +110,7 @@ pub(super) async fn cluster_pod_server(
         .any(|a| matches!(a, crate::case::model::ClusterAction::ReplaceServerPod {}));
     let node = match &ext.kind {
         Some(kc) => {
-            let (engine, ..) = lab.docker().await?;
+            let engine = lab.docker().connected().await?.engine;
             Some((engine, crate::cluster::kind::control_plane(&kc.name)))
         }
         None => None,
@@ -166,7 +167,7 @@ pub(super) async fn renew_token(
 ) -> Result<()> {
     let trial = run.trial;
     let kube = &env.cluster.client;
-    let owner = run.lab.owner();
+    let owner = run.lab.clusters().owner();
     let sa = pod_account(trial);
     if let Some(pod) = setup.server.cluster_pod() {
         // A real pod: replaced, its StatefulSet makes a new one, whose token kubelet writes;

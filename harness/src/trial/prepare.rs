@@ -74,7 +74,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
     let server = if inside {
         None
     } else {
-        let s = lab.server(&run.trial.server).await?;
+        let s = lab.servers().get(&run.trial.server).await?;
         run.record.server_config = s.config_text();
         Some(s)
     };
@@ -98,8 +98,8 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         port,
         bind: host.parse().context("the sim's listen address")?,
         extra_sans: vec![host.clone()],
-        signing_key_pkcs8_pem: Some(lab.sa_key().await?),
-        tls_keys: Some(lab.tls_keys().await?),
+        signing_key_pkcs8_pem: Some(lab.keys().sa_key().await?),
+        tls_keys: Some(lab.keys().tls_keys().await?),
     };
     let sim = SimCluster::start_on(cfg, listener)
         .await
@@ -167,8 +167,8 @@ async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluste
         port: listener.local_addr()?.port(),
         bind: host.parse().context("the sim's listen address")?,
         extra_sans: vec![host.to_string()],
-        signing_key_pkcs8_pem: Some(lab.foreign_key().await?),
-        tls_keys: Some(lab.foreign_tls_keys().await?),
+        signing_key_pkcs8_pem: Some(lab.keys().foreign_key().await?),
+        tls_keys: Some(lab.keys().foreign_tls_keys().await?),
         ..SimConfig::default()
     };
     let o = SimCluster::start_on(cfg, listener)
@@ -184,12 +184,17 @@ async fn listen_host(run: &Run<'_>) -> Result<String> {
     let lab = run.lab;
     let inside = run.trial.case.case.topology == Topology::Inside;
     if inside || lab.options().runtime == Runtime::Container {
-        let (_, _, gateway) = lab.docker().await.map_err(|e| {
-            NotAvailable::err(
-                "docker",
-                format!("the inside topology needs Docker for pod emulation: {e:#}"),
-            )
-        })?;
+        let gateway = lab
+            .docker()
+            .connected()
+            .await
+            .map(|d| d.gateway)
+            .map_err(|e| {
+                NotAvailable::err(
+                    "docker",
+                    format!("the inside topology needs Docker for pod emulation: {e:#}"),
+                )
+            })?;
         Ok(gateway)
     } else {
         Ok("127.0.0.1".to_string())
@@ -204,7 +209,11 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     let case = &trial.case.case;
     let host = listen_host(run).await?;
     // The trial's own API server of the pool, held until teardown: its turn.
-    let member = match lab.apiserver_turn(&case.cluster.settings, &host).await {
+    let member = match lab
+        .clusters()
+        .apiserver_turn(&case.cluster.settings, &host)
+        .await
+    {
         Ok(m) => m,
         Err(e) if e.is::<crate::cluster::apiserver::binaries::NotFound>() => {
             return Err(NotAvailable::err("apiserver", format!("{e:#}")));
@@ -213,14 +222,15 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     };
     run.timer.lap("queue");
     let ext = lab
-        .apiserver_cluster(&member, &case.cluster.settings, &host)
+        .clusters()
+        .apiserver(&member, &case.cluster.settings, &host)
         .await
         .context("starting the apiserver cluster")?;
     run.made.apiserver = Some(member);
     let server = if case.topology == Topology::Inside {
         None
     } else {
-        let s = lab.server(&trial.server).await?;
+        let s = lab.servers().get(&trial.server).await?;
         run.record.server_config = s.config_text();
         Some(s)
     };
@@ -257,7 +267,8 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     let (lab, trial) = (run.lab, run.trial);
     let case = &trial.case.case;
     let ext = lab
-        .external_cluster(trial.cluster, &case.cluster.settings)
+        .clusters()
+        .external(trial.cluster, &case.cluster.settings)
         .await
         .map_err(|e| {
             let what = trial.cluster.as_str();
@@ -271,15 +282,15 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     let server = if inside {
         None
     } else if kind.is_some() {
-        Some(lab.kind_network_server(&trial.server).await?)
+        Some(lab.servers().on_kind_network(&trial.server).await?)
     } else {
-        Some(lab.server(&trial.server).await?)
+        Some(lab.servers().get(&trial.server).await?)
     };
     if let Some(s) = &server {
         run.record.server_config = s.config_text();
     }
     run.timer.lap("server");
-    run.made.exclusive = Some(lab.exclusive.lock().await);
+    run.made.exclusive = Some(lab.clusters().exclusive.lock().await);
     run.timer.lap("queue");
     run.made.shared = Some(ext.client.clone());
     // The API server as the server reaches it, and the server as pods reach it.
@@ -480,7 +491,7 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
         faults._unnamed = Some(f);
     }
     if lc.uses("unrelated.ca") {
-        vars.insert("unrelated.ca".into(), run.lab.unrelated_ca()?);
+        vars.insert("unrelated.ca".into(), run.lab.keys().unrelated_ca()?);
     }
     if let Some(o) = &cv.other {
         vars.insert("other.url".into(), o.url());
@@ -495,7 +506,10 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
             format!("{}/openid/v1/jwks", o.url()),
         );
     } else if lc.uses("other.ca") {
-        vars.insert("other.ca".into(), run.lab.foreign_cluster().await?.ca_pem());
+        vars.insert(
+            "other.ca".into(),
+            run.lab.keys().foreign_cluster().await?.ca_pem(),
+        );
     }
     if lc.uses("unreachable.url") || lc.uses("unreachable.hostport") {
         let closed = ClosedPort::on(&host)?;

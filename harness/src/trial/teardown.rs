@@ -87,7 +87,7 @@ async fn delete_applied(
                 .cloned(),
         )
         .collect();
-    let owner = run.lab.owner();
+    let owner = run.lab.clusters().owner();
     let mut problems = Vec::new();
     for obj in &objects {
         if let Err(e) = objects::remove_and_wait(client, &owner, obj, DELETE_TIMEOUT).await {

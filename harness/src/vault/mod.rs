@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -43,6 +43,45 @@ impl ApiResponse {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+}
+
+/// A call to the server's API that failed, naming the request.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// The request got no answer (connection refused, reset, timed out).
+    #[error("{method} {url}")]
+    Unanswered {
+        /// The method.
+        method: Method,
+        /// The whole URL.
+        url: String,
+        /// What the HTTP client saw.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer could not be read to its end.
+    #[error("reading the answer to {method} {url}")]
+    Unread {
+        /// The method.
+        method: Method,
+        /// The whole URL.
+        url: String,
+        /// What the HTTP client saw.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{method} /v1/{path} answered {status}: {detail}")]
+    Refused {
+        /// The method.
+        method: Method,
+        /// The API path, below `/v1/`.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's `errors`, else the start of its answer.
+        detail: String,
+    },
 }
 
 /// A client for one server, optionally with a token.
@@ -222,15 +261,17 @@ impl VaultClient {
             req = req.timeout(t);
         }
         let start = Instant::now();
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
+        let resp = req.send().await.map_err(|source| VaultError::Unanswered {
+            method: method.clone(),
+            url: url.to_string(),
+            source,
+        })?;
         let status = resp.status().as_u16();
-        let raw = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the answer to {method} {url}"))?;
+        let raw = resp.text().await.map_err(|source| VaultError::Unread {
+            method: method.clone(),
+            url: url.to_string(),
+            source,
+        })?;
         let body = if raw.trim().is_empty() {
             Value::Null
         } else {
@@ -250,11 +291,19 @@ impl VaultClient {
         let r = self.request(method.clone(), path, body).await?;
         if !r.is_success() {
             let errors = r.errors();
-            if errors.is_empty() {
+            let detail = if errors.is_empty() {
                 let raw: String = r.raw.trim().chars().take(300).collect();
-                bail!("{method} /v1/{path} answered {}: {raw:?}", r.status);
+                format!("{raw:?}")
+            } else {
+                format!("{errors:?}")
+            };
+            return Err(VaultError::Refused {
+                method,
+                path: path.to_string(),
+                status: r.status,
+                detail,
             }
-            bail!("{method} /v1/{path} answered {}: {errors:?}", r.status);
+            .into());
         }
         Ok(r)
     }
