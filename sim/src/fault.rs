@@ -258,21 +258,28 @@ impl Forwarder {
     pub async fn start(at: (&str, u16), target: (&str, u16)) -> Result<Self> {
         // A forwarder of the same address just dropped (a previous trial's, on a shared API
         // server's port) closes its listener on its own task: wait for that, briefly.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(at).await {
-                Ok(l) => break l,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AddrInUse
-                        && tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1));
+        // One bound outside the retries, as every wait of the harness has.
+        let bound = std::time::Duration::from_secs(2);
+        let bind = async {
+            loop {
+                match tokio::net::TcpListener::bind(at).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    other => return other,
                 }
             }
+        };
+        let listener = match tokio::time::timeout(bound, bind).await {
+            Ok(bound) => {
+                bound.with_context(|| format!("binding {}:{} for the forwarder", at.0, at.1))?
+            }
+            Err(_) => anyhow::bail!(
+                "binding {}:{} for the forwarder: the address was still in use after {} s",
+                at.0,
+                at.1,
+                bound.as_secs()
+            ),
         };
         let port = listener.local_addr()?.port();
         let target = format!("{}:{}", target.0, target.1);
