@@ -23,6 +23,7 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         other_cluster_requests: None,
         steps: Vec::new(),
         auth: None,
+        login_body: None,
         audit_offset,
     };
     let mut client_token = None;
@@ -74,14 +75,10 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
         };
         acted.cluster_requests = match (sim, &audit, audit_before) {
             (Some(s), ..) => s.request_log().split_off(before),
-            (None, Some(audit), Some(offset)) => {
-                let reqs = audit
-                    .requests_since(&env.cluster.client, offset)
-                    .await
-                    .context("reading the API server's audit log")?;
-                run.record.cluster_log = reqs.clone();
-                reqs
-            }
+            (None, Some(audit), Some(offset)) => audit
+                .requests_since(&env.cluster.client, offset)
+                .await
+                .context("reading the API server's audit log")?,
             _ => Vec::new(),
         };
         acted.other_cluster_requests = env
@@ -91,20 +88,16 @@ pub(super) async fn act(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<A
             .zip(other_before)
             .map(|(o, before)| o.request_log().split_off(before));
         acted.login = Some(Observed::from(&login));
-        run.record.evidence.login = acted.login.clone();
-        run.record.evidence.cluster_requests = acted.cluster_requests.clone();
-        run.record.evidence.other_cluster_requests = acted.other_cluster_requests.clone();
         client_token = login.body["auth"]["client_token"]
             .as_str()
             .map(str::to_string);
         if client_token.is_some() {
             acted.auth = Some(auth_of(&setup.root, &login.body["auth"], &setup.accessor).await?);
         }
-        run.record.login_body = Some(login.body);
+        acted.login_body = Some(login.body);
     }
     run.timer.lap("login");
     acted.steps = steps(run, setup, client_token.as_deref(), &env.names.kv).await?;
-    run.record.evidence.steps = acted.steps.clone();
     run.timer.lap("steps");
     Ok(acted)
 }
@@ -174,7 +167,7 @@ async fn change_cluster(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<(
                 for o in run.trial.case.objects_of(obj) {
                     objects::apply(kube, &owner, &o).await?;
                     // Deleted at teardown with the case's other objects.
-                    run.record.objects.push(o);
+                    run.made.applied.push(o);
                 }
             }
             ClusterAction::Wait(d) => {

@@ -24,7 +24,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     for obj in &run.trial.case.case.cluster.objects {
         for o in run.trial.case.objects_of(obj) {
             objects::apply(kube, &owner, &o).await?;
-            run.record.objects.push(o);
+            run.made.applied.push(o);
         }
     }
     if let (Some(other), Some(spec)) = (&env.cluster.other, &run.trial.case.case.cluster.other) {
@@ -34,13 +34,13 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
                 objects::apply(&client, &owner, &o)
                     .await
                     .context("applying an object to the second cluster")?;
-                run.record.objects.push(o);
+                run.made.applied.push(o);
             }
         }
     }
     run.timer.lap("objects");
     let mut vars = env.vars.clone();
-    let client_jwt = obtain_tokens(run, env, &mut vars).await?;
+    let (client_jwt, reviewer_jwt) = obtain_tokens(run, env, &mut vars).await?;
     run.timer.lap("tokens");
     let server = match &env.server {
         Some(s) => s.clone(),
@@ -58,7 +58,6 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
                     Arc::new(super::pod::pod_server(run.lab, run.trial, &env.cluster).await?)
                 }
             };
-            run.record.server_config = s.config_text();
             run.made.pod_server = Some(s.clone());
             if run.trial.case.uses("pod.jwt") {
                 let t = super::pod::pod_token_file(&s).await?;
@@ -80,23 +79,31 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     );
     let log_offset = file_len(&server.server_log_path());
     let root = server.client();
-    let (accessor, config, role) = configure(run, env, &root, &mut vars).await?;
+    let written = configure(run, env, &root, &mut vars).await?;
     run.timer.lap("configure");
     Ok(Setup {
         server,
         root,
         client_jwt,
-        accessor,
-        config,
-        role,
+        reviewer_jwt,
+        accessor: written.accessor,
+        config: written.config,
+        role: written.role,
+        config_written: written.config_written,
+        role_written: written.role_written,
+        policy: written.policy,
         log_offset,
         vars,
         server_ip,
     })
 }
 
-/// The reviewer token (into `${reviewer.jwt}`) and the client token.
-async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<String> {
+/// The client token, and the reviewer token (also into `${reviewer.jwt}`).
+async fn obtain_tokens(
+    run: &mut Run<'_>,
+    env: &Env,
+    vars: &mut Vars,
+) -> Result<(String, Option<String>)> {
     let case = &run.trial.case.case;
     let owner = run.lab.clusters().owner();
     let foreign =
@@ -123,20 +130,36 @@ async fn obtain_tokens(run: &mut Run<'_>, env: &Env, vars: &mut Vars) -> Result<
         (crate::case::model::TokenCluster::Other, Some(c)) => (c, &other_signers),
         _ => (&env.cluster.client, &signers),
     };
+    let mut reviewer_jwt = None;
     if let Some(r) = &case.reviewer {
         let (kube, signers) = issuer(r);
         let jwt = tokens::obtain(kube, &owner, r, signers)
             .await
             .context("obtaining the reviewer token")?;
         vars.insert("reviewer.jwt".into(), jwt.clone());
-        run.record.reviewer_jwt = Some(jwt);
+        reviewer_jwt = Some(jwt);
     }
     let (kube, signers) = issuer(&case.client);
     let client_jwt = tokens::obtain(kube, &owner, &case.client, signers)
         .await
         .context("obtaining the client token")?;
-    run.record.client_jwt = Some(client_jwt.clone());
-    Ok(client_jwt)
+    Ok((client_jwt, reviewer_jwt))
+}
+
+/// What `configure` wrote on the server, and how the server answered.
+struct Written {
+    /// The accessor of the mount the client logs in at.
+    accessor: String,
+    /// The answer to that mount's config write.
+    config: Observed,
+    /// The answer to its role write.
+    role: Observed,
+    /// The config written (holds secrets).
+    config_written: Value,
+    /// The role written.
+    role_written: Value,
+    /// The policy's HCL.
+    policy: String,
 }
 
 /// The auth mount (tuned), its config and role, the policy and, for a trial whose steps read
@@ -146,7 +169,7 @@ async fn configure(
     env: &Env,
     root: &VaultClient,
     vars: &mut Vars,
-) -> Result<(String, Observed, Observed)> {
+) -> Result<Written> {
     let case = &run.trial.case.case;
     let n = &env.names;
     // A KV mount costs the server a mount and its storage upgrade: made only where steps,
@@ -157,7 +180,6 @@ async fn configure(
         .any(|s| s.kv_read.is_some() || s.kv_write.is_some())
         || case.eso.is_some()
         || run.trial.case.uses("kv");
-    run.record.mount = n.login_mount.clone();
     run.made.mounts = Some(Mounts {
         root: root.clone(),
         auth: n.mount.clone(),
@@ -167,7 +189,6 @@ async fn configure(
     });
     root.enable_auth(&n.mount, n.kind).await?;
     let accessor = root.auth_accessor(&n.mount).await?;
-    run.record.accessor = accessor.clone();
     vars.insert("accessor".into(), accessor.clone());
     if !case.server.tune.is_empty() {
         root.tune_auth(&n.mount, &Value::Object(case.server.tune.clone()))
@@ -178,22 +199,18 @@ async fn configure(
     }
     let policy = substitute(&effective::policy(case), vars);
     root.put_policy(&n.policy, &policy).await?;
-    run.record.policy = policy;
     if needs_kv {
         for path in ["allowed/config", "denied/config"] {
             seed(root, &n.kv, path).await?;
         }
     }
-    let config = substitute_value(&Value::Object(effective::config(case)), vars);
-    run.record.auth_config = config.clone();
+    let mut config_written = substitute_value(&Value::Object(effective::config(case)), vars);
     let config_resp = root
-        .write(&format!("auth/{}/config", n.mount), &config)
+        .write(&format!("auth/{}/config", n.mount), &config_written)
         .await?;
-    run.record.evidence.config = Some(Observed::from(&config_resp));
-    let role = substitute_value(&Value::Object(effective::role(case, &n.policy)), vars);
-    run.record.role = role.clone();
+    let mut role_written = substitute_value(&Value::Object(effective::role(case, &n.policy)), vars);
     let role_resp = root
-        .write(&format!("auth/{}/role/{}", n.mount, n.role), &role)
+        .write(&format!("auth/{}/role/{}", n.mount, n.role), &role_written)
         .await?;
     let mut role = Observed::from(&role_resp);
     let mut config = Observed::from(&config_resp);
@@ -215,9 +232,8 @@ async fn configure(
             .await?;
         if *path == n.login_mount {
             // The mount the client logs in at is the one judged.
-            run.record.auth_config = c;
-            run.record.role = r;
-            run.record.accessor = acc.clone();
+            config_written = c;
+            role_written = r;
             config = Observed::from(&cr);
             role = Observed::from(&rr);
             login_accessor = acc;
@@ -232,16 +248,21 @@ async fn configure(
             );
         }
     }
-    run.record.evidence.config = Some(config.clone());
-    run.record.evidence.role = Some(role.clone());
-    Ok((login_accessor, config, role))
+    Ok(Written {
+        accessor: login_accessor,
+        config,
+        role,
+        config_written,
+        role_written,
+        policy,
+    })
 }
 
 /// Reads the login mount's config and role back as a user holds them (`vault read
 /// -format=json`), for the artifacts of a trial that did not pass; nothing when a write failed.
-pub(super) async fn read_back(run: &mut Run<'_>, env: &Env, setup: &Setup) {
+pub(super) async fn read_back(env: &Env, setup: &Setup) -> (Value, Value) {
     if setup.config.status >= 300 || setup.role.status >= 300 {
-        return;
+        return Default::default();
     }
     let n = &env.names;
     let (config_path, role_path) = (
@@ -249,10 +270,10 @@ pub(super) async fn read_back(run: &mut Run<'_>, env: &Env, setup: &Setup) {
         format!("auth/{}/role/{}", n.login_mount, n.role),
     );
     let (c, r) = tokio::join!(setup.root.read(&config_path), setup.root.read(&role_path));
-    run.record.read_back = (
+    (
         c.map(|c| c.body).unwrap_or_default(),
         r.map(|r| r.body).unwrap_or_default(),
-    );
+    )
 }
 
 /// Writes one secret into a fresh KV v2 mount, which upgrades its storage first and refuses

@@ -25,12 +25,23 @@ const LOG_WAIT: Duration = Duration::from_secs(3);
 /// not grown for this long (within [`LOG_WAIT`]).
 const LOG_QUIET: Duration = Duration::from_millis(600);
 
+/// What `collect` hands on: the evidence (ESO's, if any, is observed after it), the mount's
+/// audit entries as the server wrote them, and the rendered diagnosis.
+pub(super) struct Collected {
+    /// The evidence.
+    pub evidence: Evidence,
+    /// The mount's audit entries (raw JSON).
+    pub audit_raw: Vec<serde_json::Value>,
+    /// The diagnosis, as `authlab diagnose` prints it.
+    pub diagnosis: String,
+}
+
 pub(super) async fn collect(
     run: &mut Run<'_>,
     env: &Env,
     setup: &Setup,
     acted: Acted,
-) -> Result<Evidence> {
+) -> Result<Collected> {
     let mount = &env.names.login_mount;
     let prefix = format!("auth/{mount}/");
     let login_path = format!("auth/{mount}/login");
@@ -60,7 +71,7 @@ pub(super) async fn collect(
         },
     )
     .await?;
-    run.record.audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
+    let audit_raw = mine.iter().map(|e| e.raw.clone()).collect();
     let audit_login = mine.iter().rev().find(|e| is_login_response(e)).cloned();
     let log_path = setup.server.server_log_path();
     let login_failed = acted.login.as_ref().is_some_and(|l| l.status >= 400);
@@ -118,38 +129,34 @@ pub(super) async fn collect(
         eso: EsoEvidence::NoClient,
         diagnosis: Vec::new(),
     };
-    let input = diagnosis_input(run, &ev);
+    let input = diagnosis_input(run, setup, &ev);
     let report = crate::diagnose::report(&input);
-    run.record.diagnosis = crate::diagnose::render(&input, &report);
+    let diagnosis = crate::diagnose::render(&input, &report);
     ev.diagnosis = report.findings;
-    // Kept as it is now, in case ESO fails the trial.
-    run.record.evidence = ev.clone();
-    ev.eso = super::eso::observe(run, env, setup).await?;
-    run.record.eso = ev.eso.report();
-    Ok(ev)
+    Ok(Collected {
+        evidence: ev,
+        audit_raw,
+        diagnosis,
+    })
 }
 
 /// What `authlab diagnose` would be given for this trial: the trial's own evidence.
-fn diagnosis_input(run: &Run<'_>, ev: &Evidence) -> crate::diagnose::Input {
-    let record = &run.record;
+fn diagnosis_input(run: &Run<'_>, setup: &Setup, ev: &Evidence) -> crate::diagnose::Input {
     let first = |o: &Observed| (o.status, o.errors.first().cloned().unwrap_or_default());
     crate::diagnose::Input {
         method: Some(match run.trial.case.case.auth {
             AuthMethod::Kubernetes => "kubernetes".into(),
             AuthMethod::Jwt => "jwt".into(),
         }),
-        jwt: record
-            .client_jwt
-            .as_deref()
-            .and_then(|t| crate::jwt::decode_unverified(t).ok()),
+        jwt: crate::jwt::decode_unverified(&setup.client_jwt).ok(),
         jwt_text: None,
         jwt_error: None,
         role_name: None,
         role_missing: false,
         log_given: true,
         audit_given: true,
-        role: Some(record.role.clone()),
-        config: Some(record.auth_config.clone()),
+        role: Some(setup.role_written.clone()),
+        config: Some(setup.config_written.clone()),
         config_error: ev.config.as_ref().filter(|c| c.status >= 300).map(first),
         login: ev.login.as_ref().map(first),
         audit_error: ev

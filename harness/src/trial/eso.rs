@@ -130,7 +130,7 @@ async fn observe_on_kind(
             apply_when_webhook_answers(kube, &run.lab.clusters().owner(), obj).await?;
             // Also listed with the trial's other objects, so they go even if this trial is
             // cut short (the target Secret is owned by the ExternalSecret and goes with it).
-            run.record.objects.push(obj.clone());
+            run.made.applied.push(obj.clone());
             applied.push(obj);
         }
         let store_kind = eso::render::store_api_kind(client_spec.store);

@@ -161,12 +161,11 @@ impl Timer {
 }
 
 /// One trial under way: what every stage needs, and what the trial made (so that `teardown`
-/// can remove it and the artifacts can show it, whatever stage failed).
+/// can remove it, whatever stage failed).
 struct Run<'a> {
     lab: &'a Lab,
     trial: &'a Trial,
     timer: Timer,
-    record: TrialRecord,
     made: outputs::Made<'a>,
 }
 
@@ -183,8 +182,13 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         lab,
         trial,
         timer: Timer::new(),
-        record: TrialRecord::default(),
         made: outputs::Made::default(),
+    };
+    // What the trial reached, noted by the pipeline from each stage's output as it returns:
+    // the artifacts show it whatever stage failed. ESO's part is known before anything runs.
+    let mut record = TrialRecord {
+        eso: eso::not_run(trial).and_then(|e| e.report()),
+        ..TrialRecord::default()
     };
     let mut requirement = None;
     let mut not_checked = Vec::new();
@@ -193,8 +197,10 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         Verdict::Ignored(reason.clone())
     } else {
         // Boxed: the pipeline's future is large, and trials may run on small test threads.
-        let result = Box::pin(pipeline(&mut run)).await;
-        let left = teardown::teardown(&mut run).await;
+        let result = Box::pin(pipeline(&mut run, &mut record)).await;
+        let torn = teardown::teardown(&mut run).await;
+        record.note_teardown(&torn);
+        let left = torn.left;
         let result = match (result, left.is_empty()) {
             (Err(e), _) => Err(e),
             (ok, true) => ok,
@@ -252,21 +258,33 @@ pub async fn run_recorded(lab: &Lab, trial: &Trial) -> (TrialOutcome, TrialRecor
         expect_key: trial.case.case.expect_key_on(
             &trial.server.flavour.to_string(),
             &trial.server.version,
-            run.record.kubernetes.as_deref(),
+            record.kubernetes.as_deref(),
         ),
-        kubernetes: run.record.kubernetes.clone(),
+        kubernetes: record.kubernetes.clone(),
         diagnosis: None,
         earlier: Vec::new(),
     };
-    (outcome, run.record)
+    (outcome, record)
 }
 
-/// prepare → apply → act → collect → judge.
-async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<(Judgement, Signature)> {
-    let env = prepare::prepare(run).await?;
+/// prepare → apply → act → collect (and ESO) → judge; each stage's output is noted in
+/// `record` as it returns.
+async fn pipeline(
+    run: &mut Run<'_>,
+    record: &mut TrialRecord,
+) -> anyhow::Result<(Judgement, Signature)> {
+    let (cluster, server) = prepare::cluster(run).await?;
+    record.note_cluster(&cluster, server.as_deref());
+    let env = prepare::prepare(run, cluster, server).await?;
+    record.note_env(&env);
     let setup = apply::apply(run, &env).await?;
+    record.note_setup(&setup);
     let acted = act::act(run, &env, &setup).await?;
-    let evidence = collect::collect(run, &env, &setup, acted).await?;
+    record.note_acted(&acted);
+    let collected = collect::collect(run, &env, &setup, acted).await?;
+    let mut evidence = record.note_collected(collected);
+    evidence.eso = eso::observe(run, &env, &setup).await?;
+    record.note_eso(&evidence);
     let steps: Vec<_> = run
         .trial
         .case
@@ -277,10 +295,8 @@ async fn pipeline(run: &mut Run<'_>) -> anyhow::Result<(Judgement, Signature)> {
         .collect();
     let judged = crate::verdict::judge(&env.expect, &steps, &evidence, &setup.vars);
     if !judged.mismatches.is_empty() {
-        apply::read_back(run, &env, &setup).await;
+        record.read_back = apply::read_back(&env, &setup).await;
     }
     let signature = crate::signature::observe(&env.expect, &evidence, &setup.vars);
-    run.record.vars = setup.vars.clone();
-    run.record.evidence = evidence;
     Ok((judged, signature))
 }

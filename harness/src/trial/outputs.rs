@@ -18,6 +18,8 @@ use crate::{
 
 /// What a trial needs of its cluster.
 pub(super) struct ClusterView {
+    /// Its Kubernetes version (`v1.33.1`), when known.
+    pub kubernetes: Option<String>,
     /// The sim, when the cluster is one (it signs hand-made tokens and logs requests).
     pub sim: Option<SimCluster>,
     /// The trial's second cluster (`cluster.other`, or a case naming `${other.url}`).
@@ -107,12 +109,20 @@ pub(super) struct Setup {
     pub root: VaultClient,
     /// The client's JWT (secret).
     pub client_jwt: String,
+    /// The reviewer's JWT, when the case has one (secret).
+    pub reviewer_jwt: Option<String>,
     /// The accessor of the mount the client logs in at.
     pub accessor: String,
     /// The answer to the config write.
     pub config: Observed,
     /// The answer to the role write.
     pub role: Observed,
+    /// The config written to the login mount (holds secrets).
+    pub config_written: serde_json::Value,
+    /// The role written there.
+    pub role_written: serde_json::Value,
+    /// The policy's HCL.
+    pub policy: String,
     /// Where the server log stood before the mount existed.
     pub log_offset: u64,
     /// Placeholder values, now with the reviewer token and the accessor.
@@ -133,6 +143,8 @@ pub(super) struct Acted {
     pub steps: Vec<Observed>,
     /// What a successful login produced.
     pub auth: Option<AuthObserved>,
+    /// The login's whole answer (holds the client token).
+    pub login_body: Option<serde_json::Value>,
     /// Where the audit log stood before the login.
     pub audit_offset: u64,
 }
@@ -154,6 +166,8 @@ pub(super) struct Mounts {
 /// Everything a trial made that outlives a stage, for `teardown`.
 #[derive(Default)]
 pub(super) struct Made<'a> {
+    /// The case's objects applied to its clusters, in order.
+    pub applied: Vec<serde_json::Value>,
     /// The trial's own sim.
     pub sim: Option<SimCluster>,
     /// The trial's second cluster.
@@ -173,4 +187,73 @@ pub(super) struct Made<'a> {
     pub pod_objects: Vec<serde_json::Value>,
     /// Fault endpoints, held until the trial is over.
     pub faults: Faults,
+}
+
+/// How the pipeline notes each stage's output in the trial's record as the stage returns (no
+/// stage writes the record itself): the artifacts show what the trial reached.
+impl super::TrialRecord {
+    /// The cluster, and the shared server `prepare` found.
+    pub(super) fn note_cluster(&mut self, cluster: &ClusterView, server: Option<&ServerHandle>) {
+        self.kubernetes = cluster.kubernetes.clone();
+        if let Some(s) = server {
+            self.server_config = s.config_text();
+        }
+    }
+
+    /// What `prepare` returned.
+    pub(super) fn note_env(&mut self, env: &Env) {
+        self.mount = env.names.login_mount.clone();
+        self.vars = env.vars.clone();
+    }
+
+    /// What `apply` returned.
+    pub(super) fn note_setup(&mut self, setup: &Setup) {
+        self.server_config = setup.server.config_text();
+        self.client_jwt = Some(setup.client_jwt.clone());
+        self.reviewer_jwt = setup.reviewer_jwt.clone();
+        self.accessor = setup.accessor.clone();
+        self.auth_config = setup.config_written.clone();
+        self.role = setup.role_written.clone();
+        self.policy = setup.policy.clone();
+        self.evidence.config = Some(setup.config.clone());
+        self.evidence.role = Some(setup.role.clone());
+        self.vars = setup.vars.clone();
+    }
+
+    /// What `act` returned.
+    pub(super) fn note_acted(&mut self, acted: &Acted) {
+        self.login_body = acted.login_body.clone();
+        self.evidence.login = acted.login.clone();
+        self.evidence.cluster_requests = acted.cluster_requests.clone();
+        self.evidence.other_cluster_requests = acted.other_cluster_requests.clone();
+        self.evidence.steps = acted.steps.clone();
+    }
+
+    /// What `collect` returned; its evidence goes on to ESO and the judge.
+    pub(super) fn note_collected(
+        &mut self,
+        collected: super::collect::Collected,
+    ) -> crate::evidence::Evidence {
+        self.audit_raw = collected.audit_raw;
+        self.diagnosis = collected.diagnosis;
+        self.evidence = collected.evidence.clone();
+        collected.evidence
+    }
+
+    /// The evidence with what ESO reported.
+    pub(super) fn note_eso(&mut self, evidence: &crate::evidence::Evidence) {
+        self.eso = evidence.eso.report();
+        self.evidence = evidence.clone();
+    }
+
+    /// What teardown left: the objects applied, the sims' whole request logs (elsewhere the
+    /// login's requests, read from the API server's audit log).
+    pub(super) fn note_teardown(&mut self, torn: &super::teardown::TornDown) {
+        self.objects = torn.applied.clone();
+        self.cluster_log = torn
+            .cluster_log
+            .clone()
+            .unwrap_or_else(|| self.evidence.cluster_requests.clone());
+        self.other_cluster_log = torn.other_cluster_log.clone().unwrap_or_default();
+    }
 }

@@ -20,15 +20,24 @@ use crate::{
     sim::{ClosedPort, HangListener, ResetListener, SimCluster, SimConfig},
 };
 
-pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
-    // Known before anything runs, so the artifacts say it whatever happens next.
-    run.record.eso = super::eso::not_run(run.trial).and_then(|e| e.report());
+/// The trial's cluster, and the shared server it logs in to (None: its own pod server, started
+/// once its objects exist).
+pub(super) async fn cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
     super::eso::require_helm(run)?;
-    let (cluster, server) = match run.trial.cluster {
-        ClusterKind::Sim => sim_cluster(run).await?,
-        ClusterKind::Apiserver => apiserver_cluster(run).await?,
-        _ => shared_cluster(run).await?,
-    };
+    match run.trial.cluster {
+        ClusterKind::Sim => sim_cluster(run).await,
+        ClusterKind::Apiserver => apiserver_cluster(run).await,
+        _ => shared_cluster(run).await,
+    }
+}
+
+/// What the later stages need on that cluster: its assumptions checked, placeholder values, fault
+/// endpoints, names on the server and the expectations for this server and cluster.
+pub(super) async fn prepare(
+    run: &mut Run<'_>,
+    cluster: ClusterView,
+    server: Option<Arc<ServerHandle>>,
+) -> Result<Env> {
     assumptions_hold(run, &cluster).await?;
     let mut vars = cluster_vars(run, &cluster)?;
     if run.trial.case.uses("cluster.dialed") {
@@ -51,7 +60,7 @@ pub(super) async fn prepare(run: &mut Run<'_>) -> Result<Env> {
         .expect_on(
             &spec.flavour.to_string(),
             &spec.version,
-            run.record.kubernetes.as_deref(),
+            cluster.kubernetes.as_deref(),
         )
         .clone();
     Ok(Env {
@@ -74,9 +83,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
     let server = if inside {
         None
     } else {
-        let s = lab.servers().get(&run.trial.server).await?;
-        run.record.server_config = s.config_text();
-        Some(s)
+        Some(lab.servers().get(&run.trial.server).await?)
     };
     run.timer.lap("server");
     // Bound now and handed to the sim, so the port in the URL (which the issuer may name) is
@@ -106,8 +113,8 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         .context("starting the trial's sim cluster")?;
     run.made.sim = Some(sim.clone());
     let other = other_cluster(run, &host).await?;
-    run.record.kubernetes = Some(crate::sim::KUBERNETES_VERSION.to_string());
     let view = ClusterView {
+        kubernetes: Some(crate::sim::KUBERNETES_VERSION.to_string()),
         client: sim.kube_client()?,
         url: sim.url(),
         ca_pem: sim.ca_pem(),
@@ -230,13 +237,10 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     let server = if case.topology == Topology::Inside {
         None
     } else {
-        let s = lab.servers().get(&trial.server).await?;
-        run.record.server_config = s.config_text();
-        Some(s)
+        Some(lab.servers().get(&trial.server).await?)
     };
     run.timer.lap("server");
     run.made.shared = Some(ext.client.clone());
-    run.record.kubernetes = ext.version.clone();
     let other = other_cluster(run, &host).await?;
     let signer = ext.owned.as_ref().map(|o| crate::cluster::tokens::Signer {
         key_pem: o.signing_key_pem.clone(),
@@ -244,6 +248,7 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
     });
     let audit = ext.owned.as_ref().and_then(|o| o.audit.clone());
     let view = ClusterView {
+        kubernetes: ext.version.clone(),
         sim: None,
         other,
         signer,
@@ -286,9 +291,6 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     } else {
         Some(lab.servers().get(&trial.server).await?)
     };
-    if let Some(s) = &server {
-        run.record.server_config = s.config_text();
-    }
     run.timer.lap("server");
     run.made.exclusive = Some(lab.clusters().exclusive.lock().await);
     run.timer.lap("queue");
@@ -313,7 +315,6 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     } else {
         (ext.url.clone(), None)
     };
-    run.record.kubernetes = ext.version.clone();
     // Where fault endpoints and second clusters listen: the host's address on the Kind network
     // (servers there and the cluster's pods reach it), else loopback (a local server process).
     let host = ext
@@ -335,6 +336,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     });
     let audit = ext.owned.as_ref().and_then(|o| o.audit.clone());
     let view = ClusterView {
+        kubernetes: ext.version.clone(),
         sim: None,
         other,
         signer,

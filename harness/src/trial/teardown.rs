@@ -7,9 +7,20 @@ use std::sync::Arc;
 use super::Run;
 use crate::{case::model::TokenKind, cluster::objects};
 
-/// Returns what could not be removed from a shared cluster (the trial then ends in ERROR: the
-/// next one would meet it).
-pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
+/// What teardown leaves for the trial's record.
+pub(super) struct TornDown {
+    /// What could not be removed from a shared cluster (the trial then ends in ERROR: the next
+    /// one would meet it).
+    pub left: Vec<String>,
+    /// The objects the trial applied.
+    pub applied: Vec<serde_json::Value>,
+    /// The trial's sim's whole request log.
+    pub cluster_log: Option<Vec<crate::sim::RequestRecord>>,
+    /// Its second cluster's.
+    pub other_cluster_log: Option<Vec<crate::sim::RequestRecord>>,
+}
+
+pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
     let made = std::mem::take(&mut run.made);
     if let Some(m) = made.mounts {
         let _ = m.root.disable_auth(&m.auth).await;
@@ -34,22 +45,29 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> Vec<String> {
     if let Some(mut s) = made.pod_server.and_then(Arc::into_inner) {
         s.stop().await;
     }
-    let problems = match made.shared {
-        Some(client) => delete_applied(run, &client, made.pod_objects).await,
+    let left = match made.shared {
+        Some(client) => delete_applied(run, &client, made.pod_objects, &made.applied).await,
         None => Vec::new(),
     };
+    let mut cluster_log = None;
     if let Some(sim) = made.sim {
-        run.record.cluster_log = sim.request_log();
+        cluster_log = Some(sim.request_log());
         sim.shutdown().await;
     }
+    let mut other_cluster_log = None;
     if let Some(other) = made.other_sim {
-        run.record.other_cluster_log = other.request_log();
+        other_cluster_log = Some(other.request_log());
         other.shutdown().await;
     }
     drop(made.faults);
     drop(made.exclusive);
     drop(made.apiserver);
-    problems
+    TornDown {
+        left,
+        applied: made.applied,
+        cluster_log,
+        other_cluster_log,
+    }
 }
 
 /// The cluster is shared: remove what this trial applied (also in `before_login`; namespaces
@@ -60,6 +78,7 @@ async fn delete_applied(
     run: &Run<'_>,
     client: &kube::Client,
     pod: Vec<serde_json::Value>,
+    applied: &[serde_json::Value],
 ) -> Vec<String> {
     let case = &run.trial.case.case;
     let secrets = case
@@ -79,8 +98,7 @@ async fn delete_applied(
     let objects: Vec<serde_json::Value> = secrets
         .chain(pod.into_iter().rev())
         .chain(
-            run.record
-                .objects
+            applied
                 .iter()
                 .rev()
                 .filter(|o| o["kind"] != "Namespace")
