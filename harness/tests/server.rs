@@ -699,6 +699,77 @@ fn pod_emulation_container() {
     rt.block_on(lab.shutdown());
 }
 
+/// Inside trials one after another on one server version: the second is served by the pod
+/// container the first gave back, with its own token, CA and namespace files, and both pass;
+/// the pod is removed with the lab.
+fn a_pod_server_serves_the_next_trial_with_its_identity() {
+    let rt = runtime();
+    ensure_binary(&rt);
+    let dir = cases_dir();
+    let files = [
+        "kubernetes/local-token/works.yaml",
+        "kubernetes/local-token/pod-without-auth-delegator.yaml",
+    ];
+    let cases: Vec<_> = files
+        .iter()
+        .map(|n| Arc::new(load::load_file(&dir, &dir.join(n)).unwrap()))
+        .collect();
+    let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Sim);
+    let lab = Lab::new(LabOptions::new(
+        matrix::ClusterKind::Sim,
+        common::settings(),
+    ))
+    .unwrap();
+    let engine = rt
+        .block_on(authlab::container::Engine::connect(common::settings()))
+        .expect("Docker, checked before the test");
+    let run = lab.options().run_id.clone();
+    let pods = |engine: &authlab::container::Engine| {
+        let run = run.clone();
+        let engine = engine.clone();
+        async move {
+            let mut names: Vec<String> = engine
+                .list_managed()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|o| {
+                    o.kind == "container" && o.name.starts_with(&format!("authlab-{run}-t"))
+                })
+                .map(|o| o.name)
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let mut seen = Vec::new();
+    for t in &trials {
+        let (outcome, rec) = rt.block_on(trial::run_recorded(&lab, t));
+        assert!(
+            matches!(outcome.verdict, trial::Verdict::Passed),
+            "{}: {:?}",
+            outcome.name,
+            outcome.verdict
+        );
+        seen.push((rt.block_on(pods(&engine)), rec.client_jwt.clone()));
+    }
+    assert_eq!(
+        seen[0].0.len(),
+        1,
+        "one pod container after the first trial: {seen:?}"
+    );
+    assert_eq!(
+        seen[0].0, seen[1].0,
+        "the second trial started a pod of its own"
+    );
+    rt.block_on(lab.shutdown());
+    assert_eq!(
+        rt.block_on(pods(&engine)),
+        Vec::<String>::new(),
+        "pods left after shutdown"
+    );
+}
+
 /// The kubeconfig cluster path end to end: an API server reached only through a kubeconfig
 /// (here the sim, served on its own), trials one at a time, objects removed afterwards.
 fn cases_run_against_a_cluster_given_by_kubeconfig() {
@@ -825,6 +896,11 @@ fn main() -> std::process::ExitCode {
             "pod_emulation_container",
             common::Needs::Docker,
             pod_emulation_container,
+        ),
+        common::test(
+            "a_pod_server_serves_the_next_trial_with_its_identity",
+            common::Needs::Docker,
+            a_pod_server_serves_the_next_trial_with_its_identity,
         ),
         common::test(
             "cases_run_against_a_cluster_given_by_kubeconfig",

@@ -16,7 +16,7 @@ use super::{Engine, ServerImage};
 use crate::server::Flavour;
 
 /// Pod servers at once (ports the holder publishes).
-pub const POD_PORTS: u16 = 8;
+pub const POD_PORTS: u16 = 16;
 /// The first of them inside the namespace; they are two apart, as a server also listens on
 /// the port after its own (its cluster listener). The holder's dev server takes 8199–8200.
 const FIRST_PORT: u16 = 8201;
@@ -125,6 +125,11 @@ impl PodNetwork {
     /// The holder's name (`container:<name>` is the pods' network mode).
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// Whether every port is held.
+    pub fn is_full(&self) -> bool {
+        self.slots.available_permits() == 0
     }
 
     /// A free port, waiting (at most 180 s) while every one is held.

@@ -100,6 +100,8 @@ pub struct ContainerServer {
     config_text: String,
     /// The host directory mounted as the pod's service-account files, for a pod.
     sa_dir: Option<PathBuf>,
+    /// A pod's `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT`.
+    service: Option<(String, u16)>,
     startup: Duration,
     /// Create → the listener first answered `sys/health`.
     listening: Duration,
@@ -251,6 +253,10 @@ impl ContainerServer {
             server_log: opts.host_dir.join("server.log"),
             config_text: opts.config_hcl.clone(),
             sa_dir,
+            service: opts
+                .pod
+                .as_ref()
+                .map(|p| (p.kubernetes_service_host.clone(), p.kubernetes_service_port)),
             startup: Duration::ZERO,
             listening: Duration::ZERO,
             ips: HashMap::new(),
@@ -397,6 +403,31 @@ impl ContainerServer {
     pub fn write_pod_token(&self, token: &str) -> Result<()> {
         let dir = self.sa_dir.as_ref().context("the server is not a pod")?;
         write_host_file(dir, "token", token.as_bytes())
+    }
+
+    /// A pod's `KUBERNETES_SERVICE_HOST` and `KUBERNETES_SERVICE_PORT` (None: not a pod).
+    pub fn pod_service(&self) -> Option<(&str, u16)> {
+        self.service.as_ref().map(|(h, p)| (h.as_str(), *p))
+    }
+
+    /// Gives the pod another identity, as a new pod of the same service address would have:
+    /// its token, CA and namespace files replaced (each renamed into place).
+    pub fn become_pod(&self, pod: &PodIdentity) -> Result<()> {
+        anyhow::ensure!(
+            self.pod_service()
+                == Some((
+                    pod.kubernetes_service_host.as_str(),
+                    pod.kubernetes_service_port
+                )),
+            "the pod {} has KUBERNETES_SERVICE_* of another address than {}:{}",
+            self.name,
+            pod.kubernetes_service_host,
+            pod.kubernetes_service_port
+        );
+        let dir = self.sa_dir.as_ref().context("the server is not a pod")?;
+        write_host_file(dir, "namespace", pod.namespace.as_bytes())?;
+        write_host_file(dir, "ca.crt", pod.ca_pem.as_bytes())?;
+        write_host_file(dir, "token", pod.token.as_bytes())
     }
 
     fn sa_file(&self, name: &str) -> Result<PathBuf> {

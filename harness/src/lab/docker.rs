@@ -37,6 +37,9 @@ pub struct Docker {
     pod_network: Once<Arc<PodNetwork>>,
     /// The scope's claim on the run's network.
     network_claim: Mutex<Option<crate::scope::Tracked>>,
+    /// Pod servers trials gave back, for the next trial of the same server version whose
+    /// cluster listens where their `KUBERNETES_SERVICE_*` point.
+    idle_pods: Mutex<Vec<(ServerSpec, ServerHandle)>>,
 }
 
 impl Docker {
@@ -47,6 +50,7 @@ impl Docker {
             images: OnceMap::default(),
             pod_network: Once::new(),
             network_claim: Mutex::new(None),
+            idle_pods: Mutex::new(Vec::new()),
         }
     }
 
@@ -119,6 +123,16 @@ impl Docker {
                 let net = self
                     .pod_network(&engine, &lab_network, &server_image, spec)
                     .await?;
+                // Idle pod servers hold ports of the pods' network: the oldest goes for a pod
+                // that finds none free.
+                while net.is_full() {
+                    let oldest = {
+                        let mut idle = locked(&self.idle_pods);
+                        (!idle.is_empty()).then(|| idle.remove(0).1)
+                    };
+                    let Some(mut oldest) = oldest else { break };
+                    oldest.stop().await;
+                }
                 Some(Arc::new(crate::container::SharedNetns {
                     holder: net.holder().to_string(),
                     slot: net.slot().await?,
@@ -206,8 +220,52 @@ impl Docker {
         .await
     }
 
-    /// Removes the pods' holder and the run's network (after every container on them).
+    /// An idle pod server of `spec` whose `KUBERNETES_SERVICE_HOST` is `host` (and whose port
+    /// is `port`, when given), taken for one trial alone: a server pod emulated once serves
+    /// many trials, each giving it its own identity ([`ContainerServer::become_pod`]). One
+    /// that no longer answers is removed.
+    ///
+    /// [`ContainerServer::become_pod`]: crate::container::ContainerServer::become_pod
+    pub async fn take_pod(
+        &self,
+        spec: &ServerSpec,
+        host: &str,
+        port: Option<u16>,
+    ) -> Option<ServerHandle> {
+        loop {
+            let mut pod = {
+                let mut idle = locked(&self.idle_pods);
+                let at = idle.iter().position(|(s, h)| {
+                    s == spec
+                        && h.container_server()
+                            .and_then(|c| c.pod_service())
+                            .is_some_and(|(h, p)| h == host && port.is_none_or(|want| want == p))
+                })?;
+                idle.swap_remove(at).1
+            };
+            match pod.client().health().await {
+                Ok(h) if h.status == 200 => return Some(pod),
+                _ => {
+                    tracing::debug!("{spec}: an idle pod server no longer answers; removing it");
+                    pod.stop().await;
+                }
+            }
+        }
+    }
+
+    /// Gives a trial's pod server back for the next trial of `spec`.
+    pub fn give_back_pod(&self, spec: &ServerSpec, pod: ServerHandle) {
+        locked(&self.idle_pods).push((spec.clone(), pod));
+    }
+
+    /// Removes the idle pod servers, the pods' holder and the run's network (after every
+    /// container on them).
     pub(crate) async fn shutdown(&self) {
+        let idle = std::mem::take(&mut *locked(&self.idle_pods));
+        futures_util::future::join_all(idle.into_iter().map(|(_, mut pod)| async move {
+            pod.stop().await;
+        }))
+        .await;
         let Some(Ok(Connected {
             engine, network, ..
         })) = self.connected.get()

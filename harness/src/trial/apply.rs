@@ -55,7 +55,10 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
                 // Emulated: the sim, an API server authlab started.
                 _ => {
                     run.made.pod_objects = vec![super::pod::server_pod(run.trial)];
-                    Arc::new(super::pod::pod_server(run.lab, run.trial, &env.cluster).await?)
+                    let reused = run.made.reused_pod.take();
+                    Arc::new(
+                        super::pod::pod_server(run.lab, run.trial, &env.cluster, reused).await?,
+                    )
                 }
             };
             run.made.pod_server = Some(s.clone());

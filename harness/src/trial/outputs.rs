@@ -182,6 +182,9 @@ pub(super) struct Made<'a> {
     pub mounts: Option<Mounts>,
     /// The trial's own server pod (inside topology on the sim or an apiserver cluster).
     pub pod_server: Option<Arc<ServerHandle>>,
+    /// A pod server an earlier trial gave back, taken for this trial's pod (until `apply`
+    /// makes it the trial's pod server).
+    pub reused_pod: Option<ServerHandle>,
     /// Its objects (the emulated pod's Pod; a real pod's StatefulSet, Service and
     /// ConfigMap), deleted from a shared cluster.
     pub pod_objects: Vec<serde_json::Value>,

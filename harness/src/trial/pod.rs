@@ -11,13 +11,15 @@ use crate::{
     lab::Lab,
 };
 
-/// Starts the trial's server as a pod would run: a container with the projected token of its
-/// service account (bound to a Pod object, 3607 s, as kubelet requests it), the cluster CA and
-/// the `KUBERNETES_SERVICE_*` variables.
+/// The trial's server as a pod would run: a container with the projected token of its service
+/// account (bound to a Pod object, 3607 s, as kubelet requests it), the cluster CA and the
+/// `KUBERNETES_SERVICE_*` variables. `reused`, a pod server an earlier trial gave back, takes
+/// this pod's identity instead of a new container being started.
 pub(super) async fn pod_server(
     lab: &Lab,
     trial: &Trial,
     cluster: &super::outputs::ClusterView,
+    reused: Option<crate::lab::servers::ServerHandle>,
 ) -> Result<crate::lab::servers::ServerHandle> {
     let kube = &cluster.client;
     let sa = pod_account(trial);
@@ -28,15 +30,28 @@ pub(super) async fn pod_server(
     let token = pod_token(kube, &owner, &sa, &pod_name).await?;
     let gateway = lab.docker().connected().await?.gateway;
     let port = cluster.port()?;
-    let pod = crate::container::PodIdentity {
+    let identity = crate::container::PodIdentity {
         token,
         ca_pem: cluster.ca_pem.clone(),
         namespace: ns.to_string(),
         kubernetes_service_host: gateway,
         kubernetes_service_port: port,
     };
+    if let Some(mut pod) = reused {
+        let became = pod
+            .container_server()
+            .context("an idle pod server is no container")
+            .and_then(|c| c.become_pod(&identity));
+        match became {
+            Ok(()) => return Ok(pod),
+            Err(e) => {
+                tracing::debug!("{}: {e:#}; starting a new pod server", trial.name);
+                pod.stop().await;
+            }
+        }
+    }
     lab.docker()
-        .start_container(&trial.server, Some(pod), Some(&trial.name), None)
+        .start_container(&trial.server, Some(identity), Some(&trial.name), None)
         .await
 }
 

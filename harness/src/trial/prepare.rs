@@ -87,9 +87,18 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
     };
     run.timer.lap("server");
     // Bound now and handed to the sim, so the port in the URL (which the issuer may name) is
-    // not taken by anything else before the sim serves on it.
-    let listener = std::net::TcpListener::bind((host.as_str(), 0))
-        .with_context(|| format!("binding a port for the trial's sim cluster on {host}"))?;
+    // not taken by anything else before the sim serves on it. Inside, a pod server an earlier
+    // trial gave back is taken, and the sim listens where its `KUBERNETES_SERVICE_*` point.
+    let listener = if inside {
+        reuse_pod(run, &host).await
+    } else {
+        None
+    };
+    let listener = match listener {
+        Some(l) => l,
+        None => std::net::TcpListener::bind((host.as_str(), 0))
+            .with_context(|| format!("binding a port for the trial's sim cluster on {host}"))?,
+    };
     let port = listener.local_addr()?.port();
     let url_vars = url_vars(&format!("https://{host}:{port}"));
     let settings = &case.cluster.settings;
@@ -208,6 +217,35 @@ async fn listen_host(run: &Run<'_>) -> Result<String> {
     }
 }
 
+/// Takes an idle pod server of the trial's server version whose service address is `host` (and
+/// `port`, when given) for the trial's own pod server.
+async fn take_pod(run: &mut Run<'_>, host: &str, port: Option<u16>) -> Option<u16> {
+    let pod = run
+        .lab
+        .docker()
+        .take_pod(&run.trial.server, host, port)
+        .await?;
+    let port = pod.container_server()?.pod_service()?.1;
+    run.made.reused_pod = Some(pod);
+    Some(port)
+}
+
+/// [`take_pod`], and the sim's listener on the pod's service port. A pod whose port something
+/// else took meanwhile is removed.
+async fn reuse_pod(run: &mut Run<'_>, host: &str) -> Option<std::net::TcpListener> {
+    let port = take_pod(run, host, None).await?;
+    match std::net::TcpListener::bind((host, port)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::debug!("{}: port {port} of an idle pod server: {e}", run.trial.name);
+            if let Some(mut pod) = run.made.reused_pod.take() {
+                pod.stop().await;
+            }
+            None
+        }
+    }
+}
+
 /// The run's API server for the case's settings (`--cluster apiserver`): shared by the trials
 /// of the run with the same settings, which take turns and delete what they applied. Inside,
 /// the trial's server is a pod of it, emulated (started once its objects exist).
@@ -235,6 +273,9 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         .context("starting the apiserver cluster")?;
     run.made.apiserver = Some(member);
     let server = if case.topology == Topology::Inside {
+        if let Some(port) = ext.url.rsplit(':').next().and_then(|p| p.parse().ok()) {
+            take_pod(run, &host, Some(port)).await;
+        }
         None
     } else {
         Some(lab.servers().get(&trial.server).await?)

@@ -42,8 +42,19 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
             )
             .await;
     }
+    // An emulated pod server goes back for the next trial once this trial's sim is gone (the
+    // next one's sim listens on the port its `KUBERNETES_SERVICE_PORT` names); a real pod of
+    // a shared cluster is stopped.
+    let mut give_back = made.reused_pod;
     if let Some(mut s) = made.pod_server.and_then(Arc::into_inner) {
-        s.stop().await;
+        let emulated = s
+            .container_server()
+            .is_some_and(|c| c.pod_service().is_some());
+        if emulated && give_back.is_none() {
+            give_back = Some(s);
+        } else {
+            s.stop().await;
+        }
     }
     let left = match made.shared {
         Some(client) => delete_applied(run, &client, made.pod_objects, &made.applied).await,
@@ -60,6 +71,9 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
         other.shutdown().await;
     }
     drop(made.faults);
+    if let Some(pod) = give_back {
+        run.lab.docker().give_back_pod(&run.trial.server, pod);
+    }
     drop(made.exclusive);
     drop(made.apiserver);
     TornDown {
