@@ -508,13 +508,31 @@ fn cases_dir() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases")
 }
 
+/// The trials of the shipped case files `files` on [`spec`] and the sim.
+fn sim_trials(files: &[&str]) -> Vec<matrix::Trial> {
+    let dir = cases_dir();
+    let cases: Vec<_> = files
+        .iter()
+        .map(|n| Arc::new(load::load_file(&dir, &dir.join(n)).unwrap()))
+        .collect();
+    matrix::expand(&cases, &[spec()], matrix::ClusterKind::Sim)
+}
+
+/// A lab for sim trials.
+fn sim_lab() -> Lab {
+    Lab::new(LabOptions::new(
+        matrix::ClusterKind::Sim,
+        common::settings(),
+    ))
+    .unwrap()
+}
+
 /// Eight trials at once against one server: each trial's audit entries and server-log lines
 /// belong to its own mount only, and each has the entries its failure produces.
 fn parallel_trials_see_only_their_own_evidence() {
     let rt = runtime();
     ensure_binary(&rt);
-    let dir = cases_dir();
-    let names = [
+    let trials = sim_trials(&[
         "kubernetes/client-token/missing-auth-delegator.yaml",
         "kubernetes/client-token/token-without-api-audience.yaml",
         "kubernetes/reviewer-jwt/reviewer-without-rbac.yaml",
@@ -523,20 +541,9 @@ fn parallel_trials_see_only_their_own_evidence() {
         "kubernetes/client-token/api-unreachable.yaml",
         "kubernetes/token/garbage-jwt.yaml",
         "reported/kb-tokenreview-forbidden-client-token.yaml",
-    ];
-    let cases: Vec<_> = names
-        .iter()
-        .map(|n| Arc::new(load::load_file(&dir, &dir.join(n)).unwrap()))
-        .collect();
-    let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Sim);
+    ]);
     assert_eq!(trials.len(), 8);
-    let lab = Arc::new(
-        Lab::new(LabOptions::new(
-            matrix::ClusterKind::Sim,
-            common::settings(),
-        ))
-        .unwrap(),
-    );
+    let lab = Arc::new(sim_lab());
     let results = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for t in trials {
@@ -596,15 +603,8 @@ fn parallel_trials_see_only_their_own_evidence() {
 fn audience_failure_evidence_from_a_real_server() {
     let rt = runtime();
     ensure_binary(&rt);
-    let dir = cases_dir();
-    let file = dir.join("kubernetes/client-token/token-without-api-audience.yaml");
-    let case = Arc::new(load::load_file(&dir, &file).unwrap());
-    let t = matrix::expand(&[case], &[spec()], matrix::ClusterKind::Sim).remove(0);
-    let lab = Lab::new(LabOptions::new(
-        matrix::ClusterKind::Sim,
-        common::settings(),
-    ))
-    .unwrap();
+    let t = sim_trials(&["kubernetes/client-token/token-without-api-audience.yaml"]).remove(0);
+    let lab = sim_lab();
     let (outcome, rec) = rt.block_on(trial::run_recorded(&lab, &t));
     assert!(
         matches!(outcome.verdict, trial::Verdict::Passed),
@@ -648,11 +648,7 @@ fn pod_emulation_container() {
     let engine = rt
         .block_on(authlab::container::Engine::connect(common::settings()))
         .expect("Docker, checked before the test");
-    let lab = Lab::new(LabOptions::new(
-        matrix::ClusterKind::Sim,
-        common::settings(),
-    ))
-    .unwrap();
+    let lab = sim_lab();
     rt.block_on(async {
         let pod = authlab::container::PodIdentity {
             token: "first-token".into(),
@@ -705,69 +701,56 @@ fn pod_emulation_container() {
 fn a_pod_server_serves_the_next_trial_with_its_identity() {
     let rt = runtime();
     ensure_binary(&rt);
-    let dir = cases_dir();
-    let files = [
+    let trials = sim_trials(&[
         "kubernetes/local-token/works.yaml",
         "kubernetes/local-token/pod-without-auth-delegator.yaml",
-    ];
-    let cases: Vec<_> = files
-        .iter()
-        .map(|n| Arc::new(load::load_file(&dir, &dir.join(n)).unwrap()))
-        .collect();
-    let trials = matrix::expand(&cases, &[spec()], matrix::ClusterKind::Sim);
-    let lab = Lab::new(LabOptions::new(
-        matrix::ClusterKind::Sim,
-        common::settings(),
-    ))
-    .unwrap();
+    ]);
+    let lab = sim_lab();
     let engine = rt
         .block_on(authlab::container::Engine::connect(common::settings()))
         .expect("Docker, checked before the test");
-    let run = lab.options().run_id.clone();
-    let pods = |engine: &authlab::container::Engine| {
-        let run = run.clone();
-        let engine = engine.clone();
-        async move {
-            let mut names: Vec<String> = engine
-                .list_managed()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|o| {
-                    o.kind == "container" && o.name.starts_with(&format!("authlab-{run}-t"))
-                })
-                .map(|o| o.name)
-                .collect();
-            names.sort();
-            names
-        }
-    };
+    let run = &lab.options().run_id;
     let mut seen = Vec::new();
     for t in &trials {
-        let (outcome, rec) = rt.block_on(trial::run_recorded(&lab, t));
+        let (outcome, _) = rt.block_on(trial::run_recorded(&lab, t));
         assert!(
             matches!(outcome.verdict, trial::Verdict::Passed),
             "{}: {:?}",
             outcome.name,
             outcome.verdict
         );
-        seen.push((rt.block_on(pods(&engine)), rec.client_jwt.clone()));
+        seen.push(rt.block_on(trial_containers(&engine, run)));
     }
     assert_eq!(
-        seen[0].0.len(),
+        seen[0].len(),
         1,
         "one pod container after the first trial: {seen:?}"
     );
     assert_eq!(
-        seen[0].0, seen[1].0,
+        seen[0], seen[1],
         "the second trial started a pod of its own"
     );
     rt.block_on(lab.shutdown());
     assert_eq!(
-        rt.block_on(pods(&engine)),
+        rt.block_on(trial_containers(&engine, run)),
         Vec::<String>::new(),
         "pods left after shutdown"
     );
+}
+
+/// The names of run `run`'s trial containers (`authlab-<run>-t<n>`), sorted.
+async fn trial_containers(engine: &authlab::container::Engine, run: &str) -> Vec<String> {
+    let prefix = format!("authlab-{run}-t");
+    let mut names: Vec<String> = engine
+        .list_managed()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.kind == "container" && o.name.starts_with(&prefix))
+        .map(|o| o.name)
+        .collect();
+    names.sort();
+    names
 }
 
 /// The kubeconfig cluster path end to end: an API server reached only through a kubeconfig

@@ -226,12 +226,7 @@ impl Lab {
         self.servers.shutdown().await;
         self.clusters.shutdown().await;
         self.docker.shutdown().await;
-        if let Some(claim) = self
-            .workdir_claim
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(claim) = once::locked(&self.workdir_claim).take() {
             let _ = std::fs::remove_dir_all(&self.info.workdir);
             claim.release();
         }

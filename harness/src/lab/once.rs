@@ -37,14 +37,12 @@ pub(crate) async fn once<T: Clone>(
 
 /// The cell for `key` in `map` (created empty on first use).
 pub(crate) fn cell_for<K: Hash + Eq + Clone, T>(map: &OnceMap<K, T>, key: &K) -> Arc<Once<T>> {
-    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    map.entry(key.clone()).or_default().clone()
+    locked(map).entry(key.clone()).or_default().clone()
 }
 
 /// Every value made so far in `map` (failures and cells still being filled left out).
 pub(crate) fn made<K, T: Clone>(map: &OnceMap<K, T>) -> Vec<T> {
-    map.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    locked(map)
         .values()
         .filter_map(|c| c.get().and_then(|r| r.as_ref().ok()).cloned())
         .collect()
@@ -52,14 +50,11 @@ pub(crate) fn made<K, T: Clone>(map: &OnceMap<K, T>) -> Vec<T> {
 
 /// Takes every cell out of `map`, for shutdown.
 pub(crate) fn drain<K, T>(map: &OnceMap<K, T>) -> Vec<Arc<Once<T>>> {
-    map.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .drain()
-        .map(|(_, v)| v)
-        .collect()
+    locked(map).drain().map(|(_, v)| v).collect()
 }
 
-/// A value of `T` kept behind a lock (a process the lab stops at shutdown).
+/// The lock's guard, also after a panic while it was held (what the lab keeps behind a lock is
+/// still right to use and to clean up then).
 pub(crate) fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

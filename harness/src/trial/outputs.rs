@@ -49,12 +49,15 @@ pub(super) struct ClusterView {
 impl ClusterView {
     /// The port of the API server URL.
     pub fn port(&self) -> Result<u16> {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .with_context(|| format!("the cluster URL {} has no port", self.url))
+        url_port(&self.url).with_context(|| format!("the cluster URL {} has no port", self.url))
     }
+}
+
+/// The port of an API server URL (`https://host:port`, a trailing `/` allowed).
+pub(super) fn url_port(url: &str) -> Option<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
 }
 
 /// Names of what the trial creates on the server.

@@ -273,7 +273,7 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         .context("starting the apiserver cluster")?;
     run.made.apiserver = Some(member);
     let server = if case.topology == Topology::Inside {
-        if let Some(port) = ext.url.rsplit(':').next().and_then(|p| p.parse().ok()) {
+        if let Some(port) = super::outputs::url_port(&ext.url) {
             take_pod(run, &host, Some(port)).await;
         }
         None

@@ -45,12 +45,13 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
     // An emulated pod server goes back for the next trial once this trial's sim is gone (the
     // next one's sim listens on the port its `KUBERNETES_SERVICE_PORT` names); a real pod of
     // a shared cluster is stopped.
+    // (A pod taken in `prepare` is still `reused_pod` only when `apply` never made it the
+    // trial's pod server.)
     let mut give_back = made.reused_pod;
     if let Some(mut s) = made.pod_server.and_then(Arc::into_inner) {
-        let emulated = s
-            .container_server()
-            .is_some_and(|c| c.pod_service().is_some());
-        if emulated && give_back.is_none() {
+        if s.container_server()
+            .is_some_and(|c| c.pod_service().is_some())
+        {
             give_back = Some(s);
         } else {
             s.stop().await;
