@@ -353,11 +353,12 @@ impl Clusters {
         for t in turns {
             t.release().await;
         }
-        for ext in made(&self.external) {
-            self.sweep(&ext).await;
+        let clusters = made(&self.external);
+        for ext in &clusters {
+            self.sweep(ext).await;
         }
         let keep = self.info.opts.keep || self.info.settings().keep_cluster;
-        for kc in made(&self.external).into_iter().filter_map(|e| e.kind) {
+        for kc in clusters.into_iter().filter_map(|e| e.kind) {
             let down = tokio::task::spawn_blocking(move || kc.down(keep)).await;
             if let Ok(Err(e)) = down {
                 tracing::warn!("{e:#}");
