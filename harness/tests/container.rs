@@ -568,7 +568,7 @@ fn pods_share_one_network_namespace() {
                 PodNetwork::create(&engine, &holder, &run, &net, &image, Flavour::OpenBao).await?;
             let mut servers = Vec::new();
             for name in ["pod-a", "pod-b"] {
-                let slot = pods.slot().await?;
+                let slot = pods.next_slot().await?;
                 let port = slot.port;
                 let mut opts = options(
                     (image.reference.clone(), image.official()),
@@ -599,13 +599,13 @@ fn pods_share_one_network_namespace() {
             let held: Vec<_> = {
                 let mut v = Vec::new();
                 for _ in 2..POD_PORTS {
-                    v.push(pods.slot().await?);
+                    v.push(pods.next_slot().await?);
                 }
                 v
             };
-            let waiting = tokio::time::timeout(Duration::from_millis(300), pods.slot()).await;
+            let waiting = tokio::time::timeout(Duration::from_millis(300), pods.next_slot()).await;
             servers.remove(0).stop_and_remove().await?;
-            let again = tokio::time::timeout(Duration::from_secs(5), pods.slot()).await;
+            let again = tokio::time::timeout(Duration::from_secs(5), pods.next_slot()).await;
             drop(held);
             for s in servers {
                 s.stop_and_remove().await?;

@@ -738,6 +738,64 @@ fn a_pod_server_serves_the_next_trial_with_its_identity() {
     );
 }
 
+/// Every port of the pods' network held by a trial's pod and one more pod wanted: it waits,
+/// and the pod a trial gives back while it waits makes way for it (a pod given back to an
+/// idle list nobody reads would hold its port until the wait ran out).
+fn a_pod_waiting_for_a_port_takes_the_one_a_trial_gives_back() {
+    let rt = runtime();
+    ensure_binary(&rt);
+    let lab = sim_lab();
+    let pod = |n: usize| authlab::container::PodIdentity {
+        token: format!("token-{n}"),
+        ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+        namespace: "vault".into(),
+        kubernetes_service_host: "10.96.0.1".into(),
+        kubernetes_service_port: 443,
+    };
+    let docker = lab.docker();
+    let spec = spec();
+    rt.block_on(async {
+        let held: Vec<_> = futures_util::future::join_all(
+            (0..usize::from(authlab::container::POD_PORTS))
+                .map(|n| docker.start_container(&spec, Some(pod(n)), Some("held"), None)),
+        )
+        .await
+        .into_iter()
+        .map(|h| h.expect("a pod server while ports are free"))
+        .collect();
+        let waiting = docker.start_container(&spec, Some(pod(99)), Some("waiting"), None);
+        let give_back = async {
+            // Given back once the last pod is surely waiting.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let mut held = held.into_iter();
+            docker.give_back_pod(&spec, held.next().unwrap());
+            held
+        };
+        let (last, held) = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            futures_util::future::join(waiting, give_back),
+        )
+        .await
+        .expect("the waiting pod got the port given back within 60 s");
+        let mut last = last.expect("the last pod server");
+        assert_eq!(last.client().health().await.unwrap().status, 200);
+        last.stop().await;
+        for mut h in held {
+            h.stop().await;
+        }
+    });
+    let engine = rt
+        .block_on(authlab::container::Engine::connect(common::settings()))
+        .expect("Docker, checked before the test");
+    let run = &lab.options().run_id;
+    rt.block_on(lab.shutdown());
+    assert_eq!(
+        rt.block_on(trial_containers(&engine, run)),
+        Vec::<String>::new(),
+        "pods left after shutdown"
+    );
+}
+
 /// The names of run `run`'s trial containers (`authlab-<run>-t<n>`), sorted.
 async fn trial_containers(engine: &authlab::container::Engine, run: &str) -> Vec<String> {
     let prefix = format!("authlab-{run}-t");
@@ -884,6 +942,11 @@ fn main() -> std::process::ExitCode {
             "a_pod_server_serves_the_next_trial_with_its_identity",
             common::Needs::Docker,
             a_pod_server_serves_the_next_trial_with_its_identity,
+        ),
+        common::test(
+            "a_pod_waiting_for_a_port_takes_the_one_a_trial_gives_back",
+            common::Needs::Docker,
+            a_pod_waiting_for_a_port_takes_the_one_a_trial_gives_back,
         ),
         common::test(
             "cases_run_against_a_cluster_given_by_kubeconfig",

@@ -4,10 +4,7 @@
 //! joining one costs little. The holder publishes a fixed set of ports on loopback; each pod
 //! server listens on one it holds for its life ([`PortSlot`]).
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -20,8 +17,6 @@ pub const POD_PORTS: u16 = 16;
 /// The first of them inside the namespace; they are two apart, as a server also listens on
 /// the port after its own (its cluster listener). The holder's dev server takes 8199–8200.
 const FIRST_PORT: u16 = 8201;
-/// How long a pod server waits for a free port.
-const SLOT_WAIT: Duration = Duration::from_secs(180);
 
 /// The holder and its free ports.
 #[derive(Debug)]
@@ -127,22 +122,30 @@ impl PodNetwork {
         &self.holder
     }
 
-    /// Whether every port is held.
-    pub fn is_full(&self) -> bool {
-        self.slots.available_permits() == 0
+    /// A free port now, if any.
+    pub fn try_slot(&self) -> Result<Option<PortSlot>> {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => self.slot_with(permit).map(Some),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Ok(None),
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                Err(anyhow!("the pods' network is closed"))
+            }
+        }
     }
 
-    /// A free port, waiting (at most 180 s) while every one is held.
-    pub async fn slot(&self) -> Result<PortSlot> {
-        let permit = tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+    /// The next port freed, waiting with no bound of its own (the caller bounds the wait, as it
+    /// may also free ports meanwhile).
+    pub async fn next_slot(&self) -> Result<PortSlot> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|_| {
-                anyhow!(
-                    "no free port in the pods' network after {} s ({POD_PORTS} pod servers at once)",
-                    SLOT_WAIT.as_secs()
-                )
-            })?
             .context("the pods' network is closed")?;
+        self.slot_with(permit)
+    }
+
+    fn slot_with(&self, permit: tokio::sync::OwnedSemaphorePermit) -> Result<PortSlot> {
         let (port, host_port) = self
             .free
             .lock()

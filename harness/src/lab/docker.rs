@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     cleanup,
-    container::{Engine, PodIdentity, PodNetwork, ServerImage},
+    container::{Engine, POD_PORTS, PodIdentity, PodNetwork, PortSlot, ServerImage},
     server::ServerSpec,
 };
 
@@ -40,7 +40,12 @@ pub struct Docker {
     /// Pod servers trials gave back, for the next trial of the same server version whose
     /// cluster listens where their `KUBERNETES_SERVICE_*` point.
     idle_pods: Mutex<Vec<(ServerSpec, ServerHandle)>>,
+    /// Told when a pod server is given back, for a new one waiting for a port.
+    pod_returned: tokio::sync::Notify,
 }
+
+/// How long a new pod server waits for a port of the pods' network.
+const POD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 impl Docker {
     pub(crate) fn new(info: Arc<RunInfo>) -> Self {
@@ -51,6 +56,7 @@ impl Docker {
             pod_network: Once::new(),
             network_claim: Mutex::new(None),
             idle_pods: Mutex::new(Vec::new()),
+            pod_returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -123,19 +129,9 @@ impl Docker {
                 let net = self
                     .pod_network(&engine, &lab_network, &server_image, spec)
                     .await?;
-                // Idle pod servers hold ports of the pods' network: the oldest goes for a pod
-                // that finds none free.
-                while net.is_full() {
-                    let oldest = {
-                        let mut idle = locked(&self.idle_pods);
-                        (!idle.is_empty()).then(|| idle.remove(0).1)
-                    };
-                    let Some(mut oldest) = oldest else { break };
-                    oldest.stop().await;
-                }
                 Some(Arc::new(crate::container::SharedNetns {
                     holder: net.holder().to_string(),
-                    slot: net.slot().await?,
+                    slot: self.pod_slot(&net).await?,
                 }))
             }
             _ => None,
@@ -253,9 +249,48 @@ impl Docker {
         }
     }
 
-    /// Gives a trial's pod server back for the next trial of `spec`.
+    /// Gives a trial's pod server back for the next trial of `spec` (or for a new pod server
+    /// waiting for its port).
     pub fn give_back_pod(&self, spec: &ServerSpec, pod: ServerHandle) {
         locked(&self.idle_pods).push((spec.clone(), pod));
+        self.pod_returned.notify_one();
+    }
+
+    /// A port of the pods' network for a new pod server: a free one, else the one the oldest
+    /// idle pod server gives up, else the first that a trial's pod frees or gives back, within
+    /// [`POD_SLOT_WAIT`].
+    async fn pod_slot(&self, net: &PodNetwork) -> Result<PortSlot> {
+        let waiting = async {
+            loop {
+                if let Some(slot) = net.try_slot()? {
+                    return Ok(slot);
+                }
+                // Registered before the idle list is read: a pod given back after the read
+                // still wakes this wait.
+                let returned = self.pod_returned.notified();
+                let oldest = {
+                    let mut idle = locked(&self.idle_pods);
+                    (!idle.is_empty()).then(|| idle.remove(0).1)
+                };
+                if let Some(mut oldest) = oldest {
+                    oldest.stop().await;
+                    continue;
+                }
+                tokio::select! {
+                    slot = net.next_slot() => return slot,
+                    () = returned => {}
+                }
+            }
+        };
+        tokio::time::timeout(POD_SLOT_WAIT, waiting)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no free port in the pods' network after {} s ({POD_PORTS} pod servers \
+                     at once, every one in a running trial)",
+                    POD_SLOT_WAIT.as_secs()
+                )
+            })?
     }
 
     /// Removes the idle pod servers, the pods' holder and the run's network (after every
