@@ -100,6 +100,7 @@ impl Session {
         reporter: &mut dyn Reporter,
     ) -> Result<Vec<TrialOutcome>> {
         let lab = self.lab().map_err(anyhow::Error::msg)?.clone();
+        lab.plan(&trials).await;
         Ok(runner::run_all(lab, trials, schedule, reporter).await)
     }
 

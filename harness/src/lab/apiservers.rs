@@ -17,16 +17,22 @@ const MEMORY_PER_SERVER: u64 = 1 << 30;
 /// Most API servers a setting gets, whatever the machine.
 const MOST: usize = 6;
 
+/// Trials planned per API server before a setting gets another: starting one costs about as
+/// much of the machine as this many trials on a started one.
+const TRIALS_PER_SERVER: usize = 25;
+
 /// How many API servers a setting gets: `AUTHLAB_APISERVERS`, else two per core (a trial
 /// mostly waits on the API server and the OpenBao server, as on the sim), at most one per GiB
-/// of available memory and at most [`MOST`]; at least one.
-pub fn pool_size(configured: Option<usize>) -> usize {
+/// of available memory, at most [`MOST`], and at most one per [`TRIALS_PER_SERVER`] trials
+/// of the setting when the run's plan says how many it has; at least one.
+pub fn pool_size(configured: Option<usize>, planned: Option<usize>) -> usize {
     if let Some(n) = configured {
         return n.max(1);
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let by_memory = available_memory().map_or(usize::MAX, |b| (b / MEMORY_PER_SERVER) as usize);
-    (cores * 2).min(by_memory).clamp(1, MOST)
+    let by_plan = planned.map_or(usize::MAX, |n| n.div_ceil(TRIALS_PER_SERVER));
+    (cores * 2).min(by_memory).min(by_plan).clamp(1, MOST)
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
@@ -115,10 +121,14 @@ mod tests {
 
     #[test]
     fn the_size_is_configured_or_from_the_machine() {
-        assert_eq!(pool_size(Some(3)), 3);
-        assert_eq!(pool_size(Some(0)), 1);
-        let n = pool_size(None);
+        assert_eq!(pool_size(Some(3), Some(1)), 3);
+        assert_eq!(pool_size(Some(0), None), 1);
+        let n = pool_size(None, None);
         assert!((1..=MOST).contains(&n), "{n}");
+        // A setting only a few trials have gets one server; many trials, the machine's size.
+        assert_eq!(pool_size(None, Some(15)), 1);
+        assert_eq!(pool_size(None, Some(0)), 1);
+        assert_eq!(pool_size(None, Some(10_000)), n);
     }
 
     /// As many holders at once as servers; a started server is taken before one never started.

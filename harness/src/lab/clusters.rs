@@ -42,6 +42,10 @@ pub struct Clusters {
     etcd_process: Mutex<Option<Etcd>>,
     /// A pool of API servers per distinct settings and listen address.
     apiservers: Mutex<HashMap<String, Arc<apiservers::Pool>>>,
+    /// The run's trials per distinct settings, when the run said (sizes the pools).
+    planned: Mutex<HashMap<String, usize>>,
+    /// Start-ups of each setting's first API server begun before any trial needs one.
+    warmups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     apiserver_processes: Mutex<Vec<ApiServer>>,
     eso: Once<()>,
     /// Trials on a shared (non-sim) cluster run one at a time.
@@ -64,6 +68,8 @@ impl Clusters {
             etcd: Once::new(),
             etcd_process: Mutex::new(None),
             apiservers: Mutex::new(HashMap::new()),
+            planned: Mutex::new(HashMap::new()),
+            warmups: Mutex::new(Vec::new()),
             apiserver_processes: Mutex::new(Vec::new()),
             eso: Once::new(),
             exclusive: tokio::sync::Mutex::new(()),
@@ -168,15 +174,53 @@ impl Clusters {
     ) -> Result<apiservers::Member> {
         Binaries::locate(self.info.settings())?;
         let key = crate::cluster::apiserver::key(settings, host);
+        let planned = locked(&self.planned)
+            .get(&crate::cluster::apiserver::settings_key(settings))
+            .copied();
         let pool = locked(&self.apiservers)
             .entry(key)
             .or_insert_with(|| {
                 Arc::new(apiservers::Pool::new(apiservers::pool_size(
                     self.info.settings().apiservers,
+                    planned,
                 )))
             })
             .clone();
         Ok(pool.take().await)
+    }
+
+    /// Takes the run's plan for `--cluster apiserver`: how many trials each distinct setting
+    /// has (sizing its pool), and starts each setting's first API server on `host` at once,
+    /// in the background, so that no trial late in the run waits for a start-up. A start-up
+    /// that fails here is retried by the first trial that needs the server (and fails it).
+    pub fn plan_apiservers(self: &Arc<Self>, settings: &[&ClusterSettings], host: &str) {
+        if Binaries::locate(self.info.settings()).is_err() {
+            return;
+        }
+        let mut planned = locked(&self.planned);
+        let mut first = Vec::new();
+        for s in settings {
+            let n = planned
+                .entry(crate::cluster::apiserver::settings_key(s))
+                .or_insert(0);
+            if *n == 0 {
+                first.push((*s).clone());
+            }
+            *n += 1;
+        }
+        drop(planned);
+        let mut warmups = locked(&self.warmups);
+        for s in first {
+            let (me, host) = (self.clone(), host.to_string());
+            warmups.push(tokio::spawn(async move {
+                let Ok(member) = me.apiserver_turn(&s, &host).await else {
+                    return;
+                };
+                if let Err(e) = me.apiserver(&member, &s, &host).await {
+                    tracing::debug!("starting an API server ahead of the trials: {e:#}");
+                }
+            }));
+        }
     }
 
     /// The API server `member` holds (of the pool for `settings` and `host`), started on first
@@ -336,13 +380,21 @@ impl Clusters {
     /// Kind and kubeconfig clusters (namespaces too), then deletes the Kind clusters it made
     /// (unless kept).
     pub(crate) async fn shutdown(&self) {
+        let warmups = std::mem::take(&mut *locked(&self.warmups));
+        for w in warmups {
+            w.abort();
+            let _ = w.await;
+        }
         let apiservers = std::mem::take(&mut *locked(&self.apiserver_processes));
         let etcd = locked(&self.etcd_process).take();
         if !apiservers.is_empty() || etcd.is_some() {
             let _ = tokio::task::spawn_blocking(move || {
-                for mut a in apiservers {
-                    a.stop();
-                }
+                // At once: each waits up to 10 s for its processes to exit after SIGTERM.
+                std::thread::scope(|s| {
+                    for mut a in apiservers {
+                        s.spawn(move || a.stop());
+                    }
+                });
                 if let Some(mut e) = etcd {
                     e.stop();
                 }

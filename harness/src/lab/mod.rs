@@ -127,7 +127,7 @@ pub struct Lab {
     keys: Arc<keys::Keys>,
     docker: Arc<docker::Docker>,
     servers: servers::Servers,
-    clusters: clusters::Clusters,
+    clusters: Arc<clusters::Clusters>,
     /// The scope's claim on the scratch directory (none when it is kept).
     workdir_claim: Mutex<Option<crate::scope::Tracked>>,
     /// Held while the lab lives: proves the run alive to other runs and `authlab clean`.
@@ -165,7 +165,11 @@ impl Lab {
         let docker = Arc::new(docker::Docker::new(info.clone()));
         Ok(Lab {
             servers: servers::Servers::new(info.clone(), docker.clone()),
-            clusters: clusters::Clusters::new(info.clone(), docker.clone(), keys.clone()),
+            clusters: Arc::new(clusters::Clusters::new(
+                info.clone(),
+                docker.clone(),
+                keys.clone(),
+            )),
             info,
             keys,
             docker,
@@ -217,6 +221,33 @@ impl Lab {
     /// The clusters the run shares between trials.
     pub fn clusters(&self) -> &clusters::Clusters {
         &self.clusters
+    }
+
+    /// Where the run's API servers listen (`--cluster apiserver`): the Docker network's
+    /// gateway when Docker is there, so that one pool per setting serves servers outside (a
+    /// local process reaches that address of the host as it reaches loopback) and pods alike;
+    /// else loopback (None: Docker is not there).
+    pub async fn apiserver_gateway(&self) -> Option<String> {
+        self.docker.connected().await.ok().map(|d| d.gateway)
+    }
+
+    /// Takes the run's trials before they start, where knowing them all helps: on
+    /// `--cluster apiserver`, each setting's pool is sized by its trials and its first server
+    /// starts at once.
+    pub async fn plan(&self, trials: &[crate::case::matrix::Trial]) {
+        let settings: Vec<_> = trials
+            .iter()
+            .filter(|t| t.cluster == crate::case::matrix::ClusterKind::Apiserver)
+            .map(|t| &t.case.case.cluster.settings)
+            .collect();
+        if settings.is_empty() {
+            return;
+        }
+        let host = self
+            .apiserver_gateway()
+            .await
+            .unwrap_or_else(|| "127.0.0.1".to_string());
+        self.clusters.plan_apiservers(&settings, &host);
     }
 
     /// Shuts the parts down in turn: servers (they use the clusters and Docker), clusters (the

@@ -75,7 +75,7 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
         Some(ext) if ext.kind.is_some() => run.lab.settings().kind_network(),
         _ => run.lab.docker().network_name(),
     };
-    let server_ip = server.source_ip(&network);
+    let server_ip = server.source_ip(&network, &env.cluster.host);
     vars.insert(
         "server.ip".into(),
         server_ip.clone().unwrap_or_else(|| "127.0.0.1".into()),

@@ -217,6 +217,25 @@ async fn listen_host(run: &Run<'_>) -> Result<String> {
     }
 }
 
+/// Where the run's API servers listen ([`crate::lab::Lab::apiserver_gateway`]); inside
+/// without Docker, not available.
+async fn apiserver_host(run: &Run<'_>) -> Result<String> {
+    if let Some(gateway) = run.lab.apiserver_gateway().await {
+        return Ok(gateway);
+    }
+    if run.trial.case.case.topology != Topology::Inside {
+        return Ok("127.0.0.1".to_string());
+    }
+    // Its error, for the trial's record.
+    match run.lab.docker().connected().await {
+        Ok(d) => Ok(d.gateway),
+        Err(e) => Err(NotAvailable::err(
+            "docker",
+            format!("the inside topology needs Docker for pod emulation: {e:#}"),
+        )),
+    }
+}
+
 /// Takes an idle pod server of the trial's server version whose service address is `host` (and
 /// `port`, when given) for the trial's own pod server.
 async fn take_pod(run: &mut Run<'_>, host: &str, port: Option<u16>) -> Option<u16> {
@@ -252,7 +271,7 @@ async fn reuse_pod(run: &mut Run<'_>, host: &str) -> Option<std::net::TcpListene
 async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<ServerHandle>>)> {
     let (lab, trial) = (run.lab, run.trial);
     let case = &trial.case.case;
-    let host = listen_host(run).await?;
+    let host = apiserver_host(run).await?;
     // The trial's own API server of the pool, held until teardown: its turn.
     let member = match lab
         .clusters()
@@ -473,6 +492,12 @@ fn cert_ips(cv: &ClusterView) -> Vec<String> {
 
 /// Fault endpoints and CAs, made only when the case refers to them, where the server can reach
 /// them (the sim's own address).
+/// Whether the trial's server is a local process (outside the cluster, the process runtime).
+fn outside_as_process(run: &Run<'_>) -> bool {
+    run.trial.case.case.topology != Topology::Inside
+        && run.lab.options().runtime == Runtime::Process
+}
+
 async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faults> {
     let lc = &run.trial.case;
     let host = cv.host.clone();
@@ -510,11 +535,13 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
                     crate::sim::Forwarder::start((host.as_str(), 0), (node.as_str(), 6443)).await?;
                 (format!("https://{host}:{}", f.port()), f)
             }
-            // The API server at a loopback address its certificate does not name.
-            None if host == "127.0.0.1" => {
+            // The API server at a loopback address its certificate does not name, for a
+            // server that is a local process (the API server itself may listen on the Docker
+            // gateway).
+            None if host == "127.0.0.1" || outside_as_process(run) => {
                 let port = cv.port()?;
-                let f =
-                    crate::sim::Forwarder::start(("127.0.0.2", port), ("127.0.0.1", port)).await?;
+                let f = crate::sim::Forwarder::start(("127.0.0.2", port), (host.as_str(), port))
+                    .await?;
                 (format!("https://127.0.0.2:{port}"), f)
             }
             None => {

@@ -87,8 +87,8 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
 
 /// The cluster is shared: remove what this trial applied (also in `before_login`; namespaces
 /// stay until the run ends: deleting them is slow and a later trial may need them again), its
-/// server pod and the token Secrets it had made, each waited for until gone: the next trial
-/// starts from a cluster without them. Only what this run made is deleted.
+/// server pod and the token Secrets it had made, at once, each waited for until gone: the next
+/// trial starts from a cluster without them. Only what this run made is deleted.
 async fn delete_applied(
     run: &Run<'_>,
     client: &kube::Client,
@@ -121,13 +121,17 @@ async fn delete_applied(
         )
         .collect();
     let owner = run.lab.clusters().owner();
-    let mut problems = Vec::new();
-    for obj in &objects {
-        if let Err(e) = objects::remove_and_wait(client, &owner, obj, DELETE_TIMEOUT).await {
-            problems.push(format!("{e:#}"));
-        }
-    }
-    problems
+    // All at once: foreground propagation removes each object's dependents before it, and
+    // each deletion is waited for on its own.
+    futures_util::future::join_all(
+        objects
+            .iter()
+            .map(|obj| objects::remove_and_wait(client, &owner, obj, DELETE_TIMEOUT)),
+    )
+    .await
+    .into_iter()
+    .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+    .collect()
 }
 
 /// Bound on waiting for one deleted object to be gone.

@@ -42,6 +42,8 @@ const NOT_THE_SERVERS_PREFIXES: &[&str] = &["system:node:", "system:serviceaccou
 
 /// Bound on waiting for the marker request to reach the log.
 const CATCH_UP: Duration = Duration::from_secs(5);
+/// How long the log is given after the marker, before it is read for the last time.
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// Where an audit log is read: a file on this machine (an API server authlab started), or a
 /// file inside a Kind node, read through Docker (the node's files belong to root there).
@@ -171,8 +173,10 @@ impl AuditLog {
         loop {
             let text = self.read_from(offset).await?;
             if text.contains(&mark) {
-                // A request that finished just before the marker may be written just after it.
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // In blocking mode an event is written before its handler returns, so what the
+                // server had answered before the marker was sent is in the log before it; the
+                // grace covers a large body flushed before its handler returned.
+                tokio::time::sleep(SETTLE).await;
                 return Ok(parse_from(
                     &self.read_from(offset).await?,
                     self.from.as_deref(),

@@ -472,10 +472,15 @@ impl ApiServer {
     /// Stops the controllers, then the API server (also when dropped).
     pub fn stop(&mut self) {
         self.controllers = None;
-        if let Some(mut c) = self.controller_manager.take() {
-            c.stop();
-        }
-        self.apiserver.stop();
+        let manager = self.controller_manager.take();
+        let apiserver = &mut self.apiserver;
+        // Both at once: each may take up to its grace period.
+        std::thread::scope(|s| {
+            if let Some(mut c) = manager {
+                s.spawn(move || c.stop());
+            }
+            apiserver.stop();
+        });
     }
 }
 
@@ -511,8 +516,10 @@ fn kubeconfig_yaml(url: &str, pki: &crate::sim::ApiServerPki) -> String {
 
 /// The key of an API server in a run: one per distinct settings and listen address.
 pub fn key(settings: &ClusterSettings, host: &str) -> String {
-    format!(
-        "{host} {}",
-        serde_json::to_string(settings).unwrap_or_default()
-    )
+    format!("{host} {}", settings_key(settings))
+}
+
+/// The settings part of [`key`].
+pub fn settings_key(settings: &ClusterSettings) -> String {
+    serde_json::to_string(settings).unwrap_or_default()
 }
