@@ -180,6 +180,9 @@ pub async fn remove_and_wait(
                 .map_err(anyhow::Error::new);
         }
     }
+    if obj["kind"] == "StatefulSet" {
+        remove_pods_of_set(client, obj, &name).await;
+    }
     let mut wait = Wait::new(format!("{what} to be deleted"), timeout).start();
     loop {
         if api
@@ -195,6 +198,25 @@ pub async fn remove_and_wait(
                 "waited {} s for {what} to be deleted (finalizers or dependents left?)",
                 timeout.as_secs()
             );
+        }
+    }
+}
+
+/// The pods of a StatefulSet being deleted, removed at once (grace period 0) rather than
+/// after the graceful stop its foreground deletion waits for; the set makes no new pod once
+/// it is being deleted. One already gone is fine; any other failure leaves the pod to the set.
+async fn remove_pods_of_set(client: &Client, set: &serde_json::Value, name: &str) {
+    let Some(ns) = set["metadata"]["namespace"].as_str() else {
+        return;
+    };
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    for i in 0..set["spec"]["replicas"].as_u64().unwrap_or(1) {
+        if let Err(e) = pods.delete(&format!("{name}-{i}"), &now).await {
+            tracing::debug!("removing pod {ns}/{name}-{i} of a deleted StatefulSet: {e}");
         }
     }
 }

@@ -48,8 +48,8 @@ pub struct Clusters {
     warmups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     apiserver_processes: Mutex<Vec<ApiServer>>,
     eso: Once<()>,
-    /// Trials on a shared (non-sim) cluster run one at a time.
-    pub(crate) exclusive: tokio::sync::Mutex<()>,
+    /// Trials on one shared (Kind or kubeconfig) cluster run one at a time, by cluster.
+    exclusive: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The run's turns on Kind and kubeconfig clusters other runs may use too.
     turns: Mutex<Vec<Turn>>,
     /// The scope's claims on the run's objects in each cluster it writes to.
@@ -72,7 +72,7 @@ impl Clusters {
             warmups: Mutex::new(Vec::new()),
             apiserver_processes: Mutex::new(Vec::new()),
             eso: Once::new(),
-            exclusive: tokio::sync::Mutex::new(()),
+            exclusive: Mutex::new(HashMap::new()),
             turns: Mutex::new(Vec::new()),
             objects: Mutex::new(Vec::new()),
         }
@@ -187,6 +187,30 @@ impl Clusters {
             })
             .clone();
         Ok(pool.take().await)
+    }
+
+    /// Creates (or reuses) the Kind clusters of `settings` one after another, in the
+    /// background; a creation that fails here is tried again by the first trial that needs
+    /// the cluster (and fails it).
+    pub fn plan_kind(self: &Arc<Self>, settings: Vec<ClusterSettings>) {
+        let me = self.clone();
+        locked(&self.warmups).push(tokio::spawn(async move {
+            for s in settings {
+                if let Err(e) = me.external(ClusterKind::Kind, &s).await {
+                    tracing::debug!("creating a Kind cluster ahead of the trials: {e:#}");
+                }
+            }
+        }));
+    }
+
+    /// A trial's turn on the shared cluster `name` (a Kind cluster's name, or the kubeconfig
+    /// cluster's): held alone until dropped, while trials on the run's other clusters go on.
+    pub async fn turn_on(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = locked(&self.exclusive)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// Takes the run's plan for `--cluster apiserver`: how many trials each distinct setting

@@ -233,8 +233,19 @@ impl Lab {
 
     /// Takes the run's trials before they start, where knowing them all helps: on
     /// `--cluster apiserver`, each setting's pool is sized by its trials and its first server
-    /// starts at once.
+    /// starts at once; on `--cluster kind`, the clusters of every setting are created in turn
+    /// from the start, not when a setting's first trial comes.
     pub async fn plan(&self, trials: &[crate::case::matrix::Trial]) {
+        let mut kind: Vec<crate::case::model::ClusterSettings> = Vec::new();
+        for t in trials {
+            let s = &t.case.case.cluster.settings;
+            if t.cluster == crate::case::matrix::ClusterKind::Kind && !kind.contains(s) {
+                kind.push(s.clone());
+            }
+        }
+        if !kind.is_empty() {
+            self.clusters.plan_kind(kind);
+        }
         let settings: Vec<_> = trials
             .iter()
             .filter(|t| t.cluster == crate::case::matrix::ClusterKind::Apiserver)

@@ -166,7 +166,7 @@ struct Run<'a> {
     lab: &'a Lab,
     trial: &'a Trial,
     timer: Timer,
-    made: outputs::Made<'a>,
+    made: outputs::Made,
 }
 
 /// Runs one trial in `lab`. Never panics on bad input; errors become [`Verdict::Error`].

@@ -168,7 +168,7 @@ pub(super) struct Mounts {
 
 /// Everything a trial made that outlives a stage, for `teardown`.
 #[derive(Default)]
-pub(super) struct Made<'a> {
+pub(super) struct Made {
     /// The case's objects applied to its clusters, in order.
     pub applied: Vec<serde_json::Value>,
     /// The trial's own sim.
@@ -178,7 +178,7 @@ pub(super) struct Made<'a> {
     /// The shared cluster's client (what the trial applied there is deleted).
     pub shared: Option<kube::Client>,
     /// The turn on the shared cluster.
-    pub exclusive: Option<tokio::sync::MutexGuard<'a, ()>>,
+    pub exclusive: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// The API server of the pool the trial holds (its turn on it).
     pub apiserver: Option<crate::lab::apiservers::Member>,
     /// Mounts and policy on the server.

@@ -352,7 +352,8 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         Some(lab.servers().get(&trial.server).await?)
     };
     run.timer.lap("server");
-    run.made.exclusive = Some(lab.clusters().exclusive.lock().await);
+    let name = kind.map_or("kubeconfig", |k| k.name.as_str());
+    run.made.exclusive = Some(lab.clusters().turn_on(name).await);
     run.timer.lap("queue");
     run.made.shared = Some(ext.client.clone());
     // The API server as the server reaches it, and the server as pods reach it.
