@@ -21,10 +21,31 @@ use crate::{
 pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
     let kube = &env.cluster.client;
     let owner = run.lab.clusters().owner();
-    for obj in &run.trial.case.case.cluster.objects {
-        for o in run.trial.case.objects_of(obj) {
-            objects::apply(kube, &owner, &o).await?;
-            run.made.applied.push(o);
+    let all: Vec<Value> = run
+        .trial
+        .case
+        .case
+        .cluster
+        .objects
+        .iter()
+        .flat_map(|obj| run.trial.case.objects_of(obj))
+        .collect();
+    // In three rounds, each at once: namespaces, then service accounts (a pod needs its
+    // account to exist), then the rest. What a round tried is teardown's to remove.
+    for round in [Some("Namespace"), Some("ServiceAccount"), None] {
+        let these: Vec<&Value> = all
+            .iter()
+            .filter(|o| match round {
+                Some(kind) => o["kind"] == kind,
+                None => o["kind"] != "Namespace" && o["kind"] != "ServiceAccount",
+            })
+            .collect();
+        let applied =
+            futures_util::future::join_all(these.iter().map(|o| objects::apply(kube, &owner, o)))
+                .await;
+        run.made.applied.extend(these.into_iter().cloned());
+        for r in applied {
+            r?;
         }
     }
     if let (Some(other), Some(spec)) = (&env.cluster.other, &run.trial.case.case.cluster.other) {
