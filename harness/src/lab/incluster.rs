@@ -295,6 +295,17 @@ fn describe(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
         "phase {}",
         status.phase.clone().unwrap_or_else(|| "unknown".into())
     )];
+    let scheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "PodScheduled");
+    if status.phase.as_deref() == Some("Pending") && !scheduled {
+        parts.push(
+            "no scheduler has placed it on a node (does the cluster run a scheduler and have a node?)"
+                .into(),
+        );
+    }
     for c in status.conditions.iter().flatten() {
         if c.status != "True" {
             parts.push(format!(
@@ -596,6 +607,38 @@ pub fn log_path(workdir: &Path, trial_id: u64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pending pod no scheduler has looked at says so; one the scheduler could not place
+    /// says why, in the scheduler's words.
+    #[test]
+    fn a_pending_pods_description_says_whether_it_was_scheduled() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        let pending = PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        };
+        assert!(
+            describe(&pending).contains("no scheduler has placed it"),
+            "{}",
+            describe(&pending)
+        );
+        let unschedulable = PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                message: Some("0/1 nodes are available".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let d = describe(&unschedulable);
+        assert!(!d.contains("no scheduler"), "{d}");
+        assert!(
+            d.contains("PodScheduled False: 0/1 nodes are available"),
+            "{d}"
+        );
+    }
 
     fn opts<'a>(
         spec: &'a ServerSpec,
