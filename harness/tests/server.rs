@@ -639,6 +639,17 @@ fn audience_failure_evidence_from_a_real_server() {
     rt.block_on(lab.shutdown());
 }
 
+/// A pod's identity in namespace `vault` behind the `kubernetes` Service's usual address.
+fn pod_identity(token: &str) -> authlab::container::PodIdentity {
+    authlab::container::PodIdentity {
+        token: token.into(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
+        namespace: "vault".into(),
+        kubernetes_service_host: "10.96.0.1".into(),
+        kubernetes_service_port: 443,
+    }
+}
+
 /// A server container with a pod identity: the service-account files are where kubelet puts
 /// them, the token can be rotated in place, the audit log reaches the host, and removal leaves
 /// nothing behind.
@@ -650,13 +661,7 @@ fn pod_emulation_container() {
         .expect("Docker, checked before the test");
     let lab = sim_lab();
     rt.block_on(async {
-        let pod = authlab::container::PodIdentity {
-            token: "first-token".into(),
-            ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
-            namespace: "vault".into(),
-            kubernetes_service_host: "10.96.0.1".into(),
-            kubernetes_service_port: 443,
-        };
+        let pod = pod_identity("first-token");
         let mut h = lab
             .docker()
             .start_container(&spec(), Some(pod), Some("pod-test"), None)
@@ -745,13 +750,7 @@ fn a_pod_waiting_for_a_port_takes_the_one_a_trial_gives_back() {
     let rt = runtime();
     ensure_binary(&rt);
     let lab = sim_lab();
-    let pod = |n: usize| authlab::container::PodIdentity {
-        token: format!("token-{n}"),
-        ca_pem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n".into(),
-        namespace: "vault".into(),
-        kubernetes_service_host: "10.96.0.1".into(),
-        kubernetes_service_port: 443,
-    };
+    let pod = |n: usize| pod_identity(&format!("token-{n}"));
     let docker = lab.docker();
     let spec = spec();
     rt.block_on(async {

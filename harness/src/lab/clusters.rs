@@ -44,7 +44,8 @@ pub struct Clusters {
     apiservers: Mutex<HashMap<String, Arc<apiservers::Pool>>>,
     /// The run's trials per distinct settings, when the run said (sizes the pools).
     planned: Mutex<HashMap<String, usize>>,
-    /// Start-ups of each setting's first API server begun before any trial needs one.
+    /// What the run's plan began before any trial needs it: each setting's first API server,
+    /// the Kind clusters; stopped at shutdown if still under way.
     warmups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     apiserver_processes: Mutex<Vec<ApiServer>>,
     eso: Once<()>,

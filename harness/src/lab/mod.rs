@@ -223,10 +223,10 @@ impl Lab {
         &self.clusters
     }
 
-    /// Where the run's API servers listen (`--cluster apiserver`): the Docker network's
-    /// gateway when Docker is there, so that one pool per setting serves servers outside (a
-    /// local process reaches that address of the host as it reaches loopback) and pods alike;
-    /// else loopback (None: Docker is not there).
+    /// Where the run's API servers listen (`--cluster apiserver`) when Docker is there: the
+    /// Docker network's gateway, so that one pool per setting serves servers outside (a local
+    /// process reaches that address of the host as it reaches loopback) and pods alike. None
+    /// without Docker: then a local process's API servers listen on loopback.
     pub async fn apiserver_gateway(&self) -> Option<String> {
         self.docker.connected().await.ok().map(|d| d.gateway)
     }

@@ -93,15 +93,18 @@ impl ServerHandle {
         }
     }
 
-    /// The address the server's requests to a cluster listening on `host` come from: a
-    /// container's address on `network`, a pod's own address; for a local process, `host`
-    /// itself when it is one of this machine's addresses other than loopback (a connection to
-    /// a local address comes from that address).
+    /// The address the server's requests to a cluster listening on `host` (an address of this
+    /// machine) come from: a container's address on `network`, a pod's own address; for a
+    /// local process, `host` itself unless it is loopback (a connection to a local address
+    /// comes from that address).
     pub fn source_ip(&self, network: &str, host: &str) -> Option<String> {
         match &self.owned {
             Some(Owned::Container(c)) => c.container_ip(network),
             Some(Owned::Pod(p)) => p.ip(),
-            Some(Owned::Process(_)) => local_non_loopback(host).then(|| host.to_string()),
+            Some(Owned::Process(_)) => host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !ip.is_loopback())
+                .then(|| host.to_string()),
             None => None,
         }
     }
@@ -317,10 +320,4 @@ impl Servers {
         });
         futures_util::future::join_all(stops).await;
     }
-}
-
-/// Whether `host` is an address of this machine other than loopback (one a socket binds).
-fn local_non_loopback(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| !ip.is_loopback() && std::net::TcpListener::bind((ip, 0)).is_ok())
 }

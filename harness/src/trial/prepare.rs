@@ -194,45 +194,31 @@ async fn other_cluster(run: &mut Run<'_>, host: &str) -> Result<Option<SimCluste
     Ok(Some(o))
 }
 
-/// Where a trial's own cluster listens: the Docker network's gateway when the server is a
-/// container (inside, or the container runtime), else loopback.
+/// Where a trial's own cluster listens: loopback for a server that is a local process, else
+/// (inside, or the container runtime) the Docker network's gateway.
 async fn listen_host(run: &Run<'_>) -> Result<String> {
-    let lab = run.lab;
-    let inside = run.trial.case.case.topology == Topology::Inside;
-    if inside || lab.options().runtime == Runtime::Container {
-        let gateway = lab
-            .docker()
-            .connected()
-            .await
-            .map(|d| d.gateway)
-            .map_err(|e| {
-                NotAvailable::err(
-                    "docker",
-                    format!("the inside topology needs Docker for pod emulation: {e:#}"),
-                )
-            })?;
-        Ok(gateway)
-    } else {
-        Ok("127.0.0.1".to_string())
-    }
-}
-
-/// Where the run's API servers listen ([`crate::lab::Lab::apiserver_gateway`]); inside
-/// without Docker, not available.
-async fn apiserver_host(run: &Run<'_>) -> Result<String> {
-    if let Some(gateway) = run.lab.apiserver_gateway().await {
-        return Ok(gateway);
-    }
-    if run.trial.case.case.topology != Topology::Inside {
+    if outside_as_process(run) {
         return Ok("127.0.0.1".to_string());
     }
-    // Its error, for the trial's record.
-    match run.lab.docker().connected().await {
-        Ok(d) => Ok(d.gateway),
-        Err(e) => Err(NotAvailable::err(
-            "docker",
-            format!("the inside topology needs Docker for pod emulation: {e:#}"),
-        )),
+    run.lab
+        .docker()
+        .connected()
+        .await
+        .map(|d| d.gateway)
+        .map_err(|e| {
+            NotAvailable::err(
+                "docker",
+                format!("the inside topology needs Docker for pod emulation: {e:#}"),
+            )
+        })
+}
+
+/// Where the run's API servers listen: [`crate::lab::Lab::apiserver_gateway`], else as
+/// [`listen_host`].
+async fn apiserver_host(run: &Run<'_>) -> Result<String> {
+    match run.lab.apiserver_gateway().await {
+        Some(gateway) => Ok(gateway),
+        None => listen_host(run).await,
     }
 }
 
@@ -491,14 +477,14 @@ fn cert_ips(cv: &ClusterView) -> Vec<String> {
     }
 }
 
-/// Fault endpoints and CAs, made only when the case refers to them, where the server can reach
-/// them (the sim's own address).
 /// Whether the trial's server is a local process (outside the cluster, the process runtime).
 fn outside_as_process(run: &Run<'_>) -> bool {
     run.trial.case.case.topology != Topology::Inside
         && run.lab.options().runtime == Runtime::Process
 }
 
+/// Fault endpoints and CAs, made only when the case refers to them, where the server can reach
+/// them (the sim's own address).
 async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faults> {
     let lc = &run.trial.case;
     let host = cv.host.clone();
@@ -539,7 +525,7 @@ async fn faults(run: &Run<'_>, cv: &ClusterView, vars: &mut Vars) -> Result<Faul
             // The API server at a loopback address its certificate does not name, for a
             // server that is a local process (the API server itself may listen on the Docker
             // gateway).
-            None if host == "127.0.0.1" || outside_as_process(run) => {
+            None if outside_as_process(run) => {
                 let port = cv.port()?;
                 let f = crate::sim::Forwarder::start(("127.0.0.2", port), (host.as_str(), port))
                     .await?;
