@@ -189,6 +189,37 @@ impl History {
     }
 }
 
+/// The order a run starts its trials in: longest first (by the history of earlier runs in the
+/// cache at `cache_root`), the trials of a shared cluster grouped by world ([`by_world`]).
+pub fn order(cache_root: &Path, trials: &mut Vec<Trial>) {
+    History::load(cache_root).longest_first(trials);
+    by_world(trials);
+}
+
+/// Groups the trials of a shared cluster (Kind, kubeconfig) by world, keeping the order
+/// otherwise: trials that need the same objects share the cluster (see
+/// [`crate::lab::worlds`]) and wait for other worlds, so they should arrive together. A group
+/// stands where its first trial stood; those that share with no one come last in it.
+pub fn by_world(trials: &mut Vec<Trial>) {
+    let mut anchors: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let keys: Vec<(usize, bool)> = trials
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.cluster.is_shared() && t.not_applicable.is_none() {
+                let w = crate::cluster::share::World::of(t);
+                (*anchors.entry(w.group).or_insert(i), !w.shareable)
+            } else {
+                (i, false)
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..trials.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    let mut taken: Vec<Option<Trial>> = std::mem::take(trials).into_iter().map(Some).collect();
+    trials.extend(order.into_iter().filter_map(|i| taken[i].take()));
+}
+
 /// True for a trial that spends its time waiting — for the server to give up on an endpoint
 /// that never answers, or as its case's `wait` says — so it needs no worker slot of its own.
 pub fn only_waits(t: &Trial) -> bool {
@@ -317,16 +348,15 @@ async fn run_tries(
     o
 }
 
-/// Runs `trials` as `schedule` says, longest first (by the history of earlier runs), telling
+/// Runs `trials` as `schedule` says, starting them in the order given ([`order`]), telling
 /// `reporter` of each retry, each finished trial and, while trials take longer than 5 s, which
 /// ones. Outcomes come back sorted by name.
 pub async fn run_all(
     lab: Arc<Lab>,
-    mut trials: Vec<Trial>,
+    trials: Vec<Trial>,
     schedule: Schedule,
     reporter: &mut dyn Reporter,
 ) -> Vec<TrialOutcome> {
-    History::load(lab.cache().root()).longest_first(&mut trials);
     let total = trials.len();
     let sem = Arc::new(Semaphore::new(schedule.concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -335,7 +365,7 @@ pub async fn run_all(
     let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel();
     // Set at the first failure under `fail_fast`: trials not started by then are not run.
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Slots are taken in the order of `trials` (longest first), not in whatever order the
+    // Slots are taken in the order of `trials` (as given), not in whatever order the
     // tasks happen to be polled: the n-th slot-taking trial waits for turn n.
     let (turn_tx, turn_rx) = tokio::sync::watch::channel(0usize);
     let turn_tx = Arc::new(turn_tx);
@@ -521,5 +551,64 @@ mod tests {
         assert!(kept(&by_kind("jwt", "client-token", "outside")).is_empty());
         assert!(kept(&by_kind("kubernetes", "reviewer-jwt", "outside")).is_empty());
         assert!(kept(&by_kind("kubernetes", "client-token", "inside")).is_empty());
+    }
+
+    /// On Kind, trials of one world come together, those that share with no one last in
+    /// their group; on the sim the order is kept.
+    #[test]
+    fn trials_on_a_shared_cluster_are_grouped_by_world() {
+        let cases = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases");
+        let files = [
+            "kubernetes/token/service-account-deleted",
+            "kubernetes/client-token/works",
+            "kubernetes/local-token/works",
+            "kubernetes/reviewer-jwt/works",
+        ];
+        let loaded: Vec<_> = files
+            .iter()
+            .map(|f| Arc::new(load::load_file(&cases, &cases.join(format!("{f}.yaml"))).unwrap()))
+            .collect();
+        let server: ServerSpec = "openbao:2.7.2".parse().unwrap();
+        let order = |cluster| {
+            let mut t: Vec<Trial> = loaded
+                .iter()
+                .flat_map(|c| {
+                    matrix::expand(
+                        std::slice::from_ref(c),
+                        std::slice::from_ref(&server),
+                        cluster,
+                    )
+                })
+                .collect();
+            by_world(&mut t);
+            t.into_iter()
+                .map(|t| {
+                    t.case
+                        .name
+                        .rsplit("::")
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join("<")
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            order(ClusterKind::Kind),
+            [
+                "works<local_token",
+                "works<reviewer_jwt",
+                "service_account_deleted<token",
+                "works<client_token"
+            ]
+        );
+        assert_eq!(
+            order(ClusterKind::Sim),
+            [
+                "service_account_deleted<token",
+                "works<client_token",
+                "works<local_token",
+                "works<reviewer_jwt"
+            ]
+        );
     }
 }

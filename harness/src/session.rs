@@ -91,8 +91,8 @@ impl Session {
             .map_err(String::clone)
     }
 
-    /// Runs `trials` as `schedule` says, telling `reporter` what happens (see
-    /// [`runner::run_all`]); outcomes sorted by name.
+    /// Runs `trials` as `schedule` says, in [`runner::order`], telling `reporter` what happens
+    /// (see [`runner::run_all`]); outcomes sorted by name.
     pub async fn run(
         &self,
         trials: Vec<Trial>,
@@ -100,6 +100,8 @@ impl Session {
         reporter: &mut dyn Reporter,
     ) -> Result<Vec<TrialOutcome>> {
         let lab = self.lab().map_err(anyhow::Error::msg)?.clone();
+        let mut trials = trials;
+        runner::order(lab.cache().root(), &mut trials);
         lab.plan(&trials).await;
         Ok(runner::run_all(lab, trials, schedule, reporter).await)
     }

@@ -31,6 +31,11 @@ impl ClusterKind {
         self == ClusterKind::Sim
     }
 
+    /// True for a cluster trials share (Kind, kubeconfig): they take turns there by object.
+    pub fn is_shared(self) -> bool {
+        matches!(self, ClusterKind::Kind | ClusterKind::Kubeconfig)
+    }
+
     /// True where authlab owns the cluster's signing key and flags (the sim, an API server
     /// it starts, and Kind, whose clusters it creates with the case's settings and whose
     /// control-plane node holds the key): hand-made tokens and `cluster.settings` work there.

@@ -649,6 +649,15 @@ pub struct PatternMatch {
 }
 
 impl Case {
+    /// The service account the server pod runs as (inside topology): `server.pod_service_account`,
+    /// else `vault/vault-auth`.
+    pub fn pod_account(&self) -> ServiceAccountRef {
+        self.server
+            .pod_service_account
+            .clone()
+            .unwrap_or_else(|| ServiceAccountRef::new("vault", "vault-auth"))
+    }
+
     /// The expectations that apply to a server: the most specific `flavours` key that matches
     /// (`openbao:2.6.1` over `openbao:2.6` over `openbao`), else `expect`.
     pub fn expect_for(&self, flavour: &str, version: &str) -> &Expect {

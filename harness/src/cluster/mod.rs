@@ -12,5 +12,6 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod objects;
 pub mod owner;
+pub mod share;
 pub mod tokens;
 pub mod turn;

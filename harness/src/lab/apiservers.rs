@@ -4,11 +4,6 @@
 //! whole life ([`Member`]) and gives it back when it ends; servers start on first use, so a
 //! setting only a few trials have starts only as many as ever ran at once.
 
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use super::once::Once;
 use crate::cluster::external::ExternalCluster;
 
 /// Memory a kube-apiserver and its share of etcd take while trials run, with room to spare.
@@ -43,77 +38,11 @@ fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// One API server of a pool: started on first use.
-pub type Server = Arc<Once<ExternalCluster>>;
-
-/// The API servers of one setting.
-pub struct Pool {
-    /// Those no trial holds, the most recently given back last.
-    free: Mutex<Vec<Server>>,
-    /// One permit per server.
-    slots: Arc<Semaphore>,
-}
-
-impl Pool {
-    /// A pool of `size` servers, none started.
-    pub fn new(size: usize) -> Pool {
-        Pool {
-            free: Mutex::new((0..size).map(|_| Server::default()).collect()),
-            slots: Arc::new(Semaphore::new(size)),
-        }
-    }
-
-    /// Waits for a server no trial holds, preferring one that is already started (or failed
-    /// to start: its error is the answer), and holds it until the [`Member`] is dropped.
-    pub async fn take(self: &Arc<Pool>) -> Member {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the pool's semaphore is never closed");
-        let server = {
-            let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-            let at = free
-                .iter()
-                .rposition(|s| s.initialized())
-                .unwrap_or(free.len() - 1);
-            free.remove(at)
-        };
-        Member {
-            server: Some(server),
-            pool: self.clone(),
-            _permit: permit,
-        }
-    }
-}
+/// The API servers of one setting, each started on first use.
+pub type Pool = super::pool::Pool<ExternalCluster>;
 
 /// A trial's hold on one API server of a pool.
-pub struct Member {
-    server: Option<Server>,
-    pool: Arc<Pool>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Member {
-    /// The server held.
-    pub fn server(&self) -> &Server {
-        self.server.as_ref().expect("held until dropped")
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            // Before the permit is released (fields drop after this), so the next taker finds it.
-            self.pool
-                .free
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(s);
-        }
-    }
-}
+pub type Member = super::pool::Member<ExternalCluster>;
 
 #[cfg(test)]
 mod tests {
@@ -129,24 +58,5 @@ mod tests {
         assert_eq!(pool_size(None, Some(15)), 1);
         assert_eq!(pool_size(None, Some(0)), 1);
         assert_eq!(pool_size(None, Some(10_000)), n);
-    }
-
-    /// As many holders at once as servers; a started server is taken before one never started.
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_pool_lends_each_server_to_one_trial_and_prefers_started_ones() {
-        let pool = Arc::new(Pool::new(2));
-        let a = pool.take().await;
-        let b = pool.take().await;
-        assert!(!Arc::ptr_eq(a.server(), b.server()));
-        let third = tokio::time::timeout(std::time::Duration::from_millis(50), pool.take()).await;
-        assert!(third.is_err(), "a third holder of two servers");
-        a.server()
-            .get_or_init(|| async { Err(super::super::once::SharedError("started".into())) })
-            .await;
-        let started = a.server().clone();
-        drop(b);
-        drop(a);
-        let again = pool.take().await;
-        assert!(Arc::ptr_eq(again.server(), &started));
     }
 }

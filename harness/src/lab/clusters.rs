@@ -49,8 +49,10 @@ pub struct Clusters {
     warmups: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     apiserver_processes: Mutex<Vec<ApiServer>>,
     eso: Once<()>,
-    /// Trials on one shared (Kind or kubeconfig) cluster run one at a time, by cluster.
-    exclusive: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The worlds of trials on the shared (Kind, kubeconfig) clusters: turns by object.
+    worlds: Arc<super::worlds::Worlds>,
+    /// Each planned trial's place in the run's order (turns on shared clusters follow it).
+    order: Mutex<HashMap<String, usize>>,
     /// The run's turns on Kind and kubeconfig clusters other runs may use too.
     turns: Mutex<Vec<Turn>>,
     /// The scope's claims on the run's objects in each cluster it writes to.
@@ -73,7 +75,8 @@ impl Clusters {
             warmups: Mutex::new(Vec::new()),
             apiserver_processes: Mutex::new(Vec::new()),
             eso: Once::new(),
-            exclusive: Mutex::new(HashMap::new()),
+            worlds: Arc::default(),
+            order: Mutex::new(HashMap::new()),
             turns: Mutex::new(Vec::new()),
             objects: Mutex::new(Vec::new()),
         }
@@ -190,28 +193,73 @@ impl Clusters {
         Ok(pool.take().await)
     }
 
-    /// Creates (or reuses) the Kind clusters of `settings` one after another, in the
-    /// background; a creation that fails here is tried again by the first trial that needs
-    /// the cluster (and fails it).
-    pub fn plan_kind(self: &Arc<Self>, settings: Vec<ClusterSettings>) {
+    /// Creates (or reuses) the Kind clusters of the settings in `plan` one after another, in
+    /// the background, and loads into each the images of the servers that run as its pods
+    /// (beside the next creation); a creation or load that fails here is tried again by the
+    /// first trial that needs it (and fails it).
+    pub fn plan_kind(self: &Arc<Self>, plan: Vec<(ClusterSettings, Vec<ServerSpec>)>) {
         let me = self.clone();
-        locked(&self.warmups).push(tokio::spawn(async move {
-            for s in settings {
-                if let Err(e) = me.external(ClusterKind::Kind, &s).await {
-                    tracing::debug!("creating a Kind cluster ahead of the trials: {e:#}");
+        self.keep_warmup(tokio::spawn(async move {
+            // Owned by this task: stopped with it.
+            let mut loads = tokio::task::JoinSet::new();
+            for (s, pods) in plan {
+                let ext = match me.external(ClusterKind::Kind, &s).await {
+                    Ok(ext) => ext,
+                    Err(e) => {
+                        tracing::debug!("creating a Kind cluster ahead of the trials: {e:#}");
+                        continue;
+                    }
+                };
+                for spec in pods {
+                    let (me, ext) = (me.clone(), ext.clone());
+                    loads.spawn(async move {
+                        if let Err(e) = me.pod_image(&spec, &ext).await {
+                            tracing::debug!("loading {spec}'s image ahead of the trials: {e:#}");
+                        }
+                    });
                 }
             }
+            while loads.join_next().await.is_some() {}
         }));
     }
 
+    /// Keeps `task`, something begun ahead of the trials, to be stopped at shutdown if it is
+    /// still under way.
+    pub(crate) fn keep_warmup(&self, task: tokio::task::JoinHandle<()>) {
+        locked(&self.warmups).push(task);
+    }
+
+    /// Stops what was begun ahead of the trials and is still under way.
+    pub(crate) async fn stop_warmups(&self) {
+        let warmups = std::mem::take(&mut *locked(&self.warmups));
+        for w in warmups {
+            w.abort();
+            let _ = w.await;
+        }
+    }
+
     /// A trial's turn on the shared cluster `name` (a Kind cluster's name, or the kubeconfig
-    /// cluster's): held alone until dropped, while trials on the run's other clusters go on.
-    pub async fn turn_on(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = locked(&self.exclusive)
-            .entry(name.to_string())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+    /// cluster's) for the objects of `world`: beside trials whose objects it does not touch,
+    /// with those of the same objects, after those it collides with (see
+    /// [`super::worlds`]). Held until dropped.
+    pub async fn enter(
+        &self,
+        name: &str,
+        trial: &str,
+        world: crate::cluster::share::World,
+    ) -> super::worlds::Stay {
+        let rank = locked(&self.order).get(trial).copied();
+        self.worlds.enter(name, rank, world).await
+    }
+
+    /// Takes the run's order of the trials on shared clusters: a trial waiting for its turn
+    /// there goes before those after it (in particular before trials that need no worker slot
+    /// and so start waiting at once).
+    pub fn plan_turns(&self, trials: &[&crate::case::matrix::Trial]) {
+        let mut order = locked(&self.order);
+        for (i, t) in trials.iter().enumerate() {
+            order.insert(t.name.clone(), i);
+        }
     }
 
     /// Takes the run's plan for `--cluster apiserver`: how many trials each distinct setting
@@ -234,10 +282,9 @@ impl Clusters {
             *n += 1;
         }
         drop(planned);
-        let mut warmups = locked(&self.warmups);
         for s in first {
             let (me, host) = (self.clone(), host.to_string());
-            warmups.push(tokio::spawn(async move {
+            self.keep_warmup(tokio::spawn(async move {
                 let Ok(member) = me.apiserver_turn(&s, &host).await else {
                     return;
                 };
@@ -405,11 +452,7 @@ impl Clusters {
     /// Kind and kubeconfig clusters (namespaces too), then deletes the Kind clusters it made
     /// (unless kept).
     pub(crate) async fn shutdown(&self) {
-        let warmups = std::mem::take(&mut *locked(&self.warmups));
-        for w in warmups {
-            w.abort();
-            let _ = w.await;
-        }
+        self.stop_warmups().await;
         let apiservers = std::mem::take(&mut *locked(&self.apiserver_processes));
         let etcd = locked(&self.etcd_process).take();
         if !apiservers.is_empty() || etcd.is_some() {

@@ -158,9 +158,13 @@ impl Docker {
                 None => format!("{}-{}", spec.flavour, spec.version.replace('.', "-")),
             }
         );
-        // A second shared server of the same version on another network needs its own name.
+        // Servers of the same version on another network (several on the Kind network, each
+        // lent to one trial at a time) need names of their own.
         let (name, network) = match network {
-            Some(other) if other != lab_network => (format!("{name}-{other}"), other.to_string()),
+            Some(other) if other != lab_network => (
+                format!("{name}-{other}-{}", self.info.next_id()),
+                other.to_string(),
+            ),
             _ => (name, lab_network),
         };
         let opts = crate::container::ContainerServerOptions {

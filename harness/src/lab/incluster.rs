@@ -32,8 +32,6 @@ use crate::{
 
 /// The shipped manifest.
 pub const MANIFEST: &str = include_str!("../../../manifests/in-cluster/openbao.yaml");
-/// The pod's name (the StatefulSet's only replica).
-pub const POD: &str = "openbao-0";
 /// Bound on the pod becoming ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bound on the server answering through the NodePort once its pod is ready (kube-proxy
@@ -47,6 +45,9 @@ const NODE_DATA_ROOT: &str = "/var/lib/authlab";
 
 /// How the trial's server pod is made.
 pub struct PodOptions<'a> {
+    /// The name of its StatefulSet and Service (`<name>-config` its ConfigMap's, `<name>-0` its
+    /// pod's): the trial's own, as trials in the same namespace may run at once.
+    pub name: &'a str,
     /// The server.
     pub spec: &'a ServerSpec,
     /// The image the cluster runs.
@@ -66,15 +67,34 @@ pub struct PodOptions<'a> {
     pub node: Option<(crate::container::Engine, String)>,
 }
 
+/// The name of the pod of the StatefulSet `name` (its only replica).
+pub fn pod_name(name: &str) -> String {
+    format!("{name}-0")
+}
+
 /// The objects of the trial's server pod.
 pub fn render(o: &PodOptions<'_>) -> Result<Vec<Value>> {
-    let ns = o.namespace;
+    let (ns, name) = (o.namespace, o.name);
+    let config = format!("{name}-config");
     let mut docs = objects::parse_documents(MANIFEST)?;
     for d in &mut docs {
         d["metadata"]["namespace"] = Value::from(ns);
+        d["metadata"]["name"] = Value::from(if d["kind"] == "ConfigMap" {
+            config.as_str()
+        } else {
+            name
+        });
+        if d["kind"] == "Service" {
+            d["spec"]["selector"]["app.kubernetes.io/instance"] = Value::from(name);
+        }
         if d["kind"] == "StatefulSet" {
+            d["spec"]["serviceName"] = Value::from(name);
+            d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] = Value::from(name);
+            d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] =
+                Value::from(name);
             let pod = &mut d["spec"]["template"]["spec"];
             pod["serviceAccountName"] = Value::from(o.service_account);
+            pod["volumes"][0]["configMap"]["name"] = Value::from(config.as_str());
             pod["containers"][0]["image"] = Value::from(o.image);
             if !o.image.starts_with("authlab/") {
                 // An official image: run its binary directly.
@@ -93,7 +113,7 @@ pub fn render(o: &PodOptions<'_>) -> Result<Vec<Value>> {
         {
             let mut hcl = hcl.replace(
                 "http://openbao.authlab-server.svc:8200",
-                &format!("http://openbao.{ns}.svc:8200"),
+                &format!("http://{name}.{ns}.svc:8200"),
             );
             if o.persistent.is_some() {
                 hcl = hcl.replace(
@@ -117,6 +137,8 @@ pub fn render(o: &PodOptions<'_>) -> Result<Vec<Value>> {
 pub struct ClusterPod {
     client: kube::Client,
     namespace: String,
+    /// The pod's name (the same for a replacement).
+    pod: String,
     /// The pod's current UID (a replacement has another).
     uid: Mutex<String>,
     /// The server's address (the node's address and the NodePort).
@@ -153,32 +175,34 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
         objects::apply(client, &owner, d).await?;
     }
     let ns = o.namespace.to_string();
+    let name = pod_name(o.name);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod = ready_pod(&pods, &ns, None).await?;
+    let pod = ready_pod(&pods, &ns, &name, None).await?;
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let status = pod.status.clone().unwrap_or_default();
     let node_ip = status
         .host_ip
         .clone()
-        .with_context(|| format!("pod {ns}/{POD} is ready but has no host address"))?;
+        .with_context(|| format!("pod {ns}/{name} is ready but has no host address"))?;
     let svc: Service = Api::namespaced(client.clone(), &ns)
-        .get("openbao")
+        .get(o.name)
         .await
-        .with_context(|| format!("reading service {ns}/openbao"))?;
+        .with_context(|| format!("reading service {ns}/{}", o.name))?;
     let node_port = svc
         .spec
         .and_then(|s| s.ports)
         .and_then(|p| p.first().and_then(|p| p.node_port))
-        .with_context(|| format!("service {ns}/openbao has no node port"))?;
+        .with_context(|| format!("service {ns}/{} has no node port", o.name))?;
     let addr = format!("http://{node_ip}:{node_port}");
-    let log_task = stream_log(pods.clone(), o.log_file.clone());
+    let log_task = stream_log(pods.clone(), name.clone(), o.log_file.clone());
     let probe =
         VaultClient::with_timeouts(&addr, None, Duration::from_secs(2), Duration::from_secs(10))?;
-    reachable(&probe, &ns).await?;
+    reachable(&probe, &ns, &name).await?;
     let (root_token, unseal_key) = with_log_tail(
         &pods,
+        &name,
         initialise_keyed(&admin_client(&addr)?, o.spec.flavour, "stdout").await,
-        format!("initialising the server in pod {ns}/{POD}"),
+        format!("initialising the server in pod {ns}/{name}"),
     )
     .await?;
     let info = ServerInfo {
@@ -199,6 +223,7 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
     let handle = ClusterPod {
         client: client.clone(),
         namespace: ns,
+        pod: name,
         uid: Mutex::new(uid),
         addr,
         unseal_key,
@@ -211,15 +236,15 @@ pub async fn start(client: &kube::Client, o: PodOptions<'_>) -> Result<(ServerIn
     Ok((info, handle))
 }
 
-/// Waits until pod [`POD`] of `ns` (another than `old`, when given) is ready; fails at once,
+/// Waits until pod `name` of `ns` (another than `old`, when given) is ready; fails at once,
 /// with the container's own words, when it cannot start.
-async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> {
-    let mut wait = Wait::new(format!("pod {ns}/{POD} to become ready"), READY_TIMEOUT)
+async fn ready_pod(pods: &Api<Pod>, ns: &str, name: &str, old: Option<&str>) -> Result<Pod> {
+    let mut wait = Wait::new(format!("pod {ns}/{name} to become ready"), READY_TIMEOUT)
         .every(Duration::from_millis(250))
         .noting_every(Duration::from_secs(10))
         .start();
     loop {
-        let pod = pods.get_opt(POD).await?;
+        let pod = pods.get_opt(name).await?;
         let current = pod
             .as_ref()
             .filter(|p| old.is_none_or(|o| p.metadata.uid.as_deref() != Some(o)));
@@ -234,8 +259,8 @@ async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> 
             }
             if let Some(why) = cannot_start(&status) {
                 bail!(
-                    "pod {ns}/{POD} cannot start: {why}{}",
-                    log_tail(pods, true).await
+                    "pod {ns}/{name} cannot start: {why}{}",
+                    log_tail(pods, name, true).await
                 );
             }
         }
@@ -245,9 +270,9 @@ async fn ready_pod(pods: &Api<Pod>, ns: &str, old: Option<&str>) -> Result<Pod> 
                 .map(|s| describe(&s))
                 .unwrap_or_else(|| "no such pod yet".into());
             bail!(
-                "waited {} s for pod {ns}/{POD} to become ready ({state}){}",
+                "waited {} s for pod {ns}/{name} to become ready ({state}){}",
                 READY_TIMEOUT.as_secs(),
-                log_tail(pods, false).await
+                log_tail(pods, name, false).await
             );
         }
         wait.tick().await?;
@@ -332,18 +357,18 @@ fn describe(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
 }
 
 /// The end of the pod's log (the previous container's, after a crash), for error messages.
-async fn log_tail(pods: &Api<Pod>, previous: bool) -> String {
+async fn log_tail(pods: &Api<Pod>, name: &str, previous: bool) -> String {
     let params = LogParams {
         container: Some("openbao".into()),
         tail_lines: Some(15),
         previous,
         ..Default::default()
     };
-    let mut text = pods.logs(POD, &params).await.unwrap_or_default();
+    let mut text = pods.logs(name, &params).await.unwrap_or_default();
     if text.trim().is_empty() && previous {
         text = pods
             .logs(
-                POD,
+                name,
                 &LogParams {
                     previous: false,
                     ..params
@@ -366,19 +391,24 @@ fn admin_client(addr: &str) -> Result<VaultClient> {
 }
 
 /// `result`, its error given `what` and the end of the pod's log (the pod's own words).
-async fn with_log_tail<T>(pods: &Api<Pod>, result: Result<T>, what: String) -> Result<T> {
+async fn with_log_tail<T>(
+    pods: &Api<Pod>,
+    name: &str,
+    result: Result<T>,
+    what: String,
+) -> Result<T> {
     match result {
         Ok(v) => Ok(v),
         Err(e) => {
-            let tail = log_tail(pods, false).await;
+            let tail = log_tail(pods, name, false).await;
             Err(e.context(format!("{what}{tail}")))
         }
     }
 }
 
 /// Waits until the server answers at the address authlab uses.
-async fn reachable(probe: &VaultClient, ns: &str) -> Result<()> {
-    let mut wait = Wait::new(format!("the server of pod {ns}/{POD}"), REACH_TIMEOUT)
+async fn reachable(probe: &VaultClient, ns: &str, name: &str) -> Result<()> {
+    let mut wait = Wait::new(format!("the server of pod {ns}/{name}"), REACH_TIMEOUT)
         .every(Duration::from_millis(200))
         .start();
     loop {
@@ -388,7 +418,7 @@ async fn reachable(probe: &VaultClient, ns: &str) -> Result<()> {
         };
         if wait.expired() {
             bail!(
-                "pod {ns}/{POD} is ready, but the server did not answer at {} within {} s: {err:#}",
+                "pod {ns}/{name} is ready, but the server did not answer at {} within {} s: {err:#}",
                 probe.addr(),
                 REACH_TIMEOUT.as_secs()
             );
@@ -398,6 +428,11 @@ async fn reachable(probe: &VaultClient, ns: &str) -> Result<()> {
 }
 
 impl ClusterPod {
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.pod
+    }
+
     /// The pod's own address (where its requests to the API server come from).
     pub fn ip(&self) -> Option<String> {
         self.ip
@@ -454,10 +489,10 @@ rm -rf "$d/$old""#;
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        pods.delete(POD, &Default::default())
+        pods.delete(&self.pod, &Default::default())
             .await
-            .with_context(|| format!("deleting pod {}/{POD}", self.namespace))?;
-        let pod = ready_pod(&pods, &self.namespace, Some(&old)).await?;
+            .with_context(|| format!("deleting pod {}/{}", self.namespace, self.pod))?;
+        let pod = ready_pod(&pods, &self.namespace, &self.pod, Some(&old)).await?;
         *self
             .uid
             .lock()
@@ -473,14 +508,15 @@ rm -rf "$d/$old""#;
             Duration::from_secs(2),
             Duration::from_secs(10),
         )?;
-        reachable(&probe, &self.namespace).await?;
+        reachable(&probe, &self.namespace, &self.pod).await?;
         let admin = admin_client(&self.addr)?;
         with_log_tail(
             &pods,
+            &self.pod,
             crate::server::process::unseal(&admin, self.flavour, &self.unseal_key).await,
             format!(
-                "unsealing the server in its new pod {}/{POD}",
-                self.namespace
+                "unsealing the server in its new pod {}/{}",
+                self.namespace, self.pod
             ),
         )
         .await
@@ -511,9 +547,9 @@ rm -rf "$d/$old""#;
     async fn token_dir(&self) -> Result<String> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
         let pod = pods
-            .get(POD)
+            .get(&self.pod)
             .await
-            .with_context(|| format!("reading pod {}/{POD}", self.namespace))?;
+            .with_context(|| format!("reading pod {}/{}", self.namespace, self.pod))?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let volume = pod
             .spec
@@ -531,8 +567,8 @@ rm -rf "$d/$old""#;
             .map(|v| v.name)
             .with_context(|| {
                 format!(
-                    "pod {}/{POD} has no projected service-account token volume",
-                    self.namespace
+                    "pod {}/{} has no projected service-account token volume",
+                    self.namespace, self.pod
                 )
             })?;
         Ok(format!(
@@ -543,7 +579,7 @@ rm -rf "$d/$old""#;
 
 /// Follows the pod's log into `path` (audit JSON lines and server log lines together), and
 /// the log of the pod that replaces it, until aborted.
-fn stream_log(pods: Api<Pod>, path: PathBuf) -> tokio::task::JoinHandle<()> {
+fn stream_log(pods: Api<Pod>, pod: String, path: PathBuf) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let Ok(mut file) = tokio::fs::File::create(&path).await else {
@@ -552,7 +588,7 @@ fn stream_log(pods: Api<Pod>, path: PathBuf) -> tokio::task::JoinHandle<()> {
         let mut followed: Option<String> = None;
         loop {
             let uid = pods
-                .get_opt(POD)
+                .get_opt(&pod)
                 .await
                 .ok()
                 .flatten()
@@ -579,7 +615,7 @@ fn stream_log(pods: Api<Pod>, path: PathBuf) -> tokio::task::JoinHandle<()> {
                 container: Some("openbao".into()),
                 ..Default::default()
             };
-            let Ok(stream) = pods.log_stream(POD, &params).await else {
+            let Ok(stream) = pods.log_stream(&pod, &params).await else {
                 followed = None;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -646,6 +682,7 @@ mod tests {
         persistent: Option<String>,
     ) -> PodOptions<'a> {
         PodOptions {
+            name: "openbao-r17",
             spec,
             image,
             namespace: "vault",
@@ -675,7 +712,23 @@ mod tests {
         let hcl = docs[0]["data"]["server.hcl"].as_str().unwrap();
         // OpenBao 2.7 has no file storage: the pod's server keeps its data in memory.
         assert!(hcl.contains("storage \"inmem\" {}"), "{hcl}");
-        assert!(hcl.contains("http://openbao.vault.svc:8200"), "{hcl}");
+        assert!(hcl.contains("http://openbao-r17.vault.svc:8200"), "{hcl}");
+        // The trial's own names: another trial's server may run in the same namespace.
+        assert_eq!(docs[0]["metadata"]["name"], "openbao-r17-config");
+        assert_eq!(docs[1]["metadata"]["name"], "openbao-r17");
+        assert_eq!(
+            docs[1]["spec"]["selector"]["app.kubernetes.io/instance"],
+            "openbao-r17"
+        );
+        assert_eq!(docs[2]["metadata"]["name"], "openbao-r17");
+        assert_eq!(docs[2]["spec"]["serviceName"], "openbao-r17");
+        let labels = &docs[2]["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/instance"], "openbao-r17");
+        assert_eq!(
+            docs[2]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
+            "openbao-r17"
+        );
+        assert_eq!(sts["volumes"][0]["configMap"]["name"], "openbao-r17-config");
         assert!(hcl.contains("file_path = \"stdout\""), "{hcl}");
         hcl::parse(hcl).unwrap();
     }

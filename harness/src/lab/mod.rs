@@ -9,8 +9,10 @@ pub mod docker;
 pub mod incluster;
 pub mod keys;
 mod once;
+pub mod pool;
 pub mod servers;
 pub mod state;
+pub mod worlds;
 
 pub use once::SharedError;
 
@@ -126,7 +128,7 @@ pub struct Lab {
     info: Arc<RunInfo>,
     keys: Arc<keys::Keys>,
     docker: Arc<docker::Docker>,
-    servers: servers::Servers,
+    servers: Arc<servers::Servers>,
     clusters: Arc<clusters::Clusters>,
     /// The scope's claim on the scratch directory (none when it is kept).
     workdir_claim: Mutex<Option<crate::scope::Tracked>>,
@@ -164,7 +166,7 @@ impl Lab {
         let keys = Arc::new(keys::Keys::default());
         let docker = Arc::new(docker::Docker::new(info.clone()));
         Ok(Lab {
-            servers: servers::Servers::new(info.clone(), docker.clone()),
+            servers: Arc::new(servers::Servers::new(info.clone(), docker.clone())),
             clusters: Arc::new(clusters::Clusters::new(
                 info.clone(),
                 docker.clone(),
@@ -236,16 +238,9 @@ impl Lab {
     /// starts at once; on `--cluster kind`, the clusters of every setting are created in turn
     /// from the start, not when a setting's first trial comes.
     pub async fn plan(&self, trials: &[crate::case::matrix::Trial]) {
-        let mut kind: Vec<crate::case::model::ClusterSettings> = Vec::new();
-        for t in trials {
-            let s = &t.case.case.cluster.settings;
-            if t.cluster == crate::case::matrix::ClusterKind::Kind && !kind.contains(s) {
-                kind.push(s.clone());
-            }
-        }
-        if !kind.is_empty() {
-            self.clusters.plan_kind(kind);
-        }
+        let shared: Vec<_> = trials.iter().filter(|t| t.cluster.is_shared()).collect();
+        self.clusters.plan_turns(&shared);
+        self.plan_kind(trials);
         let settings: Vec<_> = trials
             .iter()
             .filter(|t| t.cluster == crate::case::matrix::ClusterKind::Apiserver)
@@ -261,10 +256,61 @@ impl Lab {
         self.clusters.plan_apiservers(&settings, &host);
     }
 
+    /// On `--cluster kind`: each setting's cluster, the images of the servers that run as its
+    /// pods, and the first server on the Kind network of each version whose trials run outside
+    /// (once the first cluster has made that network).
+    fn plan_kind(&self, trials: &[crate::case::matrix::Trial]) {
+        use crate::{case::model::Topology, server::ServerSpec};
+        let mut kind: Vec<(crate::case::model::ClusterSettings, Vec<ServerSpec>)> = Vec::new();
+        let mut outside: Vec<ServerSpec> = Vec::new();
+        let on_kind = trials
+            .iter()
+            .filter(|t| t.cluster == ClusterKind::Kind && t.not_applicable.is_none());
+        for t in on_kind {
+            let s = &t.case.case.cluster.settings;
+            let at = match kind.iter().position(|(k, _)| k == s) {
+                Some(at) => at,
+                None => {
+                    kind.push((s.clone(), Vec::new()));
+                    kind.len() - 1
+                }
+            };
+            let specs = if t.case.case.topology == Topology::Inside {
+                &mut kind[at].1
+            } else {
+                &mut outside
+            };
+            if !specs.contains(&t.server) {
+                specs.push(t.server.clone());
+            }
+        }
+        let Some((first, _)) = kind.first().cloned() else {
+            return;
+        };
+        self.clusters.plan_kind(kind);
+        let (clusters, servers) = (self.clusters.clone(), self.servers.clone());
+        self.clusters.keep_warmup(tokio::spawn(async move {
+            if clusters.external(ClusterKind::Kind, &first).await.is_err() {
+                return;
+            }
+            let started = outside.iter().map(|spec| {
+                let servers = servers.clone();
+                async move {
+                    if let Err(e) = servers.on_kind_network(spec).await {
+                        tracing::debug!("starting a {spec} server ahead of the trials: {e:#}");
+                    }
+                }
+            });
+            futures_util::future::join_all(started).await;
+        }));
+    }
+
     /// Shuts the parts down in turn: servers (they use the clusters and Docker), clusters (the
     /// run's objects removed while they are up, then Kind clusters deleted), Docker (the pods'
     /// holder and the run's network), then the scratch directory unless kept.
     pub async fn shutdown(&self) {
+        // Nothing begun ahead of the trials may start a server while they stop.
+        self.clusters.stop_warmups().await;
         self.servers.shutdown().await;
         self.clusters.shutdown().await;
         self.docker.shutdown().await;

@@ -213,13 +213,27 @@ pub async fn attach(
     healthy.then(|| ServerHandle::attached(info))
 }
 
-/// The run's shared servers: one per server version, as a process or a container, and one per
-/// version on the Kind network; each started on first use (or attached from a long-lived lab).
+/// Servers of one version on the Kind network at most: each is held by one trial at a time
+/// (the cluster tells a trial's requests apart by their source address), and a trial mostly
+/// waits on the cluster while it holds one.
+const KIND_SERVERS_PER_VERSION: usize = 4;
+
+/// A trial's hold on a server on the Kind network.
+pub type KindServer = super::pool::Member<std::sync::Arc<ServerHandle>>;
+
+/// The run's servers: one per server version, as a process or a container, shared by trials;
+/// and pools of containers per version on the Kind network, each lent to one trial at a time.
+/// Each started on first use (or attached from a long-lived lab).
 pub struct Servers {
     info: std::sync::Arc<super::RunInfo>,
     docker: std::sync::Arc<super::docker::Docker>,
     shared: OnceMap<ServerSpec, std::sync::Arc<ServerHandle>>,
-    kind_network: OnceMap<ServerSpec, std::sync::Arc<ServerHandle>>,
+    kind_network: std::sync::Mutex<
+        std::collections::HashMap<
+            ServerSpec,
+            std::sync::Arc<super::pool::Pool<std::sync::Arc<ServerHandle>>>,
+        >,
+    >,
 }
 
 impl Servers {
@@ -231,7 +245,7 @@ impl Servers {
             info,
             docker,
             shared: OnceMap::default(),
-            kind_network: OnceMap::default(),
+            kind_network: Default::default(),
         }
     }
 
@@ -291,28 +305,41 @@ impl Servers {
         Ok(server)
     }
 
-    /// The server for `spec` outside a Kind cluster: a container on the `kind` Docker network, so
-    /// it reaches the API server at the internal address (`https://<cluster>-control-plane:6443`)
-    /// and pods reach it at its address on that network. Started once per run.
+    /// A server for `spec` outside a Kind cluster, held by the caller alone until the
+    /// [`KindServer`] is dropped: a container on the `kind` Docker network, so it reaches the
+    /// API server at the internal address (`https://<cluster>-control-plane:6443`) and pods
+    /// reach it at its address on that network. Started on first use; waits while every server
+    /// of the version is held.
     pub async fn on_kind_network(
         &self,
         spec: &ServerSpec,
-    ) -> anyhow::Result<std::sync::Arc<ServerHandle>> {
-        let cell = cell_for(&self.kind_network, spec);
-        once(&cell, async {
+    ) -> anyhow::Result<(KindServer, std::sync::Arc<ServerHandle>)> {
+        let pool = super::once::locked(&self.kind_network)
+            .entry(spec.clone())
+            .or_insert_with(|| {
+                std::sync::Arc::new(super::pool::Pool::new(KIND_SERVERS_PER_VERSION))
+            })
+            .clone();
+        let member = pool.take().await;
+        let server = once(member.server(), async {
             let network = self.info.settings().kind_network();
             self.docker
                 .start_container(spec, None, None, Some(&network))
                 .await
                 .map(std::sync::Arc::new)
         })
-        .await
+        .await?;
+        Ok((member, server))
     }
 
     /// Stops every server this run started, together (each waits for its server to exit).
     pub(crate) async fn shutdown(&self) {
         let mut cells = drain(&self.shared);
-        cells.extend(drain(&self.kind_network));
+        let pools: Vec<_> = super::once::locked(&self.kind_network)
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        cells.extend(pools.iter().flat_map(|p| p.drain()));
         let stops = cells.into_iter().filter_map(|cell| {
             let server = std::sync::Arc::into_inner(cell)?.into_inner()?.ok()?;
             let mut server = std::sync::Arc::into_inner(server)?;

@@ -69,7 +69,12 @@ pub(super) async fn apply(run: &mut Run<'_>, env: &Env) -> Result<Setup> {
             let s = match &env.cluster.ext {
                 // A real pod of a Kind or kubeconfig cluster.
                 Some(ext) if ext.owned.is_none() || ext.kind.is_some() => {
-                    let (handle, objects) = super::pod::cluster_pod_server(run, ext).await?;
+                    let name = env
+                        .cluster
+                        .pod_server
+                        .as_deref()
+                        .context("a pod server on a shared cluster has a name")?;
+                    let (handle, objects) = super::pod::cluster_pod_server(run, ext, name).await?;
                     run.made.pod_objects = objects;
                     Arc::new(handle)
                 }

@@ -20,9 +20,9 @@ use crate::{
 /// How long a log line the case expects may take to appear.
 const LOG_WAIT: Duration = Duration::from_secs(3);
 
-/// Where no line is expected but all of them are wanted (recording for `--bless`, or a failed
-/// login on a pod server, whose log reaches authlab later): the log is taken once it has
-/// not grown for this long (within [`LOG_WAIT`]).
+/// Where no line is expected but all of them are wanted (recording for `--bless`, a failed
+/// login on a pod server, a diagnosis that may rest on a streamed log's lines): the log is
+/// taken once it has not grown for this long (within [`LOG_WAIT`]).
 const LOG_QUIET: Duration = Duration::from_millis(600);
 
 /// What `collect` hands on: the evidence (ESO's, if any, is observed after it), the mount's
@@ -75,8 +75,16 @@ pub(super) async fn collect(
     let audit_login = mine.iter().rev().find(|e| is_login_response(e)).cloned();
     let log_path = setup.server.server_log_path();
     let login_failed = acted.login.as_ref().is_some_and(|l| l.status >= 400);
+    // A container's or pod's log reaches authlab through a stream, later than the answer:
+    // where the diagnosis may rest on its lines (no login, or a failed one), it is let settle.
+    let streamed =
+        setup.server.container_server().is_some() || setup.server.cluster_pod().is_some();
+    let diagnosed_from_log =
+        env.expect.diagnosis.is_some() && acted.login.as_ref().is_none_or(|l| l.status >= 400);
     let settle = env.expect.server_log.is_none()
-        && (run.lab.options().recording || (login_failed && setup.server.cluster_pod().is_some()));
+        && (run.lab.options().recording
+            || (login_failed && setup.server.cluster_pod().is_some())
+            || (streamed && diagnosed_from_log));
     // The last count of lines seen, and since when.
     let grown = std::sync::Mutex::new((usize::MAX, std::time::Instant::now()));
     let server_log = evidence::wait_for(

@@ -44,6 +44,9 @@ pub(super) struct ClusterView {
     pub pubkey: Option<String>,
     /// The server's address as the cluster's pods reach it (shared clusters only).
     pub server_from_pods: Option<String>,
+    /// The name of the trial's own server pod's StatefulSet and Service on a shared cluster
+    /// (its pod is `<name>-0`).
+    pub pod_server: Option<String>,
 }
 
 impl ClusterView {
@@ -177,8 +180,10 @@ pub(super) struct Made {
     pub other_sim: Option<SimCluster>,
     /// The shared cluster's client (what the trial applied there is deleted).
     pub shared: Option<kube::Client>,
-    /// The turn on the shared cluster.
-    pub exclusive: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// The trial's turn on the shared cluster: its stay in its world there.
+    pub world: Option<crate::lab::worlds::Stay>,
+    /// The server on the Kind network the trial holds alone.
+    pub kind_server: Option<crate::lab::servers::KindServer>,
     /// The API server of the pool the trial holds (its turn on it).
     pub apiserver: Option<crate::lab::apiservers::Member>,
     /// Mounts and policy on the server.

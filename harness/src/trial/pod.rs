@@ -73,13 +73,7 @@ fn pod_object(trial: &Trial, ns: &str, sa: &str, pod_name: &str) -> serde_json::
 
 /// The service account the server pod runs as.
 pub(super) fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
-    trial
-        .case
-        .case
-        .server
-        .pod_service_account
-        .clone()
-        .unwrap_or_else(|| crate::case::model::ServiceAccountRef::new("vault", "vault-auth"))
+    trial.case.case.pod_account()
 }
 
 /// A token of the pod's service account bound to the pod, as kubelet requests it.
@@ -107,11 +101,12 @@ async fn pod_token(
         .with_context(|| format!("requesting the server pod's token for {sa}"))
 }
 
-/// The trial's server as a real pod of the shared cluster `ext`, with its objects (deleted at
-/// teardown).
+/// The trial's server as a real pod of the shared cluster `ext`, its objects named `name`, with
+/// those objects (deleted at teardown).
 pub(super) async fn cluster_pod_server(
     run: &super::Run<'_>,
     ext: &crate::cluster::external::ExternalCluster,
+    name: &str,
 ) -> Result<(crate::lab::servers::ServerHandle, Vec<serde_json::Value>)> {
     let (lab, trial) = (run.lab, run.trial);
     let sa = pod_account(trial);
@@ -131,6 +126,7 @@ pub(super) async fn cluster_pod_server(
         None => None,
     };
     let opts = crate::lab::incluster::PodOptions {
+        name,
         spec: &trial.server,
         image: &image,
         namespace: &sa.namespace,
@@ -146,14 +142,14 @@ pub(super) async fn cluster_pod_server(
         format!(
             "starting the server pod {}/{} ({image})",
             sa.namespace,
-            crate::lab::incluster::POD
+            crate::lab::incluster::pod_name(name)
         )
     })?;
     tracing::debug!(
         "{} ready in pod {}/{} at {} in {} ms",
         trial.server,
         sa.namespace,
-        crate::lab::incluster::POD,
+        crate::lab::incluster::pod_name(name),
         info.addr,
         info.startup_ms
     );
@@ -190,7 +186,7 @@ pub(super) async fn renew_token(
         if replace {
             return pod.replace().await;
         }
-        let token = pod_token(kube, &owner, &sa, crate::lab::incluster::POD).await?;
+        let token = pod_token(kube, &owner, &sa, pod.name()).await?;
         return pod.refresh_token(&token).await;
     }
     let container = setup

@@ -130,6 +130,7 @@ async fn sim_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Serve
         issuer: sim.issuer(),
         pubkey: Some(sim.public_key_pem()),
         server_from_pods: None,
+        pod_server: None,
         ext: None,
         signer: Some(crate::cluster::tokens::Signer::of_sim(&sim)),
         audit: None,
@@ -306,6 +307,7 @@ async fn apiserver_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc
         issuer: ext.issuer.clone(),
         pubkey: ext.pubkey.clone(),
         server_from_pods: None,
+        pod_server: None,
         ext: Some(ext),
     };
     Ok((view, server))
@@ -327,27 +329,41 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         })?;
     let inside = case.topology == Topology::Inside;
     let kind = ext.kind.as_ref();
+    let name = kind.map_or("kubeconfig", |k| k.name.as_str());
+    // The trial's turn: beside trials whose objects do not collide with its own.
+    let world = crate::cluster::share::World::of(trial);
+    run.made.world = Some(lab.clusters().enter(name, &trial.name, world).await);
+    run.timer.lap("queue");
     // Inside: the trial's own server pod. Outside a Kind cluster: a container on the `kind`
-    // network, so the cluster's pods can reach it too. Outside any other cluster: the lab's
-    // shared server.
+    // network the trial holds alone (its requests to the cluster are told apart by their
+    // source address), so the cluster's pods can reach it too. Outside any other cluster: the
+    // lab's shared server.
     let server = if inside {
         None
     } else if kind.is_some() {
-        Some(lab.servers().on_kind_network(&trial.server).await?)
+        let (held, server) = lab.servers().on_kind_network(&trial.server).await?;
+        run.made.kind_server = Some(held);
+        Some(server)
     } else {
         Some(lab.servers().get(&trial.server).await?)
     };
     run.timer.lap("server");
-    let name = kind.map_or("kubeconfig", |k| k.name.as_str());
-    run.made.exclusive = Some(lab.clusters().turn_on(name).await);
-    run.timer.lap("queue");
     run.made.shared = Some(ext.client.clone());
+    // The trial's own server pod's name: trials in the same namespace may run at once.
+    let pod_server = inside.then(|| {
+        format!(
+            "{}-{}{}",
+            trial.server.flavour,
+            lab.options().run_id,
+            lab.next_id()
+        )
+    });
     // The API server as the server reaches it, and the server as pods reach it.
-    let (url, server_from_pods) = if inside {
+    let (url, server_from_pods) = if let Some(pod) = &pod_server {
         let ns = super::pod::pod_account(trial).namespace;
         (
             "https://kubernetes.default.svc".to_string(),
-            Some(format!("http://openbao.{ns}.svc:8200")),
+            Some(format!("http://{pod}.{ns}.svc:8200")),
         )
     } else if let Some(kc) = kind {
         let network = lab.settings().kind_network();
@@ -395,6 +411,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
         issuer: ext.issuer.clone(),
         pubkey: ext.pubkey.clone(),
         server_from_pods,
+        pod_server,
         ext: Some(ext),
     };
     Ok((view, server))

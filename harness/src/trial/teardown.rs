@@ -1,6 +1,7 @@
 //! After every trial, whatever stage it reached: its mounts and policy removed from the
-//! server, its own pod server stopped, what it applied to a shared cluster deleted, its sim
-//! stopped (keeping the request log), and the shared cluster handed to the next trial.
+//! server, its own pod server stopped, its server pod's objects deleted from a shared cluster
+//! (and its world's objects, by the last trial in the world), its sim stopped (keeping the
+//! request log), and its turn on the shared cluster and the servers it held given back.
 
 use std::sync::Arc;
 
@@ -57,8 +58,15 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
             s.stop().await;
         }
     }
+    // Its world's objects are deleted by the last trial in it (the others leave them to it);
+    // its own server pod's objects by each.
+    let mut world = made.world;
+    let last = world.as_mut().is_none_or(|w| w.last());
     let left = match made.shared {
-        Some(client) => delete_applied(run, &client, made.pod_objects, &made.applied).await,
+        Some(client) => {
+            let world_objects = last.then_some(made.applied.as_slice());
+            delete_applied(run, &client, made.pod_objects, world_objects).await
+        }
         None => Vec::new(),
     };
     let mut cluster_log = None;
@@ -75,7 +83,8 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
     if let Some(pod) = give_back {
         run.lab.docker().give_back_pod(&run.trial.server, pod);
     }
-    drop(made.exclusive);
+    drop(world);
+    drop(made.kind_server);
     drop(made.apiserver);
     TornDown {
         left,
@@ -85,22 +94,25 @@ pub(super) async fn teardown(run: &mut Run<'_>) -> TornDown {
     }
 }
 
-/// The cluster is shared: remove what this trial applied (also in `before_login`; namespaces
-/// stay until the run ends: deleting them is slow and a later trial may need them again), its
-/// server pod and the token Secrets it had made, at once, each waited for until gone: the next
-/// trial starts from a cluster without them. Only what this run made is deleted.
+/// The cluster is shared: remove the trial's server pod and, when it is the last in its world
+/// (`applied`), what it applied (also in `before_login`; namespaces stay until the run ends:
+/// deleting them is slow and a later trial may need them again) and the token Secrets it had
+/// made, at once, each waited for until gone: the next world starts from a cluster without
+/// them. Only what this run made is deleted.
 async fn delete_applied(
     run: &Run<'_>,
     client: &kube::Client,
     pod: Vec<serde_json::Value>,
-    applied: &[serde_json::Value],
+    applied: Option<&[serde_json::Value]>,
 ) -> Vec<String> {
     let case = &run.trial.case.case;
+    let last = applied.is_some();
+    let applied = applied.unwrap_or_default();
     let secrets = case
         .reviewer
         .iter()
         .chain(std::iter::once(&case.client))
-        .filter(|spec| spec.token == TokenKind::LegacySecret)
+        .filter(|spec| last && spec.token == TokenKind::LegacySecret)
         .map(|spec| {
             let sa = &spec.service_account;
             let secret = spec
