@@ -223,8 +223,14 @@ async fn remove_pods_of_set(client: &Client, set: &serde_json::Value, name: &str
 
 /// Deletes an object named `Kind namespace/name` or `Kind name`; a missing object is an error.
 /// An object `owner` did not make is a [`Collision`], unless the action says `--foreign` and
-/// the user allows it (`allow_foreign`, from `AUTHLAB_DELETE_FOREIGN=1`).
-pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: bool) -> Result<()> {
+/// the user allows it (`allow_foreign`, from `AUTHLAB_DELETE_FOREIGN=1`). True when the object
+/// is gone at once (false: it is being deleted gracefully, or waits for finalizers).
+pub async fn delete(
+    client: &Client,
+    owner: &Owner,
+    spec: &str,
+    allow_foreign: bool,
+) -> Result<bool> {
     let d = DeleteSpec::parse(spec).map_err(|why| anyhow!("`{spec}`: {why}"))?;
     let api_version = api_version_of(&d.kind).unwrap_or("v1");
     let ns = d.namespace.as_deref();
@@ -248,7 +254,11 @@ pub async fn delete(client: &Client, owner: &Owner, spec: &str, allow_foreign: b
     api.delete(&d.name, &params)
         .await
         .op(|| format!("deleting {what}"))?;
-    Ok(())
+    Ok(api
+        .get_opt(&d.name)
+        .await
+        .op(|| format!("reading {what}"))?
+        .is_none())
 }
 
 /// The objects of `kind` (in `ns`, for a namespaced kind), as the API returns them.

@@ -4,7 +4,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::{
-    authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec},
+    authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec,
+    },
     core::v1::{Pod, ServiceAccount},
 };
 use kube::{Api, Client, api::PostParams};
@@ -14,6 +16,49 @@ use crate::{
     case::model::{TokenKind, TokenSpec},
     sim::SimCluster,
 };
+
+/// Waits (at most `bound`) until the API server of `client` no longer authenticates `token`,
+/// after an object its validity rests on (its account, Secret or pod) is gone: the API server's
+/// authenticator reads those objects from its own informers, which a busy API server updates a
+/// moment after the deletion. Reviewed for the token's own audiences and `audiences`, plus one
+/// no one else asks for: the API server caches a successful review for a while by token and
+/// audiences, and the server under test must not meet this one's. True once rejected; false
+/// if it still authenticated at the end.
+pub async fn until_rejected(
+    client: &Client,
+    token: &str,
+    audiences: &[String],
+    bound: std::time::Duration,
+) -> Result<bool> {
+    let mut auds = crate::jwt::decode_unverified(token)
+        .map(|d| d.audiences())
+        .unwrap_or_default();
+    auds.extend(audiences.iter().cloned());
+    auds.push(format!("authlab-lookup-{}", uuid::Uuid::new_v4().simple()));
+    let review = TokenReview {
+        spec: TokenReviewSpec {
+            token: token.to_string(),
+            audiences: Some(auds),
+        },
+        ..Default::default()
+    };
+    let api: Api<TokenReview> = Api::all(client.clone());
+    let mut wait = crate::wait::Wait::new("the API server to reject the client token", bound)
+        .every(std::time::Duration::from_millis(100))
+        .start();
+    loop {
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .context("reviewing the client token")?;
+        if !answer.status.and_then(|s| s.authenticated).unwrap_or(false) {
+            return Ok(true);
+        }
+        if wait.tick().await.is_err() {
+            return Ok(false);
+        }
+    }
+}
 
 /// A key that signs hand-made tokens as a cluster does, with the issuer they carry.
 #[derive(Clone)]

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     case::model::ClusterAction,
-    cluster::objects,
+    cluster::{objects, tokens},
     evidence::{AuthObserved, Observed},
 };
 
@@ -155,13 +155,16 @@ async fn change_cluster(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<(
     let kube = &env.cluster.client;
     let owner = run.lab.clusters().owner();
     let allow_foreign = run.lab.settings().delete_foreign;
+    // Something the client token's validity may rest on is gone (or made anew).
+    let mut gone = false;
     for action in &run.trial.case.case.before_login {
         match action {
             ClusterAction::Delete(what) => {
-                objects::delete(kube, &owner, what, allow_foreign).await?
+                gone |= objects::delete(kube, &owner, what, allow_foreign).await?;
             }
             ClusterAction::RecreateServiceAccount(sa) => {
                 objects::recreate_service_account(kube, &owner, &sa.namespace, &sa.name).await?;
+                gone = true;
             }
             ClusterAction::Apply(obj) => {
                 for o in run.trial.case.objects_of(obj) {
@@ -183,8 +186,35 @@ async fn change_cluster(run: &mut Run<'_>, env: &Env, setup: &Setup) -> Result<(
             }
         }
     }
+    // A real API server sees a deletion in its authenticator a moment later (the sim at once):
+    // the login is made once it does, as a user's would be some time after the change.
+    if gone && env.cluster.sim.is_none() {
+        let mut audiences = run
+            .trial
+            .case
+            .case
+            .cluster
+            .settings
+            .api_audiences
+            .clone()
+            .unwrap_or_default();
+        audiences.push(env.cluster.issuer.clone());
+        let rejected =
+            tokens::until_rejected(kube, &setup.client_jwt, &audiences, GONE_WAIT).await?;
+        if !rejected {
+            tracing::debug!(
+                "{}: the client token is still authenticated {} s after the change",
+                run.trial.name,
+                GONE_WAIT.as_secs()
+            );
+        }
+    }
     Ok(())
 }
+
+/// Bound on waiting for a real API server to stop authenticating the client token once an
+/// object it rests on is gone.
+const GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The follow-up KV requests, made with the client token (each recorded as no answer when the
 /// login gave none).
