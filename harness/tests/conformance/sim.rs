@@ -346,6 +346,15 @@ pub fn objects_and_clients<'a>(env: &'a Env, _s: &'a Scratch) -> Fut<'a> {
         let applied = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ssa", "labels": {"a": "1"}}});
         let pp = PatchParams::apply("authlab").force();
         sas.patch("ssa", &pp, &Patch::Apply(&applied)).await?;
+        // Applies of one new object at once all succeed, as the API server's guaranteed
+        // update makes them (one creates it, the others apply to it).
+        let race =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "race"}});
+        let patch = Patch::Apply(&race);
+        let applies = (0..64).map(|_| sas.patch("race", &pp, &patch));
+        for r in futures_util::future::join_all(applies).await {
+            r.context("one of 64 concurrent applies of a new object")?;
+        }
         let merged = sas
             .patch(
                 "ssa",

@@ -531,33 +531,46 @@ fn patch(
         .unwrap_or("")
         .trim()
         .to_string();
-    let existing = core.store().get(kind, ns, name).cloned();
     match content_type.as_str() {
         "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
             let applied = parse_document(ctx.body)?;
-            match existing {
-                None => {
-                    let mut obj = applied;
-                    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                        meta.insert("name".into(), json!(name));
+            // As the API server's guaranteed update: an object another request created or
+            // changed between the read and the write is read again and applied to (two
+            // concurrent applies of one object both succeed, neither with a conflict).
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let existing = core.store().get(kind, ns, name).cloned();
+                let written = match existing {
+                    None => {
+                        let mut obj = applied.clone();
+                        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                            meta.insert("name".into(), json!(name));
+                        }
+                        create(core, kind, ns, obj).map(|o| (201, o))
                     }
-                    let created = create(core, kind, ns, obj)?;
-                    Ok(Reply::json(201, &created, ctx.pretty))
-                }
-                Some(mut current) => {
-                    let mut applied = applied;
-                    if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
-                        meta.remove("resourceVersion");
+                    Some(mut current) => {
+                        let mut applied = applied.clone();
+                        if let Some(meta) =
+                            applied.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
+                            meta.remove("resourceVersion");
+                        }
+                        merge_patch(&mut current, &applied);
+                        update(core, kind, ns, name, current).map(|o| (200, o))
                     }
-                    merge_patch(&mut current, &applied);
-                    let updated = update(core, kind, ns, name, current)?;
-                    Ok(Reply::json(200, &updated, ctx.pretty))
+                };
+                match written {
+                    Err(e) if e.code == 409 && tries < 5 => continue,
+                    Err(e) => return Err(e),
+                    Ok((code, obj)) => return Ok(Reply::json(code, &obj, ctx.pretty)),
                 }
             }
         }
         "application/merge-patch+json"
         | "application/strategic-merge-patch+json"
         | "application/json-patch+json" => {
+            let existing = core.store().get(kind, ns, name).cloned();
             let mut current =
                 existing.ok_or_else(|| ApiError::not_found(rt.group, rt.plural, name))?;
             let p: Value = serde_json::from_slice(ctx.body)
