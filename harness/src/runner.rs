@@ -202,22 +202,22 @@ pub fn order(cache_root: &Path, trials: &mut Vec<Trial>) {
 /// stands where its first trial stood; those that share with no one come last in it.
 pub fn by_world(trials: &mut Vec<Trial>) {
     let mut anchors: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    let keys: Vec<(usize, bool)> = trials
-        .iter()
+    let mut keyed: Vec<((usize, bool), Trial)> = trials
+        .drain(..)
         .enumerate()
         .map(|(i, t)| {
-            if t.cluster.is_shared() && t.not_applicable.is_none() {
-                let w = crate::cluster::share::World::of(t);
+            let key = if t.cluster.is_shared() && t.not_applicable.is_none() {
+                let w = crate::cluster::share::World::of(&t);
                 (*anchors.entry(w.group).or_insert(i), !w.shareable)
             } else {
                 (i, false)
-            }
+            };
+            (key, t)
         })
         .collect();
-    let mut order: Vec<usize> = (0..trials.len()).collect();
-    order.sort_by_key(|&i| keys[i]);
-    let mut taken: Vec<Option<Trial>> = std::mem::take(trials).into_iter().map(Some).collect();
-    trials.extend(order.into_iter().filter_map(|i| taken[i].take()));
+    // Stable: within a group, the order given.
+    keyed.sort_by_key(|(key, _)| *key);
+    trials.extend(keyed.into_iter().map(|(_, t)| t));
 }
 
 /// True for a trial that spends its time waiting — for the server to give up on an endpoint

@@ -305,6 +305,15 @@ pub struct TokenSpec {
     pub literal: Option<String>,
 }
 
+impl TokenSpec {
+    /// The name of the legacy token Secret made for it: `secret_name`, else `<account>-token`.
+    pub fn legacy_secret_name(&self) -> String {
+        self.secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-token", self.service_account.name))
+    }
+}
+
 /// External Secrets Operator as a client: a secret store that logs in with the client's service
 /// account and audiences, and an ExternalSecret that reads one secret of the trial's KV mount.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]

@@ -64,11 +64,7 @@ impl World {
         for t in case.reviewer.iter().chain(std::iter::once(&case.client)) {
             if t.token == crate::case::model::TokenKind::LegacySecret {
                 let sa = &t.service_account;
-                let secret = t
-                    .secret_name
-                    .clone()
-                    .unwrap_or_else(|| format!("{}-token", sa.name));
-                let id = format!("Secret {}/{secret}", sa.namespace);
+                let id = format!("Secret {}/{}", sa.namespace, t.legacy_secret_name());
                 texts.push(format!("{id} of {}", sa.name));
                 footprint.insert(id);
             }
@@ -120,15 +116,17 @@ impl World {
         }
     }
 
-    /// Whether a trial of this world may be on the cluster while one of `other` is.
+    /// Whether a trial of this world may be on the cluster while one of `other` is: they share
+    /// it, or they are [`World::apart`].
     pub fn beside(&self, other: &World) -> bool {
-        if self.shareable && other.shareable && self.group == other.group {
-            return true;
-        }
-        if self.footprint.contains(EVERYTHING) || other.footprint.contains(EVERYTHING) {
-            return false;
-        }
-        self.footprint.is_disjoint(&other.footprint)
+        (self.shareable && other.shareable && self.group == other.group) || self.apart(other)
+    }
+
+    /// Whether the two touch no name in common (nor does either touch everything).
+    pub fn apart(&self, other: &World) -> bool {
+        !self.footprint.contains(EVERYTHING)
+            && !other.footprint.contains(EVERYTHING)
+            && self.footprint.is_disjoint(&other.footprint)
     }
 }
 

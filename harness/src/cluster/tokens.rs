@@ -118,11 +118,7 @@ pub async fn obtain(
     match spec.token {
         TokenKind::Projected => projected(client, ns, name, spec).await,
         TokenKind::LegacySecret => {
-            let secret = spec
-                .secret_name
-                .clone()
-                .unwrap_or_else(|| format!("{name}-token"));
-            objects::legacy_token(client, owner, ns, name, &secret).await
+            objects::legacy_token(client, owner, ns, name, &spec.legacy_secret_name()).await
         }
         TokenKind::HandMade => hand_made(client, ns, name, spec, signers).await,
     }

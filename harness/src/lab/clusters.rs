@@ -41,7 +41,7 @@ pub struct Clusters {
     etcd: Once<String>,
     etcd_process: Mutex<Option<Etcd>>,
     /// A pool of API servers per distinct settings and listen address.
-    apiservers: Mutex<HashMap<String, Arc<apiservers::Pool>>>,
+    apiservers: super::pool::PoolMap<String, crate::cluster::external::ExternalCluster>,
     /// The run's trials per distinct settings, when the run said (sizes the pools).
     planned: Mutex<HashMap<String, usize>>,
     /// What the run's plan began before any trial needs it: each setting's first API server,
@@ -181,15 +181,9 @@ impl Clusters {
         let planned = locked(&self.planned)
             .get(&crate::cluster::apiserver::settings_key(settings))
             .copied();
-        let pool = locked(&self.apiservers)
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(apiservers::Pool::new(apiservers::pool_size(
-                    self.info.settings().apiservers,
-                    planned,
-                )))
-            })
-            .clone();
+        let pool = super::pool::pool_for(&self.apiservers, &key, || {
+            apiservers::pool_size(self.info.settings().apiservers, planned)
+        });
         Ok(pool.take().await)
     }
 

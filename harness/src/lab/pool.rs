@@ -3,14 +3,33 @@
 //! the Kind network (a trial's requests to the cluster are told apart by their source
 //! address). A pool only starts as many as ever were held at once.
 
-use std::sync::{Arc, Mutex};
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Arc, Mutex},
+};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::once::Once;
+use super::once::{Once, locked};
 
 /// One server of a pool: started on first use.
 pub type Server<T> = Arc<Once<T>>;
+
+/// Pools by key (setting, server version), each made on first use.
+pub type PoolMap<K, T> = Mutex<HashMap<K, Arc<Pool<T>>>>;
+
+/// The pool for `key` in `map`, made with `size()` servers on first use.
+pub fn pool_for<K: Hash + Eq + Clone, T>(
+    map: &PoolMap<K, T>,
+    key: &K,
+    size: impl FnOnce() -> usize,
+) -> Arc<Pool<T>> {
+    locked(map)
+        .entry(key.clone())
+        .or_insert_with(|| Arc::new(Pool::new(size())))
+        .clone()
+}
 
 /// The servers of one pool.
 pub struct Pool<T> {

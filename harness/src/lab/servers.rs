@@ -228,12 +228,7 @@ pub struct Servers {
     info: std::sync::Arc<super::RunInfo>,
     docker: std::sync::Arc<super::docker::Docker>,
     shared: OnceMap<ServerSpec, std::sync::Arc<ServerHandle>>,
-    kind_network: std::sync::Mutex<
-        std::collections::HashMap<
-            ServerSpec,
-            std::sync::Arc<super::pool::Pool<std::sync::Arc<ServerHandle>>>,
-        >,
-    >,
+    kind_network: super::pool::PoolMap<ServerSpec, std::sync::Arc<ServerHandle>>,
 }
 
 impl Servers {
@@ -314,12 +309,7 @@ impl Servers {
         &self,
         spec: &ServerSpec,
     ) -> anyhow::Result<(KindServer, std::sync::Arc<ServerHandle>)> {
-        let pool = super::once::locked(&self.kind_network)
-            .entry(spec.clone())
-            .or_insert_with(|| {
-                std::sync::Arc::new(super::pool::Pool::new(KIND_SERVERS_PER_VERSION))
-            })
-            .clone();
+        let pool = super::pool::pool_for(&self.kind_network, spec, || KIND_SERVERS_PER_VERSION);
         let member = pool.take().await;
         let server = once(member.server(), async {
             let network = self.info.settings().kind_network();

@@ -63,12 +63,12 @@ impl State {
             .present
             .values()
             .filter(on_cluster)
-            .all(|p| apart(world, &p.world));
+            .all(|p| world.apart(&p.world));
         let first = self
             .waiting
             .range(..ticket)
             .filter(|(_, (c, _))| c == cluster)
-            .all(|(_, (_, w))| apart(world, w) || (world.shareable && w == world));
+            .all(|(_, (_, w))| world.apart(w) || (world.shareable && w == world));
         if !(clear && first) {
             return None;
         }
@@ -85,14 +85,6 @@ impl State {
         );
         Some(id)
     }
-}
-
-/// Whether two different worlds may be on a cluster together (their footprints apart).
-fn apart(a: &World, b: &World) -> bool {
-    let (mut a, mut b) = (a.clone(), b.clone());
-    a.shareable = false;
-    b.shareable = false;
-    a.beside(&b)
 }
 
 impl Worlds {

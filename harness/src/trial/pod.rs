@@ -22,7 +22,7 @@ pub(super) async fn pod_server(
     reused: Option<crate::lab::servers::ServerHandle>,
 ) -> Result<crate::lab::servers::ServerHandle> {
     let kube = &cluster.client;
-    let sa = pod_account(trial);
+    let sa = trial.case.case.pod_account();
     let ns = sa.namespace.as_str();
     let pod_name = format!("{}-0", trial.server.flavour);
     let owner = lab.clusters().owner();
@@ -57,7 +57,7 @@ pub(super) async fn pod_server(
 
 /// The server's Pod object.
 pub(super) fn server_pod(trial: &Trial) -> serde_json::Value {
-    let sa = pod_account(trial);
+    let sa = trial.case.case.pod_account();
     let pod_name = format!("{}-0", trial.server.flavour);
     pod_object(trial, &sa.namespace, &sa.name, &pod_name)
 }
@@ -69,11 +69,6 @@ fn pod_object(trial: &Trial, ns: &str, sa: &str, pod_name: &str) -> serde_json::
         "spec": {"serviceAccountName": sa, "nodeName": "authlab-node",
                  "containers": [{"name": "server", "image": crate::container::image_tag(&trial.server)}]},
     })
-}
-
-/// The service account the server pod runs as.
-pub(super) fn pod_account(trial: &Trial) -> crate::case::model::ServiceAccountRef {
-    trial.case.case.pod_account()
 }
 
 /// A token of the pod's service account bound to the pod, as kubelet requests it.
@@ -109,7 +104,7 @@ pub(super) async fn cluster_pod_server(
     name: &str,
 ) -> Result<(crate::lab::servers::ServerHandle, Vec<serde_json::Value>)> {
     let (lab, trial) = (run.lab, run.trial);
-    let sa = pod_account(trial);
+    let sa = trial.case.case.pod_account();
     let image = lab.clusters().pod_image(&trial.server, ext).await?;
     let n = lab.next_id();
     let replaces = trial
@@ -179,7 +174,7 @@ pub(super) async fn renew_token(
     let trial = run.trial;
     let kube = &env.cluster.client;
     let owner = run.lab.clusters().owner();
-    let sa = pod_account(trial);
+    let sa = trial.case.case.pod_account();
     if let Some(pod) = setup.server.cluster_pod() {
         // A real pod: replaced, its StatefulSet makes a new one, whose token kubelet writes;
         // refreshed, what kubelet does at 80 % of the token's life, done now.

@@ -360,7 +360,7 @@ async fn shared_cluster(run: &mut Run<'_>) -> Result<(ClusterView, Option<Arc<Se
     });
     // The API server as the server reaches it, and the server as pods reach it.
     let (url, server_from_pods) = if let Some(pod) = &pod_server {
-        let ns = super::pod::pod_account(trial).namespace;
+        let ns = case.pod_account().namespace;
         (
             "https://kubernetes.default.svc".to_string(),
             Some(format!("http://{pod}.{ns}.svc:8200")),

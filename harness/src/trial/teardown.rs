@@ -114,13 +114,9 @@ async fn delete_applied(
         .chain(std::iter::once(&case.client))
         .filter(|spec| last && spec.token == TokenKind::LegacySecret)
         .map(|spec| {
-            let sa = &spec.service_account;
-            let secret = spec
-                .secret_name
-                .clone()
-                .unwrap_or_else(|| format!("{}-token", sa.name));
             serde_json::json!({"apiVersion": "v1", "kind": "Secret",
-                               "metadata": {"name": secret, "namespace": sa.namespace}})
+                               "metadata": {"name": spec.legacy_secret_name(),
+                                            "namespace": spec.service_account.namespace}})
         });
     let objects: Vec<serde_json::Value> = secrets
         .chain(pod.into_iter().rev())
